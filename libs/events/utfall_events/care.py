@@ -1,0 +1,212 @@
+"""Care events: what providers send (with the personnummer) and what ingest publishes (pseudonymised).
+
+Inbound models (`*DataV1`) are the provider contract of SPEC section 3. Published models (`Published*V1`)
+are what `care.events.v1` carries: the personnummer is replaced by `subject_ref`, and `birth_year`, `sex`
+and `age_at_start` are derived from it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
+
+from .vocabulary import (
+    CareType,
+    Destination,
+    EndReason,
+    FollowupMonth,
+    LegalBasis,
+    LivingSituation,
+    Sex,
+    TargetGroup,
+)
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _require_iso_date(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        return value  # pydantic then rejects impossible dates such as 2023-02-30
+    raise ValueError("must be a calendar date written YYYY-MM-DD")
+
+
+IsoDate = Annotated[date, BeforeValidator(_require_iso_date)]
+EpisodeId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+ProviderId = Annotated[str, StringConstraints(min_length=2, max_length=63, pattern=r"^[a-z0-9][a-z0-9\-]+$")]
+UnitId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+MunicipalityCode = Annotated[str, StringConstraints(pattern=r"^\d{4}$")]
+PersonId = Annotated[
+    str,
+    StringConstraints(pattern=r"^\d{8}-?\d{4}$"),
+    Field(description="Personnummer or samordningsnummer, 12 digits (YYYYMMDDNNNC), optional hyphen"),
+]
+SubjectRef = Annotated[str, StringConstraints(pattern=r"^v\d+:[A-Z2-7]+$")]
+Unknowable = StrictBool | None
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlacementStartedDataV1(_Data):
+    """`se.utfall.placement.started.v1`: a young person is placed with a provider."""
+
+    episode_id: EpisodeId
+    person_id: PersonId
+    provider_id: ProviderId
+    unit_id: UnitId
+    municipality_code: MunicipalityCode = Field(description="SCB code of the placing municipality")
+    care_type: CareType
+    legal_basis: LegalBasis
+    target_group: TargetGroup
+    start_date: IsoDate
+
+
+class PlacementEndedDataV1(_Data):
+    """`se.utfall.placement.ended.v1`: the placement ends (discharge)."""
+
+    episode_id: EpisodeId
+    end_date: IsoDate
+    end_reason: EndReason
+    destination: Destination
+
+
+class FollowupRecordedDataV1(_Data):
+    """`se.utfall.followup.recorded.v1`: a follow-up 6, 12 or 24 months after discharge."""
+
+    episode_id: EpisodeId
+    followup_month: FollowupMonth
+    assessed_on: IsoDate
+    living_situation: LivingSituation
+    in_education_or_work: Unknowable = None
+    replaced_since_discharge: Unknowable = None
+    offending: Unknowable = None
+    substance_misuse: Unknowable = None
+
+
+class EventRetractedDataV1(_Data):
+    """`se.utfall.event.retracted.v1`: the named event no longer counts; a corrected one may follow."""
+
+    retracted_event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+# --- published on care.events.v1 (no personnummer) -------------------------------------------------
+
+
+class _Published(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject_ref: SubjectRef = Field(description="Keyed HMAC-SHA256 pseudonym of the person, versioned")
+    provider_id: ProviderId
+    episode_id: EpisodeId
+
+
+class PublishedPlacementStartedV1(_Published):
+    birth_year: int
+    sex: Sex
+    age_at_start: int = Field(ge=0, le=20)
+    unit_id: UnitId
+    municipality_code: MunicipalityCode
+    care_type: CareType
+    legal_basis: LegalBasis
+    target_group: TargetGroup
+    start_date: date
+
+
+class PublishedPlacementEndedV1(_Published):
+    end_date: date
+    end_reason: EndReason
+    destination: Destination
+
+
+class PublishedFollowupRecordedV1(_Published):
+    followup_month: FollowupMonth
+    assessed_on: date
+    living_situation: LivingSituation
+    in_education_or_work: bool | None = None
+    replaced_since_discharge: bool | None = None
+    offending: bool | None = None
+    substance_misuse: bool | None = None
+
+
+class PublishedEventRetractedV1(_Published):
+    retracted_event_id: str
+    retracted_event_type: str
+    reason: str
+
+
+PublishedData = (
+    PublishedPlacementStartedV1
+    | PublishedPlacementEndedV1
+    | PublishedFollowupRecordedV1
+    | PublishedEventRetractedV1
+)
+
+
+class CareEventV1(BaseModel):
+    """One message on `care.events.v1`: CloudEvents attributes plus the pseudonymised data.
+
+    On Kafka the attributes travel as binary-mode `ce_*` headers and `data` is the JSON value; this model
+    is the decoded whole, used by consumers and by the JSON Schema.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    source: str
+    type: Literal[
+        "se.utfall.placement.started.v1",
+        "se.utfall.placement.ended.v1",
+        "se.utfall.followup.recorded.v1",
+        "se.utfall.event.retracted.v1",
+    ]
+    time: datetime
+    subject: str = Field(description="The episode id")
+    ingested_at: datetime
+    data: dict[str, Any]
+
+
+PUBLISHED_MODEL_BY_TYPE: dict[str, type[_Published]] = {
+    "se.utfall.placement.started.v1": PublishedPlacementStartedV1,
+    "se.utfall.placement.ended.v1": PublishedPlacementEndedV1,
+    "se.utfall.followup.recorded.v1": PublishedFollowupRecordedV1,
+    "se.utfall.event.retracted.v1": PublishedEventRetractedV1,
+}
+
+INBOUND_MODEL_BY_TYPE: dict[str, type[_Data]] = {
+    "se.utfall.placement.started.v1": PlacementStartedDataV1,
+    "se.utfall.placement.ended.v1": PlacementEndedDataV1,
+    "se.utfall.followup.recorded.v1": FollowupRecordedDataV1,
+    "se.utfall.event.retracted.v1": EventRetractedDataV1,
+}
+
+
+class RejectedEventV1(BaseModel):
+    """One message on `care.events.rejected.v1`: why an event was refused. Never holds a personnummer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str | None = Field(description="The provider's event id, if it could be read")
+    source: str | None
+    type: str | None
+    channel: Literal["http", "kafka"]
+    reasons: list[RejectionReason]
+    rejected_at: datetime
+    raw_position: str | None = Field(default=None, description="topic/partition/offset for raw-topic input")
+
+
+class RejectionReason(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str = Field(description="JSON pointer-like path of the offending field, or '' for the event")
+    code: str
+    message: str
+
+
+RejectedEventV1.model_rebuild()

@@ -1,0 +1,62 @@
+"""Decoding binary-mode CloudEvents records of `care.events.v1` (headers ce_*, JSON data value)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from .care import PUBLISHED_MODEL_BY_TYPE
+
+
+class UndecodableEvent(ValueError):
+    """A record that does not hold a care event: a poison message for any consumer."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedCareEvent:
+    source: str
+    event_id: str
+    type: str
+    time: datetime
+    ingested_at: datetime | None
+    subject_ref: str
+    provider_id: str
+    episode_id: str
+    data: dict[str, Any]
+
+
+def _header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name and value is not None:
+            try:
+                return bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def decode_care_event(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> DecodedCareEvent:
+    event_id = _header(headers, "ce_id")
+    source = _header(headers, "ce_source")
+    type_ = _header(headers, "ce_type")
+    time = _header(headers, "ce_time")
+    if not (event_id and source and type_ and time and value):
+        raise UndecodableEvent("missing CloudEvents attributes or value")
+    model = PUBLISHED_MODEL_BY_TYPE.get(type_)
+    if model is None:
+        raise UndecodableEvent("unknown care event type")
+    try:
+        data = orjson.loads(value)
+        model.model_validate(data)
+        ingested = _header(headers, "ce_ingestedat")
+        return DecodedCareEvent(
+            source, event_id, type_, datetime.fromisoformat(time),
+            datetime.fromisoformat(ingested) if ingested else None,
+            str(data["subject_ref"]), str(data["provider_id"]), str(data["episode_id"]), data,
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
+        raise UndecodableEvent(f"undecodable care event: {type(exc).__name__}") from None

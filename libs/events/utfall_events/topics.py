@@ -1,0 +1,38 @@
+"""Topic names and their layout: the one place every service takes them from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    compacted: bool = False
+    retention_ms: int = -1  # keep forever: measures rebuilds replay care.events.v1 from the start
+
+
+CARE_EVENTS_RAW = "care.events.raw.v1"
+CARE_EVENTS = "care.events.v1"
+CARE_EVENTS_REJECTED = "care.events.rejected.v1"
+OUTCOMES = "outcomes.v1"
+PAYMENTS = "payments.v1"
+AGGREGATES = "aggregates.v1"
+API_KEYS = "auth.keys.v1"
+CONTRACT_COMMANDS = "contracts.commands.v1"
+MEASURES_DEADLETTER = "measures.deadletter.v1"
+CONTRACTS_DEADLETTER = "contracts.deadletter.v1"
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(CARE_EVENTS_RAW, 6),
+    TopicSpec(CARE_EVENTS, 6),
+    TopicSpec(CARE_EVENTS_REJECTED, 3),
+    TopicSpec(OUTCOMES, 6),
+    TopicSpec(PAYMENTS, 3),
+    TopicSpec(AGGREGATES, 3),
+    TopicSpec(API_KEYS, 1, compacted=True),
+    TopicSpec(CONTRACT_COMMANDS, 1),
+    TopicSpec(MEASURES_DEADLETTER, 1),
+    TopicSpec(CONTRACTS_DEADLETTER, 1),
+)

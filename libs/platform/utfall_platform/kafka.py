@@ -1,0 +1,202 @@
+"""Kafka wiring: the FastStream broker factory, topic creation, and a consumer-lag sampler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+
+from utfall_events.topics import ALL_TOPICS, TopicSpec
+
+from . import metrics
+from .consumer import CommitPolicy, TransactionalBatchConsumer, records_of
+from .settings import PlatformSettings
+
+log = logging.getLogger(__name__)
+
+
+def make_broker(settings: PlatformSettings, service: str) -> KafkaBroker:
+    """A FastStream broker (not yet connected): Prometheus middleware, idempotent producer."""
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        client_id=f"utfall-{service}",
+        middlewares=[KafkaPrometheusMiddleware(registry=metrics.registry, app_name=f"utfall-{service}")],
+        logger=logging.getLogger(f"utfall.{service}.kafka"),
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        compression_type="lz4",
+        graceful_timeout=10.0,
+    )
+
+
+def subscribe_transactional(
+    broker: KafkaBroker,
+    topic: str,
+    *,
+    group_id: str,
+    consumer: Callable[[], TransactionalBatchConsumer],
+    settings: PlatformSettings,
+    commit_policy: CommitPolicy | None = None,
+    max_records: int | None = None,
+) -> Any:
+    """Register a batch subscriber whose records go through a TransactionalBatchConsumer.
+
+    `consumer` is called per batch so the service can build it once its pool exists (nothing connects at
+    import or wiring time). Offsets are acknowledged to Kafka only after the database commit.
+    """
+    policy = commit_policy or CommitPolicy()
+    listener = SeekToStoredPositions(lambda: consumer())
+
+    subscriber = broker.subscriber(
+        topic,
+        group_id=group_id,
+        batch=True,
+        max_records=max_records or settings.consumer_max_records,
+        batch_timeout_ms=settings.consumer_batch_timeout_ms,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        session_timeout_ms=15000,
+        heartbeat_interval_ms=3000,
+        max_poll_interval_ms=300000,
+        listener=listener,
+    )
+    listener.subscriber = subscriber
+
+    @subscriber
+    async def handle(message: KafkaMessage) -> None:
+        await consumer().process(records_of(message.raw_message))
+        if policy.should_commit():
+            await message.ack()
+
+    return subscriber
+
+
+class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, start each partition where Postgres says this consumer stopped (the truth).
+
+    Kafka's committed offsets are then only a monitoring hint, and dropping a projection together with its
+    positions (a rebuild) replays the topic from the beginning.
+    """
+
+    def __init__(self, consumer: Callable[[], TransactionalBatchConsumer]) -> None:
+        self.consumer = consumer
+        self.subscriber: Any = None
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        kafka_consumer = getattr(self.subscriber, "consumer", None)
+        if kafka_consumer is None or not assigned:
+            return
+        stored = await self.consumer().stored_positions([(tp.topic, tp.partition) for tp in assigned])
+        from_start = []
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                from_start.append(tp)
+            else:
+                kafka_consumer.seek(tp, offset)
+        if from_start:
+            await kafka_consumer.seek_to_beginning(*from_start)
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec] = ALL_TOPICS) -> list[str]:
+    """Create missing topics (idempotent); returns those created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="utfall-topics")
+    await admin.start()
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in topics if t.name not in existing]
+        for spec in wanted:
+            config = {"retention.ms": str(spec.retention_ms)}
+            if spec.compacted:
+                config = {"cleanup.policy": "compact"}
+            try:
+                await admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, 1, topic_configs=config)]
+                )
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+    return created
+
+
+class LagSampler:
+    """Samples end offsets against the positions a consumer committed in Postgres (the truth)."""
+
+    def __init__(
+        self, *, service: str, bootstrap: str, pool: asyncpg.Pool, schema: str, consumers: dict[str, str],
+        interval: float = 5.0,
+    ) -> None:
+        self.service = service
+        self.bootstrap = bootstrap
+        self.pool = pool
+        self.schema = schema
+        self.consumers = consumers  # consumer name -> topic
+        self.interval = interval
+        self.last: dict[tuple[str, int], int] = {}
+
+    async def run(self) -> None:
+        client: AIOKafkaConsumer | None = None
+        try:
+            while True:
+                try:
+                    if client is None:
+                        client = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, isolation_level="read_committed")
+                        await client.start()
+                    await self.sample(client)
+                except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.debug("lag sample failed: %r", exc)
+                    if client is not None:
+                        await client.stop()
+                        client = None
+                await asyncio.sleep(self.interval)
+        finally:
+            if client is not None:
+                await client.stop()
+
+    async def sample(self, client: AIOKafkaConsumer) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        for name, topic in self.consumers.items():
+            parts = client.partitions_for_topic(topic)
+            if not parts:
+                await client._client.force_metadata_update()  # noqa: SLF001
+                parts = client.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not tps:
+                continue
+            ends = await client.end_offsets(tps)
+            rows = await self.pool.fetch(
+                f'SELECT partition, next_offset FROM "{self.schema}".consumer_positions '
+                "WHERE consumer = $1 AND topic = $2",
+                name,
+                topic,
+            )
+            done = {r["partition"]: r["next_offset"] for r in rows}
+            for tp in tps:
+                # end offsets count transaction markers, so a fully caught-up partition may show 1-2
+                lag = max(0, ends[tp] - done.get(tp.partition, 0))
+                out[(topic, tp.partition)] = lag
+                metrics.CONSUMER_LAG.labels(self.service, topic, str(tp.partition)).set(lag)
+        self.last = out
+        return out
+
+
+Starter = Callable[[], Awaitable[None]]

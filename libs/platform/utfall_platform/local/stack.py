@@ -1,0 +1,289 @@
+"""The whole stack on one machine, no Docker engine: a real Apache Kafka (KRaft) and PostgreSQL, the four
+services as processes, and the demo provider. `make run` runs `utfall-local run`; end-to-end tests use
+LocalStack directly (random ports, throwaway data)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from .kafka import LocalKafka
+from .paths import free_port, state_dir
+from .postgres import GATEWAY_ROLE, LocalPostgres
+from .procs import spawn, terminate
+
+SERVICES = ("ingest", "measures", "contracts", "gateway")
+DEFAULT_PORTS = {"gateway": 8080, "ingest": 8081, "measures": 8082, "contracts": 8083}
+COLOURS = {"ingest": "36", "measures": "35", "contracts": "33", "gateway": "32", "demo": "34", "kafka": "90"}
+DEMO_PROVIDERS = (
+    "hvb-eken", "hvb-bjorken", "hvb-granen", "hvb-linden", "familjehem-vast", "familjehem-norr",
+    "stodboende-vast", "stodboende-syd", "sis-ljungen", "oppenvard-mitt",
+)
+
+
+def _pump(name: str, stream: IO[bytes], sink: IO[str] | None, colour: bool) -> None:
+    prefix = f"\x1b[{COLOURS.get(name, '0')}m{name:>9} |\x1b[0m " if colour else f"{name:>9} | "
+    for raw in iter(stream.readline, b""):
+        if sink is not None:
+            sink.write(prefix + raw.decode("utf-8", "replace"))
+            sink.flush()
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class LocalStack:
+    def __init__(
+        self,
+        base: Path,
+        *,
+        kafka_port: int | None = None,
+        postgres_port: int | None = None,
+        ports: dict[str, int] | None = None,
+        durable: bool = True,
+        log_sink: IO[str] | None = sys.stdout,
+        colour: bool = False,
+        extra_env: dict[str, str] | None = None,
+        kafka_bootstrap: str | None = None,
+        database_url: str | None = None,
+    ) -> None:
+        self.base = base
+        self.kafka = None if kafka_bootstrap else LocalKafka(base / "kafka", port=kafka_port)
+        self.postgres = None if database_url else LocalPostgres(base / "postgres", port=postgres_port, durable=durable)
+        self._bootstrap = kafka_bootstrap
+        self._database_url = database_url
+        ports = ports or {name: free_port() for name in SERVICES}
+        self.services = {name: ServiceProcess(name, ports[name]) for name in SERVICES}
+        self.log_sink = log_sink
+        self.colour = colour
+        self.extra_env = extra_env or {}
+        self.threads: list[threading.Thread] = []
+        self.others: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def bootstrap(self) -> str:
+        return self._bootstrap or (self.kafka.bootstrap if self.kafka else "")
+
+    @property
+    def database_url(self) -> str:
+        return self._database_url or (self.postgres.dsn() if self.postgres else "")
+
+    @property
+    def gateway_database_url(self) -> str:
+        if self.postgres is not None:
+            return self.postgres.dsn(GATEWAY_ROLE)
+        return os.environ.get("UTFALL_GATEWAY_DATABASE_URL", self.database_url)
+
+    def start_infrastructure(self) -> None:
+        if self.postgres is not None:
+            self.postgres.start()
+        if self.kafka is not None:
+            self.kafka.start()
+        from ..kafka import ensure_topics
+
+        asyncio.run(ensure_topics(self.bootstrap))
+
+    def service_env(self, name: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "UTFALL_KAFKA_BOOTSTRAP": self.bootstrap,
+            "UTFALL_DATABASE_URL": self.database_url,
+            "UTFALL_GATEWAY_DATABASE_URL": self.gateway_database_url,
+            "UTFALL_PORT": str(self.services[name].port),
+            "UTFALL_HOST": "127.0.0.1",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def start_service(self, name: str) -> ServiceProcess:
+        svc = self.services[name]
+        svc.env = self.service_env(name)
+        svc.proc = spawn([sys.executable, "-m", f"utfall_{name}.app"], env=svc.env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+        self._follow(name, svc.proc)
+        return svc
+
+    def _follow(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        thread = threading.Thread(target=_pump, args=(name, proc.stdout, self.log_sink, self.colour), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def wait_ready(self, names: tuple[str, ...] = SERVICES, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        for name in names:
+            svc = self.services[name]
+            while True:
+                if svc.proc is not None and svc.proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {svc.proc.returncode}")
+                try:
+                    with urllib.request.urlopen(f"{svc.url}/ready", timeout=2) as response:  # noqa: S310
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not ready after {timeout}s")
+                time.sleep(0.2)
+
+    def start(self, services: tuple[str, ...] = SERVICES) -> None:
+        self.start_infrastructure()
+        for name in services:
+            self.start_service(name)
+        self.wait_ready(services)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a service, mid-whatever it is doing."""
+        svc = self.services[name]
+        if svc.proc is not None and svc.proc.poll() is None:
+            os.killpg(svc.proc.pid, signal.SIGKILL)
+            svc.proc.wait()
+
+    def restart(self, name: str) -> None:
+        self.stop_service(name)
+        self.start_service(name)
+        self.wait_ready((name,))
+
+    def stop_service(self, name: str) -> None:
+        svc = self.services[name]
+        if svc.proc is not None:
+            terminate(svc.proc)
+            svc.proc = None
+
+    def run_other(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        proc = spawn(args, env=env or self.service_env("gateway"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._follow(name, proc)
+        self.others[name] = proc
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.others.values():
+            terminate(proc)
+        for name in reversed(SERVICES):
+            self.stop_service(name)
+        if self.kafka is not None:
+            self.kafka.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def _demo_keys(stack: LocalStack, path: Path) -> dict[str, object]:
+    """Keys for the demo: one per demo provider, an operator, a municipality and a finance key. Kept in the
+    state folder, so a restarted `make run` reuses them (they live on the auth.keys.v1 topic)."""
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    from ..apikeys import generate_key, publish_keys
+    from ..clock import SystemClock
+
+    now = SystemClock().now()
+    providers = {p: generate_key("provider", now=now, provider_id=p, label="demo") for p in DEMO_PROVIDERS}
+    operator = generate_key("operator", now=now, label="demo operator")
+    municipality = generate_key("municipality", now=now, municipality_code="0180", label="Stockholms stad")
+    finance = generate_key("finance", now=now, funder="stiftelsen-sociala-investeringar", label="demo funder")
+    records = [k.record for k in (*providers.values(), operator, municipality, finance)]
+    asyncio.run(publish_keys(stack.bootstrap, records))
+    keys: dict[str, object] = {
+        "providers": {p: k.secret for p, k in providers.items()},
+        "operator": operator.secret, "municipality_0180": municipality.secret,
+        "finance_stiftelsen-sociala-investeringar": finance.secret,
+    }
+    path.write_text(json.dumps(keys, indent=2))
+    path.chmod(0o600)
+    return keys
+
+
+def run(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="utfall-local run")
+    parser.add_argument("--fresh", action="store_true", help="delete the local state first")
+    args = parser.parse_args(argv)
+    base = state_dir() / "local"
+    if args.fresh:
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+    started = time.monotonic()
+    env_port = {name: int(os.environ.get(f"UTFALL_{name.upper()}_PORT", DEFAULT_PORTS[name])) for name in SERVICES}
+    stack = LocalStack(base, kafka_port=int(os.environ.get("UTFALL_KAFKA_PORT", 9092)),
+                       postgres_port=int(os.environ.get("UTFALL_POSTGRES_PORT", 5433)), ports=env_port,
+                       colour=sys.stdout.isatty())
+    stop = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print("starting PostgreSQL and Apache Kafka (KRaft) ...", flush=True)
+        stack.start_infrastructure()
+        print(f"  kafka     {stack.bootstrap}\n  postgres  {stack.database_url}", flush=True)
+        for name in SERVICES:
+            stack.start_service(name)
+        stack.wait_ready()
+        keys = _demo_keys(stack, base / "demo-keys.json")
+        provider_keys_file = base / "demo-provider-keys.json"
+        provider_keys_file.write_text(json.dumps(keys["providers"]))
+        if os.environ.get("UTFALL_DEMO", "1") != "0":
+            stack.run_other("demo", [sys.executable, "-m", "utfall_synthetic.cli", "demo",
+                                     "--url", stack.services["ingest"].url, "--kafka", stack.bootstrap,
+                                     "--keys", str(provider_keys_file)])
+        print(
+            "\nUtfall is running (started in %.1fs):\n"
+            "  public comparison page   %s/\n"
+            "  gateway API docs         %s/docs   (OpenAPI: %s/openapi.json)\n"
+            "  ingest (POST /v1/events) %s/docs\n"
+            "  measures, contracts      %s/ready, %s/ready\n"
+            "  metrics                  /metrics on every service (see deploy/prometheus)\n"
+            "  demo keys                %s (operator key: %s)\n"
+            "Ctrl-C stops everything.\n"
+            % (time.monotonic() - started, stack.services["gateway"].url, stack.services["gateway"].url,
+               stack.services["gateway"].url, stack.services["ingest"].url, stack.services["measures"].url,
+               stack.services["contracts"].url, base / "demo-keys.json", keys["operator"]),
+            flush=True,
+        )
+        while not stop.is_set():
+            for name, svc in stack.services.items():
+                if svc.proc is not None and svc.proc.poll() is not None:
+                    print(f"{name} exited ({svc.proc.returncode}); restarting", flush=True)
+                    stack.start_service(name)
+            stop.wait(1.0)
+    finally:
+        print("\nstopping ...", flush=True)
+        stack.stop()
+        print("stopped.", flush=True)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "run":
+        run(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "fetch":
+        from .kafka import fetch_jars
+
+        print(fetch_jars())
+    else:
+        raise SystemExit("usage: utfall-local run [--fresh] | utfall-local fetch")
+
+
+if __name__ == "__main__":
+    main()

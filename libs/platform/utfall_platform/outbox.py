@@ -1,0 +1,282 @@
+"""Transactional outbox: rows written in the same transaction as the state they describe, relayed to Kafka.
+
+Publishing is exactly-once as seen by read_committed consumers:
+- one relay per schema at a time (a Postgres advisory lock held on a dedicated connection), using a
+  transactional producer whose fixed transactional id fences any zombie predecessor;
+- each relay batch is one Kafka transaction, then its rows are marked sent in Postgres;
+- a crash between the Kafka commit and the Postgres update leaves rows unsent that are already on Kafka.
+  On start the relay reads the tail of every partition it writes (only it writes those topics), collects
+  the `utfall-outbox-id` headers it finds, and marks those rows sent instead of sending them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from . import metrics
+from .db import TRANSIENT_PG_ERRORS
+
+log = logging.getLogger(__name__)
+
+OUTBOX_ID_HEADER = "utfall-outbox-id"
+OUTBOX_SCHEMA_HEADER = "utfall-outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+def platform_ddl(schema: str) -> str:
+    """Tables every service schema has: the outbox and the consumers' positions."""
+    return f"""
+    CREATE TABLE IF NOT EXISTS "{schema}".outbox (
+        id bigserial PRIMARY KEY,
+        topic text NOT NULL,
+        key bytea,
+        value bytea NOT NULL,
+        headers text[] NOT NULL DEFAULT '{{}}',
+        created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        sent_at timestamptz
+    );
+    CREATE INDEX IF NOT EXISTS outbox_unsent ON "{schema}".outbox (id) WHERE sent_at IS NULL;
+    CREATE TABLE IF NOT EXISTS "{schema}".consumer_positions (
+        consumer text NOT NULL,
+        topic text NOT NULL,
+        partition int NOT NULL,
+        next_offset bigint NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (consumer, topic, partition)
+    );
+    CREATE OR REPLACE FUNCTION "{schema}".outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_notify('{schema}_outbox', ''); RETURN NULL; END $$;
+    DROP TRIGGER IF EXISTS outbox_notify ON "{schema}".outbox;
+    CREATE TRIGGER outbox_notify AFTER INSERT ON "{schema}".outbox
+        FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".outbox_notify();
+    """
+
+
+def _encode_headers(headers: Iterable[tuple[str, bytes]]) -> list[str]:
+    # name and value flattened into one text[]: [n1, v1, n2, v2, ...]; header values are always text here
+    flat: list[str] = []
+    for name, value in headers:
+        flat.append(name)
+        flat.append(value.decode("utf-8"))
+    return flat
+
+
+async def enqueue(conn: asyncpg.Connection, schema: str, messages: Sequence[OutboxMessage]) -> None:
+    """Write messages to the outbox inside the caller's transaction (one set-based insert)."""
+    if not messages:
+        return
+    await conn.execute(
+        f'INSERT INTO "{schema}".outbox (topic, key, value, headers) '
+        "SELECT t, k, v, coalesce(string_to_array(h, chr(31)), '{}') "
+        "FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[]) AS u(t, k, v, h)",
+        [m.topic for m in messages],
+        [m.key for m in messages],
+        [m.value for m in messages],
+        ["\x1f".join(_encode_headers(m.headers)) if m.headers else None for m in messages],
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        dsn: str,
+        schema: str,
+        bootstrap: str,
+        batch_size: int = 2000,
+        idle_poll_seconds: float = 1.0,
+        linger_ms: int = 5,
+        instance: str = "",
+    ) -> None:
+        self.pool = pool
+        self.dsn = dsn
+        self.schema = schema
+        self.bootstrap = bootstrap
+        self.batch_size = batch_size
+        self.idle_poll_seconds = idle_poll_seconds
+        self.linger_ms = linger_ms
+        # One writer per (deployment, schema): the id fences a zombie predecessor; the header marks its rows.
+        self.identity = f"{instance}/{schema}" if instance else schema
+        self.transactional_id = f"utfall-outbox-{self.identity.replace('/', '-')}"
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self.is_leader = False
+        self.published_total = 0
+
+    async def run(self) -> None:
+        """Relay until cancelled; transient faults (broker or database down) are retried with backoff."""
+        backoff = 0.2
+        while not self._stopping:
+            try:
+                await self._lead()
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except (KafkaError, *TRANSIENT_PG_ERRORS) as exc:
+                self.is_leader = False
+                log.warning("outbox relay %s: transient fault %r; retrying in %.1fs", self.schema, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _lead(self) -> None:
+        lock_conn: asyncpg.Connection = await asyncpg.connect(self.dsn)
+        try:
+            lock_key = zlib.crc32(self.transactional_id.encode())
+            while not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
+                await asyncio.sleep(1.0)  # another replica relays; stand by
+            await lock_conn.add_listener(f"{self.schema}_outbox", self._on_notify)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                transactional_id=self.transactional_id,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=self.linger_ms,
+                max_batch_size=256 * 1024,
+                compression_type="lz4",
+                request_timeout_ms=15000,
+            )
+            await producer.start()
+            try:
+                self.is_leader = True
+                await self._recover()
+                while not self._stopping:
+                    sent = await self._relay_once(producer)
+                    if sent < self.batch_size:
+                        self._wakeup.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wakeup.wait(), self.idle_poll_seconds)
+                    if lock_conn.is_closed():
+                        raise ConnectionError("outbox lock connection lost")
+            finally:
+                self.is_leader = False
+                await producer.stop()
+        finally:
+            with contextlib.suppress(Exception):
+                await lock_conn.close()
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wakeup.set()
+
+    async def _relay_once(self, producer: AIOKafkaProducer) -> int:
+        rows = await self.pool.fetch(
+            f'SELECT id, topic, key, value, headers FROM "{self.schema}".outbox '
+            "WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+            self.batch_size,
+        )
+        if not rows:
+            await self._observe_backlog()
+            return 0
+        schema_header = (OUTBOX_SCHEMA_HEADER, self.identity.encode())
+        async with producer.transaction():
+            futures = []
+            for row in rows:
+                flat = row["headers"] or []
+                headers = [(flat[i], flat[i + 1].encode()) for i in range(0, len(flat), 2)]
+                headers.append((OUTBOX_ID_HEADER, str(row["id"]).encode()))
+                headers.append(schema_header)
+                futures.append(
+                    await producer.send(row["topic"], value=row["value"], key=row["key"], headers=headers)
+                )
+            await asyncio.gather(*futures)
+        ids = [row["id"] for row in rows]
+        await self.pool.execute(
+            f'UPDATE "{self.schema}".outbox SET sent_at = clock_timestamp() WHERE id = ANY($1::bigint[])', ids
+        )
+        self.published_total += len(rows)
+        for topic in {row["topic"] for row in rows}:
+            metrics.OUTBOX_PUBLISHED.labels(self.schema, topic).inc(sum(1 for r in rows if r["topic"] == topic))
+        await self._observe_backlog()
+        return len(rows)
+
+    async def _observe_backlog(self) -> None:
+        row = await self.pool.fetchrow(
+            f'SELECT count(*) AS n, extract(epoch FROM clock_timestamp() - min(created_at)) AS age '
+            f'FROM "{self.schema}".outbox WHERE sent_at IS NULL'
+        )
+        metrics.OUTBOX_BACKLOG.labels(self.schema).set(row["n"] if row else 0)
+        metrics.OUTBOX_OLDEST_AGE.labels(self.schema).set(float(row["age"] or 0) if row else 0)
+
+    async def _recover(self) -> None:
+        """Mark as sent the unsent rows that a crashed predecessor already committed to Kafka."""
+        pending = await self.pool.fetch(
+            f'SELECT DISTINCT topic FROM "{self.schema}".outbox WHERE sent_at IS NULL'
+        )
+        if not pending:
+            return
+        topics = [r["topic"] for r in pending]
+        found = await read_outbox_ids_at_tail(self.bootstrap, topics, self.identity, self.batch_size + 16)
+        if found:
+            result = await self.pool.execute(
+                f'UPDATE "{self.schema}".outbox SET sent_at = clock_timestamp() '
+                "WHERE sent_at IS NULL AND id = ANY($1::bigint[])",
+                sorted(found),
+            )
+            log.warning("outbox relay %s: recovered %s rows already on Kafka", self.schema, result)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+
+
+async def read_outbox_ids_at_tail(bootstrap: str, topics: list[str], identity: str, depth: int) -> set[int]:
+    """The outbox ids of the last `depth` committed records of every partition of the topics."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    found: set[int] = set()
+    try:
+        partitions = [
+            TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - first metadata fetch
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in sorted(consumer.partitions_for_topic(topic) or [])
+            ]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        begins = await consumer.beginning_offsets(partitions)
+        remaining = {}
+        for tp in partitions:
+            start = max(begins[tp], ends[tp] - depth)
+            if ends[tp] > start:
+                consumer.seek(tp, start)
+                remaining[tp] = ends[tp]
+        deadline = time.monotonic() + 30
+        while remaining and time.monotonic() < deadline:
+            batch = await consumer.getmany(*remaining.keys(), timeout_ms=500)
+            for tp, records in batch.items():
+                for record in records:
+                    headers = dict(record.headers or ())
+                    if headers.get(OUTBOX_SCHEMA_HEADER) == identity.encode() and OUTBOX_ID_HEADER in headers:
+                        found.add(int(headers[OUTBOX_ID_HEADER]))
+            for tp in list(remaining):
+                if await consumer.position(tp) >= remaining[tp]:
+                    del remaining[tp]
+        if remaining:
+            raise TimeoutError(f"could not read the tail of {sorted(map(str, remaining))}")
+    finally:
+        await consumer.stop()
+    return found

@@ -1,0 +1,99 @@
+"""RFC 9457 problem details for every HTTP error of every service."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .redaction import redact
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://utfall.se/problems/"
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    409: "Conflict",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class Problem(Exception):
+    """Raise to answer with a problem document."""
+
+    def __init__(self, status: int, slug: str, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.detail = detail
+        self.extensions = extensions
+
+
+def problem_response(
+    status: int, slug: str, detail: str, *, instance: str | None = None, headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": redact(detail),
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extensions)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+_SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+          406: "not-acceptable", 409: "conflict", 413: "too-large", 415: "unsupported-media-type",
+          422: "invalid-parameters", 429: "too-many-requests", 503: "unavailable"}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        headers = {"WWW-Authenticate": "ApiKey"} if exc.status == 401 else None
+        return problem_response(
+            exc.status, exc.slug, exc.detail, instance=request.url.path, headers=headers, **exc.extensions
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(
+            exc.status_code, _SLUGS.get(exc.status_code, "error"), str(exc.detail), instance=request.url.path
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")),
+             "in": str(err.get("loc", ("",))[0]), "message": str(err.get("msg", ""))}
+            for err in exc.errors()
+        ]
+        return problem_response(
+            422, "invalid-parameters", "One or more request parameters are invalid.",
+            instance=request.url.path, errors=errors,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal", "An unexpected error occurred; it has been logged.",
+                                instance=request.url.path)

@@ -1,0 +1,31 @@
+"""Settings shared by every service, read from `UTFALL_*` environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PlatformSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="UTFALL_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Names this deployment's consumer groups and outbox producers, so two stacks can share one Kafka
+    # (tests do); empty in a normal deployment.
+    instance: str = ""
+    database_url: SecretStr = SecretStr("postgresql://utfall@127.0.0.1:5433/utfall")
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    db_pool_min: int = 1
+    db_pool_max: int = 8
+    # Consumers: how many records one transaction takes at most, and how long a batch may wait to fill.
+    consumer_max_records: int = 2000
+    consumer_batch_timeout_ms: int = 50
+    outbox_batch_size: int = 2000
+    lag_sample_seconds: float = 5.0
+
+    def group_id(self, name: str) -> str:
+        return f"utfall-{name}-{self.instance}" if self.instance else f"utfall-{name}"

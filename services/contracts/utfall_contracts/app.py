@@ -1,0 +1,82 @@
+"""Contracts: wiring. `create_app()` builds everything; nothing connects until the app starts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib import resources
+
+import asyncpg
+from fastapi import FastAPI
+
+from pydantic import ValidationError
+
+from utfall_events.codec import UndecodableEvent
+from utfall_events.topics import CARE_EVENTS, CONTRACT_COMMANDS, CONTRACTS_DEADLETTER, OUTCOMES
+from utfall_platform.clock import Clock, clock_from_offset_days
+from utfall_platform.consumer import DeadLetterPolicy
+from utfall_platform.kafka import subscribe_transactional
+from utfall_platform.logging import setup_logging
+from utfall_platform.service import ServiceRuntime, create_service_app, serve
+
+from . import metrics as contract_metrics
+from .consumers import apply_definition, care_events_handler, commands_handler, outcomes_handler
+from .contract_store import load_yaml_contracts
+from .settings import ContractsSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ContractsSettings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or ContractsSettings()
+    clock = clock or clock_from_offset_days(settings.clock_offset_days)
+    runtime = ServiceRuntime(
+        name="contracts", settings=settings, clock=clock, schema="contracts",
+        migrations=resources.files("utfall_contracts").joinpath("migrations"),
+    )
+    dead_letter = DeadLetterPolicy(CONTRACTS_DEADLETTER, poison=(UndecodableEvent, ValidationError))
+    for name, topic, handler in (
+        ("contracts-commands", CONTRACT_COMMANDS, commands_handler(clock)),
+        ("contracts-care-events", CARE_EVENTS, care_events_handler(clock)),
+        ("contracts-outcomes", OUTCOMES, outcomes_handler(clock)),
+    ):
+        subscribe_transactional(runtime.broker, topic, group_id=settings.group_id(name),
+                                consumer=runtime.consumer(name, topic, handler, dead_letter), settings=settings)
+
+    async def load_contract_files() -> None:
+        if not settings.contracts_dir.is_dir():
+            return
+        for path, definition in load_yaml_contracts(settings.contracts_dir):
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                version = await apply_definition(conn, definition, origin=f"yaml:{path.name}", clock=clock)
+            if version is not None:
+                log.info("contract %s version %d loaded from %s", definition.contract_id, version, path.name)
+        runtime.spawn(sample_contract_gauges(runtime.pool, settings.metrics_sample_seconds), "contract-gauges")
+
+    runtime.on_start(load_contract_files)
+    return create_service_app(runtime, title="Utfall contracts", description=(
+        "Outcome contracts: enrolment by rule, milestones, the capped append-only payment ledger."
+    ))
+
+
+async def sample_contract_gauges(pool: asyncpg.Pool, every: float) -> None:
+    while True:
+        try:
+            for r in await pool.fetch("SELECT contract_id, total_cap_ore, paid_net_ore FROM contracts_read.contracts"):
+                contract_metrics.PAID_NET.labels(r["contract_id"]).set(r["paid_net_ore"])
+                contract_metrics.CAP_UTILISATION.labels(r["contract_id"]).set(
+                    r["paid_net_ore"] / r["total_cap_ore"] if r["total_cap_ore"] else 0
+                )
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            log.debug("gauge sample failed: %r", exc)
+        await asyncio.sleep(every)
+
+
+def main() -> None:
+    settings = ContractsSettings()
+    setup_logging("contracts", settings.log_level, settings.log_format)
+    serve(create_app(settings), settings.host, settings.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Contract versions: every version kept; a definition identical to the current one adds nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import orjson
+import yaml
+
+from utfall_events.contracts import ContractDefinitionV1
+
+
+def definition_hash(definition: ContractDefinitionV1) -> str:
+    return hashlib.sha256(orjson.dumps(definition.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def current_contracts(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, tuple[int, ContractDefinitionV1]]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (contract_id) contract_id, version, definition FROM contracts.contract_versions "
+        "ORDER BY contract_id, version DESC"
+    )
+    return {r["contract_id"]: (r["version"], ContractDefinitionV1.model_validate(r["definition"])) for r in rows}
+
+
+async def save_version(
+    conn: asyncpg.Connection, definition: ContractDefinitionV1, *, origin: str, now: datetime
+) -> int | None:
+    """Store a new version if the definition changed; returns the new version number or None."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 13))", definition.contract_id)
+    digest = definition_hash(definition)
+    row = await conn.fetchrow(
+        "SELECT version, definition_sha256 FROM contracts.contract_versions WHERE contract_id = $1 "
+        "ORDER BY version DESC LIMIT 1",
+        definition.contract_id,
+    )
+    if row is not None and row["definition_sha256"] == digest:
+        return None
+    version = 1 if row is None else row["version"] + 1
+    await conn.execute(
+        "INSERT INTO contracts.contract_versions (contract_id, version, definition, definition_sha256, origin, "
+        "created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        definition.contract_id, version, definition.model_dump(mode="json"), digest, origin, now,
+    )
+    await conn.execute(
+        "INSERT INTO contracts.contract_totals (contract_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        definition.contract_id,
+    )
+    return version
+
+
+def load_yaml_contracts(directory: Path) -> list[tuple[Path, ContractDefinitionV1]]:
+    out = []
+    for path in sorted(directory.glob("*.y*ml")):
+        data = yaml.safe_load(path.read_text("utf-8"))
+        out.append((path, ContractDefinitionV1.model_validate(data)))
+    return out

@@ -1,0 +1,81 @@
+"""Gateway: wiring. Read-only over the *_read views; `create_app()` builds everything, nothing connects
+until the app starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from utfall_platform.apikeys import KeyStore
+from utfall_platform.clock import Clock, SystemClock
+from utfall_platform.logging import setup_logging
+from utfall_platform.service import ServiceRuntime, create_service_app, serve
+
+from .cache import TtlCache
+from .routes import admin, contracts, events, measures
+from .settings import GatewaySettings
+from .web import page
+
+
+class GatewayState:
+    def __init__(self, runtime: ServiceRuntime, settings: GatewaySettings, clock: Clock) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.clock = clock
+        self.cache = TtlCache(settings.results_cache_seconds)
+        self.self_reported: Any = None
+
+    @property
+    def pool(self) -> Any:
+        return self.runtime.pool
+
+    async def publish(self, topic: str, value: bytes, *, key: bytes) -> None:
+        await self.runtime.broker.publish(value, topic, key=key, headers={"content-type": "application/json"})
+
+
+def create_app(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    clock = clock or SystemClock()
+    runtime = ServiceRuntime(
+        name="gateway", settings=settings, clock=clock, schema=None, migrations=None, relay=False,
+        database_url=settings.gateway_database_url.get_secret_value(),
+    )
+    keys = KeyStore(settings.kafka_bootstrap)
+    state = GatewayState(runtime, settings, clock)
+
+    async def start_background() -> None:
+        runtime.spawn(keys.run(), "key-store")
+
+    runtime.on_start(start_background)
+    app = create_service_app(
+        runtime, title="Utfall gateway", version="1.0.0",
+        description=(
+            "Read-only API over Utfall's read models: the measure catalogue, outcome results and open comparisons "
+            "(disclosure-controlled), contracts, participants and payments, and event status. Authenticate with "
+            "`Authorization: Bearer <key>`; without a key you are the public."
+        ),
+        openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+    )
+    app.state.keys = keys
+    app.state.gateway = state
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins.split(","), allow_methods=["GET"],
+                           allow_headers=["Authorization"])
+    for router in (measures.router, contracts.router, events.router, admin.router, page.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
+    return app
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    setup_logging("gateway", settings.log_level, settings.log_format)
+    serve(create_app(settings), settings.host, settings.port)
+
+
+if __name__ == "__main__":
+    main()

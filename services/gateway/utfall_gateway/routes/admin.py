@@ -1,0 +1,70 @@
+"""Operator endpoints: API keys (shown once) and contracts (sent to the contracts service over Kafka)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from utfall_events.auth import ApiKeyV1
+from utfall_events.contracts import ContractDefinitionV1
+from utfall_events.topics import API_KEYS, CONTRACT_COMMANDS
+from utfall_platform.apikeys import generate_key
+from utfall_platform.problems import Problem
+
+from ..auth import Operator
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+class KeyRequest(BaseModel):
+    role: Literal["provider", "municipality", "finance", "operator"]
+    provider_id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9\-]+$", max_length=63)
+    municipality_code: str | None = Field(None, pattern=r"^\d{4}$")
+    funder: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9\-]+$", max_length=64)
+    label: str = Field("", max_length=200)
+
+
+def _key_out(k: ApiKeyV1) -> dict[str, Any]:
+    return {"key_id": k.key_id, "role": k.role, "provider_id": k.provider_id,
+            "municipality_code": k.municipality_code, "funder": k.funder, "label": k.label,
+            "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+
+
+@router.post("/keys", status_code=201, summary="Create an API key; the key is in this response only")
+async def create_key(request: Request, who: Operator, body: KeyRequest) -> JSONResponse:
+    gw = request.app.state.gateway
+    try:
+        new = generate_key(body.role, now=gw.clock.now(), provider_id=body.provider_id,
+                           municipality_code=body.municipality_code, funder=body.funder, label=body.label)
+    except ValueError as exc:
+        raise Problem(422, "invalid-parameters", str(exc)) from None
+    await gw.publish(API_KEYS, new.record.model_dump_json().encode(), key=new.record.key_id.encode())
+    return JSONResponse({**_key_out(new.record), "key": new.secret}, status_code=201)
+
+
+@router.get("/keys", summary="Every API key (never the secret nor its hash)")
+async def list_keys(request: Request, who: Operator) -> dict[str, Any]:
+    keys = request.app.state.keys.keys.values()
+    return {"keys": [_key_out(k) for k in sorted(keys, key=lambda k: k.created_at)]}
+
+
+@router.delete("/keys/{key_id}", summary="Revoke an API key", responses={404: {}})
+async def revoke_key(request: Request, who: Operator, key_id: str) -> dict[str, Any]:
+    gw = request.app.state.gateway
+    key = request.app.state.keys.keys.get(key_id)
+    if key is None:
+        raise Problem(404, "not-found", "No key with this id.")
+    revoked = key.model_copy(update={"revoked_at": gw.clock.now()})
+    await gw.publish(API_KEYS, revoked.model_dump_json().encode(), key=key_id.encode())
+    return _key_out(revoked)
+
+
+@router.post("/contracts", status_code=202, summary="Create or amend a contract (a new version is kept)")
+async def put_contract(request: Request, who: Operator, body: ContractDefinitionV1) -> dict[str, Any]:
+    gw = request.app.state.gateway
+    await gw.publish(CONTRACT_COMMANDS, body.model_dump_json().encode(), key=body.contract_id.encode())
+    return {"contract_id": body.contract_id, "status": "accepted",
+            "detail": "The contracts service stores it as a new version if it differs from the current one."}

@@ -1,0 +1,215 @@
+"""Measure catalogue, results with filters and group_by, public comparisons, scorecards, length of stay."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+
+from utfall_platform.problems import Problem
+from utfall_stats.disclosure import suppress
+from utfall_stats.quantiles import quantile
+
+from ..auth import Anyone, Principal
+from ..pagination import decode_cursor, encode_cursor
+from ..results import DIMENSIONS, ResultsQuery, build_cells, comparison, disclose, fetch_counts
+
+router = APIRouter(prefix="/v1", tags=["measures"])
+
+Dim = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+YearQ = Annotated[int | None, Query(ge=2000, le=2100)]
+
+
+def _deps(request: Request) -> tuple[Any, Any, int]:
+    gw = request.app.state.gateway
+    return gw.pool, gw.cache, gw.settings.min_cell
+
+
+async def _catalogue(pool: Any) -> list[dict[str, Any]]:
+    rows = await pool.fetch("SELECT * FROM measures_read.measure_catalogue ORDER BY id, version")
+    return [dict(r) for r in rows]
+
+
+def _measure_out(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"], "version": r["version"], "title": {"sv": r["title_sv"], "en": r["title_en"]},
+        "definition": {"sv": r["definition_sv"], "en": r["definition_en"]}, "window_months": r["window_months"],
+        "grace_days": r["grace_days"], "source_fields": list(r["source_fields"]), "current": r["is_current"],
+        "rule": r["kind"],
+    }
+
+
+@router.get("/measures", summary="The measure catalogue (current versions)")
+async def list_measures(request: Request) -> dict[str, Any]:
+    pool, cache, _ = _deps(request)
+    rows = await cache.get(("catalogue",), lambda: _catalogue(pool))
+    return {"measures": [_measure_out(r) for r in rows if r["is_current"]]}
+
+
+@router.get("/measures/{measure_id}", summary="One measure's definition, with every version",
+            responses={404: {}})
+async def get_measure(request: Request, measure_id: str) -> dict[str, Any]:
+    pool, cache, _ = _deps(request)
+    rows = [r for r in await cache.get(("catalogue",), lambda: _catalogue(pool)) if r["id"] == measure_id]
+    if not rows:
+        raise Problem(404, "not-found", "No measure with this id.")
+    current = next((r for r in rows if r["is_current"]), rows[-1])
+    return {**_measure_out(current), "versions": [_measure_out(r) for r in rows]}
+
+
+async def _known_measure(request: Request, measure_id: str) -> None:
+    pool, cache, _ = _deps(request)
+    rows = await cache.get(("catalogue",), lambda: _catalogue(pool))
+    if not any(r["id"] == measure_id for r in rows):
+        raise Problem(404, "not-found", "No measure with this id.")
+
+
+def _filters(**values: str | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in values.items() if v is not None))
+
+
+def _scope(principal: Principal) -> tuple[str, str | None]:
+    return (principal.role, principal.provider_id or principal.municipality_code)
+
+
+@router.get("/measures/{measure_id}/results", summary="Results per discharge period, filtered and grouped",
+            responses={404: {}, 422: {}})
+async def results(
+    request: Request,
+    who: Anyone,
+    measure_id: str,
+    period: Literal["year", "quarter"] = "year",
+    group_by: Annotated[str | None, Query(description="Comma-separated: " + ", ".join(DIMENSIONS),
+                                          max_length=300)] = None,
+    year: YearQ = None,
+    quarter: Annotated[int | None, Query(ge=1, le=4)] = None,
+    provider_id: Dim = None, unit_id: Dim = None, municipality_code: Dim = None, county_code: Dim = None,
+    target_group: Dim = None, care_type: Dim = None, legal_basis: Dim = None, sex: Dim = None,
+    age_band: Dim = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    await _known_measure(request, measure_id)
+    groups = tuple(g.strip() for g in group_by.split(",") if g.strip()) if group_by else ()
+    unknown = [g for g in groups if g not in DIMENSIONS]
+    if unknown or len(set(groups)) != len(groups):
+        raise Problem(422, "invalid-parameters", "group_by takes distinct names among: " + ", ".join(DIMENSIONS),
+                      errors=[{"field": "group_by", "in": "query", "message": "unknown or repeated dimension"}])
+    q = ResultsQuery(measure_id, period, groups, _filters(
+        provider_id=provider_id, unit_id=unit_id, municipality_code=municipality_code, county_code=county_code,
+        target_group=target_group, care_type=care_type, legal_basis=legal_basis, sex=sex, age_band=age_band,
+    ), year, quarter)
+    pool, cache, min_cell = _deps(request)
+
+    async def compute() -> dict[str, Any]:
+        records = await fetch_counts(pool, q)
+        by_period, period_dims = build_cells(records, q, who)
+        extra = request.app.state.gateway.self_reported
+        if extra is not None:
+            await extra.merge(pool, q, who, by_period, period_dims)
+        table = disclose(by_period, period_dims, principal=who, filters=dict(q.filters), min_cell=min_cell)
+        return {"rows": table.rows, "totals": table.totals}
+
+    table = await cache.get(("results", q, _scope(who)), compute)
+    offset = int(decode_cursor(cursor).get("offset", 0))  # type: ignore[call-overload]
+    page = table["rows"][offset: offset + limit]
+    next_offset = offset + limit
+    return {
+        "measure_id": measure_id, "period": period, "group_by": list(groups), "filters": dict(q.filters),
+        "min_cell": min_cell, "rows": page, "totals": table["totals"],
+        "next_cursor": encode_cursor({"offset": next_offset}) if next_offset < len(table["rows"]) else None,
+    }
+
+
+@router.get("/comparisons/{measure_id}", summary="Providers compared: suppressed, with intervals and "
+            "risk adjustment (public)", responses={404: {}})
+async def comparisons(
+    request: Request, who: Anyone, measure_id: str, year: YearQ = None,
+    target_group: Dim = None, care_type: Dim = None, legal_basis: Dim = None, municipality_code: Dim = None,
+    county_code: Dim = None,
+) -> dict[str, Any]:
+    await _known_measure(request, measure_id)
+    pool, cache, min_cell = _deps(request)
+    filters = dict(_filters(target_group=target_group, care_type=care_type, legal_basis=legal_basis,
+                            municipality_code=municipality_code, county_code=county_code))
+    key = ("comparison", measure_id, year, tuple(sorted(filters.items())), _scope(who))
+    return await cache.get(key, lambda: comparison(pool, measure_id, year=year, filters=filters, principal=who,  # type: ignore[no-any-return]
+                                                  min_cell=min_cell))
+
+
+@router.get("/providers/{provider_id}/scorecard", summary="One provider's results on every measure",
+            responses={404: {}})
+async def scorecard(request: Request, who: Anyone, provider_id: str,
+                    year: YearQ = None) -> dict[str, Any]:
+    pool, cache, min_cell = _deps(request)
+    catalogue = [r for r in await cache.get(("catalogue",), lambda: _catalogue(pool)) if r["is_current"]]
+    measures = []
+    for m in catalogue:
+        comp = await cache.get(("comparison", m["id"], year, (), _scope(who)),
+                               lambda m=m: comparison(pool, m["id"], year=year, filters={}, principal=who,
+                                                      min_cell=min_cell))
+        mine = next((p for p in comp["providers"] if p["provider_id"] == provider_id), None)
+        measures.append({"measure": _measure_out(m), "provider": mine, "all_providers": comp["total"]})
+    if all(m["provider"] is None for m in measures):
+        exists = await pool.fetchval("SELECT 1 FROM measures_read.episodes WHERE provider_id = $1 LIMIT 1",
+                                     provider_id)
+        if not exists:
+            raise Problem(404, "not-found", "No data for this provider.")
+    errors = await pool.fetch("SELECT error, episodes FROM measures_read.data_errors WHERE provider_id = $1",
+                              provider_id)
+    own = who.role == "operator" or (who.role == "provider" and who.provider_id == provider_id)
+    return {"provider_id": provider_id, "year": year, "exact": own, "measures": measures,
+            "data_errors": {r["error"]: int(r["episodes"]) for r in errors},
+            "length_of_stay": await _length_of_stay(pool, ("provider_id",), {"provider_id": provider_id}, year,
+                                                    who, min_cell)}
+
+
+async def _length_of_stay(pool: Any, groups: tuple[str, ...], filters: dict[str, str], year: int | None,
+                          who: Principal, min_cell: int) -> list[dict[str, Any]]:
+    clauses, args = ["length_of_stay_days IS NOT NULL"], []
+    for name, value in sorted(filters.items()):
+        args.append(value)
+        clauses.append(f"{name} = ${len(args)}")
+    if year is not None:
+        args.append(year)
+        clauses.append(f"discharge_year = ${len(args)}")
+    cols = ", ".join(groups) if groups else "'all'::text AS all_episodes"
+    group_sql = f"GROUP BY {', '.join(groups)}" if groups else ""
+    rows = await pool.fetch(
+        f"SELECT {cols}, count(*) AS n, array_agg(length_of_stay_days ORDER BY length_of_stay_days) AS days "
+        f"FROM measures_read.episodes WHERE {' AND '.join(clauses)} {group_sql}",
+        *args,
+    )
+    from ..results import is_own
+
+    cells = {tuple(r[g] for g in groups): int(r["n"]) for r in rows}
+    own = {k for k, r in zip(cells, rows, strict=True) if is_own(who, {g: r[g] for g in groups}, filters)}
+    hidden = suppress(cells, min_cell=min_cell, known=frozenset(own))
+    out = []
+    for key, r in zip(cells, rows, strict=True):
+        item: dict[str, Any] = {g: r[g] for g in groups}
+        if key in hidden.cells and key not in own:
+            item.update({"n": None, "median": None, "q1": None, "q3": None, "status": "suppressed"})
+        else:
+            days = list(r["days"])
+            item.update({"n": int(r["n"]), "q1": quantile(days, 0.25), "median": quantile(days, 0.5),
+                         "q3": quantile(days, 0.75), "status": "ok"})
+        out.append(item)
+    return out
+
+
+@router.get("/length-of-stay", summary="Length of stay in days (median and quartiles) of ended episodes")
+async def length_of_stay(
+    request: Request, who: Anyone,
+    group_by: Annotated[str | None, Query(max_length=300)] = None, year: YearQ = None,
+    provider_id: Dim = None, municipality_code: Dim = None, target_group: Dim = None, care_type: Dim = None,
+) -> dict[str, Any]:
+    groups = tuple(g.strip() for g in group_by.split(",") if g.strip()) if group_by else ()
+    if any(g not in DIMENSIONS for g in groups) or len(set(groups)) != len(groups):
+        raise Problem(422, "invalid-parameters", "group_by takes distinct names among: " + ", ".join(DIMENSIONS))
+    pool, cache, min_cell = _deps(request)
+    filters = dict(_filters(provider_id=provider_id, municipality_code=municipality_code,
+                            target_group=target_group, care_type=care_type))
+    rows = await cache.get(("los", groups, tuple(sorted(filters.items())), year, _scope(who)),
+                           lambda: _length_of_stay(pool, groups, filters, year, who, min_cell))
+    return {"group_by": list(groups), "filters": filters, "year": year, "rows": rows}

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from utfall_platform.settings import PlatformSettings
+
+
+class GatewaySettings(PlatformSettings):
+    port: int = 8080
+    # The gateway reads the *_read views only, through a read-only role.
+    gateway_database_url: SecretStr = SecretStr("postgresql://utfall_gateway@127.0.0.1:5433/utfall")
+    min_cell: int = 10
+    results_cache_seconds: float = 1.0
+    cors_origins: str = ""  # closed by default; comma-separated origins to open
+    page_size: int = 100

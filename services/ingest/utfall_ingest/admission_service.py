@@ -1,0 +1,99 @@
+"""The service layer of ingest: one batch of raw events in, receipts out, all effects in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from utfall_platform.clock import Clock
+from utfall_platform.outbox import OutboxMessage, enqueue
+
+from . import metrics as ingest_metrics
+from . import store
+from .domain.admission import decide_batch
+from .domain.validation import CheckedEvent, PseudonymKey, Rejection, check_event
+from .messages import care_event_message, rejected_message
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    id: str | None
+    source: str | None
+    status: str  # accepted | duplicate | rejected
+    held: bool = False
+    reasons: tuple[dict[str, str], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "source": self.source, "status": self.status}
+        if self.held:
+            out["held"] = True
+            out["detail"] = "stored; published once the episode's placement.started arrives"
+        if self.reasons:
+            out["reasons"] = list(self.reasons)
+        return out
+
+
+async def admit(
+    conn: asyncpg.Connection,
+    raw_events: list[Any],
+    *,
+    provider_id: str | None,
+    channel: str,
+    clock: Clock,
+    key: PseudonymKey,
+    positions: list[str | None] | None = None,
+) -> list[Receipt]:
+    """Validate, deduplicate, decide and write; the caller owns the transaction."""
+    now = clock.now()
+    today = clock.today()
+    checked: list[tuple[int, CheckedEvent]] = []
+    rejections: list[tuple[int, Rejection]] = []
+    for index, raw in enumerate(raw_events):
+        result = check_event(raw, authenticated_provider=provider_id, today=today, now=now, key=key)
+        if isinstance(result, Rejection):
+            rejections.append((index, result))
+        else:
+            checked.append((index, result))
+
+    receipts: list[Receipt | None] = [None] * len(raw_events)
+    messages: list[OutboxMessage] = []
+    if checked:
+        items = [c for _, c in checked]
+        await store.lock_sources(conn, (c.source for c in items))
+        known, episodes, held = await store.load_context(conn, items)
+        decision = decide_batch(items, known=known, episodes=episodes, held=held)
+        await store.save_decision(conn, decision, channel=channel, now=now)
+        messages.extend(care_event_message(p, ingested_at=now) for p in decision.publish)
+        for (index, event), outcome in zip(checked, decision.outcomes, strict=True):
+            if outcome.status == "rejected":
+                rejections.append((index, Rejection(event.event_id, event.source, event.type, outcome.reasons)))
+                continue
+            receipts[index] = Receipt(
+                event.event_id, event.source, "accepted" if outcome.status == "held" else outcome.status,
+                held=outcome.status == "held",
+            )
+            ingest_metrics.EVENTS.labels(channel, event.type, outcome.status).inc()
+    if rejections:
+        await store.save_rejections(conn, [r for _, r in rejections], channel=channel, now=now)
+        for index, rejection in rejections:
+            position = positions[index] if positions else None
+            messages.append(rejected_message(rejection, channel=channel, at=now, position=position))
+            receipts[index] = Receipt(
+                rejection.event_id, rejection.source, "rejected",
+                reasons=tuple(r.as_dict() for r in rejection.reasons),
+            )
+            ingest_metrics.EVENTS.labels(channel, rejection.type if rejection.type in _TYPES else "unknown",
+                                         "rejected").inc()
+            for reason in rejection.reasons:
+                ingest_metrics.REJECTION_REASONS.labels(channel, reason.code).inc()
+    await enqueue(conn, store.SCHEMA, messages)
+    assert all(r is not None for r in receipts)
+    return [r for r in receipts if r is not None]
+
+
+_TYPES = {
+    "se.utfall.placement.started.v1", "se.utfall.placement.ended.v1",
+    "se.utfall.followup.recorded.v1", "se.utfall.event.retracted.v1",
+}

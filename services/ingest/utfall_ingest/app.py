@@ -1,0 +1,72 @@
+"""Ingest: wiring. `create_app()` builds everything; nothing connects until the app starts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from importlib import resources
+
+import asyncpg
+from fastapi import FastAPI
+
+from utfall_events.topics import CARE_EVENTS_RAW, CARE_EVENTS_REJECTED
+from utfall_platform.apikeys import KeyStore
+from utfall_platform.clock import Clock, clock_from_offset_days
+from utfall_platform.consumer import DeadLetterPolicy, Record
+from utfall_platform.kafka import subscribe_transactional
+from utfall_platform.logging import setup_logging
+from utfall_platform.service import ServiceRuntime, create_service_app, serve
+
+from .admission_service import admit
+from .domain.validation import PseudonymKey
+from .expiry import run_expiry
+from .http import router
+from .raw_consumer import decode_all
+from .settings import DEV_PSEUDONYM_KEY, IngestSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: IngestSettings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or IngestSettings()
+    clock = clock or clock_from_offset_days(settings.clock_offset_days)
+    key = PseudonymKey(settings.pseudonym_key_version, settings.pseudonym_key.get_secret_value().encode())
+    runtime = ServiceRuntime(
+        name="ingest", settings=settings, clock=clock, schema="ingest",
+        migrations=resources.files("utfall_ingest").joinpath("migrations"),
+    )
+    keys = KeyStore(settings.kafka_bootstrap)
+
+    async def handle_raw(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+        raws, positions = decode_all(records)
+        await admit(conn, raws, provider_id=None, channel="kafka", clock=clock, key=key, positions=positions)
+
+    raw_consumer = runtime.consumer(
+        "ingest-raw", CARE_EVENTS_RAW, handle_raw, DeadLetterPolicy(CARE_EVENTS_REJECTED)
+    )
+    subscribe_transactional(runtime.broker, CARE_EVENTS_RAW, group_id=settings.group_id("ingest-raw"),
+                            consumer=raw_consumer, settings=settings)
+
+    async def start_background() -> None:
+        if settings.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:
+            log.warning("UTFALL_PSEUDONYM_KEY is the development default; set a secret key in production")
+        runtime.spawn(keys.run(), "key-store")
+        runtime.spawn(run_expiry(runtime.pool, clock, settings.hold_days), "held-expiry")
+
+    runtime.on_start(start_background)
+    app = create_service_app(runtime, title="Utfall ingest", description=(
+        "The provider-facing front door: CloudEvents over HTTP, validated, pseudonymised, published."
+    ))
+    app.state.keys = keys
+    app.include_router(router(runtime, settings, key))
+    return app
+
+
+def main() -> None:
+    settings = IngestSettings()
+    setup_logging("ingest", settings.log_level, settings.log_format)
+    serve(create_app(settings), settings.host, settings.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Provider authentication for ingest's HTTP API."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from utfall_events.auth import ApiKeyV1
+from utfall_platform.apikeys import KeyStore
+from utfall_platform.problems import Problem
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+async def require_provider(request: Request) -> ApiKeyV1:
+    store: KeyStore = request.app.state.keys
+    key = await store.authenticate(presented_key(request))
+    if key is None:
+        raise Problem(401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).")
+    if key.role != "provider" or not key.provider_id:
+        raise Problem(403, "forbidden", "Only provider keys may send events.")
+    return key

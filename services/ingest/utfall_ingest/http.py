@@ -1,0 +1,133 @@
+"""Ingest's HTTP entrypoint: POST /v1/events (single or batch) and the receipt lookup."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from utfall_events.auth import ApiKeyV1
+from utfall_events.cloudevents import BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE
+from utfall_events.schemas import load_schema, schema_names
+from utfall_platform.problems import Problem
+from utfall_platform.service import ServiceRuntime
+
+from . import store
+from .admission_service import admit
+from .auth import require_provider
+from .domain.validation import PseudonymKey
+from .settings import IngestSettings
+
+
+class ReceiptOut(BaseModel):
+    id: str | None
+    source: str | None
+    status: str
+    held: bool | None = None
+    detail: str | None = None
+    reasons: list[dict[str, str]] | None = None
+
+
+class IngestResponse(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    receipts: list[ReceiptOut]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise Problem(413, "too-large", f"The body is larger than {limit} bytes.")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, "too-large", f"The body is larger than {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey) -> APIRouter:
+    api = APIRouter(prefix="/v1", tags=["events"])
+
+    @api.post(
+        "/events",
+        status_code=202,
+        response_model=IngestResponse,
+        summary="Send one CloudEvent (application/cloudevents+json) or a batch of up to 1000 "
+        "(application/cloudevents-batch+json)",
+        responses={401: {}, 403: {}, 400: {}, 413: {}, 415: {}},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            STRUCTURED_CONTENT_TYPE: {"schema": {"type": "object"}},
+            BATCH_CONTENT_TYPE: {"schema": {"type": "array", "items": {"type": "object"}}},
+        }}},
+    )
+    async def post_events(request: Request, provider: Annotated[ApiKeyV1, Depends(require_provider)]) -> JSONResponse:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in (STRUCTURED_CONTENT_TYPE, BATCH_CONTENT_TYPE):
+            raise Problem(415, "unsupported-media-type",
+                          f"Send {STRUCTURED_CONTENT_TYPE} (one event) or {BATCH_CONTENT_TYPE} (a JSON array).")
+        body = await _read_body(request, settings.max_body_bytes)
+        try:
+            parsed: Any = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Problem(400, "invalid-json", f"The body is not valid JSON (at byte {exc.pos}).") from None
+        if content_type == BATCH_CONTENT_TYPE:
+            if not isinstance(parsed, list):
+                raise Problem(400, "not-a-batch", "A batch must be a JSON array of CloudEvents.")
+            if not parsed:
+                raise Problem(400, "empty-batch", "The batch is empty.")
+            if len(parsed) > settings.max_batch:
+                raise Problem(413, "batch-too-large", f"A batch holds at most {settings.max_batch} events.")
+            events = parsed
+        else:
+            if not isinstance(parsed, dict):
+                raise Problem(400, "not-an-event",
+                              f"{STRUCTURED_CONTENT_TYPE} carries one JSON object; use {BATCH_CONTENT_TYPE} for arrays.")
+            events = [parsed]
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            receipts = await admit(conn, events, provider_id=provider.provider_id, channel="http",
+                                   clock=runtime.clock, key=key)
+        counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        for r in receipts:
+            counts[r.status] += 1
+        payload = {
+            "accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
+            "receipts": [r.as_dict() for r in receipts],
+        }
+        return JSONResponse(payload, status_code=202)
+
+    @api.get("/events/provider/{provider_id}/{event_id}", summary="The receipt of one event you sent",
+             responses={401: {}, 403: {}, 404: {}})
+    async def get_receipt(provider_id: str, event_id: str,
+                          provider: Annotated[ApiKeyV1, Depends(require_provider)]) -> dict[str, Any]:
+        if provider.provider_id != provider_id:
+            raise Problem(403, "forbidden", "A provider may only look up its own events.")
+        row = await store.receipt(runtime.pool, f"provider/{provider_id}", event_id)
+        if row is None:
+            raise Problem(404, "not-found", "No event with this id has been received from this provider.")
+        out = {k: row[k] for k in ("source", "event_id", "type", "episode_id", "status", "held", "channel",
+                                   "retracted_by", "reasons")}
+        out["at"] = row["at"].isoformat()
+        return out
+
+    schemas = APIRouter(prefix="/schemas", tags=["schemas"])
+
+    @schemas.get("", summary="The JSON Schemas of the event contract")
+    async def list_schemas() -> dict[str, list[str]]:
+        return {"schemas": schema_names()}
+
+    @schemas.get("/{name}", summary="One JSON Schema", responses={404: {}})
+    async def get_schema(name: str) -> JSONResponse:
+        schema = load_schema(name)
+        if schema is None:
+            raise Problem(404, "not-found", "No schema with this name.")
+        return JSONResponse(schema, media_type="application/schema+json")
+
+    api.include_router(schemas, prefix="")
+    return api

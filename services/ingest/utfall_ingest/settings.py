@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from utfall_platform.settings import PlatformSettings
+
+DEV_PSEUDONYM_KEY = "utfall-local-development-key-not-for-production"
+
+
+class IngestSettings(PlatformSettings):
+    port: int = 8081
+    pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
+    pseudonym_key_version: str = "v1"
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_batch: int = 1000
+    hold_days: int = 7
+    clock_offset_days: float = 0.0

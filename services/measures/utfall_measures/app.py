@@ -1,0 +1,54 @@
+"""Measures: wiring. `create_app()` builds everything; nothing connects until the app starts."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import FastAPI
+
+from utfall_events.codec import UndecodableEvent
+from utfall_events.topics import CARE_EVENTS, MEASURES_DEADLETTER
+from utfall_platform.clock import Clock, clock_from_offset_days
+from utfall_platform.consumer import DeadLetterPolicy
+from utfall_platform.kafka import subscribe_transactional
+from utfall_platform.logging import setup_logging
+from utfall_platform.service import ServiceRuntime, create_service_app, serve
+
+from .catalogue_store import sync_catalogue
+from .consumer import care_events_handler
+from .settings import MeasuresSettings
+from .tick import run_tick
+
+CONSUMER = "measures-care-events"
+
+
+def create_app(settings: MeasuresSettings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or MeasuresSettings()
+    clock = clock or clock_from_offset_days(settings.clock_offset_days)
+    runtime = ServiceRuntime(
+        name="measures", settings=settings, clock=clock, schema="measures",
+        migrations=resources.files("utfall_measures").joinpath("migrations"),
+    )
+    consumer = runtime.consumer(CONSUMER, CARE_EVENTS, care_events_handler(clock),
+                                DeadLetterPolicy(MEASURES_DEADLETTER, poison=(UndecodableEvent,)))
+    subscribe_transactional(runtime.broker, CARE_EVENTS, group_id=settings.group_id("measures"), consumer=consumer,
+                            settings=settings)
+
+    async def start_background() -> None:
+        await sync_catalogue(runtime.pool)
+        runtime.spawn(run_tick(runtime.pool, clock, settings.tick_seconds), "tick")
+
+    runtime.on_start(start_background)
+    return create_service_app(runtime, title="Utfall measures", description=(
+        "Episode projections and outcome facts from care.events.v1; read models for the gateway."
+    ))
+
+
+def main() -> None:
+    settings = MeasuresSettings()
+    setup_logging("measures", settings.log_level, settings.log_format)
+    serve(create_app(settings), settings.host, settings.port)
+
+
+if __name__ == "__main__":
+    main()

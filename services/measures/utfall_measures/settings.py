@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from utfall_platform.settings import PlatformSettings
+
+
+class MeasuresSettings(PlatformSettings):
+    port: int = 8082
+    tick_seconds: float = 60.0  # how often pending facts whose window closed are re-evaluated
+    clock_offset_days: float = 0.0
