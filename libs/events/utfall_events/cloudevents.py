@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _require_rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _RFC3339.match(value):
+        return value
+    raise ValueError("must be an RFC 3339 timestamp with a time zone, e.g. 2024-03-01T09:12:00+01:00")
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339)]
 
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
 ProviderSource = Annotated[
@@ -25,7 +39,7 @@ class CloudEventV1(BaseModel):
     id: EventId = Field(description="Unique per source; a resend with the same id is a duplicate")
     source: ProviderSource = Field(description="The provider, e.g. provider/hvb-eken")
     type: str = Field(max_length=100)
-    time: AwareDatetime = Field(description="When the provider's system recorded the event")
+    time: Rfc3339 = Field(description="When the provider's system recorded the event (RFC 3339)")
     subject: str | None = Field(default=None, max_length=128, description="The episode id")
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = Field(default=None, max_length=300)

@@ -54,9 +54,20 @@ def decode_care_event(headers: Sequence[tuple[str, bytes]] | None, value: bytes 
         model.model_validate(data)
         ingested = _header(headers, "ce_ingestedat")
         return DecodedCareEvent(
-            source, event_id, type_, datetime.fromisoformat(time),
+            source,
+            event_id,
+            type_,
+            datetime.fromisoformat(time),
             datetime.fromisoformat(ingested) if ingested else None,
-            str(data["subject_ref"]), str(data["provider_id"]), str(data["episode_id"]), data,
+            str(data["subject_ref"]),
+            str(data["provider_id"]),
+            str(data["episode_id"]),
+            data,
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
+    except (
+        orjson.JSONDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ) as exc:  # ValidationError is a ValueError
         raise UndecodableEvent(f"undecodable care event: {type(exc).__name__}") from None

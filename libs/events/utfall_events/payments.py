@@ -24,7 +24,9 @@ class PaymentV1(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["payment.triggered", "payment.reversed"]
-    entry_id: str = Field(description="Unique per ledger entry: payment_id for a trigger, a UUIDv5 for a reversal")
+    entry_id: str = Field(
+        description="Unique per ledger entry: payment_id for a trigger, a UUIDv5 for a reversal"
+    )
     payment_id: str = Field(description="UUIDv5(contract, subject_ref, episode, milestone[, occurrence])")
     occurrence: int = Field(ge=1)
     contract_id: str
@@ -35,7 +37,9 @@ class PaymentV1(BaseModel):
     subject_ref: str
     provider_id: str
     episode_id: str
-    amount_ore: int = Field(ge=0, description="Amount in öre; for a reversal, the amount paid that is taken back")
+    amount_ore: int = Field(
+        ge=0, description="Amount in öre; for a reversal, the amount paid that is taken back"
+    )
     currency: Literal["SEK"] = "SEK"
     capped: bool = Field(description="True when a cap cut the amount below the milestone price")
     evidence: list[EventRef]

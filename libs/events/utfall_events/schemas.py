@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import auth, care, cloudevents, contracts, outcomes, payments
+from . import aggregates, auth, care, cloudevents, contracts, outcomes, payments
 
 
 def models() -> dict[str, type[BaseModel]]:
@@ -35,12 +35,8 @@ def models() -> dict[str, type[BaseModel]]:
         "ContractDefinitionV1": contracts.ContractDefinitionV1,
         "ApiKeyV1": auth.ApiKeyV1,
     }
-    try:
-        from . import aggregates
-
-        found["AggregateSubmissionV1"] = aggregates.AggregateSubmissionV1
-    except ImportError:
-        pass
+    found["AggregateFiguresV1"] = aggregates.AggregateFiguresV1
+    found["AggregateSubmissionV1"] = aggregates.AggregateSubmissionV1
     return found
 
 

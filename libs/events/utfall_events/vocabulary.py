@@ -11,7 +11,14 @@ TargetGroup = Literal[
 ]
 EndReason = Literal["planned", "unplanned", "moved_to_other_care", "aged_out", "other"]
 Destination = Literal[
-    "parents", "relatives", "family_home", "own_housing", "supported_housing", "hvb", "sis", "other",
+    "parents",
+    "relatives",
+    "family_home",
+    "own_housing",
+    "supported_housing",
+    "hvb",
+    "sis",
+    "other",
     "unknown",
 ]
 LivingSituation = Literal[

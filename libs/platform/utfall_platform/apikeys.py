@@ -53,8 +53,14 @@ def generate_key(
     if role == "finance" and not funder:
         raise ValueError("a finance key needs funder")
     record = ApiKeyV1(
-        key_id=key_id, secret_sha256=hash_secret(secret), role=role, provider_id=provider_id,
-        municipality_code=municipality_code, funder=funder, label=label, created_at=now,
+        key_id=key_id,
+        secret_sha256=hash_secret(secret),
+        role=role,
+        provider_id=provider_id,
+        municipality_code=municipality_code,
+        funder=funder,
+        label=label,
+        created_at=now,
     )
     return NewKey(record, f"utf_{key_id}_{secret}")
 
@@ -92,7 +98,9 @@ class KeyStore:
         while True:
             try:
                 self._consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self.bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+                    bootstrap_servers=self.bootstrap,
+                    enable_auto_commit=False,
+                    isolation_level="read_committed",
                 )
                 await self._consumer.start()
                 self._consumer.assign([self._tp])

@@ -182,8 +182,13 @@ class TransactionalBatchConsumer:
             except Exception as exc:
                 attempt += 1
                 if attempt < self.dead_letter.max_attempts:
-                    log.warning("%s: batch failed (%r), attempt %d of %d", self.name, exc, attempt,
-                                self.dead_letter.max_attempts)
+                    log.warning(
+                        "%s: batch failed (%r), attempt %d of %d",
+                        self.name,
+                        exc,
+                        attempt,
+                        self.dead_letter.max_attempts,
+                    )
                     await asyncio.sleep(0.2 * attempt)
                     continue
                 raise ConsumerHalted(f"batch at {topic} failed {attempt} times: {exc!r}") from exc
@@ -236,7 +241,11 @@ class TransactionalBatchConsumer:
     async def _dead_letter(self, record: Record, exc: BaseException) -> None:
         log.error(
             "%s: dead-lettering %s/%d@%d after repeated failure: %r",
-            self.name, record.topic, record.partition, record.offset, exc,
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            exc,
         )
         message = self.dead_letter.message(self.service, record, exc, self.now())
 

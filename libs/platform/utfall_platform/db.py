@@ -92,7 +92,9 @@ async def migrate(
                     await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
                     await conn.execute(sql)
                     await conn.execute(
-                        f'INSERT INTO "{schema}".schema_migrations (version, name) VALUES ($1, $2)', number, name
+                        f'INSERT INTO "{schema}".schema_migrations (version, name) VALUES ($1, $2)',
+                        number,
+                        name,
                     )
                 applied.append(name)
                 log.info("applied migration %s/%s", schema, name)

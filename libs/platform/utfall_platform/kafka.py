@@ -127,9 +127,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec] = ALL_TOPICS
             if spec.compacted:
                 config = {"cleanup.policy": "compact"}
             try:
-                await admin.create_topics(
-                    [NewTopic(spec.name, spec.partitions, 1, topic_configs=config)]
-                )
+                await admin.create_topics([NewTopic(spec.name, spec.partitions, 1, topic_configs=config)])
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
@@ -142,7 +140,13 @@ class LagSampler:
     """Samples end offsets against the positions a consumer committed in Postgres (the truth)."""
 
     def __init__(
-        self, *, service: str, bootstrap: str, pool: asyncpg.Pool, schema: str, consumers: dict[str, str],
+        self,
+        *,
+        service: str,
+        bootstrap: str,
+        pool: asyncpg.Pool,
+        schema: str,
+        consumers: dict[str, str],
         interval: float = 5.0,
     ) -> None:
         self.service = service
@@ -159,7 +163,9 @@ class LagSampler:
             while True:
                 try:
                     if client is None:
-                        client = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, isolation_level="read_committed")
+                        client = AIOKafkaConsumer(
+                            bootstrap_servers=self.bootstrap, isolation_level="read_committed"
+                        )
                         await client.start()
                     await self.sample(client)
                 except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -177,7 +183,7 @@ class LagSampler:
         for name, topic in self.consumers.items():
             parts = client.partitions_for_topic(topic)
             if not parts:
-                await client._client.force_metadata_update()  # noqa: SLF001
+                await client._client.force_metadata_update()
                 parts = client.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in sorted(parts)]
             if not tps:

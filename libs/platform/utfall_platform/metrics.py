@@ -18,15 +18,20 @@ MESSAGES_SKIPPED = Counter(
     ["service", "topic"],
 )
 BATCH_SECONDS = Histogram(
-    "utfall_handler_seconds", "Time to process one consumed batch in one transaction", ["service", "topic"],
+    "utfall_handler_seconds",
+    "Time to process one consumed batch in one transaction",
+    ["service", "topic"],
     buckets=LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram(
-    "utfall_handler_batch_records", "Records per consumed batch", ["service", "topic"],
+    "utfall_handler_batch_records",
+    "Records per consumed batch",
+    ["service", "topic"],
     buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000),
 )
 CONSUMER_LAG = Gauge(
-    "utfall_consumer_lag", "End offset minus the committed position, per partition",
+    "utfall_consumer_lag",
+    "End offset minus the committed position, per partition",
     ["service", "topic", "partition"],
 )
 TRANSIENT_RETRIES = Counter(
@@ -47,6 +52,8 @@ EVENT_TO_READ_MODEL = Histogram(
     buckets=DELAY_BUCKETS,
 )
 HTTP_REQUESTS = Histogram(
-    "utfall_http_request_seconds", "HTTP request latency", ["service", "route", "method", "status"],
+    "utfall_http_request_seconds",
+    "HTTP request latency",
+    ["service", "route", "method", "status"],
     buckets=LATENCY_BUCKETS,
 )

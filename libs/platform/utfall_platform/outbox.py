@@ -133,7 +133,9 @@ class OutboxRelay:
                 raise
             except (KafkaError, *TRANSIENT_PG_ERRORS) as exc:
                 self.is_leader = False
-                log.warning("outbox relay %s: transient fault %r; retrying in %.1fs", self.schema, exc, backoff)
+                log.warning(
+                    "outbox relay %s: transient fault %r; retrying in %.1fs", self.schema, exc, backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -203,13 +205,15 @@ class OutboxRelay:
         )
         self.published_total += len(rows)
         for topic in {row["topic"] for row in rows}:
-            metrics.OUTBOX_PUBLISHED.labels(self.schema, topic).inc(sum(1 for r in rows if r["topic"] == topic))
+            metrics.OUTBOX_PUBLISHED.labels(self.schema, topic).inc(
+                sum(1 for r in rows if r["topic"] == topic)
+            )
         await self._observe_backlog()
         return len(rows)
 
     async def _observe_backlog(self) -> None:
         row = await self.pool.fetchrow(
-            f'SELECT count(*) AS n, extract(epoch FROM clock_timestamp() - min(created_at)) AS age '
+            f"SELECT count(*) AS n, extract(epoch FROM clock_timestamp() - min(created_at)) AS age "
             f'FROM "{self.schema}".outbox WHERE sent_at IS NULL'
         )
         metrics.OUTBOX_BACKLOG.labels(self.schema).set(row["n"] if row else 0)
@@ -246,10 +250,12 @@ async def read_outbox_ids_at_tail(bootstrap: str, topics: list[str], identity: s
     found: set[int] = set()
     try:
         partitions = [
-            TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or [])
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or [])
         ]
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - first metadata fetch
+            await consumer._client.force_metadata_update()
             partitions = [
                 TopicPartition(topic, p)
                 for topic in topics
@@ -267,7 +273,7 @@ async def read_outbox_ids_at_tail(bootstrap: str, topics: list[str], identity: s
         deadline = time.monotonic() + 30
         while remaining and time.monotonic() < deadline:
             batch = await consumer.getmany(*remaining.keys(), timeout_ms=500)
-            for tp, records in batch.items():
+            for records in batch.values():
                 for record in records:
                     headers = dict(record.headers or ())
                     if headers.get(OUTBOX_SCHEMA_HEADER) == identity.encode() and OUTBOX_ID_HEADER in headers:

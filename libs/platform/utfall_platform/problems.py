@@ -46,7 +46,12 @@ class Problem(Exception):
 
 
 def problem_response(
-    status: int, slug: str, detail: str, *, instance: str | None = None, headers: dict[str, str] | None = None,
+    status: int,
+    slug: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
@@ -61,9 +66,20 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-_SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
-          406: "not-acceptable", 409: "conflict", 413: "too-large", 415: "unsupported-media-type",
-          422: "invalid-parameters", 429: "too-many-requests", 503: "unavailable"}
+_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    409: "conflict",
+    413: "too-large",
+    415: "unsupported-media-type",
+    422: "invalid-parameters",
+    429: "too-many-requests",
+    503: "unavailable",
+}
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -83,17 +99,24 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")),
-             "in": str(err.get("loc", ("",))[0]), "message": str(err.get("msg", ""))}
+            {
+                "field": ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")),
+                "in": str(err.get("loc", ("",))[0]),
+                "message": str(err.get("msg", "")),
+            }
             for err in exc.errors()
         ]
         return problem_response(
-            422, "invalid-parameters", "One or more request parameters are invalid.",
-            instance=request.url.path, errors=errors,
+            422,
+            "invalid-parameters",
+            "One or more request parameters are invalid.",
+            instance=request.url.path,
+            errors=errors,
         )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "internal", "An unexpected error occurred; it has been logged.",
-                                instance=request.url.path)
+        return problem_response(
+            500, "internal", "An unexpected error occurred; it has been logged.", instance=request.url.path
+        )

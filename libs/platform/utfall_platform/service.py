@@ -80,8 +80,13 @@ class ServiceRuntime:
             if existing is None:
                 assert self.schema is not None
                 existing = TransactionalBatchConsumer(
-                    service=self.name, name=name, pool=self.pool, schema=self.schema, handler=handler,
-                    dead_letter=dead_letter, now=self.clock.now,
+                    service=self.name,
+                    name=name,
+                    pool=self.pool,
+                    schema=self.schema,
+                    handler=handler,
+                    dead_letter=dead_letter,
+                    now=self.clock.now,
                 )
                 self.consumers[name] = existing
             return existing
@@ -115,9 +120,10 @@ class ServiceRuntime:
     async def start(self) -> None:
         started = time.perf_counter()
         s = self.settings
-        self._pool = await _retry(lambda: create_pool(
-            self.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max
-        ), f"{self.name}: postgres")
+        self._pool = await _retry(
+            lambda: create_pool(self.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max),
+            f"{self.name}: postgres",
+        )
         if self.schema is not None:
             assert self.migrations is not None
             schema = self.schema
@@ -131,8 +137,12 @@ class ServiceRuntime:
         if self.with_relay:
             assert self.schema is not None
             self.relay = OutboxRelay(
-                pool=self.pool, dsn=self.database_url, schema=self.schema, bootstrap=s.kafka_bootstrap,
-                batch_size=s.outbox_batch_size, instance=s.instance,
+                pool=self.pool,
+                dsn=self.database_url,
+                schema=self.schema,
+                bootstrap=s.kafka_bootstrap,
+                batch_size=s.outbox_batch_size,
+                instance=s.instance,
             )
             self.spawn(self.relay.run(), "outbox-relay")
         for fn in self._on_start:
@@ -140,8 +150,12 @@ class ServiceRuntime:
         await _retry(self.broker.start, f"{self.name}: kafka broker")
         if self._consumer_topics and self.schema is not None:
             sampler = LagSampler(
-                service=self.name, bootstrap=s.kafka_bootstrap, pool=self.pool, schema=self.schema,
-                consumers=self._consumer_topics, interval=s.lag_sample_seconds,
+                service=self.name,
+                bootstrap=s.kafka_bootstrap,
+                pool=self.pool,
+                schema=self.schema,
+                consumers=self._consumer_topics,
+                interval=s.lag_sample_seconds,
             )
             self.spawn(sampler.run(), "lag-sampler")
         self.started = True
@@ -194,7 +208,9 @@ async def _retry(make: Callable[[], Awaitable[Any]], what: str, attempts: int = 
     raise AssertionError("unreachable")
 
 
-def create_service_app(runtime: ServiceRuntime, *, title: str, version: str = "1", **fastapi_kwargs: Any) -> FastAPI:
+def create_service_app(
+    runtime: ServiceRuntime, *, title: str, version: str = "1", **fastapi_kwargs: Any
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
@@ -257,5 +273,12 @@ def ops_router(runtime: ServiceRuntime) -> APIRouter:
 def serve(app: FastAPI, host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, loop="uvloop",
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        timeout_graceful_shutdown=10,
+    )

@@ -47,7 +47,10 @@ def suppress(
 
 
 def recoverable(
-    closed: Mapping[K, int], suppressed: frozenset[K], total_suppressed: bool, known: frozenset[K] | set[K] = frozenset()
+    closed: Mapping[K, int],
+    suppressed: frozenset[K],
+    total_suppressed: bool,
+    known: frozenset[K] | set[K] = frozenset(),
 ) -> set[K]:
     """Suppressed cells a reader can compute by subtraction (for tests: should always be empty)."""
     if total_suppressed:

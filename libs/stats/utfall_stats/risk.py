@@ -62,8 +62,15 @@ def indirect_standardisation(counts: Iterable[StratumCount]) -> dict[Hashable, S
         if e > 0:
             low, high = poisson_interval(o)
             ratio = o / e
-            out[group] = Standardised(o, e, denominators[group], ratio, low / e, high / e,
-                                      min(1.0, ratio * overall) if overall is not None else None)
+            out[group] = Standardised(
+                o,
+                e,
+                denominators[group],
+                ratio,
+                low / e,
+                high / e,
+                min(1.0, ratio * overall) if overall is not None else None,
+            )
         else:
             out[group] = Standardised(o, e, denominators[group], None, None, None, None)
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -27,9 +28,17 @@ def raw_record(event: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
     return orjson.dumps(event["data"]), headers
 
 
-async def post_events(url: str, keys: dict[str, str], events: list[dict[str, Any]], *, batch: int = 500,
-                      rate: float | None = None, kafka: str | None = None, kafka_providers: set[str] | None = None,
-                      quiet: bool = False) -> dict[str, int]:
+async def post_events(
+    url: str,
+    keys: dict[str, str],
+    events: list[dict[str, Any]],
+    *,
+    batch: int = 500,
+    rate: float | None = None,
+    kafka: str | None = None,
+    kafka_providers: set[str] | None = None,
+    quiet: bool = False,
+) -> dict[str, int]:
     """Send events: batched over HTTP with each provider's key, or to the raw topic for `kafka_providers`."""
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "kafka": 0}
     producer = None
@@ -48,14 +57,21 @@ async def post_events(url: str, keys: dict[str, str], events: list[dict[str, Any
                     if producer is not None and kafka_providers and provider in kafka_providers:
                         for event in items:
                             value, headers = raw_record(event)
-                            await producer.send(CARE_EVENTS_RAW, value, key=event["data"].get("episode_id", "").encode()
-                                                or None, headers=headers)
+                            await producer.send(
+                                CARE_EVENTS_RAW,
+                                value,
+                                key=event["data"].get("episode_id", "").encode() or None,
+                                headers=headers,
+                            )
                         counts["kafka"] += len(items)
                         continue
                     response = await client.post(
-                        "/v1/events", content=orjson.dumps(items),
-                        headers={"content-type": "application/cloudevents-batch+json",
-                                 "authorization": f"Bearer {keys[provider]}"},
+                        "/v1/events",
+                        content=orjson.dumps(items),
+                        headers={
+                            "content-type": "application/cloudevents-batch+json",
+                            "authorization": f"Bearer {keys[provider]}",
+                        },
                     )
                     response.raise_for_status()
                     body = response.json()
@@ -82,17 +98,31 @@ async def demo(url: str, keys: dict[str, str], kafka: str, subjects: int, rate: 
     kafka_providers = {"sis-ljungen"}
     today = date.today()
     cohort = generate(CohortConfig(subjects=subjects, seed=seed, today=today))
-    print(f"demo provider: streaming {len(cohort.events)} events of {subjects} young people "
-          f"at about {rate:.0f} events/s", file=sys.stderr, flush=True)
-    counts = await post_events(url, keys, cohort.events, batch=200, rate=rate, kafka=kafka,
-                               kafka_providers=kafka_providers, quiet=True)
+    print(
+        f"demo provider: streaming {len(cohort.events)} events of {subjects} young people "
+        f"at about {rate:.0f} events/s",
+        file=sys.stderr,
+        flush=True,
+    )
+    counts = await post_events(
+        url,
+        keys,
+        cohort.events,
+        batch=200,
+        rate=rate,
+        kafka=kafka,
+        kafka_providers=kafka_providers,
+        quiet=True,
+    )
     print(f"demo provider: initial cohort sent: {counts}", file=sys.stderr, flush=True)
     round_ = 0
     while True:
         await asyncio.sleep(10)
         round_ += 1
         more = generate(CohortConfig(subjects=5, seed=seed * 1000 + round_, today=today))
-        await post_events(url, keys, more.events, batch=100, kafka=kafka, kafka_providers=kafka_providers, quiet=True)
+        await post_events(
+            url, keys, more.events, batch=100, kafka=kafka, kafka_providers=kafka_providers, quiet=True
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,14 +154,14 @@ def main(argv: list[str] | None = None) -> None:
             out.write(json.dumps(event, ensure_ascii=False) + "\n")
         if args.out:
             out.close()
-            print(f"{len(cohort.events)} events ({cohort.unique_events} unique) -> {args.out}", file=sys.stderr)
+            print(
+                f"{len(cohort.events)} events ({cohort.unique_events} unique) -> {args.out}", file=sys.stderr
+            )
     elif args.command == "post":
         keys = json.loads(args.keys.read_text())
         cohort = generate(CohortConfig(subjects=args.subjects, seed=args.seed, today=date.today()))
         print(asyncio.run(post_events(args.url, keys, cohort.events, rate=args.rate)))
     elif args.command == "demo":
         keys = json.loads(args.keys.read_text())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(demo(args.url, keys, args.kafka, args.subjects, args.rate, args.seed))
-        except KeyboardInterrupt:
-            pass

@@ -29,22 +29,60 @@ PROVIDERS: tuple[Provider, ...] = (
     Provider("hvb-bjorken", "hvb", ("bjorken-a", "bjorken-b"), 2.0),
     Provider("hvb-granen", "hvb", ("granen-1", "granen-2"), 2.0),
     Provider("hvb-linden", "hvb", ("linden-1",), 1.0),
-    Provider("familjehem-vast", "family_home", ("fh-vast-goteborg", "fh-vast-boras"), 3.0,
-             (("SoL", 0.55), ("LVU", 0.45))),
+    Provider(
+        "familjehem-vast",
+        "family_home",
+        ("fh-vast-goteborg", "fh-vast-boras"),
+        3.0,
+        (("SoL", 0.55), ("LVU", 0.45)),
+    ),
     Provider("familjehem-norr", "family_home", ("fh-norr-umea",), 1.5, (("SoL", 0.55), ("LVU", 0.45))),
-    Provider("stodboende-vast", "supported_housing", ("sb-vast-1", "sb-vast-2"), 1.5, (("SoL", 0.95), ("LVU", 0.05))),
+    Provider(
+        "stodboende-vast",
+        "supported_housing",
+        ("sb-vast-1", "sb-vast-2"),
+        1.5,
+        (("SoL", 0.95), ("LVU", 0.05)),
+    ),
     Provider("stodboende-syd", "supported_housing", ("sb-syd-malmo",), 1.0, (("SoL", 0.95), ("LVU", 0.05))),
     Provider("sis-ljungen", "sis", ("ljungen-lsu",), 1.0, (("LVU", 1.0),)),
     Provider("oppenvard-mitt", "outpatient", ("ov-mitt-1",), 0.8, (("SoL", 1.0),)),
 )
-TARGET_GROUPS = (("behaviour", 0.35), ("substance_use", 0.15), ("mental_health", 0.2), ("neuropsychiatric", 0.12),
-                 ("unaccompanied", 0.08), ("other", 0.1))
-END_REASONS = (("planned", 0.55), ("unplanned", 0.25), ("moved_to_other_care", 0.1), ("aged_out", 0.05),
-               ("other", 0.05))
-DESTINATIONS = (("parents", 0.35), ("relatives", 0.08), ("family_home", 0.12), ("own_housing", 0.1),
-                ("supported_housing", 0.12), ("hvb", 0.1), ("sis", 0.03), ("other", 0.04), ("unknown", 0.06))
-LIVING = (("parents", 0.4), ("relatives", 0.08), ("family_home", 0.12), ("own_housing", 0.15),
-          ("supported_housing", 0.1), ("institution", 0.1), ("unknown", 0.05))
+TARGET_GROUPS = (
+    ("behaviour", 0.35),
+    ("substance_use", 0.15),
+    ("mental_health", 0.2),
+    ("neuropsychiatric", 0.12),
+    ("unaccompanied", 0.08),
+    ("other", 0.1),
+)
+END_REASONS = (
+    ("planned", 0.55),
+    ("unplanned", 0.25),
+    ("moved_to_other_care", 0.1),
+    ("aged_out", 0.05),
+    ("other", 0.05),
+)
+DESTINATIONS = (
+    ("parents", 0.35),
+    ("relatives", 0.08),
+    ("family_home", 0.12),
+    ("own_housing", 0.1),
+    ("supported_housing", 0.12),
+    ("hvb", 0.1),
+    ("sis", 0.03),
+    ("other", 0.04),
+    ("unknown", 0.06),
+)
+LIVING = (
+    ("parents", 0.4),
+    ("relatives", 0.08),
+    ("family_home", 0.12),
+    ("own_housing", 0.15),
+    ("supported_housing", 0.1),
+    ("institution", 0.1),
+    ("unknown", 0.05),
+)
 
 
 @dataclass
@@ -78,12 +116,23 @@ def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
     return rng.choices([v for v, _ in weighted], [w for _, w in weighted])[0]
 
 
-def _envelope(kind: str, provider_id: str, event_id: str, at: date, data: dict[str, Any], rng: random.Random,
-              subject: str | None) -> dict[str, Any]:
+def _envelope(
+    kind: str,
+    provider_id: str,
+    event_id: str,
+    at: date,
+    data: dict[str, Any],
+    rng: random.Random,
+    subject: str | None,
+) -> dict[str, Any]:
     stamp = datetime.combine(at, time(8, 0), UTC) + timedelta(minutes=rng.randrange(0, 600))
     out: dict[str, Any] = {
-        "specversion": "1.0", "id": event_id, "source": f"provider/{provider_id}",
-        "type": f"se.utfall.{kind}.v1", "time": stamp.isoformat(), "datacontenttype": "application/json",
+        "specversion": "1.0",
+        "id": event_id,
+        "source": f"provider/{provider_id}",
+        "type": f"se.utfall.{kind}.v1",
+        "time": stamp.isoformat(),
+        "datacontenttype": "application/json",
         "data": data,
     }
     if subject is not None:
@@ -116,8 +165,9 @@ class _Builder:
         span = (self.config.today - self.config.first_start).days
         first_start = self.config.first_start + timedelta(days=rng.randrange(0, max(1, span - 30)))
         born = first_start - timedelta(days=int(age * 365.25) + rng.randrange(1, 300))
-        number = make_person_number(born, rng.randrange(0, 1000), female=rng.random() < 0.45,
-                                    coordination=rng.random() < 0.04)
+        number = make_person_number(
+            born, rng.randrange(0, 1000), female=rng.random() < 0.45, coordination=rng.random() < 0.04
+        )
         return number, first_start
 
     def subject(self) -> str:
@@ -146,31 +196,68 @@ class _Builder:
         age = start.year - born.year - ((start.month, start.day) < (born.month, born.day))
         if age > 20:
             return None
-        started = _envelope("placement.started", provider.provider_id, self.next_id(provider.provider_id), start, {
-            "episode_id": episode_id, "person_id": number, "provider_id": provider.provider_id,
-            "unit_id": rng.choice(provider.units), "municipality_code": municipality,
-            "care_type": provider.care_type, "legal_basis": legal, "target_group": target,
-            "start_date": start.isoformat(),
-        }, rng, episode_id)
+        started = _envelope(
+            "placement.started",
+            provider.provider_id,
+            self.next_id(provider.provider_id),
+            start,
+            {
+                "episode_id": episode_id,
+                "person_id": number,
+                "provider_id": provider.provider_id,
+                "unit_id": rng.choice(provider.units),
+                "municipality_code": municipality,
+                "care_type": provider.care_type,
+                "legal_basis": legal,
+                "target_group": target,
+                "start_date": start.isoformat(),
+            },
+            rng,
+            episode_id,
+        )
         self.emit(start, started)
         stay = int(rng.lognormvariate(5.3, 0.9)) + 1  # a few days to a few years; median about 200 days
         end = start + timedelta(days=stay)
         if end > cfg.today or rng.random() < cfg.ongoing_rate * 0.3:
             return None
         reason = _pick(rng, END_REASONS)
-        ended_data = {"episode_id": episode_id, "end_date": end.isoformat(), "end_reason": reason,
-                      "destination": _pick(rng, DESTINATIONS)}
-        ended = _envelope("placement.ended", provider.provider_id, self.next_id(provider.provider_id), end,
-                          ended_data, rng, episode_id)
+        ended_data = {
+            "episode_id": episode_id,
+            "end_date": end.isoformat(),
+            "end_reason": reason,
+            "destination": _pick(rng, DESTINATIONS),
+        }
+        ended = _envelope(
+            "placement.ended",
+            provider.provider_id,
+            self.next_id(provider.provider_id),
+            end,
+            ended_data,
+            rng,
+            episode_id,
+        )
         self.emit(end, ended)
         if rng.random() < cfg.retraction_rate:
             when = end + timedelta(days=rng.randrange(1, 30))
             if when <= cfg.today:
-                retraction = _envelope("event.retracted", provider.provider_id, self.next_id(provider.provider_id),
-                                       when, {"retracted_event_id": ended["id"],
-                                              "reason": "fel avslutsskäl registrerat"}, rng, None)
-                corrected = _envelope("placement.ended", provider.provider_id, self.next_id(provider.provider_id),
-                                      when, dict(ended_data, end_reason=_pick(rng, END_REASONS)), rng, episode_id)
+                retraction = _envelope(
+                    "event.retracted",
+                    provider.provider_id,
+                    self.next_id(provider.provider_id),
+                    when,
+                    {"retracted_event_id": ended["id"], "reason": "fel avslutsskäl registrerat"},
+                    rng,
+                    None,
+                )
+                corrected = _envelope(
+                    "placement.ended",
+                    provider.provider_id,
+                    self.next_id(provider.provider_id),
+                    when,
+                    dict(ended_data, end_reason=_pick(rng, END_REASONS)),
+                    rng,
+                    episode_id,
+                )
                 self.pinned |= {ended["id"], retraction["id"], corrected["id"]}
                 self.emit(when, retraction)
                 self.emit(when, corrected)
@@ -179,15 +266,27 @@ class _Builder:
             if assessed > cfg.today or rng.random() < cfg.followup_missing:
                 continue
             replaced = rng.random() < (0.1 + 0.04 * month / 6)
-            self.emit(assessed, _envelope("followup.recorded", provider.provider_id, self.next_id(provider.provider_id),
-                                          assessed, {
-                "episode_id": episode_id, "followup_month": month, "assessed_on": assessed.isoformat(),
-                "living_situation": _pick(rng, LIVING),
-                "in_education_or_work": None if rng.random() < 0.1 else rng.random() < 0.6,
-                "replaced_since_discharge": None if rng.random() < 0.05 else replaced,
-                "offending": None if rng.random() < 0.3 else rng.random() < 0.15,
-                "substance_misuse": None if rng.random() < 0.3 else rng.random() < 0.12,
-            }, rng, episode_id))
+            self.emit(
+                assessed,
+                _envelope(
+                    "followup.recorded",
+                    provider.provider_id,
+                    self.next_id(provider.provider_id),
+                    assessed,
+                    {
+                        "episode_id": episode_id,
+                        "followup_month": month,
+                        "assessed_on": assessed.isoformat(),
+                        "living_situation": _pick(rng, LIVING),
+                        "in_education_or_work": None if rng.random() < 0.1 else rng.random() < 0.6,
+                        "replaced_since_discharge": None if rng.random() < 0.05 else replaced,
+                        "offending": None if rng.random() < 0.3 else rng.random() < 0.15,
+                        "substance_misuse": None if rng.random() < 0.3 else rng.random() < 0.12,
+                    },
+                    rng,
+                    episode_id,
+                ),
+            )
         return end
 
 
@@ -216,4 +315,4 @@ def generate(config: CohortConfig | None = None) -> Cohort:
 
 def batches(events: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, len(events), size):
-        yield events[start:start + size]
+        yield events[start : start + size]

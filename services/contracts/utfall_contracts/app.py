@@ -8,7 +8,6 @@ from importlib import resources
 
 import asyncpg
 from fastapi import FastAPI
-
 from pydantic import ValidationError
 
 from utfall_events.codec import UndecodableEvent
@@ -31,7 +30,10 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
     settings = settings or ContractsSettings()
     clock = clock or clock_from_offset_days(settings.clock_offset_days)
     runtime = ServiceRuntime(
-        name="contracts", settings=settings, clock=clock, schema="contracts",
+        name="contracts",
+        settings=settings,
+        clock=clock,
+        schema="contracts",
         migrations=resources.files("utfall_contracts").joinpath("migrations"),
     )
     dead_letter = DeadLetterPolicy(CONTRACTS_DEADLETTER, poison=(UndecodableEvent, ValidationError))
@@ -40,8 +42,13 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
         ("contracts-care-events", CARE_EVENTS, care_events_handler(clock)),
         ("contracts-outcomes", OUTCOMES, outcomes_handler(clock)),
     ):
-        subscribe_transactional(runtime.broker, topic, group_id=settings.group_id(name),
-                                consumer=runtime.consumer(name, topic, handler, dead_letter), settings=settings)
+        subscribe_transactional(
+            runtime.broker,
+            topic,
+            group_id=settings.group_id(name),
+            consumer=runtime.consumer(name, topic, handler, dead_letter),
+            settings=settings,
+        )
 
     async def load_contract_files() -> None:
         if not settings.contracts_dir.is_dir():
@@ -51,18 +58,26 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
                 version = await apply_definition(conn, definition, origin=f"yaml:{path.name}", clock=clock)
             if version is not None:
                 log.info("contract %s version %d loaded from %s", definition.contract_id, version, path.name)
-        runtime.spawn(sample_contract_gauges(runtime.pool, settings.metrics_sample_seconds), "contract-gauges")
+        runtime.spawn(
+            sample_contract_gauges(runtime.pool, settings.metrics_sample_seconds), "contract-gauges"
+        )
 
     runtime.on_start(load_contract_files)
-    return create_service_app(runtime, title="Utfall contracts", description=(
-        "Outcome contracts: enrolment by rule, milestones, the capped append-only payment ledger."
-    ))
+    return create_service_app(
+        runtime,
+        title="Utfall contracts",
+        description=(
+            "Outcome contracts: enrolment by rule, milestones, the capped append-only payment ledger."
+        ),
+    )
 
 
 async def sample_contract_gauges(pool: asyncpg.Pool, every: float) -> None:
     while True:
         try:
-            for r in await pool.fetch("SELECT contract_id, total_cap_ore, paid_net_ore FROM contracts_read.contracts"):
+            for r in await pool.fetch(
+                "SELECT contract_id, total_cap_ore, paid_net_ore FROM contracts_read.contracts"
+            ):
                 contract_metrics.PAID_NET.labels(r["contract_id"]).set(r["paid_net_ore"])
                 contract_metrics.CAP_UTILISATION.labels(r["contract_id"]).set(
                     r["paid_net_ore"] / r["total_cap_ore"] if r["total_cap_ore"] else 0

@@ -12,8 +12,8 @@ from utfall_events.outcomes import OutcomeFactV1
 from utfall_events.vocabulary import EVENT_RETRACTED, PLACEMENT_STARTED
 from utfall_platform import metrics
 from utfall_platform.clock import Clock
-from utfall_platform.db import json_texts
 from utfall_platform.consumer import Record
+from utfall_platform.db import json_texts
 
 from .contract_store import current_contracts, save_version
 from .reconcile import EpisodeKey, reconcile
@@ -25,8 +25,11 @@ def care_events_handler(clock: Clock) -> Handler:
     async def handle(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
         events = [decode_care_event(r.headers, r.value) for r in records]
         started = [e for e in events if e.type == PLACEMENT_STARTED]
-        retractions = [e for e in events if e.type == EVENT_RETRACTED
-                       and e.data.get("retracted_event_type") == PLACEMENT_STARTED]
+        retractions = [
+            e
+            for e in events
+            if e.type == EVENT_RETRACTED and e.data.get("retracted_event_type") == PLACEMENT_STARTED
+        ]
         if not started and not retractions:
             return
         if started:
@@ -36,32 +39,42 @@ def care_events_handler(clock: Clock) -> Handler:
                 "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
                 "$7::text[], $8::text[], $9::text[], $10::int[], $11::date[], $12::timestamptz[]) "
                 "ON CONFLICT DO NOTHING",
-                [e.source for e in started], [e.event_id for e in started], [e.provider_id for e in started],
-                [e.episode_id for e in started], [e.subject_ref for e in started],
-                [e.data["municipality_code"] for e in started], [e.data["care_type"] for e in started],
-                [e.data["legal_basis"] for e in started], [e.data["target_group"] for e in started],
+                [e.source for e in started],
+                [e.event_id for e in started],
+                [e.provider_id for e in started],
+                [e.episode_id for e in started],
+                [e.subject_ref for e in started],
+                [e.data["municipality_code"] for e in started],
+                [e.data["care_type"] for e in started],
+                [e.data["legal_basis"] for e in started],
+                [e.data["target_group"] for e in started],
                 [int(e.data["age_at_start"]) for e in started],
-                [_date(e.data["start_date"]) for e in started], [e.time for e in started],
+                [_date(e.data["start_date"]) for e in started],
+                [e.time for e in started],
             )
         if retractions:
             await conn.execute(
                 "INSERT INTO contracts.retractions (source, retracted_event_id) SELECT * FROM "
                 "unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
-                [e.source for e in retractions], [str(e.data["retracted_event_id"]) for e in retractions],
+                [e.source for e in retractions],
+                [str(e.data["retracted_event_id"]) for e in retractions],
             )
         # Retractions may arrive before the placement they retract: apply every known one.
         await conn.execute(
             "UPDATE contracts.placements p SET retracted = true FROM contracts.retractions r "
             "WHERE NOT p.retracted AND r.source = p.source AND r.retracted_event_id = p.event_id "
             "AND (p.provider_id, p.episode_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-            [e.provider_id for e in started + retractions], [e.episode_id for e in started + retractions],
+            [e.provider_id for e in started + retractions],
+            [e.episode_id for e in started + retractions],
         )
         keys = {(e.provider_id, e.episode_id) for e in started + retractions}
         now = clock.now()
         await reconcile(conn, await current_contracts(conn), keys, now=now, reason="placement")
         for e in events:
             if e.ingested_at is not None:
-                metrics.EVENT_TO_READ_MODEL.labels("contracts").observe(max(0.0, (now - e.ingested_at).total_seconds()))
+                metrics.EVENT_TO_READ_MODEL.labels("contracts").observe(
+                    max(0.0, (now - e.ingested_at).total_seconds())
+                )
 
     return handle
 
@@ -83,9 +96,15 @@ def outcomes_handler(clock: Clock) -> Handler:
             "subject_ref = EXCLUDED.subject_ref, status = EXCLUDED.status, revision = EXCLUDED.revision, "
             "evidence = EXCLUDED.evidence, updated_at = EXCLUDED.updated_at WHERE f.revision < EXCLUDED.revision "
             "RETURNING provider_id, episode_id",
-            [f.episode.provider_id for f in facts], [f.episode_id for f in facts], [f.measure_id for f in facts],
-            [f.measure_version for f in facts], [f.subject_ref for f in facts], [f.status for f in facts],
-            [f.revision for f in facts], json_texts([[e.model_dump() for e in f.evidence] for f in facts]), clock.now(),
+            [f.episode.provider_id for f in facts],
+            [f.episode_id for f in facts],
+            [f.measure_id for f in facts],
+            [f.measure_version for f in facts],
+            [f.subject_ref for f in facts],
+            [f.status for f in facts],
+            [f.revision for f in facts],
+            json_texts([[e.model_dump() for e in f.evidence] for f in facts]),
+            clock.now(),
         )
         keys: set[EpisodeKey] = {(r["provider_id"], r["episode_id"]) for r in rows}
         if keys:
@@ -103,20 +122,24 @@ def commands_handler(clock: Clock) -> Handler:
     return handle
 
 
-async def apply_definition(conn: asyncpg.Connection, definition: ContractDefinitionV1, *, origin: str,
-                           clock: Clock) -> int | None:
+async def apply_definition(
+    conn: asyncpg.Connection, definition: ContractDefinitionV1, *, origin: str, clock: Clock
+) -> int | None:
     version = await save_version(conn, definition, origin=origin, now=clock.now())
     if version is None:
         return None
     rows = await conn.fetch(
         "SELECT DISTINCT provider_id, episode_id FROM contracts.placements WHERE provider_id = ANY($1::text[]) "
         "UNION SELECT provider_id, episode_id FROM contracts.participants WHERE contract_id = $2",
-        definition.provider_ids, definition.contract_id,
+        definition.provider_ids,
+        definition.contract_id,
     )
     contracts = {definition.contract_id: (version, definition)}
     keys = [(r["provider_id"], r["episode_id"]) for r in rows]
     for start in range(0, len(keys), 5000):
-        await reconcile(conn, contracts, keys[start:start + 5000], now=clock.now(), reason="contract amended")
+        await reconcile(
+            conn, contracts, keys[start : start + 5000], now=clock.now(), reason="contract amended"
+        )
     return version
 
 

@@ -14,15 +14,21 @@ from utfall_events.contracts import ContractDefinitionV1
 
 
 def definition_hash(definition: ContractDefinitionV1) -> str:
-    return hashlib.sha256(orjson.dumps(definition.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(
+        orjson.dumps(definition.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
 
 
-async def current_contracts(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, tuple[int, ContractDefinitionV1]]:
+async def current_contracts(
+    conn: asyncpg.Connection | asyncpg.Pool,
+) -> dict[str, tuple[int, ContractDefinitionV1]]:
     rows = await conn.fetch(
         "SELECT DISTINCT ON (contract_id) contract_id, version, definition FROM contracts.contract_versions "
         "ORDER BY contract_id, version DESC"
     )
-    return {r["contract_id"]: (r["version"], ContractDefinitionV1.model_validate(r["definition"])) for r in rows}
+    return {
+        r["contract_id"]: (r["version"], ContractDefinitionV1.model_validate(r["definition"])) for r in rows
+    }
 
 
 async def save_version(
@@ -42,7 +48,12 @@ async def save_version(
     await conn.execute(
         "INSERT INTO contracts.contract_versions (contract_id, version, definition, definition_sha256, origin, "
         "created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        definition.contract_id, version, definition.model_dump(mode="json"), digest, origin, now,
+        definition.contract_id,
+        version,
+        definition.model_dump(mode="json"),
+        digest,
+        origin,
+        now,
     )
     await conn.execute(
         "INSERT INTO contracts.contract_totals (contract_id) VALUES ($1) ON CONFLICT DO NOTHING",

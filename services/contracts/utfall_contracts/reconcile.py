@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+
 import asyncpg
 import orjson
 
@@ -52,27 +53,40 @@ class ContractBook:
     ledger: list[PaymentV1] = field(default_factory=list)
 
 
-async def current_placements(conn: asyncpg.Connection, keys: list[EpisodeKey]) -> dict[EpisodeKey, PlacementFacts]:
+async def current_placements(
+    conn: asyncpg.Connection, keys: list[EpisodeKey]
+) -> dict[EpisodeKey, PlacementFacts]:
     rows = await conn.fetch(
         "SELECT DISTINCT ON (provider_id, episode_id) * FROM contracts.placements "
         "WHERE NOT retracted AND (provider_id, episode_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
         "ORDER BY provider_id, episode_id, time DESC, event_id DESC",
-        [k[0] for k in keys], [k[1] for k in keys],
+        [k[0] for k in keys],
+        [k[1] for k in keys],
     )
     return {
         (r["provider_id"], r["episode_id"]): PlacementFacts(
-            r["provider_id"], r["episode_id"], r["subject_ref"], r["municipality_code"], r["care_type"],
-            r["legal_basis"], r["target_group"], r["age_at_start"], r["start_date"],
+            r["provider_id"],
+            r["episode_id"],
+            r["subject_ref"],
+            r["municipality_code"],
+            r["care_type"],
+            r["legal_basis"],
+            r["target_group"],
+            r["age_at_start"],
+            r["start_date"],
         )
         for r in rows
     }
 
 
-async def load_facts(conn: asyncpg.Connection, keys: list[EpisodeKey]) -> dict[tuple[EpisodeKey, str], FactInfo]:
+async def load_facts(
+    conn: asyncpg.Connection, keys: list[EpisodeKey]
+) -> dict[tuple[EpisodeKey, str], FactInfo]:
     rows = await conn.fetch(
         "SELECT provider_id, episode_id, measure_id, measure_version, status, evidence, subject_ref "
         "FROM contracts.fact_status WHERE (provider_id, episode_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-        [k[0] for k in keys], [k[1] for k in keys],
+        [k[0] for k in keys],
+        [k[1] for k in keys],
     )
     return {
         ((r["provider_id"], r["episode_id"]), r["measure_id"]): FactInfo(
@@ -119,16 +133,36 @@ async def reconcile(
             for milestone in definition.milestones:
                 fact = facts.get((key, milestone.measure_id))
                 achieved = key in enrolled_now and fact is not None and fact.status == "achieved"
-                any_reversal |= _step(book, key, subject, milestone.milestone_id, milestone.measure_id,
-                                      milestone.price_ore, achieved, fact, now, reason)
+                any_reversal |= _step(
+                    book,
+                    key,
+                    subject,
+                    milestone.milestone_id,
+                    milestone.measure_id,
+                    milestone.price_ore,
+                    achieved,
+                    fact,
+                    now,
+                    reason,
+                )
         if any_reversal:
             await _pay_blocked(conn, book, now)
         written += await _write_book(conn, book, now)
     return written
 
 
-def _step(book: ContractBook, key: EpisodeKey, subject: str, milestone_id: str, measure_id: str, price: int,
-          achieved: bool, fact: FactInfo | None, now: datetime, reason: str) -> bool:
+def _step(
+    book: ContractBook,
+    key: EpisodeKey,
+    subject: str,
+    milestone_id: str,
+    measure_id: str,
+    price: int,
+    achieved: bool,
+    fact: FactInfo | None,
+    now: datetime,
+    reason: str,
+) -> bool:
     state_key = (key, milestone_id)
     state = book.states.get(state_key, MilestoneState())
     caps = Caps(
@@ -143,17 +177,45 @@ def _step(book: ContractBook, key: EpisodeKey, subject: str, milestone_id: str, 
         new_id = payment_id(book.contract_id, subject, key[0], key[1], milestone_id, action.occurrence)
         book.paid_net_ore += action.amount_ore
         book.participant_paid[key] = book.participant_paid.get(key, 0) + action.amount_ore
-        book.ledger.append(_entry(book, "payment.triggered", new_id, action, subject, key, milestone_id,
-                                  measure_id, fact, now, None))
+        book.ledger.append(
+            _entry(
+                book,
+                "payment.triggered",
+                new_id,
+                action,
+                subject,
+                key,
+                milestone_id,
+                measure_id,
+                fact,
+                now,
+                None,
+            )
+        )
     elif action.kind == "reverse":
         assert state.active_payment_id is not None
         book.paid_net_ore -= action.amount_ore
         book.participant_paid[key] = book.participant_paid.get(key, 0) - action.amount_ore
-        why = "participant no longer in the cohort" if fact is not None and fact.status == "achieved" else (
-            f"outcome is now {fact.status if fact else 'void'}")
-        book.ledger.append(_entry(book, "payment.reversed", state.active_payment_id,
-                                  Action("reverse", action.amount_ore, state.occurrences), subject, key,
-                                  milestone_id, measure_id, fact, now, f"{reason}: {why}"))
+        why = (
+            "participant no longer in the cohort"
+            if fact is not None and fact.status == "achieved"
+            else (f"outcome is now {fact.status if fact else 'void'}")
+        )
+        book.ledger.append(
+            _entry(
+                book,
+                "payment.reversed",
+                state.active_payment_id,
+                Action("reverse", action.amount_ore, state.occurrences),
+                subject,
+                key,
+                milestone_id,
+                measure_id,
+                fact,
+                now,
+                f"{reason}: {why}",
+            )
+        )
     elif action.kind == "block":
         book.blocked_at[state_key] = now
     book.states[state_key] = evolve(state, action, new_payment_id=new_id)
@@ -161,23 +223,50 @@ def _step(book: ContractBook, key: EpisodeKey, subject: str, milestone_id: str, 
     return action.kind == "reverse"
 
 
-def _entry(book: ContractBook, kind: str, pid: str, action: Action, subject: str, key: EpisodeKey,
-           milestone_id: str, measure_id: str, fact: FactInfo | None, now: datetime, reason: str | None) -> PaymentV1:
+def _entry(
+    book: ContractBook,
+    kind: str,
+    pid: str,
+    action: Action,
+    subject: str,
+    key: EpisodeKey,
+    milestone_id: str,
+    measure_id: str,
+    fact: FactInfo | None,
+    now: datetime,
+    reason: str | None,
+) -> PaymentV1:
     return PaymentV1(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         entry_id=pid if kind == "payment.triggered" else reversal_entry_id(pid),
-        payment_id=pid, occurrence=max(action.occurrence, 1), contract_id=book.contract_id,
-        contract_version=book.version, milestone_id=milestone_id, measure_id=measure_id,
-        measure_version=fact.measure_version if fact else 0, subject_ref=subject, provider_id=key[0],
-        episode_id=key[1], amount_ore=action.amount_ore, capped=action.capped,
-        evidence=[EventRef(**e) for e in fact.evidence] if fact else [], determined_at=now, reason=reason,
+        payment_id=pid,
+        occurrence=max(action.occurrence, 1),
+        contract_id=book.contract_id,
+        contract_version=book.version,
+        milestone_id=milestone_id,
+        measure_id=measure_id,
+        measure_version=fact.measure_version if fact else 0,
+        subject_ref=subject,
+        provider_id=key[0],
+        episode_id=key[1],
+        amount_ore=action.amount_ore,
+        capped=action.capped,
+        evidence=[EventRef(**e) for e in fact.evidence] if fact else [],
+        determined_at=now,
+        reason=reason,
     )
 
 
-async def _open_book(conn: asyncpg.Connection, contract_id: str, version: int, definition: ContractDefinitionV1,
-                     keys: list[EpisodeKey]) -> ContractBook:
-    await conn.execute("INSERT INTO contracts.contract_totals (contract_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                       contract_id)
+async def _open_book(
+    conn: asyncpg.Connection,
+    contract_id: str,
+    version: int,
+    definition: ContractDefinitionV1,
+    keys: list[EpisodeKey],
+) -> ContractBook:
+    await conn.execute(
+        "INSERT INTO contracts.contract_totals (contract_id) VALUES ($1) ON CONFLICT DO NOTHING", contract_id
+    )
     # The row lock serialises every payment decision of one contract: caps hold under concurrency.
     paid = await conn.fetchval(
         "SELECT paid_net_ore FROM contracts.contract_totals WHERE contract_id = $1 FOR UPDATE", contract_id
@@ -187,7 +276,9 @@ async def _open_book(conn: asyncpg.Connection, contract_id: str, version: int, d
         "SELECT provider_id, episode_id, milestone_id, occurrences, active_payment_id, active_amount_ore, blocked, "
         "blocked_at FROM contracts.milestone_state WHERE contract_id = $1 AND (provider_id, episode_id) IN "
         "(SELECT * FROM unnest($2::text[], $3::text[]))",
-        contract_id, [k[0] for k in keys], [k[1] for k in keys],
+        contract_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
     )
     for r in rows:
         key = (r["provider_id"], r["episode_id"])
@@ -200,18 +291,27 @@ async def _open_book(conn: asyncpg.Connection, contract_id: str, version: int, d
     return book
 
 
-async def _participants(conn: asyncpg.Connection, contract_id: str, keys: list[EpisodeKey]) -> dict[EpisodeKey, str]:
+async def _participants(
+    conn: asyncpg.Connection, contract_id: str, keys: list[EpisodeKey]
+) -> dict[EpisodeKey, str]:
     rows = await conn.fetch(
         "SELECT provider_id, episode_id, subject_ref FROM contracts.participants WHERE contract_id = $1 AND "
         "(provider_id, episode_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
-        contract_id, [k[0] for k in keys], [k[1] for k in keys],
+        contract_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
     )
     return {(r["provider_id"], r["episode_id"]): r["subject_ref"] for r in rows}
 
 
-async def _write_participants(conn: asyncpg.Connection, book: ContractBook, existing: dict[EpisodeKey, str],
-                              enrolled: dict[EpisodeKey, PlacementFacts], keys: list[EpisodeKey],
-                              now: datetime) -> None:
+async def _write_participants(
+    conn: asyncpg.Connection,
+    book: ContractBook,
+    existing: dict[EpisodeKey, str],
+    enrolled: dict[EpisodeKey, PlacementFacts],
+    keys: list[EpisodeKey],
+    now: datetime,
+) -> None:
     rows = list(enrolled.values())
     if rows:
         await conn.execute(
@@ -227,9 +327,17 @@ async def _write_participants(conn: asyncpg.Connection, book: ContractBook, exis
             "start_date = EXCLUDED.start_date, updated_at = EXCLUDED.updated_at, "
             "contract_version = CASE WHEN p.status = 'enrolled' THEN p.contract_version "
             "ELSE EXCLUDED.contract_version END",
-            book.contract_id, book.version, now, [p.provider_id for p in rows], [p.episode_id for p in rows],
-            [p.subject_ref for p in rows], [p.municipality_code for p in rows], [p.care_type for p in rows],
-            [p.legal_basis for p in rows], [p.target_group for p in rows], [p.age_at_start for p in rows],
+            book.contract_id,
+            book.version,
+            now,
+            [p.provider_id for p in rows],
+            [p.episode_id for p in rows],
+            [p.subject_ref for p in rows],
+            [p.municipality_code for p in rows],
+            [p.care_type for p in rows],
+            [p.legal_basis for p in rows],
+            [p.target_group for p in rows],
+            [p.age_at_start for p in rows],
             [p.start_date for p in rows],
         )
     leaving = [k for k in keys if k in existing and k not in enrolled]
@@ -237,7 +345,10 @@ async def _write_participants(conn: asyncpg.Connection, book: ContractBook, exis
         await conn.execute(
             "UPDATE contracts.participants SET status = 'withdrawn', updated_at = $2 WHERE contract_id = $1 AND "
             "status = 'enrolled' AND (provider_id, episode_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))",
-            book.contract_id, now, [k[0] for k in leaving], [k[1] for k in leaving],
+            book.contract_id,
+            now,
+            [k[0] for k in leaving],
+            [k[1] for k in leaving],
         )
     contract_metrics.ENROLMENTS.labels(book.contract_id).inc(len([k for k in enrolled if k not in existing]))
 
@@ -256,9 +367,7 @@ async def _pay_blocked(conn: asyncpg.Connection, book: ContractBook, now: dateti
                 r["occurrences"], r["active_payment_id"], int(r["active_amount_ore"]), r["blocked"]
             )
             book.blocked_at[state_key] = r["blocked_at"]
-    blocked = sorted(
-        (book.blocked_at.get(sk, now), sk) for sk, st in book.states.items() if st.blocked
-    )
+    blocked = sorted((book.blocked_at.get(sk, now), sk) for sk, st in book.states.items() if st.blocked)
     if not blocked:
         return
     keys = sorted({sk[0] for _, sk in blocked})
@@ -268,7 +377,9 @@ async def _pay_blocked(conn: asyncpg.Connection, book: ContractBook, now: dateti
             "SELECT provider_id, episode_id, sum(active_amount_ore) AS paid FROM contracts.milestone_state "
             "WHERE contract_id = $1 AND (provider_id, episode_id) IN (SELECT * FROM unnest($2::text[], $3::text[])) "
             "GROUP BY 1, 2",
-            book.contract_id, [k[0] for k in unknown], [k[1] for k in unknown],
+            book.contract_id,
+            [k[0] for k in unknown],
+            [k[1] for k in unknown],
         ):
             book.participant_paid[(r["provider_id"], r["episode_id"])] = int(r["paid"])
     people = {
@@ -276,7 +387,9 @@ async def _pay_blocked(conn: asyncpg.Connection, book: ContractBook, now: dateti
         for r in await conn.fetch(
             "SELECT provider_id, episode_id, status, subject_ref FROM contracts.participants WHERE contract_id = $1 "
             "AND (provider_id, episode_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
-            book.contract_id, [k[0] for k in keys], [k[1] for k in keys],
+            book.contract_id,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
         )
     }
     facts = await load_facts(conn, keys)
@@ -290,8 +403,18 @@ async def _pay_blocked(conn: asyncpg.Connection, book: ContractBook, now: dateti
             continue
         fact = facts.get((key, milestone.measure_id))
         achieved = person[0] == "enrolled" and fact is not None and fact.status == "achieved"
-        _step(book, key, person[1], milestone_id, milestone.measure_id, milestone.price_ore, achieved, fact, now,
-              "room under the cap")
+        _step(
+            book,
+            key,
+            person[1],
+            milestone_id,
+            milestone.measure_id,
+            milestone.price_ore,
+            achieved,
+            fact,
+            now,
+            "room under the cap",
+        )
 
 
 async def _write_book(conn: asyncpg.Connection, book: ContractBook, now: datetime) -> int:
@@ -306,9 +429,15 @@ async def _write_book(conn: asyncpg.Connection, book: ContractBook, now: datetim
             "occurrences = EXCLUDED.occurrences, active_payment_id = EXCLUDED.active_payment_id, "
             "active_amount_ore = EXCLUDED.active_amount_ore, blocked = EXCLUDED.blocked, "
             "blocked_at = EXCLUDED.blocked_at, updated_at = EXCLUDED.updated_at",
-            book.contract_id, now, [k[0][0] for k in items], [k[0][1] for k in items], [k[1] for k in items],
-            [book.states[k].occurrences for k in items], [book.states[k].active_payment_id for k in items],
-            [book.states[k].active_amount_ore for k in items], [book.states[k].blocked for k in items],
+            book.contract_id,
+            now,
+            [k[0][0] for k in items],
+            [k[0][1] for k in items],
+            [k[1] for k in items],
+            [book.states[k].occurrences for k in items],
+            [book.states[k].active_payment_id for k in items],
+            [book.states[k].active_amount_ore for k in items],
+            [book.states[k].blocked for k in items],
             [book.blocked_at.get(k) if book.states[k].blocked else None for k in items],
         )
     if not book.ledger:
@@ -320,17 +449,30 @@ async def _write_book(conn: asyncpg.Connection, book: ContractBook, now: datetim
         "signed_amount_ore, capped, evidence, determined_at, reason) SELECT * FROM unnest($1::text[], $2::text[], "
         "$3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::int[], $10::text[], $11::text[], "
         "$12::text[], $13::bigint[], $14::bigint[], $15::bool[], $16::text[]::jsonb[], $17::timestamptz[], $18::text[])",
-        [e.entry_id for e in entries], [e.payment_id for e in entries], [e.kind for e in entries],
-        [e.occurrence for e in entries], [e.contract_id for e in entries], [e.contract_version for e in entries],
-        [e.milestone_id for e in entries], [e.measure_id for e in entries], [e.measure_version for e in entries],
-        [e.subject_ref for e in entries], [e.provider_id for e in entries], [e.episode_id for e in entries],
+        [e.entry_id for e in entries],
+        [e.payment_id for e in entries],
+        [e.kind for e in entries],
+        [e.occurrence for e in entries],
+        [e.contract_id for e in entries],
+        [e.contract_version for e in entries],
+        [e.milestone_id for e in entries],
+        [e.measure_id for e in entries],
+        [e.measure_version for e in entries],
+        [e.subject_ref for e in entries],
+        [e.provider_id for e in entries],
+        [e.episode_id for e in entries],
         [e.amount_ore for e in entries],
         [e.amount_ore if e.kind == "payment.triggered" else -e.amount_ore for e in entries],
-        [e.capped for e in entries], json_texts([[ev.model_dump() for ev in e.evidence] for e in entries]),
-        [e.determined_at for e in entries], [e.reason for e in entries],
+        [e.capped for e in entries],
+        json_texts([[ev.model_dump() for ev in e.evidence] for e in entries]),
+        [e.determined_at for e in entries],
+        [e.reason for e in entries],
     )
-    await conn.execute("UPDATE contracts.contract_totals SET paid_net_ore = $2 WHERE contract_id = $1",
-                       book.contract_id, book.paid_net_ore)
+    await conn.execute(
+        "UPDATE contracts.contract_totals SET paid_net_ore = $2 WHERE contract_id = $1",
+        book.contract_id,
+        book.paid_net_ore,
+    )
     await enqueue(conn, SCHEMA, [_payment_message(e) for e in entries])
     for e in entries:
         contract_metrics.PAYMENTS.labels(e.contract_id, e.kind).inc()
@@ -340,8 +482,13 @@ async def _write_book(conn: asyncpg.Connection, book: ContractBook, now: datetim
 
 def _payment_message(entry: PaymentV1) -> OutboxMessage:
     headers = binary_headers(
-        event_id=entry.entry_id, source="utfall/contracts",
+        event_id=entry.entry_id,
+        source="utfall/contracts",
         type_=PAYMENT_TRIGGERED if entry.kind == "payment.triggered" else PAYMENT_REVERSED,
-        time=entry.determined_at, subject=entry.payment_id, extra={},
+        time=entry.determined_at,
+        subject=entry.payment_id,
+        extra={},
     )
-    return OutboxMessage(PAYMENTS, entry.contract_id.encode(), orjson.dumps(entry.model_dump(mode="json")), headers)
+    return OutboxMessage(
+        PAYMENTS, entry.contract_id.encode(), orjson.dumps(entry.model_dump(mode="json")), headers
+    )

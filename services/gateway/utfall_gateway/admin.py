@@ -21,14 +21,32 @@ from utfall_platform.kafka import ensure_topics
 from utfall_platform.settings import PlatformSettings
 
 
-async def create_key(bootstrap: str, role: str, provider_id: str | None, municipality_code: str | None,
-                     funder: str | None, label: str) -> dict[str, str | None]:
+async def create_key(
+    bootstrap: str,
+    role: str,
+    provider_id: str | None,
+    municipality_code: str | None,
+    funder: str | None,
+    label: str,
+) -> dict[str, str | None]:
     await ensure_topics(bootstrap)
-    new = generate_key(role, now=SystemClock().now(), provider_id=provider_id,  # type: ignore[arg-type]
-                       municipality_code=municipality_code, funder=funder, label=label)
+    new = generate_key(
+        role,  # type: ignore[arg-type]
+        now=SystemClock().now(),
+        provider_id=provider_id,
+        municipality_code=municipality_code,
+        funder=funder,
+        label=label,
+    )
     await publish_keys(bootstrap, [new.record])
-    return {"key_id": new.record.key_id, "role": role, "provider_id": provider_id,
-            "municipality_code": municipality_code, "funder": funder, "key": new.secret}
+    return {
+        "key_id": new.record.key_id,
+        "role": role,
+        "provider_id": provider_id,
+        "municipality_code": municipality_code,
+        "funder": funder,
+        "key": new.secret,
+    }
 
 
 async def _store(bootstrap: str) -> KeyStore:
@@ -41,9 +59,18 @@ async def _store(bootstrap: str) -> KeyStore:
 
 async def list_keys(bootstrap: str) -> list[dict[str, object]]:
     store = await _store(bootstrap)
-    return [{"key_id": k.key_id, "role": k.role, "provider_id": k.provider_id, "municipality_code": k.municipality_code,
-             "funder": k.funder, "label": k.label, "revoked": k.revoked_at is not None}
-            for k in store.keys.values()]
+    return [
+        {
+            "key_id": k.key_id,
+            "role": k.role,
+            "provider_id": k.provider_id,
+            "municipality_code": k.municipality_code,
+            "funder": k.funder,
+            "label": k.label,
+            "revoked": k.revoked_at is not None,
+        }
+        for k in store.keys.values()
+    ]
 
 
 async def revoke_key(bootstrap: str, key_id: str) -> bool:
@@ -60,8 +87,9 @@ async def load_contract(bootstrap: str, path: Path) -> str:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        await producer.send_and_wait(CONTRACT_COMMANDS, definition.model_dump_json().encode(),
-                                     key=definition.contract_id.encode())
+        await producer.send_and_wait(
+            CONTRACT_COMMANDS, definition.model_dump_json().encode(), key=definition.contract_id.encode()
+        )
     finally:
         await producer.stop()
     return definition.contract_id
@@ -85,21 +113,28 @@ def main(argv: list[str] | None = None) -> None:
     contracts = sub.add_parser("contracts", help="contracts").add_subparsers(dest="action", required=True)
     load = contracts.add_parser("load", help="create or amend a contract from a YAML file")
     load.add_argument("path", type=Path)
-    sub.add_parser("rebuild", help="drop the measures projection and replay care.events.v1 (stop measures first)")
+    sub.add_parser(
+        "rebuild", help="drop the measures projection and replay care.events.v1 (stop measures first)"
+    )
     args = parser.parse_args(argv)
     bootstrap = args.bootstrap or PlatformSettings().kafka_bootstrap
 
     if args.command == "keys" and args.action == "create":
         try:
-            out = asyncio.run(create_key(bootstrap, args.role, args.provider_id, args.municipality_code,
-                                         args.funder, args.label))
+            out = asyncio.run(
+                create_key(
+                    bootstrap, args.role, args.provider_id, args.municipality_code, args.funder, args.label
+                )
+            )
         except ValueError as exc:
             raise SystemExit(f"utfall-admin: {exc}") from None
         if args.json:
             print(json.dumps(out))
         else:
-            print(f"key id: {out['key_id']}\nrole:   {out['role']}\nkey:    {out['key']}\n"
-                  "(this is the only time the key is shown; store it now)")
+            print(
+                f"key id: {out['key_id']}\nrole:   {out['role']}\nkey:    {out['key']}\n"
+                "(this is the only time the key is shown; store it now)"
+            )
     elif args.command == "keys" and args.action == "list":
         for k in asyncio.run(list_keys(bootstrap)):
             print(json.dumps(k))

@@ -41,7 +41,12 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     settings = settings or GatewaySettings()
     clock = clock or SystemClock()
     runtime = ServiceRuntime(
-        name="gateway", settings=settings, clock=clock, schema=None, migrations=None, relay=False,
+        name="gateway",
+        settings=settings,
+        clock=clock,
+        schema=None,
+        migrations=None,
+        relay=False,
         database_url=settings.gateway_database_url.get_secret_value(),
     )
     keys = KeyStore(settings.kafka_bootstrap)
@@ -52,19 +57,27 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
 
     runtime.on_start(start_background)
     app = create_service_app(
-        runtime, title="Utfall gateway", version="1.0.0",
+        runtime,
+        title="Utfall gateway",
+        version="1.0.0",
         description=(
             "Read-only API over Utfall's read models: the measure catalogue, outcome results and open comparisons "
             "(disclosure-controlled), contracts, participants and payments, and event status. Authenticate with "
             "`Authorization: Bearer <key>`; without a key you are the public."
         ),
-        openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
     )
     app.state.keys = keys
     app.state.gateway = state
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins.split(","), allow_methods=["GET"],
-                           allow_headers=["Authorization"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins.split(","),
+            allow_methods=["GET"],
+            allow_headers=["Authorization"],
+        )
     for router in (measures.router, contracts.router, events.router, admin.router, page.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")

@@ -16,10 +16,20 @@ from utfall_stats.wilson import wilson_interval
 from .auth import Principal
 
 DIMENSIONS: tuple[str, ...] = (
-    "provider_id", "unit_id", "municipality_code", "county_code", "target_group", "care_type", "legal_basis",
-    "sex", "age_band",
+    "provider_id",
+    "unit_id",
+    "municipality_code",
+    "county_code",
+    "target_group",
+    "care_type",
+    "legal_basis",
+    "sex",
+    "age_band",
 )
-PERIODS: dict[str, tuple[str, ...]] = {"year": ("discharge_year",), "quarter": ("discharge_year", "discharge_quarter")}
+PERIODS: dict[str, tuple[str, ...]] = {
+    "year": ("discharge_year",),
+    "quarter": ("discharge_year", "discharge_quarter"),
+}
 COUNTS = ("achieved", "not_achieved", "missing", "pending")
 
 
@@ -96,8 +106,14 @@ def rates(counts: dict[str, int]) -> dict[str, float | None]:
     }
 
 
-def row(cell_dims: dict[str, Any], counts: dict[str, int] | None, *, status: str, exact: bool,
-        source: str = "events") -> dict[str, Any]:
+def row(
+    cell_dims: dict[str, Any],
+    counts: dict[str, int] | None,
+    *,
+    status: str,
+    exact: bool,
+    source: str = "events",
+) -> dict[str, Any]:
     out: dict[str, Any] = dict(cell_dims)
     out["source"] = source
     if counts is None:
@@ -146,7 +162,9 @@ def disclose(
         all_own = bool(cells) and all(c.own for c in cells)
         for cell in cells:
             if cell.own or cell.key not in result.cells:
-                table.rows.append(row(cell.dims, cell.counts, status="ok", exact=cell.own, source=cell.source))
+                table.rows.append(
+                    row(cell.dims, cell.counts, status="ok", exact=cell.own, source=cell.source)
+                )
             else:
                 table.rows.append(row(cell.dims, None, status="suppressed", exact=False, source=cell.source))
         if all_own or not result.total_suppressed:
@@ -166,7 +184,7 @@ def build_cells(
         period_key = tuple(r[c] for c in q.period_columns)
         period_dims[period_key] = {c: r[c] for c in q.period_columns}
         dims = {**period_dims[period_key], **{c: r[c] for c in q.group_by}}
-        cell = Cell(tuple(r[c] for c in q.group_by) + (source,), dims, {k: int(r[k]) for k in COUNTS}, source)
+        cell = Cell((*tuple(r[c] for c in q.group_by), source), dims, {k: int(r[k]) for k in COUNTS}, source)
         cell.own = is_own(principal, dims, filters)
         by_period.setdefault(period_key, []).append(cell)
     return by_period, period_dims
@@ -176,8 +194,13 @@ STRATA = ("age_band", "sex", "legal_basis", "target_group")
 
 
 async def comparison(
-    conn: asyncpg.Connection | asyncpg.Pool, measure_id: str, *, year: int | None, filters: dict[str, str],
-    principal: Principal, min_cell: int,
+    conn: asyncpg.Connection | asyncpg.Pool,
+    measure_id: str,
+    *,
+    year: int | None,
+    filters: dict[str, str],
+    principal: Principal,
+    min_cell: int,
 ) -> dict[str, Any]:
     """Providers side by side: suppressed counts, observed and ITT rates with Wilson intervals, and
     risk-adjusted observed/expected by indirect standardisation on age band, sex, legal basis and target
@@ -199,12 +222,20 @@ async def comparison(
         counts = per_provider.setdefault(r["provider_id"], dict.fromkeys(COUNTS, 0))
         for k in COUNTS:
             counts[k] += int(r[k])
-        strata.append(StratumCount(r["provider_id"], tuple(r[s] for s in STRATA), int(r["achieved"]),
-                                   int(r["achieved"]) + int(r["not_achieved"])))
+        strata.append(
+            StratumCount(
+                r["provider_id"],
+                tuple(r[s] for s in STRATA),
+                int(r["achieved"]),
+                int(r["achieved"]) + int(r["not_achieved"]),
+            )
+        )
     adjusted = indirect_standardisation(strata)
     errors = {
         r["provider_id"]: int(r["n"])
-        for r in await conn.fetch("SELECT provider_id, sum(episodes) AS n FROM measures_read.data_errors GROUP BY 1")
+        for r in await conn.fetch(
+            "SELECT provider_id, sum(episodes) AS n FROM measures_read.data_errors GROUP BY 1"
+        )
     }
     cells = [Cell((p,), {"provider_id": p}, c) for p, c in sorted(per_provider.items())]
     for cell in cells:
@@ -215,14 +246,23 @@ async def comparison(
         standardised = adjusted.get(cell.dims["provider_id"])
         if out["status"] == "ok" and standardised is not None:
             out["risk_adjusted"] = {
-                "observed": standardised.observed, "expected": round(standardised.expected, 3),
-                "oe_ratio": standardised.oe_ratio, "oe_low": standardised.oe_low, "oe_high": standardised.oe_high,
+                "observed": standardised.observed,
+                "expected": round(standardised.expected, 3),
+                "oe_ratio": standardised.oe_ratio,
+                "oe_low": standardised.oe_low,
+                "oe_high": standardised.oe_high,
                 "adjusted_rate": standardised.adjusted_rate,
             }
         else:
             out["risk_adjusted"] = None
         out["data_errors"] = errors.get(cell.dims["provider_id"], 0)
         providers.append(out)
-    return {"measure_id": measure_id, "year": year, "filters": filters, "providers": providers,
-            "total": table.totals[0] if table.totals else None, "min_cell": min_cell,
-            "risk_adjustment": {"method": "indirect standardisation", "strata": list(STRATA)}}
+    return {
+        "measure_id": measure_id,
+        "year": year,
+        "filters": filters,
+        "providers": providers,
+        "total": table.totals[0] if table.totals else None,
+        "min_cell": min_cell,
+        "risk_adjustment": {"method": "indirect standardisation", "strata": list(STRATA)},
+    }

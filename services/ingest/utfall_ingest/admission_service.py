@@ -68,10 +68,14 @@ async def admit(
         messages.extend(care_event_message(p, ingested_at=now) for p in decision.publish)
         for (index, event), outcome in zip(checked, decision.outcomes, strict=True):
             if outcome.status == "rejected":
-                rejections.append((index, Rejection(event.event_id, event.source, event.type, outcome.reasons)))
+                rejections.append(
+                    (index, Rejection(event.event_id, event.source, event.type, outcome.reasons))
+                )
                 continue
             receipts[index] = Receipt(
-                event.event_id, event.source, "accepted" if outcome.status == "held" else outcome.status,
+                event.event_id,
+                event.source,
+                "accepted" if outcome.status == "held" else outcome.status,
                 held=outcome.status == "held",
             )
             ingest_metrics.EVENTS.labels(channel, event.type, outcome.status).inc()
@@ -81,11 +85,14 @@ async def admit(
             position = positions[index] if positions else None
             messages.append(rejected_message(rejection, channel=channel, at=now, position=position))
             receipts[index] = Receipt(
-                rejection.event_id, rejection.source, "rejected",
+                rejection.event_id,
+                rejection.source,
+                "rejected",
                 reasons=tuple(r.as_dict() for r in rejection.reasons),
             )
-            ingest_metrics.EVENTS.labels(channel, rejection.type if rejection.type in _TYPES else "unknown",
-                                         "rejected").inc()
+            ingest_metrics.EVENTS.labels(
+                channel, rejection.type if rejection.type in _TYPES else "unknown", "rejected"
+            ).inc()
             for reason in rejection.reasons:
                 ingest_metrics.REJECTION_REASONS.labels(channel, reason.code).inc()
     await enqueue(conn, store.SCHEMA, messages)
@@ -94,6 +101,8 @@ async def admit(
 
 
 _TYPES = {
-    "se.utfall.placement.started.v1", "se.utfall.placement.ended.v1",
-    "se.utfall.followup.recorded.v1", "se.utfall.event.retracted.v1",
+    "se.utfall.placement.started.v1",
+    "se.utfall.placement.ended.v1",
+    "se.utfall.followup.recorded.v1",
+    "se.utfall.event.retracted.v1",
 }

@@ -32,7 +32,10 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
     clock = clock or clock_from_offset_days(settings.clock_offset_days)
     key = PseudonymKey(settings.pseudonym_key_version, settings.pseudonym_key.get_secret_value().encode())
     runtime = ServiceRuntime(
-        name="ingest", settings=settings, clock=clock, schema="ingest",
+        name="ingest",
+        settings=settings,
+        clock=clock,
+        schema="ingest",
         migrations=resources.files("utfall_ingest").joinpath("migrations"),
     )
     keys = KeyStore(settings.kafka_bootstrap)
@@ -44,8 +47,13 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
     raw_consumer = runtime.consumer(
         "ingest-raw", CARE_EVENTS_RAW, handle_raw, DeadLetterPolicy(CARE_EVENTS_REJECTED)
     )
-    subscribe_transactional(runtime.broker, CARE_EVENTS_RAW, group_id=settings.group_id("ingest-raw"),
-                            consumer=raw_consumer, settings=settings)
+    subscribe_transactional(
+        runtime.broker,
+        CARE_EVENTS_RAW,
+        group_id=settings.group_id("ingest-raw"),
+        consumer=raw_consumer,
+        settings=settings,
+    )
 
     async def start_background() -> None:
         if settings.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:
@@ -54,9 +62,13 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
         runtime.spawn(run_expiry(runtime.pool, clock, settings.hold_days), "held-expiry")
 
     runtime.on_start(start_background)
-    app = create_service_app(runtime, title="Utfall ingest", description=(
-        "The provider-facing front door: CloudEvents over HTTP, validated, pseudonymised, published."
-    ))
+    app = create_service_app(
+        runtime,
+        title="Utfall ingest",
+        description=(
+            "The provider-facing front door: CloudEvents over HTTP, validated, pseudonymised, published."
+        ),
+    )
     app.state.keys = keys
     app.include_router(router(runtime, settings, key))
     return app

@@ -30,10 +30,14 @@ async def expire_held(pool: asyncpg.Pool, clock: Clock, hold_days: int) -> int:
         await conn.execute(
             "DELETE FROM ingest.received_events WHERE (source, event_id) IN "
             "(SELECT * FROM unnest($1::text[], $2::text[]))",
-            [r["source"] for r in rows], [r["event_id"] for r in rows],
+            [r["source"] for r in rows],
+            [r["event_id"] for r in rows],
         )
-        reason = Reason("/subject", "unknown_episode",
-                        f"no placement.started for this episode arrived within {hold_days} days")
+        reason = Reason(
+            "/subject",
+            "unknown_episode",
+            f"no placement.started for this episode arrived within {hold_days} days",
+        )
         rejections = [Rejection(r["event_id"], r["source"], r["type"], (reason,)) for r in rows]
         from .store import save_rejections
 

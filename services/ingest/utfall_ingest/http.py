@@ -62,16 +62,26 @@ def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey)
         summary="Send one CloudEvent (application/cloudevents+json) or a batch of up to 1000 "
         "(application/cloudevents-batch+json)",
         responses={401: {}, 403: {}, 400: {}, 413: {}, 415: {}},
-        openapi_extra={"requestBody": {"required": True, "content": {
-            STRUCTURED_CONTENT_TYPE: {"schema": {"type": "object"}},
-            BATCH_CONTENT_TYPE: {"schema": {"type": "array", "items": {"type": "object"}}},
-        }}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    STRUCTURED_CONTENT_TYPE: {"schema": {"type": "object"}},
+                    BATCH_CONTENT_TYPE: {"schema": {"type": "array", "items": {"type": "object"}}},
+                },
+            }
+        },
     )
-    async def post_events(request: Request, provider: Annotated[ApiKeyV1, Depends(require_provider)]) -> JSONResponse:
+    async def post_events(
+        request: Request, provider: Annotated[ApiKeyV1, Depends(require_provider)]
+    ) -> JSONResponse:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in (STRUCTURED_CONTENT_TYPE, BATCH_CONTENT_TYPE):
-            raise Problem(415, "unsupported-media-type",
-                          f"Send {STRUCTURED_CONTENT_TYPE} (one event) or {BATCH_CONTENT_TYPE} (a JSON array).")
+            raise Problem(
+                415,
+                "unsupported-media-type",
+                f"Send {STRUCTURED_CONTENT_TYPE} (one event) or {BATCH_CONTENT_TYPE} (a JSON array).",
+            )
         body = await _read_body(request, settings.max_body_bytes)
         try:
             parsed: Any = orjson.loads(body)
@@ -87,32 +97,54 @@ def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey)
             events = parsed
         else:
             if not isinstance(parsed, dict):
-                raise Problem(400, "not-an-event",
-                              f"{STRUCTURED_CONTENT_TYPE} carries one JSON object; use {BATCH_CONTENT_TYPE} for arrays.")
+                raise Problem(
+                    400,
+                    "not-an-event",
+                    f"{STRUCTURED_CONTENT_TYPE} carries one JSON object; use {BATCH_CONTENT_TYPE} for arrays.",
+                )
             events = [parsed]
         async with runtime.pool.acquire() as conn, conn.transaction():
-            receipts = await admit(conn, events, provider_id=provider.provider_id, channel="http",
-                                   clock=runtime.clock, key=key)
+            receipts = await admit(
+                conn, events, provider_id=provider.provider_id, channel="http", clock=runtime.clock, key=key
+            )
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
         for r in receipts:
             counts[r.status] += 1
         payload = {
-            "accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
+            "accepted": counts["accepted"],
+            "duplicates": counts["duplicate"],
+            "rejected": counts["rejected"],
             "receipts": [r.as_dict() for r in receipts],
         }
         return JSONResponse(payload, status_code=202)
 
-    @api.get("/events/provider/{provider_id}/{event_id}", summary="The receipt of one event you sent",
-             responses={401: {}, 403: {}, 404: {}})
-    async def get_receipt(provider_id: str, event_id: str,
-                          provider: Annotated[ApiKeyV1, Depends(require_provider)]) -> dict[str, Any]:
+    @api.get(
+        "/events/provider/{provider_id}/{event_id}",
+        summary="The receipt of one event you sent",
+        responses={401: {}, 403: {}, 404: {}},
+    )
+    async def get_receipt(
+        provider_id: str, event_id: str, provider: Annotated[ApiKeyV1, Depends(require_provider)]
+    ) -> dict[str, Any]:
         if provider.provider_id != provider_id:
             raise Problem(403, "forbidden", "A provider may only look up its own events.")
         row = await store.receipt(runtime.pool, f"provider/{provider_id}", event_id)
         if row is None:
             raise Problem(404, "not-found", "No event with this id has been received from this provider.")
-        out = {k: row[k] for k in ("source", "event_id", "type", "episode_id", "status", "held", "channel",
-                                   "retracted_by", "reasons")}
+        out = {
+            k: row[k]
+            for k in (
+                "source",
+                "event_id",
+                "type",
+                "episode_id",
+                "status",
+                "held",
+                "channel",
+                "retracted_by",
+                "reasons",
+            )
+        }
         out["at"] = row["at"].isoformat()
         return out
 

@@ -26,17 +26,29 @@ def care_event_message(item: Publish, *, ingested_at: datetime) -> OutboxMessage
         data["retracted_event_type"] = item.retracted_event_type
     model = PUBLISHED_MODEL_BY_TYPE[event.type].model_validate(data)
     headers = binary_headers(
-        event_id=event.event_id, source=event.source, type_=event.type, time=event.time,
-        subject=item.episode_id, extra={"ingestedat": ingested_at.isoformat()},
+        event_id=event.event_id,
+        source=event.source,
+        type_=event.type,
+        time=event.time,
+        subject=item.episode_id,
+        extra={"ingestedat": ingested_at.isoformat()},
     )
-    return OutboxMessage(CARE_EVENTS, item.subject_ref.encode(), orjson.dumps(model.model_dump(mode="json")), headers)
+    return OutboxMessage(
+        CARE_EVENTS, item.subject_ref.encode(), orjson.dumps(model.model_dump(mode="json")), headers
+    )
 
 
-def rejected_message(rejection: Rejection, *, channel: str, at: datetime, position: str | None = None) -> OutboxMessage:
+def rejected_message(
+    rejection: Rejection, *, channel: str, at: datetime, position: str | None = None
+) -> OutboxMessage:
     body = RejectedEventV1(
-        event_id=rejection.event_id, source=rejection.source, type=rejection.type, channel=channel,  # type: ignore[arg-type]
+        event_id=rejection.event_id,
+        source=rejection.source,
+        type=rejection.type,
+        channel=channel,
         reasons=[RejectionReason(field=r.field, code=r.code, message=r.message) for r in rejection.reasons],
-        rejected_at=at, raw_position=position,
+        rejected_at=at,
+        raw_position=position,
     )
     key = (rejection.source or "unknown").encode()
     return OutboxMessage(CARE_EVENTS_REJECTED, key, body.model_dump_json().encode())

@@ -26,22 +26,38 @@ def create_app(settings: MeasuresSettings | None = None, clock: Clock | None = N
     settings = settings or MeasuresSettings()
     clock = clock or clock_from_offset_days(settings.clock_offset_days)
     runtime = ServiceRuntime(
-        name="measures", settings=settings, clock=clock, schema="measures",
+        name="measures",
+        settings=settings,
+        clock=clock,
+        schema="measures",
         migrations=resources.files("utfall_measures").joinpath("migrations"),
     )
-    consumer = runtime.consumer(CONSUMER, CARE_EVENTS, care_events_handler(clock),
-                                DeadLetterPolicy(MEASURES_DEADLETTER, poison=(UndecodableEvent,)))
-    subscribe_transactional(runtime.broker, CARE_EVENTS, group_id=settings.group_id("measures"), consumer=consumer,
-                            settings=settings)
+    consumer = runtime.consumer(
+        CONSUMER,
+        CARE_EVENTS,
+        care_events_handler(clock),
+        DeadLetterPolicy(MEASURES_DEADLETTER, poison=(UndecodableEvent,)),
+    )
+    subscribe_transactional(
+        runtime.broker,
+        CARE_EVENTS,
+        group_id=settings.group_id("measures"),
+        consumer=consumer,
+        settings=settings,
+    )
 
     async def start_background() -> None:
         await sync_catalogue(runtime.pool)
         runtime.spawn(run_tick(runtime.pool, clock, settings.tick_seconds), "tick")
 
     runtime.on_start(start_background)
-    return create_service_app(runtime, title="Utfall measures", description=(
-        "Episode projections and outcome facts from care.events.v1; read models for the gateway."
-    ))
+    return create_service_app(
+        runtime,
+        title="Utfall measures",
+        description=(
+            "Episode projections and outcome facts from care.events.v1; read models for the gateway."
+        ),
+    )
 
 
 def main() -> None:

@@ -19,6 +19,14 @@ async def sync_catalogue(pool: asyncpg.Pool) -> None:
                 "definition_sv = EXCLUDED.definition_sv, definition_en = EXCLUDED.definition_en, "
                 "window_months = EXCLUDED.window_months, grace_days = EXCLUDED.grace_days, "
                 "source_fields = EXCLUDED.source_fields, is_current = true",
-                m.id, m.version, m.kind, m.title_sv, m.title_en, m.definition_sv, m.definition_en,
-                m.window_months, m.grace_days, list(m.source_fields),
+                m.id,
+                m.version,
+                m.kind,
+                m.title_sv,
+                m.title_en,
+                m.definition_sv,
+                m.definition_en,
+                m.window_months,
+                m.grace_days,
+                list(m.source_fields),
             )

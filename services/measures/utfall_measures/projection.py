@@ -9,7 +9,6 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
 from utfall_events.cloudevents import binary_headers
 from utfall_events.codec import decode_care_event
@@ -55,9 +54,14 @@ async def store_events(conn: asyncpg.Connection, incoming: Sequence[Incoming]) -
         "ingested_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
         "$6::text[], $7::timestamptz[], $8::text[]::jsonb[], $9::timestamptz[]) ON CONFLICT DO NOTHING "
         "RETURNING source, event_id",
-        [i.event.source for i in items], [i.event.event_id for i in items], [i.event.type for i in items],
-        [i.event.subject_ref for i in items], [i.event.provider_id for i in items],
-        [i.event.episode_id for i in items], [i.event.time for i in items], json_texts([i.event.data for i in items]),
+        [i.event.source for i in items],
+        [i.event.event_id for i in items],
+        [i.event.type for i in items],
+        [i.event.subject_ref for i in items],
+        [i.event.provider_id for i in items],
+        [i.event.episode_id for i in items],
+        [i.event.time for i in items],
+        json_texts([i.event.data for i in items]),
         [i.ingested_at for i in items],
     )
     inserted = {(r["source"], r["event_id"]) for r in rows}
@@ -65,8 +69,16 @@ async def store_events(conn: asyncpg.Connection, incoming: Sequence[Incoming]) -
 
 
 def _row_to_event(r: asyncpg.Record) -> StoredEvent:
-    return StoredEvent(r["source"], r["event_id"], r["type"], r["time"], r["subject_ref"], r["provider_id"],
-                       r["episode_id"], r["data"])
+    return StoredEvent(
+        r["source"],
+        r["event_id"],
+        r["type"],
+        r["time"],
+        r["subject_ref"],
+        r["provider_id"],
+        r["episode_id"],
+        r["data"],
+    )
 
 
 async def load_subjects(conn: asyncpg.Connection, subjects: set[str]) -> tuple[set[str], list[StoredEvent]]:
@@ -92,7 +104,8 @@ async def load_subjects(conn: asyncpg.Connection, subjects: set[str]) -> tuple[s
         rows = await conn.fetch(
             "SELECT source, event_id, type, subject_ref, provider_id, episode_id, time, data FROM measures.events "
             "WHERE (provider_id, episode_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-            [k[0] for k in keys], [k[1] for k in keys],
+            [k[0] for k in keys],
+            [k[1] for k in keys],
         )
         for r in rows:
             event = _row_to_event(r)
@@ -110,15 +123,17 @@ class RefoldResult:
     published: int = 0
 
 
-async def refold(conn: asyncpg.Connection, subjects: Iterable[str], *, today: date, now: datetime) -> RefoldResult:
+async def refold(
+    conn: asyncpg.Connection, subjects: Iterable[str], *, today: date, now: datetime
+) -> RefoldResult:
     subject_set = set(subjects)
     for subject in sorted(subject_set):
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))", subject)
     subject_set, events = await load_subjects(conn, subject_set)
     episodes = fold_episodes(events)
     by_subject: dict[str, list[Episode]] = {}
-    for episode in episodes.values():
-        by_subject.setdefault(episode.subject_ref, []).append(episode)
+    for folded in episodes.values():
+        by_subject.setdefault(folded.subject_ref, []).append(folded)
     new_facts: dict[tuple[EpisodeKey, str], Fact] = {}
     for subject_episodes in by_subject.values():
         new_facts.update(facts_for_subject(subject_episodes, today, CATALOGUE))
@@ -130,14 +145,17 @@ async def refold(conn: asyncpg.Connection, subjects: Iterable[str], *, today: da
         await conn.execute(
             "DELETE FROM measures.episodes WHERE (provider_id, episode_id) IN "
             "(SELECT * FROM unnest($1::text[], $2::text[]))",
-            [k[0] for k in vanished], [k[1] for k in vanished],
+            [k[0] for k in vanished],
+            [k[1] for k in vanished],
         )
     existing = await conn.fetch(
         "SELECT provider_id, episode_id, measure_id, measure_version, status, revision, evidence, closes_on, "
         "subject_ref, unit_id, municipality_code, care_type, legal_basis, target_group, sex, age_at_start, "
         "start_date, end_date FROM measures.facts WHERE (provider_id, episode_id) IN "
         "(SELECT * FROM unnest($1::text[], $2::text[])) OR subject_ref = ANY($3::text[])",
-        [k[0] for k in keys], [k[1] for k in keys], sorted(subject_set),
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        sorted(subject_set),
     )
     old = {((r["provider_id"], r["episode_id"]), r["measure_id"]): r for r in existing}
     upserts: list[tuple[EpisodeKey, str, Fact | None, int, Episode | None, asyncpg.Record | None]] = []
@@ -161,7 +179,9 @@ async def refold(conn: asyncpg.Connection, subjects: Iterable[str], *, today: da
         revision = 1 if previous is None else previous["revision"] + (1 if status_changed else 0)
         upserts.append((episode_key, measure_id, fact, revision, episode, previous))
         if status_changed:
-            messages.append(_fact_message(episode, fact, revision, previous["status"] if previous else None, now))
+            messages.append(
+                _fact_message(episode, fact, revision, previous["status"] if previous else None, now)
+            )
             measures_metrics.FACT_CHANGES.labels(measure_id, fact.status).inc()
     await _write_facts(conn, upserts, now)
     await enqueue(conn, SCHEMA, messages)
@@ -172,13 +192,19 @@ def _differs(previous: asyncpg.Record, fact: Fact, episode: Episode) -> bool:
     p = episode.placement
     assert p is not None and episode.discharge is not None
     evidence = [{"source": e.source, "id": e.id} for e in fact.evidence]
-    return (
-        previous["measure_version"] != fact.measure_version or previous["evidence"] != evidence
-        or previous["closes_on"] != fact.closes_on or previous["subject_ref"] != episode.subject_ref
-        or previous["unit_id"] != p.unit_id or previous["municipality_code"] != p.municipality_code
-        or previous["care_type"] != p.care_type or previous["legal_basis"] != p.legal_basis
-        or previous["target_group"] != p.target_group or previous["sex"] != p.sex
-        or previous["age_at_start"] != p.age_at_start or previous["start_date"] != p.start_date
+    return bool(
+        previous["measure_version"] != fact.measure_version
+        or previous["evidence"] != evidence
+        or previous["closes_on"] != fact.closes_on
+        or previous["subject_ref"] != episode.subject_ref
+        or previous["unit_id"] != p.unit_id
+        or previous["municipality_code"] != p.municipality_code
+        or previous["care_type"] != p.care_type
+        or previous["legal_basis"] != p.legal_basis
+        or previous["target_group"] != p.target_group
+        or previous["sex"] != p.sex
+        or previous["age_at_start"] != p.age_at_start
+        or previous["start_date"] != p.start_date
         or previous["end_date"] != episode.discharge.end_date
     )
 
@@ -186,10 +212,32 @@ def _differs(previous: asyncpg.Record, fact: Fact, episode: Episode) -> bool:
 async def _write_episodes(conn: asyncpg.Connection, episodes: list[Episode], now: datetime) -> None:
     if not episodes:
         return
-    cols: dict[str, list[Any]] = {k: [] for k in (
-        "provider_id", "episode_id", "subject_ref", "unit_id", "municipality_code", "county_code", "care_type",
-        "legal_basis", "target_group", "sex", "birth_year", "age_at_start", "age_band", "start_date",
-        "end_date", "end_reason", "destination", "los", "year", "quarter", "errors")}
+    cols: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "provider_id",
+            "episode_id",
+            "subject_ref",
+            "unit_id",
+            "municipality_code",
+            "county_code",
+            "care_type",
+            "legal_basis",
+            "target_group",
+            "sex",
+            "birth_year",
+            "age_at_start",
+            "age_band",
+            "start_date",
+            "end_date",
+            "end_reason",
+            "destination",
+            "los",
+            "year",
+            "quarter",
+            "errors",
+        )
+    }
     for ep in episodes:
         p, d = ep.placement, ep.discharge
         cols["provider_id"].append(ep.provider_id)
@@ -231,7 +279,8 @@ async def _write_episodes(conn: asyncpg.Connection, episodes: list[Episode], now
         "length_of_stay_days = EXCLUDED.length_of_stay_days, discharge_year = EXCLUDED.discharge_year, "
         "discharge_quarter = EXCLUDED.discharge_quarter, data_errors = EXCLUDED.data_errors, "
         "updated_at = EXCLUDED.updated_at",
-        *cols.values(), now,
+        *cols.values(),
+        now,
     )
 
 
@@ -246,7 +295,10 @@ async def _write_facts(
             "UPDATE measures.facts AS f SET status = 'void', revision = u.r, closes_on = NULL, determined_at = $4 "
             "FROM unnest($1::text[], $2::text[], $3::text[], $5::int[]) AS u(p, e, m, r) "
             "WHERE f.provider_id = u.p AND f.episode_id = u.e AND f.measure_id = u.m",
-            [k[0] for k, _, _ in voids], [k[1] for k, _, _ in voids], [m for _, m, _ in voids], now,
+            [k[0] for k, _, _ in voids],
+            [k[1] for k, _, _ in voids],
+            [m for _, m, _ in voids],
+            now,
             [r for _, _, r in voids],
         )
     rows = [(k, m, fact, rev, ep) for k, m, fact, rev, ep, _ in upserts if fact is not None]
@@ -257,10 +309,29 @@ async def _write_facts(
         assert fact is not None and ep is not None and ep.placement is not None and ep.discharge is not None
         p, d = ep.placement, ep.discharge
         values = [
-            key[0], key[1], measure_id, fact.measure_version, ep.subject_ref, fact.status, revision,
-            [{"source": e.source, "id": e.id} for e in fact.evidence], fact.closes_on, p.unit_id,
-            p.municipality_code, p.municipality_code[:2], p.care_type, p.legal_basis, p.target_group, p.sex,
-            p.age_at_start, p.age_band, p.start_date, d.end_date, d.end_date.year, quarter_of(d.end_date), now,
+            key[0],
+            key[1],
+            measure_id,
+            fact.measure_version,
+            ep.subject_ref,
+            fact.status,
+            revision,
+            [{"source": e.source, "id": e.id} for e in fact.evidence],
+            fact.closes_on,
+            p.unit_id,
+            p.municipality_code,
+            p.municipality_code[:2],
+            p.care_type,
+            p.legal_basis,
+            p.target_group,
+            p.sex,
+            p.age_at_start,
+            p.age_band,
+            p.start_date,
+            d.end_date,
+            d.end_date.year,
+            quarter_of(d.end_date),
+            now,
         ]
         for column, value in zip(cols, values, strict=True):
             column.append(value)
@@ -280,7 +351,9 @@ async def _write_facts(
         "age_band = EXCLUDED.age_band, start_date = EXCLUDED.start_date, end_date = EXCLUDED.end_date, "
         "discharge_year = EXCLUDED.discharge_year, discharge_quarter = EXCLUDED.discharge_quarter, "
         "determined_at = EXCLUDED.determined_at",
-        *cols[:7], json_texts(cols[7]), *cols[8:],
+        *cols[:7],
+        json_texts(cols[7]),
+        *cols[8:],
     )
 
 
@@ -288,27 +361,46 @@ def _dimensions(ep: Episode) -> EpisodeDimensions:
     p, d = ep.placement, ep.discharge
     assert p is not None
     return EpisodeDimensions(
-        provider_id=ep.provider_id, unit_id=p.unit_id, municipality_code=p.municipality_code,
-        care_type=p.care_type, legal_basis=p.legal_basis, target_group=p.target_group, sex=p.sex,
-        age_at_start=p.age_at_start, start_date=p.start_date, end_date=d.end_date if d else None,
+        provider_id=ep.provider_id,
+        unit_id=p.unit_id,
+        municipality_code=p.municipality_code,
+        care_type=p.care_type,
+        legal_basis=p.legal_basis,
+        target_group=p.target_group,
+        sex=p.sex,
+        age_at_start=p.age_at_start,
+        start_date=p.start_date,
+        end_date=d.end_date if d else None,
     )
 
 
 def _message(fact: OutcomeFactV1, now: datetime) -> OutboxMessage:
     headers = binary_headers(
-        event_id=f"{fact.fact_id}#{fact.revision}", source="utfall/measures", type_=OUTCOME_FACT_TYPE,
-        time=now, subject=fact.episode_id, extra={},
+        event_id=f"{fact.fact_id}#{fact.revision}",
+        source="utfall/measures",
+        type_=OUTCOME_FACT_TYPE,
+        time=now,
+        subject=fact.episode_id,
+        extra={},
     )
     return OutboxMessage(OUTCOMES, fact.subject_ref.encode(), fact.model_dump_json().encode(), headers)
 
 
-def _fact_message(ep: Episode, fact: Fact, revision: int, previous: str | None, now: datetime) -> OutboxMessage:
+def _fact_message(
+    ep: Episode, fact: Fact, revision: int, previous: str | None, now: datetime
+) -> OutboxMessage:
     body = OutcomeFactV1(
-        fact_id=f"{ep.provider_id}/{ep.episode_id}/{fact.measure_id}", measure_id=fact.measure_id,
-        measure_version=fact.measure_version, subject_ref=ep.subject_ref, episode_id=ep.episode_id,
-        status=fact.status,  # type: ignore[arg-type]
-        previous_status=previous,  # type: ignore[arg-type]
-        revision=revision, evidence=list(fact.evidence), determined_at=now, episode=_dimensions(ep),
+        fact_id=f"{ep.provider_id}/{ep.episode_id}/{fact.measure_id}",
+        measure_id=fact.measure_id,
+        measure_version=fact.measure_version,
+        subject_ref=ep.subject_ref,
+        episode_id=ep.episode_id,
+        status=fact.status,
+        previous_status=previous,
+        revision=revision,
+        evidence=list(fact.evidence),
+        determined_at=now,
+        episode=_dimensions(ep),
     )
     return _message(body, now)
 
@@ -316,15 +408,25 @@ def _fact_message(ep: Episode, fact: Fact, revision: int, previous: str | None, 
 def _void_message(previous: asyncpg.Record, revision: int, now: datetime) -> OutboxMessage:
     body = OutcomeFactV1(
         fact_id=f"{previous['provider_id']}/{previous['episode_id']}/{previous['measure_id']}",
-        measure_id=previous["measure_id"], measure_version=previous["measure_version"],
-        subject_ref=previous["subject_ref"], episode_id=previous["episode_id"], status="void",
-        previous_status=previous["status"], revision=revision,
-        evidence=[EventRef(**e) for e in previous["evidence"]], determined_at=now,
+        measure_id=previous["measure_id"],
+        measure_version=previous["measure_version"],
+        subject_ref=previous["subject_ref"],
+        episode_id=previous["episode_id"],
+        status="void",
+        previous_status=previous["status"],
+        revision=revision,
+        evidence=[EventRef(**e) for e in previous["evidence"]],
+        determined_at=now,
         episode=EpisodeDimensions(
-            provider_id=previous["provider_id"], unit_id=previous["unit_id"],
-            municipality_code=previous["municipality_code"], care_type=previous["care_type"],
-            legal_basis=previous["legal_basis"], target_group=previous["target_group"], sex=previous["sex"],
-            age_at_start=previous["age_at_start"], start_date=previous["start_date"],
+            provider_id=previous["provider_id"],
+            unit_id=previous["unit_id"],
+            municipality_code=previous["municipality_code"],
+            care_type=previous["care_type"],
+            legal_basis=previous["legal_basis"],
+            target_group=previous["target_group"],
+            sex=previous["sex"],
+            age_at_start=previous["age_at_start"],
+            start_date=previous["start_date"],
             end_date=previous["end_date"],
         ),
     )

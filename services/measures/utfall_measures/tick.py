@@ -23,11 +23,14 @@ async def close_windows(pool: asyncpg.Pool, clock: Clock, batch: int = 2000) -> 
             subjects = await conn.fetch(
                 "SELECT DISTINCT subject_ref FROM measures.facts WHERE status = 'pending' AND closes_on < $1 "
                 "LIMIT $2",
-                clock.today(), batch,
+                clock.today(),
+                batch,
             )
             if not subjects:
                 return total
-            result = await refold(conn, {r["subject_ref"] for r in subjects}, today=clock.today(), now=clock.now())
+            result = await refold(
+                conn, {r["subject_ref"] for r in subjects}, today=clock.today(), now=clock.now()
+            )
             total += result.published
         if len(subjects) < batch:
             return total

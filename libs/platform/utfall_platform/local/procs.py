@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -22,7 +23,7 @@ def _die_with_parent() -> None:
 
 def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     """Start a child in its own process group, sent SIGTERM if this process dies."""
-    return subprocess.Popen(args, preexec_fn=_die_with_parent, **kwargs)  # noqa: PLW1509
+    return subprocess.Popen(args, preexec_fn=_die_with_parent, **kwargs)
 
 
 def terminate(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
@@ -35,8 +36,6 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(5)

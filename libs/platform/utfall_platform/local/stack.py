@@ -27,8 +27,16 @@ SERVICES = ("ingest", "measures", "contracts", "gateway")
 DEFAULT_PORTS = {"gateway": 8080, "ingest": 8081, "measures": 8082, "contracts": 8083}
 COLOURS = {"ingest": "36", "measures": "35", "contracts": "33", "gateway": "32", "demo": "34", "kafka": "90"}
 DEMO_PROVIDERS = (
-    "hvb-eken", "hvb-bjorken", "hvb-granen", "hvb-linden", "familjehem-vast", "familjehem-norr",
-    "stodboende-vast", "stodboende-syd", "sis-ljungen", "oppenvard-mitt",
+    "hvb-eken",
+    "hvb-bjorken",
+    "hvb-granen",
+    "hvb-linden",
+    "familjehem-vast",
+    "familjehem-norr",
+    "stodboende-vast",
+    "stodboende-syd",
+    "sis-ljungen",
+    "oppenvard-mitt",
 )
 
 
@@ -66,12 +74,16 @@ class LocalStack:
         extra_env: dict[str, str] | None = None,
         kafka_bootstrap: str | None = None,
         database_url: str | None = None,
+        gateway_database_url: str | None = None,
     ) -> None:
         self.base = base
         self.kafka = None if kafka_bootstrap else LocalKafka(base / "kafka", port=kafka_port)
-        self.postgres = None if database_url else LocalPostgres(base / "postgres", port=postgres_port, durable=durable)
+        self.postgres = (
+            None if database_url else LocalPostgres(base / "postgres", port=postgres_port, durable=durable)
+        )
         self._bootstrap = kafka_bootstrap
         self._database_url = database_url
+        self._gateway_database_url = gateway_database_url
         ports = ports or {name: free_port() for name in SERVICES}
         self.services = {name: ServiceProcess(name, ports[name]) for name in SERVICES}
         self.log_sink = log_sink
@@ -90,6 +102,8 @@ class LocalStack:
 
     @property
     def gateway_database_url(self) -> str:
+        if self._gateway_database_url:
+            return self._gateway_database_url
         if self.postgres is not None:
             return self.postgres.dsn(GATEWAY_ROLE)
         return os.environ.get("UTFALL_GATEWAY_DATABASE_URL", self.database_url)
@@ -105,28 +119,36 @@ class LocalStack:
 
     def service_env(self, name: str) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "UTFALL_KAFKA_BOOTSTRAP": self.bootstrap,
-            "UTFALL_DATABASE_URL": self.database_url,
-            "UTFALL_GATEWAY_DATABASE_URL": self.gateway_database_url,
-            "UTFALL_PORT": str(self.services[name].port),
-            "UTFALL_HOST": "127.0.0.1",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "UTFALL_KAFKA_BOOTSTRAP": self.bootstrap,
+                "UTFALL_DATABASE_URL": self.database_url,
+                "UTFALL_GATEWAY_DATABASE_URL": self.gateway_database_url,
+                "UTFALL_PORT": str(self.services[name].port),
+                "UTFALL_HOST": "127.0.0.1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(self.extra_env)
         return env
 
     def start_service(self, name: str) -> ServiceProcess:
         svc = self.services[name]
         svc.env = self.service_env(name)
-        svc.proc = spawn([sys.executable, "-m", f"utfall_{name}.app"], env=svc.env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT)
+        svc.proc = spawn(
+            [sys.executable, "-m", f"utfall_{name}.app"],
+            env=svc.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         self._follow(name, svc.proc)
         return svc
 
     def _follow(self, name: str, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
-        thread = threading.Thread(target=_pump, args=(name, proc.stdout, self.log_sink, self.colour), daemon=True)
+        thread = threading.Thread(
+            target=_pump, args=(name, proc.stdout, self.log_sink, self.colour), daemon=True
+        )
         thread.start()
         self.threads.append(thread)
 
@@ -171,8 +193,12 @@ class LocalStack:
             terminate(svc.proc)
             svc.proc = None
 
-    def run_other(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        proc = spawn(args, env=env or self.service_env("gateway"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    def run_other(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        proc = spawn(
+            args, env=env or self.service_env("gateway"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         self._follow(name, proc)
         self.others[name] = proc
         return proc
@@ -205,7 +231,8 @@ def _demo_keys(stack: LocalStack, path: Path) -> dict[str, object]:
     asyncio.run(publish_keys(stack.bootstrap, records))
     keys: dict[str, object] = {
         "providers": {p: k.secret for p, k in providers.items()},
-        "operator": operator.secret, "municipality_0180": municipality.secret,
+        "operator": operator.secret,
+        "municipality_0180": municipality.secret,
         "finance_stiftelsen-sociala-investeringar": finance.secret,
     }
     path.write_text(json.dumps(keys, indent=2))
@@ -223,10 +250,16 @@ def run(argv: list[str] | None = None) -> None:
 
         shutil.rmtree(base, ignore_errors=True)
     started = time.monotonic()
-    env_port = {name: int(os.environ.get(f"UTFALL_{name.upper()}_PORT", DEFAULT_PORTS[name])) for name in SERVICES}
-    stack = LocalStack(base, kafka_port=int(os.environ.get("UTFALL_KAFKA_PORT", 9092)),
-                       postgres_port=int(os.environ.get("UTFALL_POSTGRES_PORT", 5433)), ports=env_port,
-                       colour=sys.stdout.isatty())
+    env_port = {
+        name: int(os.environ.get(f"UTFALL_{name.upper()}_PORT", DEFAULT_PORTS[name])) for name in SERVICES
+    }
+    stack = LocalStack(
+        base,
+        kafka_port=int(os.environ.get("UTFALL_KAFKA_PORT", 9092)),
+        postgres_port=int(os.environ.get("UTFALL_POSTGRES_PORT", 5433)),
+        ports=env_port,
+        colour=sys.stdout.isatty(),
+    )
     stop = threading.Event()
 
     def on_signal(*_: object) -> None:
@@ -245,21 +278,40 @@ def run(argv: list[str] | None = None) -> None:
         provider_keys_file = base / "demo-provider-keys.json"
         provider_keys_file.write_text(json.dumps(keys["providers"]))
         if os.environ.get("UTFALL_DEMO", "1") != "0":
-            stack.run_other("demo", [sys.executable, "-m", "utfall_synthetic.cli", "demo",
-                                     "--url", stack.services["ingest"].url, "--kafka", stack.bootstrap,
-                                     "--keys", str(provider_keys_file)])
+            stack.run_other(
+                "demo",
+                [
+                    sys.executable,
+                    "-m",
+                    "utfall_synthetic.cli",
+                    "demo",
+                    "--url",
+                    stack.services["ingest"].url,
+                    "--kafka",
+                    stack.bootstrap,
+                    "--keys",
+                    str(provider_keys_file),
+                ],
+            )
         print(
-            "\nUtfall is running (started in %.1fs):\n"
-            "  public comparison page   %s/\n"
-            "  gateway API docs         %s/docs   (OpenAPI: %s/openapi.json)\n"
-            "  ingest (POST /v1/events) %s/docs\n"
-            "  measures, contracts      %s/ready, %s/ready\n"
+            "\nUtfall is running (started in {:.1f}s):\n"
+            "  public comparison page   {}/\n"
+            "  gateway API docs         {}/docs   (OpenAPI: {}/openapi.json)\n"
+            "  ingest (POST /v1/events) {}/docs\n"
+            "  measures, contracts      {}/ready, {}/ready\n"
             "  metrics                  /metrics on every service (see deploy/prometheus)\n"
-            "  demo keys                %s (operator key: %s)\n"
-            "Ctrl-C stops everything.\n"
-            % (time.monotonic() - started, stack.services["gateway"].url, stack.services["gateway"].url,
-               stack.services["gateway"].url, stack.services["ingest"].url, stack.services["measures"].url,
-               stack.services["contracts"].url, base / "demo-keys.json", keys["operator"]),
+            "  demo keys                {} (operator key: {})\n"
+            "Ctrl-C stops everything.\n".format(
+                time.monotonic() - started,
+                stack.services["gateway"].url,
+                stack.services["gateway"].url,
+                stack.services["gateway"].url,
+                stack.services["ingest"].url,
+                stack.services["measures"].url,
+                stack.services["contracts"].url,
+                base / "demo-keys.json",
+                keys["operator"],
+            ),
             flush=True,
         )
         while not stop.is_set():

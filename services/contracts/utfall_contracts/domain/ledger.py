@@ -16,8 +16,14 @@ from typing import Literal
 PAYMENT_NAMESPACE = uuid.UUID("5b2f7c1e-8f0a-4d53-9c61-0e4a1b7f6d10")
 
 
-def payment_id(contract_id: str, subject_ref: str, provider_id: str, episode_id: str, milestone_id: str,
-               occurrence: int = 1) -> str:
+def payment_id(
+    contract_id: str,
+    subject_ref: str,
+    provider_id: str,
+    episode_id: str,
+    milestone_id: str,
+    occurrence: int = 1,
+) -> str:
     """UUIDv5 of contract, subject_ref, episode and milestone; a re-trigger after a reversal adds its
     occurrence number, so every trigger has its own id and every id is paid at most once."""
     name = f"{contract_id}|{subject_ref}|{provider_id}/{episode_id}|{milestone_id}"

@@ -28,17 +28,30 @@ class KeyRequest(BaseModel):
 
 
 def _key_out(k: ApiKeyV1) -> dict[str, Any]:
-    return {"key_id": k.key_id, "role": k.role, "provider_id": k.provider_id,
-            "municipality_code": k.municipality_code, "funder": k.funder, "label": k.label,
-            "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+    return {
+        "key_id": k.key_id,
+        "role": k.role,
+        "provider_id": k.provider_id,
+        "municipality_code": k.municipality_code,
+        "funder": k.funder,
+        "label": k.label,
+        "created_at": k.created_at.isoformat(),
+        "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+    }
 
 
 @router.post("/keys", status_code=201, summary="Create an API key; the key is in this response only")
 async def create_key(request: Request, who: Operator, body: KeyRequest) -> JSONResponse:
     gw = request.app.state.gateway
     try:
-        new = generate_key(body.role, now=gw.clock.now(), provider_id=body.provider_id,
-                           municipality_code=body.municipality_code, funder=body.funder, label=body.label)
+        new = generate_key(
+            body.role,
+            now=gw.clock.now(),
+            provider_id=body.provider_id,
+            municipality_code=body.municipality_code,
+            funder=body.funder,
+            label=body.label,
+        )
     except ValueError as exc:
         raise Problem(422, "invalid-parameters", str(exc)) from None
     await gw.publish(API_KEYS, new.record.model_dump_json().encode(), key=new.record.key_id.encode())
@@ -66,5 +79,8 @@ async def revoke_key(request: Request, who: Operator, key_id: str) -> dict[str, 
 async def put_contract(request: Request, who: Operator, body: ContractDefinitionV1) -> dict[str, Any]:
     gw = request.app.state.gateway
     await gw.publish(CONTRACT_COMMANDS, body.model_dump_json().encode(), key=body.contract_id.encode())
-    return {"contract_id": body.contract_id, "status": "accepted",
-            "detail": "The contracts service stores it as a new version if it differs from the current one."}
+    return {
+        "contract_id": body.contract_id,
+        "status": "accepted",
+        "detail": "The contracts service stores it as a new version if it differs from the current one.",
+    }

@@ -33,20 +33,30 @@ def _visible(who: Principal, contract: Any) -> bool:
 def _contract_out(r: Any) -> dict[str, Any]:
     d = dict(r["definition"])
     return {
-        "contract_id": r["contract_id"], "version": r["version"], "name": r["name"],
-        "commissioner_municipality": r["commissioner_municipality"], "funder": r["funder"],
-        "provider_ids": list(r["provider_ids"]), "currency": d.get("currency", "SEK"),
-        "cohort": d["cohort"], "milestones": d["milestones"],
-        "per_participant_cap_ore": r["per_participant_cap_ore"], "total_cap_ore": r["total_cap_ore"],
-        "paid_net_ore": r["paid_net_ore"], "cap_left_ore": r["cap_left_ore"],
+        "contract_id": r["contract_id"],
+        "version": r["version"],
+        "name": r["name"],
+        "commissioner_municipality": r["commissioner_municipality"],
+        "funder": r["funder"],
+        "provider_ids": list(r["provider_ids"]),
+        "currency": d.get("currency", "SEK"),
+        "cohort": d["cohort"],
+        "milestones": d["milestones"],
+        "per_participant_cap_ore": r["per_participant_cap_ore"],
+        "total_cap_ore": r["total_cap_ore"],
+        "paid_net_ore": r["paid_net_ore"],
+        "cap_left_ore": r["cap_left_ore"],
         "cap_utilisation": r["paid_net_ore"] / r["total_cap_ore"] if r["total_cap_ore"] else None,
-        "participants": r["participants"], "payments_triggered": r["payments_triggered"],
+        "participants": r["participants"],
+        "payments_triggered": r["payments_triggered"],
         "payments_reversed": r["payments_reversed"],
     }
 
 
 async def _contract(request: Request, who: Principal, contract_id: str) -> Any:
-    row = await _pool(request).fetchrow("SELECT * FROM contracts_read.contracts WHERE contract_id = $1", contract_id)
+    row = await _pool(request).fetchrow(
+        "SELECT * FROM contracts_read.contracts WHERE contract_id = $1", contract_id
+    )
     if row is None:
         raise Problem(404, "not-found", "No contract with this id.")
     if not _visible(who, row):
@@ -60,27 +70,48 @@ async def list_contracts(request: Request, who: Authenticated) -> dict[str, Any]
     return {"contracts": [_contract_out(r) for r in rows if _visible(who, r)]}
 
 
-@router.get("/contracts/{contract_id}", summary="One contract with totals and cap left", responses={403: {}, 404: {}})
+@router.get(
+    "/contracts/{contract_id}", summary="One contract with totals and cap left", responses={403: {}, 404: {}}
+)
 async def get_contract(request: Request, who: Authenticated, contract_id: str) -> dict[str, Any]:
     return _contract_out(await _contract(request, who, contract_id))
 
 
-@router.get("/contracts/{contract_id}/versions", summary="Every version of a contract", responses={403: {}, 404: {}})
+@router.get(
+    "/contracts/{contract_id}/versions", summary="Every version of a contract", responses={403: {}, 404: {}}
+)
 async def contract_versions(request: Request, who: Authenticated, contract_id: str) -> dict[str, Any]:
     await _contract(request, who, contract_id)
     rows = await _pool(request).fetch(
         "SELECT version, definition, origin, created_at FROM contracts_read.contract_versions WHERE contract_id = $1 "
-        "ORDER BY version", contract_id)
-    return {"contract_id": contract_id, "versions": [
-        {"version": r["version"], "origin": r["origin"], "created_at": r["created_at"].isoformat(),
-         "definition": r["definition"]} for r in rows]}
+        "ORDER BY version",
+        contract_id,
+    )
+    return {
+        "contract_id": contract_id,
+        "versions": [
+            {
+                "version": r["version"],
+                "origin": r["origin"],
+                "created_at": r["created_at"].isoformat(),
+                "definition": r["definition"],
+            }
+            for r in rows
+        ],
+    }
 
 
-@router.get("/contracts/{contract_id}/participants", summary="Participants (enrolled by rule) and their "
-            "milestone status", responses={403: {}, 404: {}})
+@router.get(
+    "/contracts/{contract_id}/participants",
+    summary="Participants (enrolled by rule) and their milestone status",
+    responses={403: {}, 404: {}},
+)
 async def participants(
-    request: Request, who: Authenticated, contract_id: str,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: Annotated[str | None, Query(max_length=300)] = None,
+    request: Request,
+    who: Authenticated,
+    contract_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> dict[str, Any]:
     if who.role == "finance":
         raise Problem(403, "forbidden", "Finance keys see payments, not participants.")
@@ -93,47 +124,83 @@ async def participants(
         provider_clause = f" AND provider_id = ${len(args)}"
     rows = await _pool(request).fetch(
         "SELECT * FROM contracts_read.participants WHERE contract_id = $1 AND (provider_id, episode_id) > ($2, $3)"
-        f"{provider_clause} ORDER BY provider_id, episode_id LIMIT $4", *args)
+        f"{provider_clause} ORDER BY provider_id, episode_id LIMIT $4",
+        *args,
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     keys = [(r["provider_id"], r["episode_id"]) for r in rows]
     milestones = await _pool(request).fetch(
         "SELECT * FROM contracts_read.participant_milestones WHERE contract_id = $1 AND (provider_id, episode_id) IN "
         "(SELECT * FROM unnest($2::text[], $3::text[])) ORDER BY milestone_id",
-        contract_id, [k[0] for k in keys], [k[1] for k in keys])
+        contract_id,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
     by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for m in milestones:
-        by_key.setdefault((m["provider_id"], m["episode_id"]), []).append({
-            "milestone_id": m["milestone_id"], "measure_id": m["measure_id"], "price_ore": m["price_ore"],
-            "outcome_status": m["outcome_status"], "paid_ore": m["paid_ore"], "payment_id": m["active_payment_id"],
-            "blocked_by_cap": m["blocked"],
-        })
-    out = [{
-        "provider_id": r["provider_id"], "episode_id": r["episode_id"], "subject_ref": r["subject_ref"],
-        "status": r["status"], "contract_version": r["contract_version"], "municipality_code": r["municipality_code"],
-        "care_type": r["care_type"], "legal_basis": r["legal_basis"], "target_group": r["target_group"],
-        "age_at_start": r["age_at_start"], "start_date": r["start_date"].isoformat(),
-        "enrolled_at": r["enrolled_at"].isoformat(), "paid_net_ore": r["paid_net_ore"],
-        "milestones": by_key.get((r["provider_id"], r["episode_id"]), []),
-    } for r in rows]
+        by_key.setdefault((m["provider_id"], m["episode_id"]), []).append(
+            {
+                "milestone_id": m["milestone_id"],
+                "measure_id": m["measure_id"],
+                "price_ore": m["price_ore"],
+                "outcome_status": m["outcome_status"],
+                "paid_ore": m["paid_ore"],
+                "payment_id": m["active_payment_id"],
+                "blocked_by_cap": m["blocked"],
+            }
+        )
+    out = [
+        {
+            "provider_id": r["provider_id"],
+            "episode_id": r["episode_id"],
+            "subject_ref": r["subject_ref"],
+            "status": r["status"],
+            "contract_version": r["contract_version"],
+            "municipality_code": r["municipality_code"],
+            "care_type": r["care_type"],
+            "legal_basis": r["legal_basis"],
+            "target_group": r["target_group"],
+            "age_at_start": r["age_at_start"],
+            "start_date": r["start_date"].isoformat(),
+            "enrolled_at": r["enrolled_at"].isoformat(),
+            "paid_net_ore": r["paid_net_ore"],
+            "milestones": by_key.get((r["provider_id"], r["episode_id"]), []),
+        }
+        for r in rows
+    ]
     next_cursor = encode_cursor({"p": rows[-1]["provider_id"], "e": rows[-1]["episode_id"]}) if more else None
     return {"contract_id": contract_id, "participants": out, "next_cursor": next_cursor}
 
 
 def _payment_out(r: Any) -> dict[str, Any]:
     return {
-        "seq": r["seq"], "kind": r["kind"], "entry_id": r["entry_id"], "payment_id": r["payment_id"],
-        "occurrence": r["occurrence"], "contract_id": r["contract_id"], "contract_version": r["contract_version"],
-        "milestone_id": r["milestone_id"], "measure_id": r["measure_id"], "measure_version": r["measure_version"],
-        "subject_ref": r["subject_ref"], "provider_id": r["provider_id"], "episode_id": r["episode_id"],
-        "amount_ore": r["amount_ore"], "signed_amount_ore": r["signed_amount_ore"], "currency": "SEK",
-        "capped": r["capped"], "evidence": r["evidence"], "determined_at": r["determined_at"].isoformat(),
+        "seq": r["seq"],
+        "kind": r["kind"],
+        "entry_id": r["entry_id"],
+        "payment_id": r["payment_id"],
+        "occurrence": r["occurrence"],
+        "contract_id": r["contract_id"],
+        "contract_version": r["contract_version"],
+        "milestone_id": r["milestone_id"],
+        "measure_id": r["measure_id"],
+        "measure_version": r["measure_version"],
+        "subject_ref": r["subject_ref"],
+        "provider_id": r["provider_id"],
+        "episode_id": r["episode_id"],
+        "amount_ore": r["amount_ore"],
+        "signed_amount_ore": r["signed_amount_ore"],
+        "currency": "SEK",
+        "capped": r["capped"],
+        "evidence": r["evidence"],
+        "determined_at": r["determined_at"].isoformat(),
         "reason": r["reason"],
     }
 
 
-async def _payments(request: Request, who: Principal, contract_ids: list[str], cursor: str | None,
-                    limit: int) -> dict[str, Any]:
+async def _payments(
+    request: Request, who: Principal, contract_ids: list[str], cursor: str | None, limit: int
+) -> dict[str, Any]:
     after = int(decode_cursor(cursor).get("seq", 0))  # type: ignore[call-overload]
     args: list[Any] = [contract_ids, after, limit + 1]
     provider_clause = ""
@@ -142,29 +209,43 @@ async def _payments(request: Request, who: Principal, contract_ids: list[str], c
         provider_clause = f" AND provider_id = ${len(args)}"
     rows = await _pool(request).fetch(
         f"SELECT * FROM contracts_read.ledger WHERE contract_id = ANY($1::text[]) AND seq > $2{provider_clause} "
-        "ORDER BY seq LIMIT $3", *args)
+        "ORDER BY seq LIMIT $3",
+        *args,
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1]["seq"] if rows else after
-    return {"payments": [_payment_out(r) for r in rows],
-            "next_cursor": encode_cursor({"seq": last}),
-            "has_more": more}
+    return {
+        "payments": [_payment_out(r) for r in rows],
+        "next_cursor": encode_cursor({"seq": last}),
+        "has_more": more,
+    }
 
 
-@router.get("/contracts/{contract_id}/payments", summary="The ledger of one contract, oldest first; poll with "
-            "next_cursor", responses={403: {}, 404: {}})
+@router.get(
+    "/contracts/{contract_id}/payments",
+    summary="The ledger of one contract, oldest first; poll with next_cursor",
+    responses={403: {}, 404: {}},
+)
 async def contract_payments(
-    request: Request, who: Authenticated, contract_id: str,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: Annotated[str | None, Query(max_length=300)] = None,
+    request: Request,
+    who: Authenticated,
+    contract_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> dict[str, Any]:
     await _contract(request, who, contract_id)
     return {"contract_id": contract_id, **await _payments(request, who, [contract_id], cursor, limit)}
 
 
-@router.get("/payments", summary="Payments of every contract in your scope, oldest first; poll with next_cursor")
+@router.get(
+    "/payments", summary="Payments of every contract in your scope, oldest first; poll with next_cursor"
+)
 async def all_payments(
-    request: Request, who: Authenticated,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: Annotated[str | None, Query(max_length=300)] = None,
+    request: Request,
+    who: Authenticated,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> dict[str, Any]:
     rows = await _pool(request).fetch("SELECT * FROM contracts_read.contracts")
     visible = [r["contract_id"] for r in rows if _visible(who, r)]

@@ -13,19 +13,26 @@ from ..auth import Authenticated
 router = APIRouter(prefix="/v1", tags=["events"])
 
 
-@router.get("/events/provider/{provider_id}/{event_id}/status", summary="Where one event has got to",
-            responses={403: {}, 404: {}})
-async def event_status(request: Request, who: Authenticated, provider_id: str, event_id: str) -> dict[str, Any]:
+@router.get(
+    "/events/provider/{provider_id}/{event_id}/status",
+    summary="Where one event has got to",
+    responses={403: {}, 404: {}},
+)
+async def event_status(
+    request: Request, who: Authenticated, provider_id: str, event_id: str
+) -> dict[str, Any]:
     if not (who.role == "operator" or (who.role == "provider" and who.provider_id == provider_id)):
         raise Problem(403, "forbidden", "Only the provider that sent the event (or an operator) may see it.")
     pool = request.app.state.gateway.pool
     source = f"provider/{provider_id}"
-    receipt = await pool.fetchrow("SELECT * FROM ingest_read.event_receipts WHERE source = $1 AND event_id = $2",
-                                  source, event_id)
+    receipt = await pool.fetchrow(
+        "SELECT * FROM ingest_read.event_receipts WHERE source = $1 AND event_id = $2", source, event_id
+    )
     if receipt is None:
         raise Problem(404, "not-found", "No event with this id has been received from this provider.")
-    projected = await pool.fetchrow("SELECT * FROM measures_read.event_status WHERE source = $1 AND event_id = $2",
-                                    source, event_id)
+    projected = await pool.fetchrow(
+        "SELECT * FROM measures_read.event_status WHERE source = $1 AND event_id = $2", source, event_id
+    )
     outcomes: list[dict[str, Any]] = []
     payments: list[dict[str, Any]] = []
     if projected is not None:
@@ -33,12 +40,18 @@ async def event_status(request: Request, who: Authenticated, provider_id: str, e
         facts = await pool.fetch(
             "SELECT measure_id, measure_version, status, revision, evidence FROM measures_read.outcome_facts "
             "WHERE provider_id = $1 AND episode_id = $2 AND evidence @> $3::jsonb ORDER BY measure_id",
-            projected["provider_id"], projected["episode_id"], ref)
+            projected["provider_id"],
+            projected["episode_id"],
+            ref,
+        )
         outcomes = [dict(f) for f in facts]
         rows = await pool.fetch(
             "SELECT contract_id, payment_id, kind, milestone_id, amount_ore, determined_at FROM contracts_read.ledger "
             "WHERE provider_id = $1 AND episode_id = $2 AND evidence @> $3::jsonb ORDER BY seq",
-            projected["provider_id"], projected["episode_id"], ref)
+            projected["provider_id"],
+            projected["episode_id"],
+            ref,
+        )
         payments = [{**dict(r), "determined_at": r["determined_at"].isoformat()} for r in rows]
     stage = "rejected" if receipt["status"] == "rejected" else "accepted"
     if receipt["held"]:
@@ -50,10 +63,19 @@ async def event_status(request: Request, who: Authenticated, provider_id: str, e
     if any(p["kind"] == "payment.triggered" for p in payments):
         stage = "paid"
     return {
-        "source": source, "event_id": event_id, "stage": stage,
-        "accepted": {"status": receipt["status"], "held": receipt["held"], "at": receipt["at"].isoformat(),
-                     "reasons": receipt["reasons"], "retracted_by": receipt["retracted_by"]},
+        "source": source,
+        "event_id": event_id,
+        "stage": stage,
+        "accepted": {
+            "status": receipt["status"],
+            "held": receipt["held"],
+            "at": receipt["at"].isoformat(),
+            "reasons": receipt["reasons"],
+            "retracted_by": receipt["retracted_by"],
+        },
         "projected": {"at": projected["projected_at"].isoformat(), "episode_id": projected["episode_id"]}
-        if projected else None,
-        "outcomes": outcomes, "payments": payments,
+        if projected
+        else None,
+        "outcomes": outcomes,
+        "payments": payments,
     }

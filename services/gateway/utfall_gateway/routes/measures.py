@@ -32,9 +32,14 @@ async def _catalogue(pool: Any) -> list[dict[str, Any]]:
 
 def _measure_out(r: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": r["id"], "version": r["version"], "title": {"sv": r["title_sv"], "en": r["title_en"]},
-        "definition": {"sv": r["definition_sv"], "en": r["definition_en"]}, "window_months": r["window_months"],
-        "grace_days": r["grace_days"], "source_fields": list(r["source_fields"]), "current": r["is_current"],
+        "id": r["id"],
+        "version": r["version"],
+        "title": {"sv": r["title_sv"], "en": r["title_en"]},
+        "definition": {"sv": r["definition_sv"], "en": r["definition_en"]},
+        "window_months": r["window_months"],
+        "grace_days": r["grace_days"],
+        "source_fields": list(r["source_fields"]),
+        "current": r["is_current"],
         "rule": r["kind"],
     }
 
@@ -46,8 +51,9 @@ async def list_measures(request: Request) -> dict[str, Any]:
     return {"measures": [_measure_out(r) for r in rows if r["is_current"]]}
 
 
-@router.get("/measures/{measure_id}", summary="One measure's definition, with every version",
-            responses={404: {}})
+@router.get(
+    "/measures/{measure_id}", summary="One measure's definition, with every version", responses={404: {}}
+)
 async def get_measure(request: Request, measure_id: str) -> dict[str, Any]:
     pool, cache, _ = _deps(request)
     rows = [r for r in await cache.get(("catalogue",), lambda: _catalogue(pool)) if r["id"] == measure_id]
@@ -72,19 +78,29 @@ def _scope(principal: Principal) -> tuple[str, str | None]:
     return (principal.role, principal.provider_id or principal.municipality_code)
 
 
-@router.get("/measures/{measure_id}/results", summary="Results per discharge period, filtered and grouped",
-            responses={404: {}, 422: {}})
+@router.get(
+    "/measures/{measure_id}/results",
+    summary="Results per discharge period, filtered and grouped",
+    responses={404: {}, 422: {}},
+)
 async def results(
     request: Request,
     who: Anyone,
     measure_id: str,
     period: Literal["year", "quarter"] = "year",
-    group_by: Annotated[str | None, Query(description="Comma-separated: " + ", ".join(DIMENSIONS),
-                                          max_length=300)] = None,
+    group_by: Annotated[
+        str | None, Query(description="Comma-separated: " + ", ".join(DIMENSIONS), max_length=300)
+    ] = None,
     year: YearQ = None,
     quarter: Annotated[int | None, Query(ge=1, le=4)] = None,
-    provider_id: Dim = None, unit_id: Dim = None, municipality_code: Dim = None, county_code: Dim = None,
-    target_group: Dim = None, care_type: Dim = None, legal_basis: Dim = None, sex: Dim = None,
+    provider_id: Dim = None,
+    unit_id: Dim = None,
+    municipality_code: Dim = None,
+    county_code: Dim = None,
+    target_group: Dim = None,
+    care_type: Dim = None,
+    legal_basis: Dim = None,
+    sex: Dim = None,
     age_band: Dim = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -93,12 +109,30 @@ async def results(
     groups = tuple(g.strip() for g in group_by.split(",") if g.strip()) if group_by else ()
     unknown = [g for g in groups if g not in DIMENSIONS]
     if unknown or len(set(groups)) != len(groups):
-        raise Problem(422, "invalid-parameters", "group_by takes distinct names among: " + ", ".join(DIMENSIONS),
-                      errors=[{"field": "group_by", "in": "query", "message": "unknown or repeated dimension"}])
-    q = ResultsQuery(measure_id, period, groups, _filters(
-        provider_id=provider_id, unit_id=unit_id, municipality_code=municipality_code, county_code=county_code,
-        target_group=target_group, care_type=care_type, legal_basis=legal_basis, sex=sex, age_band=age_band,
-    ), year, quarter)
+        raise Problem(
+            422,
+            "invalid-parameters",
+            "group_by takes distinct names among: " + ", ".join(DIMENSIONS),
+            errors=[{"field": "group_by", "in": "query", "message": "unknown or repeated dimension"}],
+        )
+    q = ResultsQuery(
+        measure_id,
+        period,
+        groups,
+        _filters(
+            provider_id=provider_id,
+            unit_id=unit_id,
+            municipality_code=municipality_code,
+            county_code=county_code,
+            target_group=target_group,
+            care_type=care_type,
+            legal_basis=legal_basis,
+            sex=sex,
+            age_band=age_band,
+        ),
+        year,
+        quarter,
+    )
     pool, cache, min_cell = _deps(request)
 
     async def compute() -> dict[str, Any]:
@@ -112,61 +146,110 @@ async def results(
 
     table = await cache.get(("results", q, _scope(who)), compute)
     offset = int(decode_cursor(cursor).get("offset", 0))  # type: ignore[call-overload]
-    page = table["rows"][offset: offset + limit]
+    page = table["rows"][offset : offset + limit]
     next_offset = offset + limit
     return {
-        "measure_id": measure_id, "period": period, "group_by": list(groups), "filters": dict(q.filters),
-        "min_cell": min_cell, "rows": page, "totals": table["totals"],
+        "measure_id": measure_id,
+        "period": period,
+        "group_by": list(groups),
+        "filters": dict(q.filters),
+        "min_cell": min_cell,
+        "rows": page,
+        "totals": table["totals"],
         "next_cursor": encode_cursor({"offset": next_offset}) if next_offset < len(table["rows"]) else None,
     }
 
 
-@router.get("/comparisons/{measure_id}", summary="Providers compared: suppressed, with intervals and "
-            "risk adjustment (public)", responses={404: {}})
+@router.get(
+    "/comparisons/{measure_id}",
+    summary="Providers compared: suppressed, with intervals and risk adjustment (public)",
+    responses={404: {}},
+)
 async def comparisons(
-    request: Request, who: Anyone, measure_id: str, year: YearQ = None,
-    target_group: Dim = None, care_type: Dim = None, legal_basis: Dim = None, municipality_code: Dim = None,
+    request: Request,
+    who: Anyone,
+    measure_id: str,
+    year: YearQ = None,
+    target_group: Dim = None,
+    care_type: Dim = None,
+    legal_basis: Dim = None,
+    municipality_code: Dim = None,
     county_code: Dim = None,
 ) -> dict[str, Any]:
     await _known_measure(request, measure_id)
     pool, cache, min_cell = _deps(request)
-    filters = dict(_filters(target_group=target_group, care_type=care_type, legal_basis=legal_basis,
-                            municipality_code=municipality_code, county_code=county_code))
+    filters = dict(
+        _filters(
+            target_group=target_group,
+            care_type=care_type,
+            legal_basis=legal_basis,
+            municipality_code=municipality_code,
+            county_code=county_code,
+        )
+    )
     key = ("comparison", measure_id, year, tuple(sorted(filters.items())), _scope(who))
-    return await cache.get(key, lambda: comparison(pool, measure_id, year=year, filters=filters, principal=who,  # type: ignore[no-any-return]
-                                                  min_cell=min_cell))
+    result: dict[str, Any] = await cache.get(
+        key,
+        lambda: comparison(
+            pool,
+            measure_id,
+            year=year,
+            filters=filters,
+            principal=who,
+            min_cell=min_cell,
+        ),
+    )
+    return result
 
 
-@router.get("/providers/{provider_id}/scorecard", summary="One provider's results on every measure",
-            responses={404: {}})
-async def scorecard(request: Request, who: Anyone, provider_id: str,
-                    year: YearQ = None) -> dict[str, Any]:
+@router.get(
+    "/providers/{provider_id}/scorecard",
+    summary="One provider's results on every measure",
+    responses={404: {}},
+)
+async def scorecard(request: Request, who: Anyone, provider_id: str, year: YearQ = None) -> dict[str, Any]:
     pool, cache, min_cell = _deps(request)
     catalogue = [r for r in await cache.get(("catalogue",), lambda: _catalogue(pool)) if r["is_current"]]
     measures = []
     for m in catalogue:
-        comp = await cache.get(("comparison", m["id"], year, (), _scope(who)),
-                               lambda m=m: comparison(pool, m["id"], year=year, filters={}, principal=who,
-                                                      min_cell=min_cell))
+        comp = await cache.get(
+            ("comparison", m["id"], year, (), _scope(who)),
+            lambda m=m: comparison(pool, m["id"], year=year, filters={}, principal=who, min_cell=min_cell),
+        )
         mine = next((p for p in comp["providers"] if p["provider_id"] == provider_id), None)
         measures.append({"measure": _measure_out(m), "provider": mine, "all_providers": comp["total"]})
     if all(m["provider"] is None for m in measures):
-        exists = await pool.fetchval("SELECT 1 FROM measures_read.episodes WHERE provider_id = $1 LIMIT 1",
-                                     provider_id)
+        exists = await pool.fetchval(
+            "SELECT 1 FROM measures_read.episodes WHERE provider_id = $1 LIMIT 1", provider_id
+        )
         if not exists:
             raise Problem(404, "not-found", "No data for this provider.")
-    errors = await pool.fetch("SELECT error, episodes FROM measures_read.data_errors WHERE provider_id = $1",
-                              provider_id)
+    errors = await pool.fetch(
+        "SELECT error, episodes FROM measures_read.data_errors WHERE provider_id = $1", provider_id
+    )
     own = who.role == "operator" or (who.role == "provider" and who.provider_id == provider_id)
-    return {"provider_id": provider_id, "year": year, "exact": own, "measures": measures,
-            "data_errors": {r["error"]: int(r["episodes"]) for r in errors},
-            "length_of_stay": await _length_of_stay(pool, ("provider_id",), {"provider_id": provider_id}, year,
-                                                    who, min_cell)}
+    return {
+        "provider_id": provider_id,
+        "year": year,
+        "exact": own,
+        "measures": measures,
+        "data_errors": {r["error"]: int(r["episodes"]) for r in errors},
+        "length_of_stay": await _length_of_stay(
+            pool, ("provider_id",), {"provider_id": provider_id}, year, who, min_cell
+        ),
+    }
 
 
-async def _length_of_stay(pool: Any, groups: tuple[str, ...], filters: dict[str, str], year: int | None,
-                          who: Principal, min_cell: int) -> list[dict[str, Any]]:
-    clauses, args = ["length_of_stay_days IS NOT NULL"], []
+async def _length_of_stay(
+    pool: Any,
+    groups: tuple[str, ...],
+    filters: dict[str, str],
+    year: int | None,
+    who: Principal,
+    min_cell: int,
+) -> list[dict[str, Any]]:
+    clauses: list[str] = ["length_of_stay_days IS NOT NULL"]
+    args: list[Any] = []
     for name, value in sorted(filters.items()):
         args.append(value)
         clauses.append(f"{name} = ${len(args)}")
@@ -192,24 +275,46 @@ async def _length_of_stay(pool: Any, groups: tuple[str, ...], filters: dict[str,
             item.update({"n": None, "median": None, "q1": None, "q3": None, "status": "suppressed"})
         else:
             days = list(r["days"])
-            item.update({"n": int(r["n"]), "q1": quantile(days, 0.25), "median": quantile(days, 0.5),
-                         "q3": quantile(days, 0.75), "status": "ok"})
+            item.update(
+                {
+                    "n": int(r["n"]),
+                    "q1": quantile(days, 0.25),
+                    "median": quantile(days, 0.5),
+                    "q3": quantile(days, 0.75),
+                    "status": "ok",
+                }
+            )
         out.append(item)
     return out
 
 
 @router.get("/length-of-stay", summary="Length of stay in days (median and quartiles) of ended episodes")
 async def length_of_stay(
-    request: Request, who: Anyone,
-    group_by: Annotated[str | None, Query(max_length=300)] = None, year: YearQ = None,
-    provider_id: Dim = None, municipality_code: Dim = None, target_group: Dim = None, care_type: Dim = None,
+    request: Request,
+    who: Anyone,
+    group_by: Annotated[str | None, Query(max_length=300)] = None,
+    year: YearQ = None,
+    provider_id: Dim = None,
+    municipality_code: Dim = None,
+    target_group: Dim = None,
+    care_type: Dim = None,
 ) -> dict[str, Any]:
     groups = tuple(g.strip() for g in group_by.split(",") if g.strip()) if group_by else ()
     if any(g not in DIMENSIONS for g in groups) or len(set(groups)) != len(groups):
-        raise Problem(422, "invalid-parameters", "group_by takes distinct names among: " + ", ".join(DIMENSIONS))
+        raise Problem(
+            422, "invalid-parameters", "group_by takes distinct names among: " + ", ".join(DIMENSIONS)
+        )
     pool, cache, min_cell = _deps(request)
-    filters = dict(_filters(provider_id=provider_id, municipality_code=municipality_code,
-                            target_group=target_group, care_type=care_type))
-    rows = await cache.get(("los", groups, tuple(sorted(filters.items())), year, _scope(who)),
-                           lambda: _length_of_stay(pool, groups, filters, year, who, min_cell))
+    filters = dict(
+        _filters(
+            provider_id=provider_id,
+            municipality_code=municipality_code,
+            target_group=target_group,
+            care_type=care_type,
+        )
+    )
+    rows = await cache.get(
+        ("los", groups, tuple(sorted(filters.items())), year, _scope(who)),
+        lambda: _length_of_stay(pool, groups, filters, year, who, min_cell),
+    )
     return {"group_by": list(groups), "filters": filters, "year": year, "rows": rows}

@@ -12,29 +12,69 @@ from ..auth import PUBLIC
 from ..results import comparison
 
 router = APIRouter(include_in_schema=False)
-templates = Environment(loader=PackageLoader("utfall_gateway.web", "templates"),
-                        autoescape=select_autoescape(["html"]))
+templates = Environment(
+    loader=PackageLoader("utfall_gateway.web", "templates"), autoescape=select_autoescape(["html"])
+)
 
 LABELS = {
-    "sv": {"title": "Öppna jämförelser: utfall av placeringar", "measure": "Mått", "year": "År", "all_years": "Alla år",
-           "show": "Visa", "provider": "Utförare", "rate": "Andel uppnått", "interval": "95 % konfidensintervall",
-           "achieved": "Uppnått", "not_achieved": "Ej uppnått", "missing": "Saknas", "pending": "Väntande",
-           "itt": "Andel (ITT)", "oe": "O/E (riskjusterat)", "suppressed": "Undertryckt (färre än {n})",
-           "definition": "Definition av måttet", "source": "Källa", "events": "händelser",
-           "self_reported": "självrapporterat", "all": "Alla utförare", "none": "Inga avslutade placeringar ännu.",
-           "language": "Language: English", "data_errors": "Datafel", "source_filter": "Källa",
-           "both": "Båda", "about": "Andelar visas med 95 % Wilson-intervall. Celler med färre än {n} avslutade "
-           "placeringar undertrycks, liksom celler som annars kunde räknas fram ur totalen."},
-    "en": {"title": "Open comparisons: outcomes of out-of-home care", "measure": "Measure", "year": "Year",
-           "all_years": "All years", "show": "Show", "provider": "Provider", "rate": "Share achieved",
-           "interval": "95% confidence interval", "achieved": "Achieved", "not_achieved": "Not achieved",
-           "missing": "Missing", "pending": "Pending", "itt": "Rate (ITT)", "oe": "O/E (risk-adjusted)",
-           "suppressed": "Suppressed (fewer than {n})", "definition": "Definition of the measure",
-           "source": "Source", "events": "events", "self_reported": "self-reported", "all": "All providers",
-           "none": "No ended placements yet.", "language": "Språk: svenska", "data_errors": "Data errors",
-           "source_filter": "Source", "both": "Both",
-           "about": "Rates are shown with 95% Wilson intervals. Cells with fewer than {n} closed placements are "
-           "suppressed, as are cells that could otherwise be derived from the total."},
+    "sv": {
+        "title": "Öppna jämförelser: utfall av placeringar",
+        "measure": "Mått",
+        "year": "År",
+        "all_years": "Alla år",
+        "show": "Visa",
+        "provider": "Utförare",
+        "rate": "Andel uppnått",
+        "interval": "95 % konfidensintervall",
+        "achieved": "Uppnått",
+        "not_achieved": "Ej uppnått",
+        "missing": "Saknas",
+        "pending": "Väntande",
+        "itt": "Andel (ITT)",
+        "oe": "O/E (riskjusterat)",
+        "suppressed": "Undertryckt (färre än {n})",
+        "definition": "Definition av måttet",
+        "source": "Källa",
+        "events": "händelser",
+        "self_reported": "självrapporterat",
+        "all": "Alla utförare",
+        "none": "Inga avslutade placeringar ännu.",
+        "language": "Language: English",
+        "data_errors": "Datafel",
+        "source_filter": "Källa",
+        "both": "Båda",
+        "about": "Andelar visas med 95 % Wilson-intervall. Celler med färre än {n} avslutade "
+        "placeringar undertrycks, liksom celler som annars kunde räknas fram ur totalen.",
+    },
+    "en": {
+        "title": "Open comparisons: outcomes of out-of-home care",
+        "measure": "Measure",
+        "year": "Year",
+        "all_years": "All years",
+        "show": "Show",
+        "provider": "Provider",
+        "rate": "Share achieved",
+        "interval": "95% confidence interval",
+        "achieved": "Achieved",
+        "not_achieved": "Not achieved",
+        "missing": "Missing",
+        "pending": "Pending",
+        "itt": "Rate (ITT)",
+        "oe": "O/E (risk-adjusted)",
+        "suppressed": "Suppressed (fewer than {n})",
+        "definition": "Definition of the measure",
+        "source": "Source",
+        "events": "events",
+        "self_reported": "self-reported",
+        "all": "All providers",
+        "none": "No ended placements yet.",
+        "language": "Språk: svenska",
+        "data_errors": "Data errors",
+        "source_filter": "Source",
+        "both": "Both",
+        "about": "Rates are shown with 95% Wilson intervals. Cells with fewer than {n} closed placements are "
+        "suppressed, as are cells that could otherwise be derived from the total.",
+    },
 }
 
 CHART_WIDTH = 640
@@ -47,8 +87,12 @@ def chart_rows(providers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for index, p in enumerate(providers):
         y = 30 + index * ROW_HEIGHT
-        item: dict[str, Any] = {"y": y, "provider_id": p["provider_id"], "source": p.get("source", "events"),
-                                "status": p["status"]}
+        item: dict[str, Any] = {
+            "y": y,
+            "provider_id": p["provider_id"],
+            "source": p.get("source", "events"),
+            "status": p["status"],
+        }
         if p["status"] == "ok" and p["observed_rate"] is not None:
             item["x"] = LABEL_WIDTH + p["observed_rate"] * span
             item["x_low"] = LABEL_WIDTH + (p["ci_low"] or 0) * span
@@ -67,29 +111,55 @@ async def home(
     source: str = Query("all", pattern="^(all|events|self_reported)$"),
 ) -> HTMLResponse:
     gw = request.app.state.gateway
-    catalogue = [r for r in await gw.pool.fetch(
-        "SELECT id, title_sv, title_en FROM measures_read.measure_catalogue WHERE is_current ORDER BY id")]
+    catalogue = [
+        r
+        for r in await gw.pool.fetch(
+            "SELECT id, title_sv, title_en FROM measures_read.measure_catalogue WHERE is_current ORDER BY id"
+        )
+    ]
     ids = [r["id"] for r in catalogue]
     if measure not in ids and ids:
         measure = ids[0]
-    years = [r["y"] for r in await gw.pool.fetch(
-        "SELECT DISTINCT discharge_year AS y FROM measures_read.outcome_facts ORDER BY 1 DESC")]
+    years = [
+        r["y"]
+        for r in await gw.pool.fetch(
+            "SELECT DISTINCT discharge_year AS y FROM measures_read.outcome_facts ORDER BY 1 DESC"
+        )
+    ]
     data: dict[str, Any] = {"providers": [], "total": None}
     if measure in ids:
-        data = await gw.cache.get(("page", measure, year),
-                                  lambda: comparison(gw.pool, measure, year=year, filters={}, principal=PUBLIC,
-                                                     min_cell=gw.settings.min_cell))
+        data = await gw.cache.get(
+            ("page", measure, year),
+            lambda: comparison(
+                gw.pool, measure, year=year, filters={}, principal=PUBLIC, min_cell=gw.settings.min_cell
+            ),
+        )
         if gw.self_reported is not None:
             data = await gw.self_reported.comparison_page(gw, measure, year, data)
     providers = [p for p in data["providers"] if source == "all" or p.get("source", "events") == source]
     labels = {k: v.format(n=gw.settings.min_cell) for k, v in LABELS[lang].items()}
     html = templates.get_template("index.html").render(
-        labels=labels, lang=lang, measures=catalogue, measure=measure, years=years, year=year,
-        providers=providers, total=data["total"], rows=chart_rows(providers), source=source,
-        chart_width=CHART_WIDTH, label_width=LABEL_WIDTH, chart_height=40 + max(1, len(providers)) * ROW_HEIGHT,
-        title_key="title_sv" if lang == "sv" else "title_en", other_lang="en" if lang == "sv" else "sv",
+        labels=labels,
+        lang=lang,
+        measures=catalogue,
+        measure=measure,
+        years=years,
+        year=year,
+        providers=providers,
+        total=data["total"],
+        rows=chart_rows(providers),
+        source=source,
+        chart_width=CHART_WIDTH,
+        label_width=LABEL_WIDTH,
+        chart_height=40 + max(1, len(providers)) * ROW_HEIGHT,
+        title_key="title_sv" if lang == "sv" else "title_en",
+        other_lang="en" if lang == "sv" else "sv",
     )
-    return HTMLResponse(html, headers={
-        "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'",
-        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-    })
+    return HTMLResponse(
+        html,
+        headers={
+            "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )

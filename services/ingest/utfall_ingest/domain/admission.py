@@ -99,8 +99,12 @@ def decide_batch(
 
     def apply_effect(event: CheckedEvent, episode_id: str, ep: Episode, target: KnownEvent | None) -> Episode:
         if event.type == PLACEMENT_STARTED:
-            return replace(ep, subject_ref=event.fields["subject_ref"], started_event_id=event.event_id,
-                           start_date=event.fields["start_date"])
+            return replace(
+                ep,
+                subject_ref=event.fields["subject_ref"],
+                started_event_id=event.event_id,
+                start_date=event.fields["start_date"],
+            )
         if event.type == PLACEMENT_ENDED:
             return replace(ep, ended_event_id=event.event_id, end_date=event.fields["end_date"])
         if event.type == FOLLOWUP_RECORDED:
@@ -125,15 +129,27 @@ def decide_batch(
         if event.type == EVENT_RETRACTED:
             target = known.get((event.source, event.fields["retracted_event_id"]))
             if target is None:
-                rejected(Reason("/data/retracted_event_id", "unknown_event",
-                                "no event with this id has been accepted from this source"))
+                rejected(
+                    Reason(
+                        "/data/retracted_event_id",
+                        "unknown_event",
+                        "no event with this id has been accepted from this source",
+                    )
+                )
                 continue
             if target.type == EVENT_RETRACTED:
-                rejected(Reason("/data/retracted_event_id", "retraction_of_retraction",
-                                "a retraction cannot be retracted; send the corrected event instead"))
+                rejected(
+                    Reason(
+                        "/data/retracted_event_id",
+                        "retraction_of_retraction",
+                        "a retraction cannot be retracted; send the corrected event instead",
+                    )
+                )
                 continue
             if target.retracted:
-                rejected(Reason("/data/retracted_event_id", "already_retracted", "that event is already retracted"))
+                rejected(
+                    Reason("/data/retracted_event_id", "already_retracted", "that event is already retracted")
+                )
                 continue
             episode_id = target.episode_id
         assert episode_id is not None
@@ -141,14 +157,29 @@ def decide_batch(
         ep = episode(ep_key)
         reasons = check_against_episode(event, ep.state())
         if event.type == PLACEMENT_STARTED and ep.started_event_id is not None:
-            reasons.append(Reason("", "already_started", "the episode already has a placement.started; "
-                                  "retract it first to correct it"))
+            reasons.append(
+                Reason(
+                    "",
+                    "already_started",
+                    "the episode already has a placement.started; retract it first to correct it",
+                )
+            )
         if event.type == PLACEMENT_ENDED and ep.ended_event_id is not None:
-            reasons.append(Reason("", "already_ended", "the episode already has a placement.ended; "
-                                  "retract it first to correct it"))
+            reasons.append(
+                Reason(
+                    "",
+                    "already_ended",
+                    "the episode already has a placement.ended; retract it first to correct it",
+                )
+            )
         if event.type == FOLLOWUP_RECORDED and ep.followup_event(int(event.fields["followup_month"])):
-            reasons.append(Reason("/data/followup_month", "followup_already_recorded",
-                                  "a follow-up for this month is already recorded; retract it first"))
+            reasons.append(
+                Reason(
+                    "/data/followup_month",
+                    "followup_already_recorded",
+                    "a follow-up for this month is already recorded; retract it first",
+                )
+            )
         if reasons:
             rejected(*reasons)
             continue

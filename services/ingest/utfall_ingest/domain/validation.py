@@ -133,12 +133,18 @@ def check_event(
     for name in ("id", "subject"):
         value = getattr(envelope, name)
         if value and looks_like_personnummer(value):
-            reasons.append(Reason(f"/{name}", "personnummer_in_identifier",
-                                  "identifiers must not contain a personal identity number"))
+            reasons.append(
+                Reason(
+                    f"/{name}",
+                    "personnummer_in_identifier",
+                    "identifiers must not contain a personal identity number",
+                )
+            )
     provider_id = envelope.source.removeprefix("provider/")
     if authenticated_provider is not None and provider_id != authenticated_provider:
-        reasons.append(Reason("/source", "source_mismatch",
-                              "source does not match the provider the API key belongs to"))
+        reasons.append(
+            Reason("/source", "source_mismatch", "source does not match the provider the API key belongs to")
+        )
     if envelope.time > now + CLOCK_SKEW:
         reasons.append(Reason("/time", "future_time", "the event time is in the future"))
     model = INBOUND_MODEL_BY_TYPE.get(envelope.type)
@@ -153,8 +159,13 @@ def check_event(
     for name in IDENTIFIER_FIELDS:
         value = getattr(data, name, None)
         if isinstance(value, str) and looks_like_personnummer(value):
-            reasons.append(Reason(f"/data/{name}", "personnummer_in_identifier",
-                                  "identifiers must not contain a personal identity number"))
+            reasons.append(
+                Reason(
+                    f"/data/{name}",
+                    "personnummer_in_identifier",
+                    "identifiers must not contain a personal identity number",
+                )
+            )
     episode_id: str | None = getattr(data, "episode_id", None)
     if episode_id is not None and envelope.subject is not None and envelope.subject != episode_id:
         reasons.append(Reason("/subject", "subject_mismatch", "subject must equal data.episode_id"))
@@ -164,11 +175,21 @@ def check_event(
         fields.pop("person_id")
         person_text: str = data.person_id  # type: ignore[attr-defined]
         if data.provider_id != provider_id:  # type: ignore[attr-defined]
-            reasons.append(Reason("/data/provider_id", "provider_mismatch",
-                                  "provider_id must be the provider named in source"))
+            reasons.append(
+                Reason(
+                    "/data/provider_id",
+                    "provider_mismatch",
+                    "provider_id must be the provider named in source",
+                )
+            )
         if not is_municipality(data.municipality_code):  # type: ignore[attr-defined]
-            reasons.append(Reason("/data/municipality_code", "unknown_municipality",
-                                  "not one of the 290 SCB municipality codes"))
+            reasons.append(
+                Reason(
+                    "/data/municipality_code",
+                    "unknown_municipality",
+                    "not one of the 290 SCB municipality codes",
+                )
+            )
         start: date = data.start_date  # type: ignore[attr-defined]
         reasons += _date_reasons("/data/start_date", start, today)
         try:
@@ -178,8 +199,9 @@ def check_event(
         else:
             age = age_on(person.birth_date, start)
             if not 0 <= age <= 20:
-                reasons.append(Reason("/data/person_id", "age_out_of_range",
-                                      "age at start_date must be 0-20 years"))
+                reasons.append(
+                    Reason("/data/person_id", "age_out_of_range", "age at start_date must be 0-20 years")
+                )
             fields["subject_ref"] = subject_ref(person.digits, key=key.secret, version=key.version)
             fields["birth_year"] = person.birth_date.year
             fields["sex"] = person.sex
@@ -195,22 +217,35 @@ def check_event(
         fields["reason"] = redact(fields["reason"])
         fields["provider_id"] = provider_id
         if fields["retracted_event_id"] == envelope.id:
-            reasons.append(Reason("/data/retracted_event_id", "self_retraction", "an event cannot retract itself"))
+            reasons.append(
+                Reason("/data/retracted_event_id", "self_retraction", "an event cannot retract itself")
+            )
     if reasons:
         return reject(*reasons)
-    return CheckedEvent(envelope.id, envelope.source, provider_id, envelope.type, envelope.time, episode_id, fields)
+    return CheckedEvent(
+        envelope.id, envelope.source, provider_id, envelope.type, envelope.time, episode_id, fields
+    )
 
 
 def check_against_episode(event: CheckedEvent, episode: EpisodeState) -> list[Reason]:
     """Date order, checked wherever the earlier event is already known."""
     if event.type == PLACEMENT_ENDED and episode.start_date is not None:
         if event.fields["end_date"] < episode.start_date:
-            return [Reason("/data/end_date", "end_before_start", "end_date is before the episode's start_date")]
+            return [
+                Reason("/data/end_date", "end_before_start", "end_date is before the episode's start_date")
+            ]
     if event.type == PLACEMENT_STARTED and episode.end_date is not None:
         if event.fields["start_date"] > episode.end_date:
-            return [Reason("/data/start_date", "start_after_end", "start_date is after the episode's end_date")]
+            return [
+                Reason("/data/start_date", "start_after_end", "start_date is after the episode's end_date")
+            ]
     if event.type == FOLLOWUP_RECORDED and episode.end_date is not None:
         if event.fields["assessed_on"] < episode.end_date:
-            return [Reason("/data/assessed_on", "followup_before_discharge",
-                           "the follow-up is dated before the episode ended")]
+            return [
+                Reason(
+                    "/data/assessed_on",
+                    "followup_before_discharge",
+                    "the follow-up is dated before the episode ended",
+                )
+            ]
     return []

@@ -66,15 +66,22 @@ def _no_replacement(months: int) -> MeasureDefinition:
 
 CATALOGUE: tuple[MeasureDefinition, ...] = (
     MeasureDefinition(
-        id="planned_discharge", version=1, kind="end_reason_in",
-        title_sv="Planerad utskrivning", title_en="Planned discharge",
+        id="planned_discharge",
+        version=1,
+        kind="end_reason_in",
+        title_sv="Planerad utskrivning",
+        title_en="Planned discharge",
         definition_sv="Uppnått när placeringen avslutas planerat; varje annat avslutsskäl är ej uppnått.",
         definition_en="Achieved when the placement ends as planned; any other end reason is not achieved.",
-        source_fields=("end_reason",), achieved_values=frozenset({"planned"}),
+        source_fields=("end_reason",),
+        achieved_values=frozenset({"planned"}),
     ),
     MeasureDefinition(
-        id="less_intensive_after", version=1, kind="destination_in",
-        title_sv="Mindre ingripande boende efter utskrivning", title_en="Less intensive living after discharge",
+        id="less_intensive_after",
+        version=1,
+        kind="destination_in",
+        title_sv="Mindre ingripande boende efter utskrivning",
+        title_en="Less intensive living after discharge",
         definition_sv=(
             "Uppnått när den unge flyttar till föräldrar, släktingar, eget boende, stödboende eller familjehem; "
             "varje annan destination (även okänd) är ej uppnått."
@@ -84,14 +91,19 @@ CATALOGUE: tuple[MeasureDefinition, ...] = (
             "home; any other destination (unknown included) is not achieved."
         ),
         source_fields=("destination",),
-        achieved_values=frozenset({"parents", "relatives", "own_housing", "supported_housing", "family_home"}),
+        achieved_values=frozenset(
+            {"parents", "relatives", "own_housing", "supported_housing", "family_home"}
+        ),
     ),
     _no_replacement(6),
     _no_replacement(12),
     _no_replacement(24),
     MeasureDefinition(
-        id="education_or_work_12m", version=1, kind="followup_bool",
-        title_sv="Studier eller arbete efter 12 månader", title_en="In education or work at 12 months",
+        id="education_or_work_12m",
+        version=1,
+        kind="followup_bool",
+        title_sv="Studier eller arbete efter 12 månader",
+        title_en="In education or work at 12 months",
         definition_sv=(
             "Uppnått när 12-månadersuppföljningen svarar ja på studier eller arbete, ej uppnått vid nej. Väntande "
             "tills fönstret plus 60 dagar har passerat, sedan saknas (ett okänt svar räknas som inget svar)."
@@ -100,11 +112,16 @@ CATALOGUE: tuple[MeasureDefinition, ...] = (
             "Achieved when the 12-month follow-up answers in_education_or_work = true, not achieved when false. "
             "Pending, then missing once the window plus 60 days has passed (a null answer counts as no answer)."
         ),
-        source_fields=("followup.in_education_or_work",), window_months=12, followup_field="in_education_or_work",
+        source_fields=("followup.in_education_or_work",),
+        window_months=12,
+        followup_field="in_education_or_work",
     ),
     MeasureDefinition(
-        id="living_at_home_12m", version=1, kind="followup_living",
-        title_sv="Boende hemma efter 12 månader", title_en="Living at home at 12 months",
+        id="living_at_home_12m",
+        version=1,
+        kind="followup_living",
+        title_sv="Boende hemma efter 12 månader",
+        title_en="Living at home at 12 months",
         definition_sv=(
             "Uppnått när 12-månadersuppföljningen anger föräldrar, släktingar, eget boende eller stödboende; ej "
             "uppnått vid familjehem eller institution. Väntande, sedan saknas (okänt räknas som inget svar)."
@@ -114,12 +131,17 @@ CATALOGUE: tuple[MeasureDefinition, ...] = (
             "supported housing; not achieved for a family home or institution. Pending, then missing (unknown "
             "counts as no answer)."
         ),
-        source_fields=("followup.living_situation",), window_months=12,
-        achieved_values=HOME_LIKE, not_achieved_values=frozenset({"family_home", "institution"}),
+        source_fields=("followup.living_situation",),
+        window_months=12,
+        achieved_values=HOME_LIKE,
+        not_achieved_values=frozenset({"family_home", "institution"}),
     ),
     MeasureDefinition(
-        id="followup_coverage_12m", version=1, kind="followup_exists",
-        title_sv="Uppföljning gjord efter 12 månader", title_en="12-month follow-up recorded",
+        id="followup_coverage_12m",
+        version=1,
+        kind="followup_exists",
+        title_sv="Uppföljning gjord efter 12 månader",
+        title_en="12-month follow-up recorded",
         definition_sv=(
             "Uppnått när en 12-månadersuppföljning finns; ej uppnått när ingen finns då fönstret plus 60 dagar har "
             "passerat; annars väntande."
@@ -128,7 +150,8 @@ CATALOGUE: tuple[MeasureDefinition, ...] = (
             "Achieved when a 12-month follow-up exists; not achieved when none exists once the window plus 60 "
             "days has passed; pending otherwise."
         ),
-        source_fields=("followup.followup_month",), window_months=12,
+        source_fields=("followup.followup_month",),
+        window_months=12,
     ),
 )
 

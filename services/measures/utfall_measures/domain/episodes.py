@@ -100,7 +100,11 @@ class Episode:
     @property
     def closed(self) -> bool:
         """Ended, with a known start, and consistent: only such episodes have outcome facts."""
-        return self.placement is not None and self.discharge is not None and "end_before_start" not in self.data_errors
+        return (
+            self.placement is not None
+            and self.discharge is not None
+            and "end_before_start" not in self.data_errors
+        )
 
     @property
     def length_of_stay_days(self) -> int | None:
@@ -140,8 +144,16 @@ def _fold_one(key: EpisodeKey, events: list[StoredEvent]) -> Episode:
     if started is not None:
         d = started.data
         placement = Placement(
-            started.ref, started.subject_ref, d["unit_id"], d["municipality_code"], d["care_type"],
-            d["legal_basis"], d["target_group"], d["sex"], int(d["birth_year"]), int(d["age_at_start"]),
+            started.ref,
+            started.subject_ref,
+            d["unit_id"],
+            d["municipality_code"],
+            d["care_type"],
+            d["legal_basis"],
+            d["target_group"],
+            d["sex"],
+            int(d["birth_year"]),
+            int(d["age_at_start"]),
             _date(d["start_date"]),
         )
     discharge = None
@@ -153,14 +165,22 @@ def _fold_one(key: EpisodeKey, events: list[StoredEvent]) -> Episode:
         errors.append("end_before_start")
     followups: dict[int, Followup] = {}
     for month in (6, 12, 24):
-        candidates = [e for e in events if e.type == FOLLOWUP_RECORDED and int(e.data["followup_month"]) == month]
+        candidates = [
+            e for e in events if e.type == FOLLOWUP_RECORDED and int(e.data["followup_month"]) == month
+        ]
         if not candidates:
             continue
         chosen = max(candidates, key=lambda e: e.order)
         d = chosen.data
         followup = Followup(
-            chosen.ref, month, _date(d["assessed_on"]), d["living_situation"], d.get("in_education_or_work"),
-            d.get("replaced_since_discharge"), d.get("offending"), d.get("substance_misuse"),
+            chosen.ref,
+            month,
+            _date(d["assessed_on"]),
+            d["living_situation"],
+            d.get("in_education_or_work"),
+            d.get("replaced_since_discharge"),
+            d.get("offending"),
+            d.get("substance_misuse"),
         )
         if discharge is not None and followup.assessed_on < discharge.end_date:
             errors.append(f"followup_{month}_before_discharge")  # set aside, counted, shown to the provider

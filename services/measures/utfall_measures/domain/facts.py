@@ -26,7 +26,9 @@ class Fact:
 Rule = Callable[[MeasureDefinition, Episode, list[Episode], date], Fact]
 
 
-def _fact(m: MeasureDefinition, status: str, evidence: Iterable[EventRef], closes: date | None = None) -> Fact:
+def _fact(
+    m: MeasureDefinition, status: str, evidence: Iterable[EventRef], closes: date | None = None
+) -> Fact:
     return Fact(m.id, m.version, status, tuple(evidence), closes)
 
 
@@ -55,15 +57,23 @@ def _no_replacement(m: MeasureDefinition, ep: Episode, others: list[Episode], to
     end = ep.discharge.end_date
     until = window_end(end, m.window_months)
     replacements = sorted(
-        (o.placement for o in others
-         if o.key != ep.key and o.placement is not None and o.placement.care_type != "outpatient"
-         and end < o.placement.start_date <= until),
+        (
+            o.placement
+            for o in others
+            if o.key != ep.key
+            and o.placement is not None
+            and o.placement.care_type != "outpatient"
+            and end < o.placement.start_date <= until
+        ),
         key=lambda p: (p.start_date, p.ref.source, p.ref.id),
     )
     if replacements:
         return _fact(m, "not_achieved", [ep.discharge.ref, replacements[0].ref])
-    said_yes = [f for month, f in sorted(ep.followups.items())
-                if month <= m.window_months and f.replaced_since_discharge is True]
+    said_yes = [
+        f
+        for month, f in sorted(ep.followups.items())
+        if month <= m.window_months and f.replaced_since_discharge is True
+    ]
     if said_yes:
         return _fact(m, "not_achieved", [ep.discharge.ref, said_yes[0].ref])
     own = ep.followups.get(m.window_months)
@@ -111,7 +121,9 @@ RULES: dict[str, Rule] = {
 }
 
 
-def evaluate(measure: MeasureDefinition, episode: Episode, subject_episodes: list[Episode], today: date) -> Fact:
+def evaluate(
+    measure: MeasureDefinition, episode: Episode, subject_episodes: list[Episode], today: date
+) -> Fact:
     return RULES[measure.kind](measure, episode, subject_episodes, today)
 
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what Utfall needs on a fresh machine: uv, the locked Python environment, Kafka's jars (Maven
+# Central). With --system (CI, or a root shell) it also installs missing Debian packages: Java 17, Maven,
+# Chromium (browser tests), Prometheus (promtool) and docker-compose (config checks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" == "--system" ]]; then
+  need=()
+  command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || need+=(maven)
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v promtool >/dev/null || need+=(prometheus)
+  command -v docker-compose >/dev/null || need+=(docker-compose)
+  if ((${#need[@]})); then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+      echo "installing Debian packages: ${need[*]}"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -q >/dev/null || true
+      apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    else
+      echo "missing system packages (install them): ${need[*]}" >&2
+    fi
+  fi
+fi
+
+PY="${UTFALL_PYTHON:-$(command -v python3.11 || command -v python3)}"
+if command -v uv >/dev/null; then
+  UV=(uv)
+else
+  if ! "$PY" -m uv --version >/dev/null 2>&1; then
+    echo "installing uv from PyPI"
+    "$PY" -m pip install -q --disable-pip-version-check uv || "$PY" -m pip install -q --user uv
+  fi
+  UV=("$PY" -m uv)
+fi
+"${UV[@]}" sync --frozen --python "$PY" --quiet
+"${UV[@]}" run --frozen --no-sync python -m utfall_platform.local.kafka fetch >/dev/null
+echo "ready: $("${UV[@]}" run --frozen --no-sync python --version), Kafka jars cached in .cache/"

@@ -1,0 +1,111 @@
+"""The thin path over the real stack: an event posted over HTTP comes out as an outcome and a payment."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+import orjson
+import pytest
+
+from utfall_contracts.domain.ledger import PAYMENT_NAMESPACE
+from utfall_events.topics import CARE_EVENTS, OUTCOMES, PAYMENTS
+
+from ..helpers import batch_headers, create_key, ended, header, person, read_topic, started, uid, wait_until
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+PNR = re.compile(rb"(?<!\d)(?:\d{2})?\d{6}[-+]?\d{4}(?!\d)")
+
+
+async def test_event_over_http_becomes_outcome_and_payment(stack) -> None:
+    world = stack.world
+    provider_key = await create_key(world.bootstrap, "provider", provider_id="hvb-eken")
+    operator_key = await create_key(world.bootstrap, "operator")
+    episode, unit = uid("ep-"), uid("unit-")
+    person_id = person()
+    events = [
+        started("hvb-eken", episode, person_id, unit=unit, start="2024-02-01"),
+        ended("hvb-eken", episode, end="2024-10-15", reason="planned"),
+    ]
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(
+            stack.services["ingest"].url + "/v1/events",
+            content=orjson.dumps(events),
+            headers=batch_headers(provider_key),
+        )
+        assert response.status_code == 202, response.text
+        assert [r["status"] for r in response.json()["receipts"]] == ["accepted", "accepted"]
+        gateway = stack.services["gateway"].url
+        auth = {"authorization": f"Bearer {operator_key}"}
+
+        async def payment() -> dict | None:
+            body = (
+                await http.get(
+                    f"{gateway}/v1/contracts/hvb-ungdom-stockholm/payments?limit=1000", headers=auth
+                )
+            ).json()
+            return next((p for p in body["payments"] if p["episode_id"] == episode), None)
+
+        paid = await wait_until(payment, timeout=60, what="a payment for the episode")
+        results = (
+            await http.get(
+                f"{gateway}/v1/measures/planned_discharge/results",
+                params={"unit_id": unit, "group_by": "provider_id"},
+                headers=auth,
+            )
+        ).json()
+
+    assert results["rows"] == [
+        {
+            "discharge_year": 2024,
+            "provider_id": "hvb-eken",
+            "source": "events",
+            "achieved": 1,
+            "not_achieved": 0,
+            "missing": 0,
+            "pending": 0,
+            "closed": 1,
+            "observed_rate": 1.0,
+            "itt_rate": 1.0,
+            "ci_low": pytest.approx(0.2065, abs=1e-3),
+            "ci_high": 1.0,
+            "status": "ok",
+            "exact": True,
+        }
+    ]
+    subject = paid["subject_ref"]
+    assert subject.startswith("v1:")
+    expected_id = str(
+        uuid.uuid5(PAYMENT_NAMESPACE, f"hvb-ungdom-stockholm|{subject}|hvb-eken/{episode}|planned-discharge")
+    )
+    assert paid["payment_id"] == expected_id
+    assert paid["kind"] == "payment.triggered"
+    assert paid["amount_ore"] == 5_000_000
+    assert paid["evidence"] == [{"source": "provider/hvb-eken", "id": events[1]["id"]}]
+
+    ours = await read_topic(
+        world.bootstrap,
+        PAYMENTS,
+        predicate=lambda r: episode.encode() in (r.value or b""),
+        expect=1,
+        settle=1.0,
+    )
+    assert len(ours) == 1
+    message = orjson.loads(ours[0].value)
+    assert message["payment_id"] == expected_id and message["amount_ore"] == 5_000_000
+    assert header(ours[0], "ce_type") == "se.utfall.payment.triggered.v1"
+    published = await read_topic(
+        world.bootstrap, CARE_EVENTS, predicate=lambda r: episode.encode() in (r.value or b""), expect=2
+    )
+    outcomes = await read_topic(
+        world.bootstrap, OUTCOMES, predicate=lambda r: episode.encode() in (r.value or b""), expect=9
+    )
+    assert {orjson.loads(o.value)["measure_id"] for o in outcomes} >= {
+        "planned_discharge",
+        "no_replacement_12m",
+    }
+    for record in [*published, *outcomes, *ours]:
+        assert person_id.encode() not in record.value
+        assert not PNR.search(record.value), record.value
+        assert record.key == subject.encode() or record.key == b"hvb-ungdom-stockholm"

@@ -1,0 +1,161 @@
+"""Stage-1 validation of provider events: golden examples, every rule, and no personnummer in any reason."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from utfall_ingest.domain.personnummer import make_person_number
+from utfall_ingest.domain.pseudonym import subject_ref
+from utfall_ingest.domain.validation import CheckedEvent, PseudonymKey, Rejection, check_event
+
+TODAY = date(2026, 11, 24)
+NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
+KEY = PseudonymKey("v1", b"test-key")
+EXAMPLES = Path(str(resources.files("utfall_events").joinpath("examples")))
+PNR = re.compile(r"(?<!\d)(?:\d{2})?\d{6}[-+]?\d{4}(?!\d)")
+
+
+def check(event: Any, provider: str | None = "hvb-eken") -> CheckedEvent | Rejection:
+    return check_event(event, authenticated_provider=provider, today=TODAY, now=NOW, key=KEY)
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((EXAMPLES / "valid" / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "valid").glob("*.json")), ids=lambda p: p.stem)
+def test_golden_valid_examples_pass(path: Path) -> None:
+    value = json.loads(path.read_text())
+    for event in value if isinstance(value, list) else [value]:
+        result = check(event)
+        assert isinstance(result, CheckedEvent), result
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "invalid").glob("*.json")), ids=lambda p: p.stem)
+def test_golden_invalid_examples_give_their_reasons(path: Path) -> None:
+    case = json.loads(path.read_text())
+    result = check(case["event"])
+    assert isinstance(result, Rejection)
+    assert {(r.field, r.code) for r in result.reasons} == {(e["field"], e["code"]) for e in case["expect"]}
+    for reason in result.reasons:
+        assert not PNR.search(reason.message + reason.field)
+
+
+def test_started_is_pseudonymised_and_derived() -> None:
+    event = load("placement_started")
+    result = check(event)
+    assert isinstance(result, CheckedEvent)
+    assert "person_id" not in result.fields
+    assert result.fields["subject_ref"] == subject_ref(event["data"]["person_id"], key=b"test-key", version="v1")
+    assert result.fields["subject_ref"].startswith("v1:")
+    assert result.fields["birth_year"] == 2008 and result.fields["sex"] == "female"
+    assert result.fields["age_at_start"] == 15  # born 2008-04-12, placed 2024-03-01
+    assert not PNR.search(json.dumps(result.fields, default=str))
+
+
+def test_same_person_two_providers_same_subject_ref() -> None:
+    event = load("placement_started")
+    other = json.loads(json.dumps(event))
+    other["source"] = "provider/familjehem-vast"
+    other["data"]["provider_id"] = "familjehem-vast"
+    first, second = check(event), check(other, provider="familjehem-vast")
+    assert isinstance(first, CheckedEvent) and isinstance(second, CheckedEvent)
+    assert first.fields["subject_ref"] == second.fields["subject_ref"]
+    assert subject_ref("200804122387", key=b"another-key") != subject_ref("200804122387", key=b"test-key")
+
+
+def test_source_must_match_the_authenticated_provider() -> None:
+    result = check(load("placement_started"), provider="hvb-bjorken")
+    assert isinstance(result, Rejection)
+    assert ("/source", "source_mismatch") in {(r.field, r.code) for r in result.reasons}
+
+
+def test_raw_topic_events_have_no_authenticated_provider_but_data_must_match_source() -> None:
+    assert isinstance(check(load("placement_started"), provider=None), CheckedEvent)
+
+
+def test_subject_must_match_episode() -> None:
+    event = load("placement_ended")
+    event["subject"] = "another-episode"
+    result = check(event)
+    assert isinstance(result, Rejection) and result.reasons[0].code == "subject_mismatch"
+
+
+def test_event_time_in_the_future() -> None:
+    event = load("placement_ended")
+    event["time"] = (NOW + timedelta(hours=1)).isoformat()
+    result = check(event)
+    assert isinstance(result, Rejection) and result.reasons[0].code == "future_time"
+
+
+@pytest.mark.parametrize("value", [None, 1, "x", [], ["a"], True])
+def test_not_an_object(value: Any) -> None:
+    result = check(value)
+    assert isinstance(result, Rejection) and result.reasons[0].code == "not_an_object"
+
+
+@given(day=st.dates(min_value=date(1990, 1, 1), max_value=date(2035, 12, 31)))
+def test_date_window_2000_to_today(day: date) -> None:
+    event = load("placement_ended")
+    event["data"]["end_date"] = day.isoformat()
+    result = check(event)
+    if day < date(2000, 1, 1):
+        assert isinstance(result, Rejection) and result.reasons[0].code == "before_2000"
+    elif day > TODAY:
+        assert isinstance(result, Rejection) and result.reasons[0].code == "future_date"
+    else:
+        assert isinstance(result, CheckedEvent)
+
+
+@given(born=st.dates(min_value=date(1995, 1, 1), max_value=date(2024, 3, 1)))
+def test_age_at_start_must_be_0_to_20(born: date) -> None:
+    event = load("placement_started")
+    event["data"]["person_id"] = make_person_number(born, 77, female=False)
+    result = check(event)
+    age = 2024 - born.year - ((3, 1) < (born.month, born.day))
+    if 0 <= age <= 20:
+        assert isinstance(result, CheckedEvent) and result.fields["age_at_start"] == age
+    else:
+        assert isinstance(result, Rejection) and result.reasons[0].code == "age_out_of_range"
+
+
+@settings(max_examples=200)
+@given(
+    born=st.dates(min_value=date(2000, 1, 1), max_value=date(2020, 1, 1)),
+    field=st.sampled_from(["id", "subject", "episode_id", "unit_id", "municipality_code", "care_type", "start_date",
+                           "extra", "time", "source"]),
+    hyphen=st.booleans(),
+)
+def test_a_personnummer_anywhere_never_reaches_a_reason(born: date, field: str, hyphen: bool) -> None:
+    number = make_person_number(born, 321, female=True)
+    text = number[:8] + "-" + number[8:] if hyphen else number
+    event = load("placement_started")
+    if field in ("id", "subject", "time", "source"):
+        event[field] = text
+    elif field == "extra":
+        event["data"][text] = text
+    else:
+        event["data"][field] = text
+    result = check(event)
+    assert isinstance(result, Rejection)
+    dumped = json.dumps([r.as_dict() for r in result.reasons]) + repr(result)
+    assert number not in dumped and number[2:] not in dumped and text not in dumped
+    assert not PNR.search(dumped)
+
+
+def test_retraction_reason_free_text_is_redacted() -> None:
+    event = load("event_retracted")
+    number = make_person_number(date(2009, 1, 2), 12, female=True)
+    event["data"]["reason"] = f"fel person {number}"
+    result = check(event)
+    assert isinstance(result, CheckedEvent)
+    assert number not in result.fields["reason"] and "[redacted]" in result.fields["reason"]

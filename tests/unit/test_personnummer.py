@@ -1,0 +1,90 @@
+"""Personnummer and samordningsnummer rules (hypothesis over dates, serials, sexes)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from utfall_ingest.domain.personnummer import (
+    InvalidPersonNumber,
+    age_on,
+    luhn_check_digit,
+    make_person_number,
+    parse_person_number,
+)
+
+TODAY = date(2026, 11, 24)
+births = st.dates(min_value=date(1990, 1, 1), max_value=TODAY)
+
+
+@given(born=births, serial=st.integers(0, 999), female=st.booleans(), coordination=st.booleans())
+def test_round_trip(born: date, serial: int, female: bool, coordination: bool) -> None:
+    number = make_person_number(born, serial, female=female, coordination=coordination)
+    parsed = parse_person_number(number, today=TODAY)
+    assert parsed.birth_date == born
+    assert parsed.sex == ("female" if female else "male")
+    assert parsed.coordination_number is coordination
+    hyphenated = parse_person_number(number[:8] + "-" + number[8:], today=TODAY)
+    assert hyphenated.digits == number
+
+
+@given(born=births, serial=st.integers(0, 999), wrong=st.integers(1, 9))
+def test_any_other_check_digit_is_rejected(born: date, serial: int, wrong: int) -> None:
+    number = make_person_number(born, serial, female=True)
+    bad = number[:-1] + str((int(number[-1]) + wrong) % 10)
+    with pytest.raises(InvalidPersonNumber) as caught:
+        parse_person_number(bad, today=TODAY)
+    assert caught.value.code == "checksum"
+
+
+@pytest.mark.parametrize("text", ["20080230", "20081301", "20080100", "20080192", "20080431"])
+def test_impossible_calendar_dates(text: str) -> None:
+    nine = text[2:] + "123"
+    number = text + "123" + str(luhn_check_digit(nine))
+    with pytest.raises(InvalidPersonNumber) as caught:
+        parse_person_number(number, today=TODAY)
+    assert caught.value.code == "impossible_date"
+
+
+def test_samordningsnummer_day_plus_60_and_leap_day() -> None:
+    leap = make_person_number(date(2008, 2, 29), 12, female=False, coordination=True)
+    assert leap[6:8] == "89"
+    assert parse_person_number(leap, today=TODAY).birth_date == date(2008, 2, 29)
+
+
+@given(days=st.integers(1, 3000))
+def test_future_birth_dates_are_rejected(days: int) -> None:
+    born = TODAY + timedelta(days=days)
+    number = make_person_number(born, 5, female=True)
+    with pytest.raises(InvalidPersonNumber) as caught:
+        parse_person_number(number, today=TODAY)
+    assert caught.value.code == "future_birth_date"
+
+
+@pytest.mark.parametrize("text", ["", "2008041212", "20080412+1234", "2008-04-12-1234", "abcdefghijkl", "2008041212345"])
+def test_shapes_other_than_twelve_digits(text: str) -> None:
+    with pytest.raises(InvalidPersonNumber) as caught:
+        parse_person_number(text, today=TODAY)
+    assert caught.value.code == "format"
+
+
+def test_the_number_never_shows_in_repr_or_errors() -> None:
+    number = make_person_number(date(2009, 6, 1), 44, female=True)
+    parsed = parse_person_number(number, today=TODAY)
+    assert number not in repr(parsed) and number not in str(parsed)
+    try:
+        parse_person_number(number[:-1] + str((int(number[-1]) + 1) % 10), today=TODAY)
+    except InvalidPersonNumber as exc:
+        assert number[:8] not in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("born", "on", "age"),
+    [(date(2008, 4, 12), date(2024, 4, 11), 15), (date(2008, 4, 12), date(2024, 4, 12), 16),
+     (date(2008, 2, 29), date(2025, 2, 28), 16), (date(2008, 2, 29), date(2025, 3, 1), 17)],
+)
+def test_whole_years_of_age(born: date, on: date, age: int) -> None:
+    assert age_on(born, on) == age

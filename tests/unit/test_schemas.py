@@ -1,0 +1,35 @@
+"""The checked-in JSON Schemas are exactly what the models generate; golden examples validate against them."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from utfall_events.schemas import generate, render, schema_dir
+
+EXAMPLES = Path(str(resources.files("utfall_events").joinpath("examples")))
+
+
+@pytest.mark.parametrize("name", sorted(generate()))
+def test_checked_in_schema_matches_the_model(name: str) -> None:
+    path = schema_dir() / f"{name}.json"
+    assert path.exists(), f"run `make schemas`: {path} is missing"
+    assert path.read_text() == render(generate()[name]), f"{name} drifted from its model: run `make schemas`"
+
+
+def test_no_stale_schema_files() -> None:
+    assert {p.stem for p in schema_dir().glob("*.json")} == set(generate())
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "valid").glob("*.json")), ids=lambda p: p.stem)
+def test_golden_examples_match_the_schemas(path: Path) -> None:
+    envelope = json.loads((schema_dir() / "CloudEventV1.json").read_text())
+    value = json.loads(path.read_text())
+    for event in value if isinstance(value, list) else [value]:
+        jsonschema.validate(event, envelope)
+        name = "".join(p.capitalize() for p in event["type"].split(".")[2:4]) + "DataV1"
+        jsonschema.validate(event["data"], json.loads((schema_dir() / f"{name}.json").read_text()))
