@@ -11,28 +11,81 @@ T = datetime(2025, 1, 1, tzinfo=UTC)
 SRC = "provider/hvb-eken"
 
 
-def started(eid: str, episode: str = "ep1", start: date = date(2024, 3, 1), subject: str = "v1:AAA") -> CheckedEvent:
-    return CheckedEvent(eid, SRC, "hvb-eken", "se.utfall.placement.started.v1", T, episode, {
-        "episode_id": episode, "provider_id": "hvb-eken", "unit_id": "u", "municipality_code": "0180",
-        "care_type": "hvb", "legal_basis": "SoL", "target_group": "other", "start_date": start,
-        "subject_ref": subject, "birth_year": 2008, "sex": "female", "age_at_start": 15})
+def started(
+    eid: str, episode: str = "ep1", start: date = date(2024, 3, 1), subject: str = "v1:AAA"
+) -> CheckedEvent:
+    return CheckedEvent(
+        eid,
+        SRC,
+        "hvb-eken",
+        "se.utfall.placement.started.v1",
+        T,
+        episode,
+        {
+            "episode_id": episode,
+            "provider_id": "hvb-eken",
+            "unit_id": "u",
+            "municipality_code": "0180",
+            "care_type": "hvb",
+            "legal_basis": "SoL",
+            "target_group": "other",
+            "start_date": start,
+            "subject_ref": subject,
+            "birth_year": 2008,
+            "sex": "female",
+            "age_at_start": 15,
+        },
+    )
 
 
 def ended(eid: str, episode: str = "ep1", end: date = date(2024, 9, 1)) -> CheckedEvent:
-    return CheckedEvent(eid, SRC, "hvb-eken", "se.utfall.placement.ended.v1", T, episode, {
-        "episode_id": episode, "end_date": end, "end_reason": "planned", "destination": "parents",
-        "provider_id": "hvb-eken"})
+    return CheckedEvent(
+        eid,
+        SRC,
+        "hvb-eken",
+        "se.utfall.placement.ended.v1",
+        T,
+        episode,
+        {
+            "episode_id": episode,
+            "end_date": end,
+            "end_reason": "planned",
+            "destination": "parents",
+            "provider_id": "hvb-eken",
+        },
+    )
 
 
-def followup(eid: str, episode: str = "ep1", month: int = 12, assessed: date = date(2025, 9, 1)) -> CheckedEvent:
-    return CheckedEvent(eid, SRC, "hvb-eken", "se.utfall.followup.recorded.v1", T, episode, {
-        "episode_id": episode, "followup_month": month, "assessed_on": assessed, "living_situation": "parents",
-        "provider_id": "hvb-eken"})
+def followup(
+    eid: str, episode: str = "ep1", month: int = 12, assessed: date = date(2025, 9, 1)
+) -> CheckedEvent:
+    return CheckedEvent(
+        eid,
+        SRC,
+        "hvb-eken",
+        "se.utfall.followup.recorded.v1",
+        T,
+        episode,
+        {
+            "episode_id": episode,
+            "followup_month": month,
+            "assessed_on": assessed,
+            "living_situation": "parents",
+            "provider_id": "hvb-eken",
+        },
+    )
 
 
 def retract(eid: str, target: str) -> CheckedEvent:
-    return CheckedEvent(eid, SRC, "hvb-eken", "se.utfall.event.retracted.v1", T, None, {
-        "retracted_event_id": target, "reason": "fel", "provider_id": "hvb-eken"})
+    return CheckedEvent(
+        eid,
+        SRC,
+        "hvb-eken",
+        "se.utfall.event.retracted.v1",
+        T,
+        None,
+        {"retracted_event_id": target, "reason": "fel", "provider_id": "hvb-eken"},
+    )
 
 
 def statuses(decision) -> list[str]:  # type: ignore[no-untyped-def]
@@ -73,31 +126,56 @@ def test_hold_and_release_in_one_batch_reports_accepted() -> None:
 
 
 def test_end_before_start_is_rejected_when_the_start_is_known() -> None:
-    d = decide_batch([started("a", start=date(2024, 5, 1)), ended("b", end=date(2024, 4, 1))],
-                     known={}, episodes={}, held={})
+    d = decide_batch(
+        [started("a", start=date(2024, 5, 1)), ended("b", end=date(2024, 4, 1))],
+        known={},
+        episodes={},
+        held={},
+    )
     assert statuses(d) == ["accepted", "rejected"]
     assert d.outcomes[1].reasons[0].code == "end_before_start"
 
 
 def test_start_after_a_known_end_is_rejected() -> None:
-    d = decide_batch([ended("b", end=date(2024, 4, 1)), started("a", start=date(2024, 5, 1))],
-                     known={}, episodes={}, held={})
+    d = decide_batch(
+        [ended("b", end=date(2024, 4, 1)), started("a", start=date(2024, 5, 1))],
+        known={},
+        episodes={},
+        held={},
+    )
     assert statuses(d) == ["held", "rejected"]
     assert d.outcomes[1].reasons[0].code == "start_after_end"
 
 
 def test_followup_before_discharge_is_rejected() -> None:
-    d = decide_batch([started("a"), ended("b"), followup("c", assessed=date(2024, 8, 1))],
-                     known={}, episodes={}, held={})
+    d = decide_batch(
+        [started("a"), ended("b"), followup("c", assessed=date(2024, 8, 1))], known={}, episodes={}, held={}
+    )
     assert d.outcomes[2].reasons[0].code == "followup_before_discharge"
 
 
 def test_one_start_one_end_one_followup_per_month_unless_retracted() -> None:
-    d = decide_batch([started("a"), started("a2"), ended("b"), ended("b2"), followup("c"), followup("c2"),
-                      followup("c3", month=24)], known={}, episodes={}, held={})
+    d = decide_batch(
+        [
+            started("a"),
+            started("a2"),
+            ended("b"),
+            ended("b2"),
+            followup("c"),
+            followup("c2"),
+            followup("c3", month=24),
+        ],
+        known={},
+        episodes={},
+        held={},
+    )
     assert statuses(d) == ["accepted", "rejected", "accepted", "rejected", "accepted", "rejected", "accepted"]
-    corrected = decide_batch([started("a"), ended("b"), retract("r", "b"), ended("b2", end=date(2024, 10, 1))],
-                             known={}, episodes={}, held={})
+    corrected = decide_batch(
+        [started("a"), ended("b"), retract("r", "b"), ended("b2", end=date(2024, 10, 1))],
+        known={},
+        episodes={},
+        held={},
+    )
     assert statuses(corrected) == ["accepted"] * 4
     assert corrected.episodes[(SRC, "ep1")].end_date == date(2024, 10, 1)
     assert corrected.retracted == [((SRC, "b"), "r")]
@@ -105,14 +183,25 @@ def test_one_start_one_end_one_followup_per_month_unless_retracted() -> None:
 
 
 def test_retraction_rules() -> None:
-    d = decide_batch([started("a"), retract("r1", "nope"), retract("r2", "a"), retract("r3", "r2"),
-                      retract("r4", "a")], known={}, episodes={}, held={})
+    d = decide_batch(
+        [started("a"), retract("r1", "nope"), retract("r2", "a"), retract("r3", "r2"), retract("r4", "a")],
+        known={},
+        episodes={},
+        held={},
+    )
     assert statuses(d) == ["accepted", "rejected", "accepted", "rejected", "rejected"]
     assert [o.reasons[0].code for o in d.outcomes if o.reasons] == [
-        "unknown_event", "retraction_of_retraction", "already_retracted"]
+        "unknown_event",
+        "retraction_of_retraction",
+        "already_retracted",
+    ]
     assert d.episodes[(SRC, "ep1")].start_date is None  # retracted start: a corrected one may follow
-    again = decide_batch([started("a2", start=date(2024, 3, 2))], known={
-        (e.source, e.event_id): e for e in d.new_events}, episodes=d.episodes, held={})
+    again = decide_batch(
+        [started("a2", start=date(2024, 3, 2))],
+        known={(e.source, e.event_id): e for e in d.new_events},
+        episodes=d.episodes,
+        held={},
+    )
     assert statuses(again) == ["accepted"]
 
 

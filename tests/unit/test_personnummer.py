@@ -64,7 +64,9 @@ def test_future_birth_dates_are_rejected(days: int) -> None:
     assert caught.value.code == "future_birth_date"
 
 
-@pytest.mark.parametrize("text", ["", "2008041212", "20080412+1234", "2008-04-12-1234", "abcdefghijkl", "2008041212345"])
+@pytest.mark.parametrize(
+    "text", ["", "2008041212", "20080412+1234", "2008-04-12-1234", "abcdefghijkl", "2008041212345"]
+)
 def test_shapes_other_than_twelve_digits(text: str) -> None:
     with pytest.raises(InvalidPersonNumber) as caught:
         parse_person_number(text, today=TODAY)
@@ -83,8 +85,12 @@ def test_the_number_never_shows_in_repr_or_errors() -> None:
 
 @pytest.mark.parametrize(
     ("born", "on", "age"),
-    [(date(2008, 4, 12), date(2024, 4, 11), 15), (date(2008, 4, 12), date(2024, 4, 12), 16),
-     (date(2008, 2, 29), date(2025, 2, 28), 16), (date(2008, 2, 29), date(2025, 3, 1), 17)],
+    [
+        (date(2008, 4, 12), date(2024, 4, 11), 15),
+        (date(2008, 4, 12), date(2024, 4, 12), 16),
+        (date(2008, 2, 29), date(2025, 2, 28), 16),
+        (date(2008, 2, 29), date(2025, 3, 1), 17),
+    ],
 )
 def test_whole_years_of_age(born: date, on: date, age: int) -> None:
     assert age_on(born, on) == age

@@ -35,8 +35,12 @@ class AggregateFiguresV1(BaseModel):
     sex: Sex | None = None
     age_band: AgeBand | None = None
     numerator: StrictInt = Field(ge=0, description="Closed episodes where the outcome was achieved")
-    denominator: StrictInt = Field(ge=0, description="Closed episodes with an answer: achieved + not achieved")
-    missing: StrictInt = Field(0, ge=0, description="Closed episodes with no evidence (window closed, no answer)")
+    denominator: StrictInt = Field(
+        ge=0, description="Closed episodes with an answer: achieved + not achieved"
+    )
+    missing: StrictInt = Field(
+        0, ge=0, description="Closed episodes with no evidence (window closed, no answer)"
+    )
     method: Annotated[str, StringConstraints(min_length=1, max_length=1000)] = Field(
         description="How the figures were measured (source system, follow-up method)"
     )
@@ -48,8 +52,17 @@ class AggregateFiguresV1(BaseModel):
         return self
 
     def key(self) -> str:
-        parts = [self.provider_id, self.measure_id, str(self.measure_version), self.period, self.target_group,
-                 self.care_type or "*", self.legal_basis or "*", self.sex or "*", self.age_band or "*"]
+        parts = [
+            self.provider_id,
+            self.measure_id,
+            str(self.measure_version),
+            self.period,
+            self.target_group,
+            self.care_type or "*",
+            self.legal_basis or "*",
+            self.sex or "*",
+            self.age_band or "*",
+        ]
         return "/".join(parts)
 
 

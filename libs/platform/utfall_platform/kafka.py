@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -72,6 +73,8 @@ def subscribe_transactional(
         heartbeat_interval_ms=3000,
         max_poll_interval_ms=300000,
         listener=listener,
+        parser=tolerant_batch_parser,
+        decoder=undecoded,
     )
     listener.subscriber = subscriber
 
@@ -82,6 +85,29 @@ def subscribe_transactional(
             await message.ack()
 
     return subscriber
+
+
+async def tolerant_batch_parser(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's parser decodes every header as UTF-8; a hostile record must not make it drop the batch.
+    Parse a sanitised copy, but hand the handler the original records."""
+    try:
+        return await original(records)
+    except UnicodeDecodeError:
+        batch = records if isinstance(records, tuple) else (records,)
+        safe = tuple(
+            dataclasses.replace(
+                r, headers=[(k, bytes(v or b"").decode("utf-8", "replace").encode()) for k, v in r.headers]
+            )
+            for r in batch
+        )
+        message = await original(safe if isinstance(records, tuple) else safe[0])
+        message.raw_message = records
+        return message
+
+
+async def undecoded(message: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """The handler decodes records itself (bad input is data to reject, not an exception in the framework)."""
+    return message.body
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]

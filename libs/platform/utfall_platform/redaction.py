@@ -16,13 +16,25 @@ def luhn_ok(ten_digits: str) -> bool:
     return total % 10 == 0
 
 
-def looks_like_personnummer(text: str) -> bool:
-    """True when any 10- or 12-digit run in the text passes the Luhn check."""
+def _plausible_date(digits: str) -> bool:
+    month, day = int(digits[-8:-6]), int(digits[-6:-4])
+    if len(digits) == 12 and digits[:2] not in ("18", "19", "20"):
+        return False
+    return 1 <= month <= 12 and (1 <= day <= 31 or 61 <= day <= 91)
+
+
+def find_personnummer(text: str) -> list[str]:
+    """10- or 12-digit runs that could be identity numbers: a calendar-like date and a valid Luhn digit."""
+    found = []
     for match in PERSONNUMMER_PATTERN.finditer(text):
         digits = re.sub(r"\D", "", match.group(0))
-        if luhn_ok(digits[-10:]):
-            return True
-    return False
+        if _plausible_date(digits) and luhn_ok(digits[-10:]):
+            found.append(match.group(0))
+    return found
+
+
+def looks_like_personnummer(text: str) -> bool:
+    return bool(find_personnummer(text))
 
 
 def redact(text: str) -> str:
