@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+import asyncpg
 from fastapi import FastAPI
 
 from utfall_events.codec import UndecodableEvent
@@ -16,6 +17,7 @@ from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
 from .catalogue_store import sync_catalogue
 from .consumer import care_events_handler
+from .rebuild import PROJECTION_LOCK, finish_interrupted_rebuild
 from .settings import MeasuresSettings
 from .tick import run_tick
 
@@ -47,6 +49,11 @@ def create_app(settings: MeasuresSettings | None = None, clock: Clock | None = N
     )
 
     async def start_background() -> None:
+        # Hold the projection lock shared while running; a rebuild takes it exclusively.
+        lock = await asyncpg.connect(runtime.database_url)
+        await lock.execute("SELECT pg_advisory_lock_shared($1)", PROJECTION_LOCK)
+        runtime.on_stop(lock.close)
+        await finish_interrupted_rebuild(runtime.pool, clock)
         await sync_catalogue(runtime.pool)
         runtime.spawn(run_tick(runtime.pool, clock, settings.tick_seconds), "tick")
 
