@@ -1,0 +1,212 @@
+"""Contracts' Postgres adapter: what a reconciliation reads and writes, behind one small interface that
+unit tests replace with an in-memory fake."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+import asyncpg
+import orjson
+
+from utfall_events.cloudevents import binary_headers
+from utfall_events.contracts import ContractDefinitionV1
+from utfall_events.outcomes import EventRef
+from utfall_events.payments import PAYMENT_REVERSED, PAYMENT_TRIGGERED, PaymentV1
+from utfall_events.topics import PAYMENTS
+from utfall_platform.db import json_texts
+from utfall_platform.outbox import OutboxMessage, enqueue
+
+from . import metrics as contract_metrics
+from .domain.book import ContractBook, EpisodeKey, FactInfo, StateKey
+from .domain.cohort import PlacementFacts
+from .domain.ledger import MilestoneState
+
+SCHEMA = "contracts"
+
+
+class ContractsRepository(Protocol):
+    async def current_placements(self, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, PlacementFacts]: ...
+    async def facts(self, keys: Sequence[EpisodeKey]) -> dict[tuple[EpisodeKey, str], FactInfo]: ...
+    async def participants(self, contract_id: str, keys: Sequence[EpisodeKey]
+                           ) -> dict[EpisodeKey, tuple[str, str]]: ...
+    async def open_book(self, contract_id: str, version: int, definition: ContractDefinitionV1,
+                        keys: Sequence[EpisodeKey]) -> ContractBook: ...
+    async def blocked(self, contract_id: str) -> list[tuple[StateKey, MilestoneState, datetime]]: ...
+    async def participant_paid(self, contract_id: str, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, int]: ...
+    async def save_participants(self, book: ContractBook, enrolled: dict[EpisodeKey, PlacementFacts],
+                                leaving: Sequence[EpisodeKey], now: datetime) -> None: ...
+    async def save_book(self, book: ContractBook, now: datetime) -> int: ...
+
+
+def _unnest(keys: Sequence[EpisodeKey]) -> tuple[list[str], list[str]]:
+    return [k[0] for k in keys], [k[1] for k in keys]
+
+
+class PostgresRepository:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def current_placements(self, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, PlacementFacts]:
+        rows = await self.conn.fetch(
+            "SELECT DISTINCT ON (provider_id, episode_id) * FROM contracts.placements WHERE NOT retracted AND "
+            "(provider_id, episode_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
+            "ORDER BY provider_id, episode_id, time DESC, event_id DESC",
+            *_unnest(keys),
+        )
+        return {
+            (r["provider_id"], r["episode_id"]): PlacementFacts(
+                r["provider_id"], r["episode_id"], r["subject_ref"], r["municipality_code"], r["care_type"],
+                r["legal_basis"], r["target_group"], r["age_at_start"], r["start_date"],
+            )
+            for r in rows
+        }
+
+    async def facts(self, keys: Sequence[EpisodeKey]) -> dict[tuple[EpisodeKey, str], FactInfo]:
+        rows = await self.conn.fetch(
+            "SELECT provider_id, episode_id, measure_id, measure_version, status, evidence, subject_ref FROM "
+            "contracts.fact_status WHERE (provider_id, episode_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            *_unnest(keys),
+        )
+        return {
+            ((r["provider_id"], r["episode_id"]), r["measure_id"]): FactInfo(
+                r["status"], r["measure_version"], tuple(EventRef(**e) for e in r["evidence"]), r["subject_ref"]
+            )
+            for r in rows
+        }
+
+    async def participants(self, contract_id: str, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, tuple[str, str]]:
+        rows = await self.conn.fetch(
+            "SELECT provider_id, episode_id, status, subject_ref FROM contracts.participants WHERE contract_id = $1 "
+            "AND (provider_id, episode_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
+            contract_id, *_unnest(keys),
+        )
+        return {(r["provider_id"], r["episode_id"]): (r["status"], r["subject_ref"]) for r in rows}
+
+    async def open_book(self, contract_id: str, version: int, definition: ContractDefinitionV1,
+                        keys: Sequence[EpisodeKey]) -> ContractBook:
+        await self.conn.execute(
+            "INSERT INTO contracts.contract_totals (contract_id) VALUES ($1) ON CONFLICT DO NOTHING", contract_id
+        )
+        # The row lock serialises every payment decision of one contract: caps hold under concurrency.
+        paid = await self.conn.fetchval(
+            "SELECT paid_net_ore FROM contracts.contract_totals WHERE contract_id = $1 FOR UPDATE", contract_id
+        )
+        book = ContractBook(contract_id, version, definition, int(paid))
+        rows = await self.conn.fetch(
+            "SELECT provider_id, episode_id, milestone_id, occurrences, active_payment_id, active_amount_ore, blocked, "
+            "blocked_at FROM contracts.milestone_state WHERE contract_id = $1 AND (provider_id, episode_id) IN "
+            "(SELECT * FROM unnest($2::text[], $3::text[]))",
+            contract_id, *_unnest(keys),
+        )
+        for r in rows:
+            key = (r["provider_id"], r["episode_id"])
+            book.states[(key, r["milestone_id"])] = MilestoneState(
+                r["occurrences"], r["active_payment_id"], int(r["active_amount_ore"]), r["blocked"]
+            )
+            if r["blocked_at"] is not None:
+                book.blocked_at[(key, r["milestone_id"])] = r["blocked_at"]
+            book.participant_paid[key] = book.participant_paid.get(key, 0) + int(r["active_amount_ore"])
+        return book
+
+    async def blocked(self, contract_id: str) -> list[tuple[StateKey, MilestoneState, datetime]]:
+        rows = await self.conn.fetch(
+            "SELECT provider_id, episode_id, milestone_id, occurrences, active_payment_id, active_amount_ore, blocked, "
+            "blocked_at FROM contracts.milestone_state WHERE contract_id = $1 AND blocked",
+            contract_id,
+        )
+        return [(((r["provider_id"], r["episode_id"]), r["milestone_id"]),
+                 MilestoneState(r["occurrences"], r["active_payment_id"], int(r["active_amount_ore"]), True),
+                 r["blocked_at"]) for r in rows]
+
+    async def participant_paid(self, contract_id: str, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, int]:
+        rows = await self.conn.fetch(
+            "SELECT provider_id, episode_id, sum(active_amount_ore) AS paid FROM contracts.milestone_state WHERE "
+            "contract_id = $1 AND (provider_id, episode_id) IN (SELECT * FROM unnest($2::text[], $3::text[])) "
+            "GROUP BY 1, 2",
+            contract_id, *_unnest(keys),
+        )
+        return {(r["provider_id"], r["episode_id"]): int(r["paid"]) for r in rows}
+
+    async def save_participants(self, book: ContractBook, enrolled: dict[EpisodeKey, PlacementFacts],
+                                leaving: Sequence[EpisodeKey], now: datetime) -> None:
+        rows = list(enrolled.values())
+        if rows:
+            await self.conn.execute(
+                "INSERT INTO contracts.participants AS p (contract_id, provider_id, episode_id, subject_ref, status, "
+                "contract_version, municipality_code, care_type, legal_basis, target_group, age_at_start, "
+                "start_date, enrolled_at, updated_at) SELECT $1, a, b, c, 'enrolled', $2, d, e, f, g, h, i, $3, $3 "
+                "FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], "
+                "$11::int[], $12::date[]) AS u(a, b, c, d, e, f, g, h, i) "
+                "ON CONFLICT (contract_id, provider_id, episode_id) DO UPDATE SET status = 'enrolled', "
+                "subject_ref = EXCLUDED.subject_ref, municipality_code = EXCLUDED.municipality_code, "
+                "care_type = EXCLUDED.care_type, legal_basis = EXCLUDED.legal_basis, "
+                "target_group = EXCLUDED.target_group, age_at_start = EXCLUDED.age_at_start, "
+                "start_date = EXCLUDED.start_date, updated_at = EXCLUDED.updated_at, "
+                "contract_version = CASE WHEN p.status = 'enrolled' THEN p.contract_version "
+                "ELSE EXCLUDED.contract_version END",
+                book.contract_id, book.version, now, [p.provider_id for p in rows], [p.episode_id for p in rows],
+                [p.subject_ref for p in rows], [p.municipality_code for p in rows], [p.care_type for p in rows],
+                [p.legal_basis for p in rows], [p.target_group for p in rows], [p.age_at_start for p in rows],
+                [p.start_date for p in rows],
+            )
+        if leaving:
+            await self.conn.execute(
+                "UPDATE contracts.participants SET status = 'withdrawn', updated_at = $2 WHERE contract_id = $1 AND "
+                "status = 'enrolled' AND (provider_id, episode_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))",
+                book.contract_id, now, *_unnest(leaving),
+            )
+
+    async def save_book(self, book: ContractBook, now: datetime) -> int:
+        if book.changed_states:
+            items = sorted(book.changed_states)
+            await self.conn.execute(
+                "INSERT INTO contracts.milestone_state AS s (contract_id, provider_id, episode_id, milestone_id, "
+                "occurrences, active_payment_id, active_amount_ore, blocked, blocked_at, updated_at) "
+                "SELECT $1, a, b, c, d, e, f, g, h, $2 FROM unnest($3::text[], $4::text[], $5::text[], $6::int[], "
+                "$7::text[], $8::bigint[], $9::bool[], $10::timestamptz[]) AS u(a, b, c, d, e, f, g, h) "
+                "ON CONFLICT (contract_id, provider_id, episode_id, milestone_id) DO UPDATE SET "
+                "occurrences = EXCLUDED.occurrences, active_payment_id = EXCLUDED.active_payment_id, "
+                "active_amount_ore = EXCLUDED.active_amount_ore, blocked = EXCLUDED.blocked, "
+                "blocked_at = EXCLUDED.blocked_at, updated_at = EXCLUDED.updated_at",
+                book.contract_id, now, [k[0][0] for k in items], [k[0][1] for k in items], [k[1] for k in items],
+                [book.states[k].occurrences for k in items], [book.states[k].active_payment_id for k in items],
+                [book.states[k].active_amount_ore for k in items], [book.states[k].blocked for k in items],
+                [book.blocked_at.get(k) if book.states[k].blocked else None for k in items],
+            )
+        entries = book.ledger
+        if not entries:
+            return 0
+        await self.conn.execute(
+            "INSERT INTO contracts.ledger (entry_id, payment_id, kind, occurrence, contract_id, contract_version, "
+            "milestone_id, measure_id, measure_version, subject_ref, provider_id, episode_id, amount_ore, "
+            "signed_amount_ore, capped, evidence, determined_at, reason) SELECT * FROM unnest($1::text[], "
+            "$2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::int[], "
+            "$10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bool[], $16::text[]::jsonb[], "
+            "$17::timestamptz[], $18::text[])",
+            [e.entry_id for e in entries], [e.payment_id for e in entries], [e.kind for e in entries],
+            [e.occurrence for e in entries], [e.contract_id for e in entries], [e.contract_version for e in entries],
+            [e.milestone_id for e in entries], [e.measure_id for e in entries], [e.measure_version for e in entries],
+            [e.subject_ref for e in entries], [e.provider_id for e in entries], [e.episode_id for e in entries],
+            [e.amount_ore for e in entries],
+            [e.amount_ore if e.kind == "payment.triggered" else -e.amount_ore for e in entries],
+            [e.capped for e in entries], json_texts([[ev.model_dump() for ev in e.evidence] for e in entries]),
+            [e.determined_at for e in entries], [e.reason for e in entries],
+        )
+        await self.conn.execute("UPDATE contracts.contract_totals SET paid_net_ore = $2 WHERE contract_id = $1",
+                                book.contract_id, book.paid_net_ore)
+        await enqueue(self.conn, SCHEMA, [payment_message(e) for e in entries])
+        for e in entries:
+            contract_metrics.PAYMENTS.labels(e.contract_id, e.kind).inc()
+            contract_metrics.PAYMENT_AMOUNT.labels(e.contract_id, e.kind).inc(e.amount_ore)
+        return len(entries)
+
+
+def payment_message(entry: PaymentV1) -> OutboxMessage:
+    headers = binary_headers(
+        event_id=entry.entry_id, source="utfall/contracts",
+        type_=PAYMENT_TRIGGERED if entry.kind == "payment.triggered" else PAYMENT_REVERSED,
+        time=entry.determined_at, subject=entry.payment_id, extra={},
+    )
+    return OutboxMessage(PAYMENTS, entry.contract_id.encode(), orjson.dumps(entry.model_dump(mode="json")), headers)
