@@ -240,7 +240,7 @@ class TransactionalBatchConsumer:
 
     async def _dead_letter(self, record: Record, exc: BaseException) -> None:
         log.error(
-            "%s: dead-lettering %s/%d@%d after repeated failure: %r",
+            "%s: dead-lettering %s/%d@%d: %r",
             self.name,
             record.topic,
             record.partition,
