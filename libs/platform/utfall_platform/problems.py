@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .redaction import redact
@@ -32,6 +33,26 @@ _TITLES = {
     500: "Internal server error",
     503: "Service unavailable",
 }
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error answers, documented as application/problem+json."""
+    schema = ProblemDetails.model_json_schema()
+    return {
+        status: {"description": _TITLES.get(status, "Error"), "content": {PROBLEM_JSON: {"schema": schema}}}
+        for status in statuses
+    }
 
 
 class Problem(Exception):

@@ -70,7 +70,9 @@ def care_events_handler(clock: Clock) -> Handler:
         )
         keys = {(e.provider_id, e.episode_id) for e in started + retractions}
         now = clock.now()
-        await reconcile(PostgresRepository(conn), await current_contracts(conn), keys, now=now, reason="placement")
+        await reconcile(
+            PostgresRepository(conn), await current_contracts(conn), keys, now=now, reason="placement"
+        )
         for e in events:
             if e.ingested_at is not None:
                 metrics.EVENT_TO_READ_MODEL.labels("contracts").observe(
@@ -109,7 +111,13 @@ def outcomes_handler(clock: Clock) -> Handler:
         )
         keys: set[EpisodeKey] = {(r["provider_id"], r["episode_id"]) for r in rows}
         if keys:
-            await reconcile(PostgresRepository(conn), await current_contracts(conn), keys, now=clock.now(), reason="outcome")
+            await reconcile(
+                PostgresRepository(conn),
+                await current_contracts(conn),
+                keys,
+                now=clock.now(),
+                reason="outcome",
+            )
 
     return handle
 
@@ -139,7 +147,11 @@ async def apply_definition(
     keys = [(r["provider_id"], r["episode_id"]) for r in rows]
     for start in range(0, len(keys), 5000):
         await reconcile(
-            PostgresRepository(conn), contracts, keys[start : start + 5000], now=clock.now(), reason="contract amended"
+            PostgresRepository(conn),
+            contracts,
+            keys[start : start + 5000],
+            now=clock.now(),
+            reason="contract amended",
         )
     return version
 

@@ -47,7 +47,9 @@ async def reconcile(
         }
         leaving = [k for k in relevant if k in participants and k not in enrolled]
         await repo.save_participants(book, enrolled, leaving, now)
-        contract_metrics.ENROLMENTS.labels(contract_id).inc(len([k for k in enrolled if k not in participants]))
+        contract_metrics.ENROLMENTS.labels(contract_id).inc(
+            len([k for k in enrolled if k not in participants])
+        )
         reversed_any = False
         for key in relevant:
             if key not in enrolled and key not in participants:
@@ -56,8 +58,17 @@ async def reconcile(
             for milestone in definition.milestones:
                 fact = facts.get((key, milestone.measure_id))
                 achieved = key in enrolled and fact is not None and fact.status == "achieved"
-                action = book.step(key, subject, milestone.milestone_id, milestone.measure_id, milestone.price_ore,
-                                   achieved=achieved, fact=fact, now=now, reason=reason)
+                action = book.step(
+                    key,
+                    subject,
+                    milestone.milestone_id,
+                    milestone.measure_id,
+                    milestone.price_ore,
+                    achieved=achieved,
+                    fact=fact,
+                    now=now,
+                    reason=reason,
+                )
                 reversed_any |= action.kind == "reverse"
         if reversed_any:
             await _pay_blocked(repo, book, now)
@@ -90,5 +101,14 @@ async def _pay_blocked(repo: ContractsRepository, book: ContractBook, now: datet
             continue
         fact = facts.get((key, milestone.measure_id))
         achieved = person[0] == "enrolled" and fact is not None and fact.status == "achieved"
-        book.step(key, person[1], milestone_id, milestone.measure_id, milestone.price_ore, achieved=achieved,
-                  fact=fact, now=now, reason="room under the cap")
+        book.step(
+            key,
+            person[1],
+            milestone_id,
+            milestone.measure_id,
+            milestone.price_ore,
+            achieved=achieved,
+            fact=fact,
+            now=now,
+            reason="room under the cap",
+        )

@@ -29,14 +29,23 @@ SCHEMA = "contracts"
 class ContractsRepository(Protocol):
     async def current_placements(self, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, PlacementFacts]: ...
     async def facts(self, keys: Sequence[EpisodeKey]) -> dict[tuple[EpisodeKey, str], FactInfo]: ...
-    async def participants(self, contract_id: str, keys: Sequence[EpisodeKey]
-                           ) -> dict[EpisodeKey, tuple[str, str]]: ...
-    async def open_book(self, contract_id: str, version: int, definition: ContractDefinitionV1,
-                        keys: Sequence[EpisodeKey]) -> ContractBook: ...
+    async def participants(
+        self, contract_id: str, keys: Sequence[EpisodeKey]
+    ) -> dict[EpisodeKey, tuple[str, str]]: ...
+    async def open_book(
+        self, contract_id: str, version: int, definition: ContractDefinitionV1, keys: Sequence[EpisodeKey]
+    ) -> ContractBook: ...
     async def blocked(self, contract_id: str) -> list[tuple[StateKey, MilestoneState, datetime]]: ...
-    async def participant_paid(self, contract_id: str, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, int]: ...
-    async def save_participants(self, book: ContractBook, enrolled: dict[EpisodeKey, PlacementFacts],
-                                leaving: Sequence[EpisodeKey], now: datetime) -> None: ...
+    async def participant_paid(
+        self, contract_id: str, keys: Sequence[EpisodeKey]
+    ) -> dict[EpisodeKey, int]: ...
+    async def save_participants(
+        self,
+        book: ContractBook,
+        enrolled: dict[EpisodeKey, PlacementFacts],
+        leaving: Sequence[EpisodeKey],
+        now: datetime,
+    ) -> None: ...
     async def save_book(self, book: ContractBook, now: datetime) -> int: ...
 
 
@@ -57,8 +66,15 @@ class PostgresRepository:
         )
         return {
             (r["provider_id"], r["episode_id"]): PlacementFacts(
-                r["provider_id"], r["episode_id"], r["subject_ref"], r["municipality_code"], r["care_type"],
-                r["legal_basis"], r["target_group"], r["age_at_start"], r["start_date"],
+                r["provider_id"],
+                r["episode_id"],
+                r["subject_ref"],
+                r["municipality_code"],
+                r["care_type"],
+                r["legal_basis"],
+                r["target_group"],
+                r["age_at_start"],
+                r["start_date"],
             )
             for r in rows
         }
@@ -71,34 +87,44 @@ class PostgresRepository:
         )
         return {
             ((r["provider_id"], r["episode_id"]), r["measure_id"]): FactInfo(
-                r["status"], r["measure_version"], tuple(EventRef(**e) for e in r["evidence"]), r["subject_ref"]
+                r["status"],
+                r["measure_version"],
+                tuple(EventRef(**e) for e in r["evidence"]),
+                r["subject_ref"],
             )
             for r in rows
         }
 
-    async def participants(self, contract_id: str, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, tuple[str, str]]:
+    async def participants(
+        self, contract_id: str, keys: Sequence[EpisodeKey]
+    ) -> dict[EpisodeKey, tuple[str, str]]:
         rows = await self.conn.fetch(
             "SELECT provider_id, episode_id, status, subject_ref FROM contracts.participants WHERE contract_id = $1 "
             "AND (provider_id, episode_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
-            contract_id, *_unnest(keys),
+            contract_id,
+            *_unnest(keys),
         )
         return {(r["provider_id"], r["episode_id"]): (r["status"], r["subject_ref"]) for r in rows}
 
-    async def open_book(self, contract_id: str, version: int, definition: ContractDefinitionV1,
-                        keys: Sequence[EpisodeKey]) -> ContractBook:
+    async def open_book(
+        self, contract_id: str, version: int, definition: ContractDefinitionV1, keys: Sequence[EpisodeKey]
+    ) -> ContractBook:
         await self.conn.execute(
-            "INSERT INTO contracts.contract_totals (contract_id) VALUES ($1) ON CONFLICT DO NOTHING", contract_id
+            "INSERT INTO contracts.contract_totals (contract_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            contract_id,
         )
         # The row lock serialises every payment decision of one contract: caps hold under concurrency.
         paid = await self.conn.fetchval(
-            "SELECT paid_net_ore FROM contracts.contract_totals WHERE contract_id = $1 FOR UPDATE", contract_id
+            "SELECT paid_net_ore FROM contracts.contract_totals WHERE contract_id = $1 FOR UPDATE",
+            contract_id,
         )
         book = ContractBook(contract_id, version, definition, int(paid))
         rows = await self.conn.fetch(
             "SELECT provider_id, episode_id, milestone_id, occurrences, active_payment_id, active_amount_ore, blocked, "
             "blocked_at FROM contracts.milestone_state WHERE contract_id = $1 AND (provider_id, episode_id) IN "
             "(SELECT * FROM unnest($2::text[], $3::text[]))",
-            contract_id, *_unnest(keys),
+            contract_id,
+            *_unnest(keys),
         )
         for r in rows:
             key = (r["provider_id"], r["episode_id"])
@@ -116,21 +142,32 @@ class PostgresRepository:
             "blocked_at FROM contracts.milestone_state WHERE contract_id = $1 AND blocked",
             contract_id,
         )
-        return [(((r["provider_id"], r["episode_id"]), r["milestone_id"]),
-                 MilestoneState(r["occurrences"], r["active_payment_id"], int(r["active_amount_ore"]), True),
-                 r["blocked_at"]) for r in rows]
+        return [
+            (
+                ((r["provider_id"], r["episode_id"]), r["milestone_id"]),
+                MilestoneState(r["occurrences"], r["active_payment_id"], int(r["active_amount_ore"]), True),
+                r["blocked_at"],
+            )
+            for r in rows
+        ]
 
     async def participant_paid(self, contract_id: str, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, int]:
         rows = await self.conn.fetch(
             "SELECT provider_id, episode_id, sum(active_amount_ore) AS paid FROM contracts.milestone_state WHERE "
             "contract_id = $1 AND (provider_id, episode_id) IN (SELECT * FROM unnest($2::text[], $3::text[])) "
             "GROUP BY 1, 2",
-            contract_id, *_unnest(keys),
+            contract_id,
+            *_unnest(keys),
         )
         return {(r["provider_id"], r["episode_id"]): int(r["paid"]) for r in rows}
 
-    async def save_participants(self, book: ContractBook, enrolled: dict[EpisodeKey, PlacementFacts],
-                                leaving: Sequence[EpisodeKey], now: datetime) -> None:
+    async def save_participants(
+        self,
+        book: ContractBook,
+        enrolled: dict[EpisodeKey, PlacementFacts],
+        leaving: Sequence[EpisodeKey],
+        now: datetime,
+    ) -> None:
         rows = list(enrolled.values())
         if rows:
             await self.conn.execute(
@@ -146,16 +183,26 @@ class PostgresRepository:
                 "start_date = EXCLUDED.start_date, updated_at = EXCLUDED.updated_at, "
                 "contract_version = CASE WHEN p.status = 'enrolled' THEN p.contract_version "
                 "ELSE EXCLUDED.contract_version END",
-                book.contract_id, book.version, now, [p.provider_id for p in rows], [p.episode_id for p in rows],
-                [p.subject_ref for p in rows], [p.municipality_code for p in rows], [p.care_type for p in rows],
-                [p.legal_basis for p in rows], [p.target_group for p in rows], [p.age_at_start for p in rows],
+                book.contract_id,
+                book.version,
+                now,
+                [p.provider_id for p in rows],
+                [p.episode_id for p in rows],
+                [p.subject_ref for p in rows],
+                [p.municipality_code for p in rows],
+                [p.care_type for p in rows],
+                [p.legal_basis for p in rows],
+                [p.target_group for p in rows],
+                [p.age_at_start for p in rows],
                 [p.start_date for p in rows],
             )
         if leaving:
             await self.conn.execute(
                 "UPDATE contracts.participants SET status = 'withdrawn', updated_at = $2 WHERE contract_id = $1 AND "
                 "status = 'enrolled' AND (provider_id, episode_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))",
-                book.contract_id, now, *_unnest(leaving),
+                book.contract_id,
+                now,
+                *_unnest(leaving),
             )
 
     async def save_book(self, book: ContractBook, now: datetime) -> int:
@@ -170,9 +217,15 @@ class PostgresRepository:
                 "occurrences = EXCLUDED.occurrences, active_payment_id = EXCLUDED.active_payment_id, "
                 "active_amount_ore = EXCLUDED.active_amount_ore, blocked = EXCLUDED.blocked, "
                 "blocked_at = EXCLUDED.blocked_at, updated_at = EXCLUDED.updated_at",
-                book.contract_id, now, [k[0][0] for k in items], [k[0][1] for k in items], [k[1] for k in items],
-                [book.states[k].occurrences for k in items], [book.states[k].active_payment_id for k in items],
-                [book.states[k].active_amount_ore for k in items], [book.states[k].blocked for k in items],
+                book.contract_id,
+                now,
+                [k[0][0] for k in items],
+                [k[0][1] for k in items],
+                [k[1] for k in items],
+                [book.states[k].occurrences for k in items],
+                [book.states[k].active_payment_id for k in items],
+                [book.states[k].active_amount_ore for k in items],
+                [book.states[k].blocked for k in items],
                 [book.blocked_at.get(k) if book.states[k].blocked else None for k in items],
             )
         entries = book.ledger
@@ -185,17 +238,30 @@ class PostgresRepository:
             "$2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::int[], "
             "$10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bool[], $16::text[]::jsonb[], "
             "$17::timestamptz[], $18::text[])",
-            [e.entry_id for e in entries], [e.payment_id for e in entries], [e.kind for e in entries],
-            [e.occurrence for e in entries], [e.contract_id for e in entries], [e.contract_version for e in entries],
-            [e.milestone_id for e in entries], [e.measure_id for e in entries], [e.measure_version for e in entries],
-            [e.subject_ref for e in entries], [e.provider_id for e in entries], [e.episode_id for e in entries],
+            [e.entry_id for e in entries],
+            [e.payment_id for e in entries],
+            [e.kind for e in entries],
+            [e.occurrence for e in entries],
+            [e.contract_id for e in entries],
+            [e.contract_version for e in entries],
+            [e.milestone_id for e in entries],
+            [e.measure_id for e in entries],
+            [e.measure_version for e in entries],
+            [e.subject_ref for e in entries],
+            [e.provider_id for e in entries],
+            [e.episode_id for e in entries],
             [e.amount_ore for e in entries],
             [e.amount_ore if e.kind == "payment.triggered" else -e.amount_ore for e in entries],
-            [e.capped for e in entries], json_texts([[ev.model_dump() for ev in e.evidence] for e in entries]),
-            [e.determined_at for e in entries], [e.reason for e in entries],
+            [e.capped for e in entries],
+            json_texts([[ev.model_dump() for ev in e.evidence] for e in entries]),
+            [e.determined_at for e in entries],
+            [e.reason for e in entries],
         )
-        await self.conn.execute("UPDATE contracts.contract_totals SET paid_net_ore = $2 WHERE contract_id = $1",
-                                book.contract_id, book.paid_net_ore)
+        await self.conn.execute(
+            "UPDATE contracts.contract_totals SET paid_net_ore = $2 WHERE contract_id = $1",
+            book.contract_id,
+            book.paid_net_ore,
+        )
         await enqueue(self.conn, SCHEMA, [payment_message(e) for e in entries])
         for e in entries:
             contract_metrics.PAYMENTS.labels(e.contract_id, e.kind).inc()
@@ -205,8 +271,13 @@ class PostgresRepository:
 
 def payment_message(entry: PaymentV1) -> OutboxMessage:
     headers = binary_headers(
-        event_id=entry.entry_id, source="utfall/contracts",
+        event_id=entry.entry_id,
+        source="utfall/contracts",
         type_=PAYMENT_TRIGGERED if entry.kind == "payment.triggered" else PAYMENT_REVERSED,
-        time=entry.determined_at, subject=entry.payment_id, extra={},
+        time=entry.determined_at,
+        subject=entry.payment_id,
+        extra={},
     )
-    return OutboxMessage(PAYMENTS, entry.contract_id.encode(), orjson.dumps(entry.model_dump(mode="json")), headers)
+    return OutboxMessage(
+        PAYMENTS, entry.contract_id.encode(), orjson.dumps(entry.model_dump(mode="json")), headers
+    )

@@ -24,3 +24,10 @@ def decode_cursor(cursor: str | None) -> dict[str, object]:
     if not isinstance(value, dict):
         raise Problem(400, "invalid-cursor", "The cursor is not one this API gave out.")
     return value
+
+
+def cursor_int(cursor: str | None, name: str) -> int:
+    value = decode_cursor(cursor).get(name, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Problem(400, "invalid-cursor", "The cursor is not one this API gave out.")
+    return value

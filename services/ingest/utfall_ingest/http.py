@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from utfall_events.auth import ApiKeyV1
 from utfall_events.cloudevents import BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE
 from utfall_events.schemas import load_schema, schema_names
-from utfall_platform.problems import Problem
+from utfall_platform.problems import Problem, problem_responses
 from utfall_platform.service import ServiceRuntime
 
 from . import store
@@ -53,7 +53,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey) -> APIRouter:
-    api = APIRouter(prefix="/v1", tags=["events"])
+    api = APIRouter(
+        prefix="/v1", tags=["events"], responses=problem_responses(400, 401, 403, 404, 413, 415, 422)
+    )
 
     @api.post(
         "/events",
@@ -61,7 +63,6 @@ def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey)
         response_model=IngestResponse,
         summary="Send one CloudEvent (application/cloudevents+json) or a batch of up to 1000 "
         "(application/cloudevents-batch+json)",
-        responses={401: {}, 403: {}, 400: {}, 413: {}, 415: {}},
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -121,7 +122,6 @@ def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey)
     @api.get(
         "/events/provider/{provider_id}/{event_id}",
         summary="The receipt of one event you sent",
-        responses={401: {}, 403: {}, 404: {}},
     )
     async def get_receipt(
         provider_id: str, event_id: str, provider: Annotated[ApiKeyV1, Depends(require_provider)]
@@ -154,7 +154,7 @@ def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey)
     async def list_schemas() -> dict[str, list[str]]:
         return {"schemas": schema_names()}
 
-    @schemas.get("/{name}", summary="One JSON Schema", responses={404: {}})
+    @schemas.get("/{name}", summary="One JSON Schema")
     async def get_schema(name: str) -> JSONResponse:
         schema = load_schema(name)
         if schema is None:

@@ -52,21 +52,30 @@ class RebuildReport:
         return self.replay_seconds + self.fold_seconds
 
 
-async def replay(pool: asyncpg.Pool, bootstrap: str, *, progress: bool, report: RebuildReport,
-                 batch_size: int = 20000) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                isolation_level="read_committed", max_partition_fetch_bytes=16 * 1024 * 1024,
-                                fetch_max_bytes=64 * 1024 * 1024)
+async def replay(
+    pool: asyncpg.Pool, bootstrap: str, *, progress: bool, report: RebuildReport, batch_size: int = 20000
+) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()
-        tps = [TopicPartition(CARE_EVENTS, p) for p in sorted(consumer.partitions_for_topic(CARE_EVENTS) or [])]
+        tps = [
+            TopicPartition(CARE_EVENTS, p) for p in sorted(consumer.partitions_for_topic(CARE_EVENTS) or [])
+        ]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         total = sum(ends.values()) - sum((await consumer.beginning_offsets(tps)).values())
         remaining = {tp for tp in tps if ends[tp] > 0}
-        bar = tqdm(total=total, unit="rec", desc="replay care.events.v1", disable=not progress, file=sys.stderr)
+        bar = tqdm(
+            total=total, unit="rec", desc="replay care.events.v1", disable=not progress, file=sys.stderr
+        )
         rows: list[tuple[object, ...]] = []
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=batch_size)
@@ -80,8 +89,19 @@ async def replay(pool: asyncpg.Pool, bootstrap: str, *, progress: bool, report: 
                     except UndecodableEvent:
                         report.undecodable += 1
                         continue
-                    rows.append((d.source, d.event_id, d.type, d.subject_ref, d.provider_id, d.episode_id, d.time,
-                                 d.data, d.ingested_at))
+                    rows.append(
+                        (
+                            d.source,
+                            d.event_id,
+                            d.type,
+                            d.subject_ref,
+                            d.provider_id,
+                            d.episode_id,
+                            d.time,
+                            d.data,
+                            d.ingested_at,
+                        )
+                    )
                 bar.update(len(records))
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
@@ -117,13 +137,18 @@ async def _copy_events(pool: asyncpg.Pool, rows: list[tuple[object, ...]]) -> in
     return int(result.split()[-1])
 
 
-async def refold_all(pool: asyncpg.Pool, clock: Clock, *, progress: bool, report: RebuildReport,
-                     chunk: int = 2000) -> None:
-    subjects = [r["subject_ref"] for r in await pool.fetch("SELECT DISTINCT subject_ref FROM measures.events")]
+async def refold_all(
+    pool: asyncpg.Pool, clock: Clock, *, progress: bool, report: RebuildReport, chunk: int = 2000
+) -> None:
+    subjects = [
+        r["subject_ref"] for r in await pool.fetch("SELECT DISTINCT subject_ref FROM measures.events")
+    ]
     report.subjects = len(subjects)
-    bar = tqdm(total=len(subjects), unit="subject", desc="re-fold subjects", disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(subjects), unit="subject", desc="re-fold subjects", disable=not progress, file=sys.stderr
+    )
     for start in range(0, len(subjects), chunk):
-        part = subjects[start:start + chunk]
+        part = subjects[start : start + chunk]
         async with pool.acquire() as conn, conn.transaction():
             result = await refold(conn, set(part), today=clock.today(), now=clock.now())
         report.published += result.published
@@ -142,8 +167,10 @@ async def rebuild(settings: MeasuresSettings, clock: Clock, *, progress: bool = 
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("TRUNCATE measures.events, measures.episodes")
             await conn.execute("DELETE FROM measures.consumer_positions WHERE consumer = $1", CONSUMER)
-            await conn.execute("INSERT INTO measures.rebuild_marker (id, started_at) VALUES (1, now()) "
-                               "ON CONFLICT (id) DO UPDATE SET started_at = now()")
+            await conn.execute(
+                "INSERT INTO measures.rebuild_marker (id, started_at) VALUES (1, now()) "
+                "ON CONFLICT (id) DO UPDATE SET started_at = now()"
+            )
         started = time.perf_counter()
         ends = await replay(pool, settings.kafka_bootstrap, progress=progress, report=report)
         report.replay_seconds = time.perf_counter() - started
@@ -154,7 +181,10 @@ async def rebuild(settings: MeasuresSettings, clock: Clock, *, progress: bool = 
             await conn.execute(
                 "INSERT INTO measures.consumer_positions (consumer, topic, partition, next_offset) "
                 "SELECT $1, $2, p, o FROM unnest($3::int[], $4::bigint[]) AS u(p, o)",
-                CONSUMER, CARE_EVENTS, list(ends), list(ends.values()),
+                CONSUMER,
+                CARE_EVENTS,
+                list(ends),
+                list(ends.values()),
             )
             await conn.execute("DELETE FROM measures.rebuild_marker")
         return report
@@ -176,17 +206,23 @@ async def finish_interrupted_rebuild(pool: asyncpg.Pool, clock: Clock) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="utfall-measures-rebuild", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="utfall-measures-rebuild",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     settings = MeasuresSettings()
-    report = asyncio.run(rebuild(settings, clock_from_offset_days(settings.clock_offset_days),
-                                 progress=not args.no_progress))
-    print(f"rebuilt from {report.records} records ({report.events} events, {report.undecodable} undecodable) "
-          f"of {report.subjects} subjects in {report.seconds:.1f}s (replay {report.replay_seconds:.1f}s, "
-          f"fold {report.fold_seconds:.1f}s); {report.published} outcome facts changed")
+    report = asyncio.run(
+        rebuild(settings, clock_from_offset_days(settings.clock_offset_days), progress=not args.no_progress)
+    )
+    print(
+        f"rebuilt from {report.records} records ({report.events} events, {report.undecodable} undecodable) "
+        f"of {report.subjects} subjects in {report.seconds:.1f}s (replay {report.replay_seconds:.1f}s, "
+        f"fold {report.fold_seconds:.1f}s); {report.published} outcome facts changed"
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,19 @@ class ContractBook:
     def total_left_ore(self) -> int:
         return self.definition.total_cap_ore - self.paid_net_ore
 
-    def step(self, key: EpisodeKey, subject: str, milestone_id: str, measure_id: str, price: int, *,
-             achieved: bool, fact: FactInfo | None, now: datetime, reason: str) -> Action:
+    def step(
+        self,
+        key: EpisodeKey,
+        subject: str,
+        milestone_id: str,
+        measure_id: str,
+        price: int,
+        *,
+        achieved: bool,
+        fact: FactInfo | None,
+        now: datetime,
+        reason: str,
+    ) -> Action:
         state_key = (key, milestone_id)
         state = self.states.get(state_key, MilestoneState())
         caps = Caps(
@@ -59,31 +70,87 @@ class ContractBook:
             new_id = payment_id(self.contract_id, subject, key[0], key[1], milestone_id, action.occurrence)
             self.paid_net_ore += action.amount_ore
             self.participant_paid[key] = self.participant_paid.get(key, 0) + action.amount_ore
-            self.ledger.append(self._entry("payment.triggered", new_id, new_id, action.amount_ore, action.occurrence,
-                                           action.capped, subject, key, milestone_id, measure_id, fact, now, None))
+            self.ledger.append(
+                self._entry(
+                    "payment.triggered",
+                    new_id,
+                    new_id,
+                    action.amount_ore,
+                    action.occurrence,
+                    action.capped,
+                    subject,
+                    key,
+                    milestone_id,
+                    measure_id,
+                    fact,
+                    now,
+                    None,
+                )
+            )
         elif action.kind == "reverse":
             assert state.active_payment_id is not None
             self.paid_net_ore -= action.amount_ore
             self.participant_paid[key] = self.participant_paid.get(key, 0) - action.amount_ore
-            why = ("participant no longer in the cohort" if fact is not None and fact.status == "achieved"
-                   else f"outcome is now {fact.status if fact else 'void'}")
-            self.ledger.append(self._entry("payment.reversed", reversal_entry_id(state.active_payment_id),
-                                           state.active_payment_id, action.amount_ore, state.occurrences, False,
-                                           subject, key, milestone_id, measure_id, fact, now, f"{reason}: {why}"))
+            why = (
+                "participant no longer in the cohort"
+                if fact is not None and fact.status == "achieved"
+                else f"outcome is now {fact.status if fact else 'void'}"
+            )
+            self.ledger.append(
+                self._entry(
+                    "payment.reversed",
+                    reversal_entry_id(state.active_payment_id),
+                    state.active_payment_id,
+                    action.amount_ore,
+                    state.occurrences,
+                    False,
+                    subject,
+                    key,
+                    milestone_id,
+                    measure_id,
+                    fact,
+                    now,
+                    f"{reason}: {why}",
+                )
+            )
         elif action.kind == "block":
             self.blocked_at[state_key] = now
         self.states[state_key] = evolve(state, action, new_payment_id=new_id)
         self.changed_states.add(state_key)
         return action
 
-    def _entry(self, kind: str, entry_id: str, pid: str, amount: int, occurrence: int, capped: bool, subject: str,
-               key: EpisodeKey, milestone_id: str, measure_id: str, fact: FactInfo | None, now: datetime,
-               reason: str | None) -> PaymentV1:
+    def _entry(
+        self,
+        kind: str,
+        entry_id: str,
+        pid: str,
+        amount: int,
+        occurrence: int,
+        capped: bool,
+        subject: str,
+        key: EpisodeKey,
+        milestone_id: str,
+        measure_id: str,
+        fact: FactInfo | None,
+        now: datetime,
+        reason: str | None,
+    ) -> PaymentV1:
         return PaymentV1(
             kind=kind,  # type: ignore[arg-type]
-            entry_id=entry_id, payment_id=pid, occurrence=max(occurrence, 1), contract_id=self.contract_id,
-            contract_version=self.version, milestone_id=milestone_id, measure_id=measure_id,
-            measure_version=fact.measure_version if fact else 0, subject_ref=subject, provider_id=key[0],
-            episode_id=key[1], amount_ore=amount, capped=capped, evidence=list(fact.evidence) if fact else [],
-            determined_at=now, reason=reason,
+            entry_id=entry_id,
+            payment_id=pid,
+            occurrence=max(occurrence, 1),
+            contract_id=self.contract_id,
+            contract_version=self.version,
+            milestone_id=milestone_id,
+            measure_id=measure_id,
+            measure_version=fact.measure_version if fact else 0,
+            subject_ref=subject,
+            provider_id=key[0],
+            episode_id=key[1],
+            amount_ore=amount,
+            capped=capped,
+            evidence=list(fact.evidence) if fact else [],
+            determined_at=now,
+            reason=reason,
         )

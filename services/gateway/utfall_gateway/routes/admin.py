@@ -12,11 +12,11 @@ from utfall_events.auth import ApiKeyV1
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.topics import API_KEYS, CONTRACT_COMMANDS
 from utfall_platform.apikeys import generate_key
-from utfall_platform.problems import Problem
+from utfall_platform.problems import Problem, problem_responses
 
 from ..auth import Operator
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403, 404, 422))
 
 
 class KeyRequest(BaseModel):
@@ -64,7 +64,7 @@ async def list_keys(request: Request, who: Operator) -> dict[str, Any]:
     return {"keys": [_key_out(k) for k in sorted(keys, key=lambda k: k.created_at)]}
 
 
-@router.delete("/keys/{key_id}", summary="Revoke an API key", responses={404: {}})
+@router.delete("/keys/{key_id}", summary="Revoke an API key")
 async def revoke_key(request: Request, who: Operator, key_id: str) -> dict[str, Any]:
     gw = request.app.state.gateway
     key = request.app.state.keys.keys.get(key_id)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
-from utfall_platform.problems import Problem
+from utfall_platform.problems import Problem, problem_responses
 
 from ..auth import Authenticated, Principal
-from ..pagination import decode_cursor, encode_cursor
+from ..pagination import cursor_int, decode_cursor, encode_cursor
 
-router = APIRouter(prefix="/v1", tags=["contracts"])
+ContractId = Annotated[str, Path(max_length=64, examples=["hvb-ungdom-stockholm"])]
+
+router = APIRouter(prefix="/v1", tags=["contracts"], responses=problem_responses(400, 401, 403, 404, 422))
 
 
 def _pool(request: Request) -> Any:
@@ -70,17 +72,13 @@ async def list_contracts(request: Request, who: Authenticated) -> dict[str, Any]
     return {"contracts": [_contract_out(r) for r in rows if _visible(who, r)]}
 
 
-@router.get(
-    "/contracts/{contract_id}", summary="One contract with totals and cap left", responses={403: {}, 404: {}}
-)
-async def get_contract(request: Request, who: Authenticated, contract_id: str) -> dict[str, Any]:
+@router.get("/contracts/{contract_id}", summary="One contract with totals and cap left")
+async def get_contract(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
     return _contract_out(await _contract(request, who, contract_id))
 
 
-@router.get(
-    "/contracts/{contract_id}/versions", summary="Every version of a contract", responses={403: {}, 404: {}}
-)
-async def contract_versions(request: Request, who: Authenticated, contract_id: str) -> dict[str, Any]:
+@router.get("/contracts/{contract_id}/versions", summary="Every version of a contract")
+async def contract_versions(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
     await _contract(request, who, contract_id)
     rows = await _pool(request).fetch(
         "SELECT version, definition, origin, created_at FROM contracts_read.contract_versions WHERE contract_id = $1 "
@@ -104,12 +102,11 @@ async def contract_versions(request: Request, who: Authenticated, contract_id: s
 @router.get(
     "/contracts/{contract_id}/participants",
     summary="Participants (enrolled by rule) and their milestone status",
-    responses={403: {}, 404: {}},
 )
 async def participants(
     request: Request,
     who: Authenticated,
-    contract_id: str,
+    contract_id: ContractId,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> dict[str, Any]:
@@ -201,7 +198,7 @@ def _payment_out(r: Any) -> dict[str, Any]:
 async def _payments(
     request: Request, who: Principal, contract_ids: list[str], cursor: str | None, limit: int
 ) -> dict[str, Any]:
-    after = int(decode_cursor(cursor).get("seq", 0))  # type: ignore[call-overload]
+    after = cursor_int(cursor, "seq")
     args: list[Any] = [contract_ids, after, limit + 1]
     provider_clause = ""
     if who.role == "provider":
@@ -225,12 +222,11 @@ async def _payments(
 @router.get(
     "/contracts/{contract_id}/payments",
     summary="The ledger of one contract, oldest first; poll with next_cursor",
-    responses={403: {}, 404: {}},
 )
 async def contract_payments(
     request: Request,
     who: Authenticated,
-    contract_id: str,
+    contract_id: ContractId,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> dict[str, Any]:

@@ -6,17 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from utfall_platform.problems import Problem
+from utfall_platform.problems import Problem, problem_responses
 
 from ..auth import Authenticated
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = APIRouter(prefix="/v1", tags=["events"], responses=problem_responses(401, 403, 404, 422))
 
 
 @router.get(
     "/events/provider/{provider_id}/{event_id}/status",
     summary="Where one event has got to",
-    responses={403: {}, 404: {}},
 )
 async def event_status(
     request: Request, who: Authenticated, provider_id: str, event_id: str

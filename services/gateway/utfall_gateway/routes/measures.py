@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
-from utfall_platform.problems import Problem
+from utfall_platform.problems import Problem, problem_responses
 from utfall_stats.disclosure import suppress
 from utfall_stats.quantiles import quantile
 
-from ..auth import Anyone, Principal
-from ..pagination import decode_cursor, encode_cursor
+from ..auth import Anyone, Principal, principal
+from ..pagination import cursor_int, encode_cursor
 from ..results import DIMENSIONS, ResultsQuery, build_cells, comparison, disclose, fetch_counts
 
-router = APIRouter(prefix="/v1", tags=["measures"])
+router = APIRouter(
+    prefix="/v1", tags=["measures"], responses=problem_responses(400, 401, 404, 422), dependencies=[Depends(principal)]
+)
 
+MeasureId = Annotated[str, Path(max_length=64, examples=["planned_discharge"])]
+ProviderIdPath = Annotated[str, Path(max_length=64, examples=["hvb-eken"])]
 Dim = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 YearQ = Annotated[int | None, Query(ge=2000, le=2100)]
 
@@ -51,10 +55,8 @@ async def list_measures(request: Request) -> dict[str, Any]:
     return {"measures": [_measure_out(r) for r in rows if r["is_current"]]}
 
 
-@router.get(
-    "/measures/{measure_id}", summary="One measure's definition, with every version", responses={404: {}}
-)
-async def get_measure(request: Request, measure_id: str) -> dict[str, Any]:
+@router.get("/measures/{measure_id}", summary="One measure's definition, with every version")
+async def get_measure(request: Request, measure_id: MeasureId) -> dict[str, Any]:
     pool, cache, _ = _deps(request)
     rows = [r for r in await cache.get(("catalogue",), lambda: _catalogue(pool)) if r["id"] == measure_id]
     if not rows:
@@ -81,12 +83,11 @@ def _scope(principal: Principal) -> tuple[str, str | None]:
 @router.get(
     "/measures/{measure_id}/results",
     summary="Results per discharge period, filtered and grouped",
-    responses={404: {}, 422: {}},
 )
 async def results(
     request: Request,
     who: Anyone,
-    measure_id: str,
+    measure_id: MeasureId,
     period: Literal["year", "quarter"] = "year",
     group_by: Annotated[
         str | None, Query(description="Comma-separated: " + ", ".join(DIMENSIONS), max_length=300)
@@ -145,7 +146,7 @@ async def results(
         return {"rows": table.rows, "totals": table.totals}
 
     table = await cache.get(("results", q, _scope(who)), compute)
-    offset = int(decode_cursor(cursor).get("offset", 0))  # type: ignore[call-overload]
+    offset = cursor_int(cursor, "offset")
     page = table["rows"][offset : offset + limit]
     next_offset = offset + limit
     return {
@@ -163,12 +164,11 @@ async def results(
 @router.get(
     "/comparisons/{measure_id}",
     summary="Providers compared: suppressed, with intervals and risk adjustment (public)",
-    responses={404: {}},
 )
 async def comparisons(
     request: Request,
     who: Anyone,
-    measure_id: str,
+    measure_id: MeasureId,
     year: YearQ = None,
     target_group: Dim = None,
     care_type: Dim = None,
@@ -205,9 +205,8 @@ async def comparisons(
 @router.get(
     "/providers/{provider_id}/scorecard",
     summary="One provider's results on every measure",
-    responses={404: {}},
 )
-async def scorecard(request: Request, who: Anyone, provider_id: str, year: YearQ = None) -> dict[str, Any]:
+async def scorecard(request: Request, who: Anyone, provider_id: ProviderIdPath, year: YearQ = None) -> dict[str, Any]:
     pool, cache, min_cell = _deps(request)
     catalogue = [r for r in await cache.get(("catalogue",), lambda: _catalogue(pool)) if r["is_current"]]
     measures = []
@@ -271,10 +270,10 @@ async def _length_of_stay(
     out = []
     for key, r in zip(cells, rows, strict=True):
         item: dict[str, Any] = {g: r[g] for g in groups}
-        if key in hidden.cells and key not in own:
+        if (key in hidden.cells and key not in own) or not r["n"]:
             item.update({"n": None, "median": None, "q1": None, "q3": None, "status": "suppressed"})
         else:
-            days = list(r["days"])
+            days = list(r["days"] or [])
             item.update(
                 {
                     "n": int(r["n"]),

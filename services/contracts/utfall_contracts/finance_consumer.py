@@ -1,0 +1,107 @@
+"""A reference finance consumer: subscribes to `payments.v1`, deduplicates on (payment id, kind) and prints
+a running balance per contract. Documentation for finance systems, and a test client.
+
+    utfall-finance-example --bootstrap 127.0.0.1:9092 [--group my-finance-system] [--contract ID]
+
+Delivery is at-least-once from Kafka's side (a consumer restart may see a message again); the payment id
+makes it exactly-once for the books: a payment id is triggered at most once and reversed at most once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import dataclass, field
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from utfall_events.payments import PaymentV1
+from utfall_events.topics import PAYMENTS
+
+
+@dataclass
+class Books:
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    balance_ore: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+
+    def apply(self, payment: PaymentV1) -> bool:
+        """Returns False for a message already booked."""
+        key = (payment.payment_id, payment.kind)
+        if key in self.seen:
+            self.duplicates += 1
+            return False
+        self.seen.add(key)
+        sign = 1 if payment.kind == "payment.triggered" else -1
+        self.balance_ore[payment.contract_id] = (
+            self.balance_ore.get(payment.contract_id, 0) + sign * payment.amount_ore
+        )
+        return True
+
+
+def kronor(ore: int) -> str:
+    return f"{ore / 100:,.2f} kr".replace(",", " ")
+
+
+async def follow(
+    bootstrap: str,
+    group: str | None,
+    contract: str | None,
+    books: Books,
+    *,
+    stop_after: float | None = None,
+    quiet: bool = False,
+) -> Books:
+    consumer = AIOKafkaConsumer(
+        PAYMENTS,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        enable_auto_commit=group is not None,
+    )
+    await consumer.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + stop_after if stop_after else None
+    try:
+        while deadline is None or loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    payment = PaymentV1.model_validate(orjson.loads(record.value))
+                    if contract and payment.contract_id != contract:
+                        continue
+                    if books.apply(payment) and not quiet:
+                        sign = "+" if payment.kind == "payment.triggered" else "-"
+                        print(
+                            f"{payment.contract_id:<28} {sign}{kronor(payment.amount_ore):>14}  "
+                            f"{payment.milestone_id:<24} balance {kronor(books.balance_ore[payment.contract_id])}"
+                            f"  [{payment.payment_id}]",
+                            flush=True,
+                        )
+    finally:
+        await consumer.stop()
+    return books
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="utfall-finance-example",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument(
+        "--group", default=None, help="consumer group (commits offsets); none reads from the start"
+    )
+    parser.add_argument("--contract", default=None)
+    parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    args = parser.parse_args(argv)
+    books = asyncio.run(follow(args.bootstrap, args.group, args.contract, Books(), stop_after=args.seconds))
+    for contract_id, balance in sorted(books.balance_ore.items()):
+        print(f"{contract_id}: {kronor(balance)} ({books.duplicates} duplicate deliveries ignored)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""The gateway on the real stack, with data that came through real Kafka: the role matrix (every endpoint ×
+every role, 200/401/403 and no row outside the scope), disclosure control on live data, the public page
+in headless Chromium, and a schemathesis run against /openapi.json."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from utfall_synthetic.cli import post_events
+from utfall_synthetic.cohort import PROVIDERS, CohortConfig, generate
+
+from ..helpers import create_key, wait_until
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+MIN_CELL = 10
+
+
+class Keys(dict[str, str]):
+    def headers(self, who: str) -> dict[str, str]:
+        if who == "public":
+            return {}
+        if who == "wrong":
+            return {"authorization": "Bearer utf_nosuchkey_nosuchsecret"}
+        return {"authorization": f"Bearer {self[who]}"}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def data(stack) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    world = stack.world
+    provider_keys = {p.provider_id: await create_key(world.bootstrap, "provider", provider_id=p.provider_id)
+                     for p in PROVIDERS}
+    keys = Keys({
+        "operator": await create_key(world.bootstrap, "operator"),
+        "provider": provider_keys["hvb-eken"],
+        "other_provider": provider_keys["familjehem-norr"],
+        "municipality": await create_key(world.bootstrap, "municipality", municipality_code="0180"),
+        "other_municipality": await create_key(world.bootstrap, "municipality", municipality_code="2584"),
+        "finance": await create_key(world.bootstrap, "finance", funder="stiftelsen-sociala-investeringar"),
+        "other_finance": await create_key(world.bootstrap, "finance", funder="vast-impact-fund"),
+    })
+    cohort = generate(CohortConfig(subjects=700, seed=4242, today=date(2026, 10, 31)))
+    counts = await post_events(stack.services["ingest"].url, provider_keys, cohort.events, batch=500, quiet=True)
+    assert counts["rejected"] == 0, counts
+    gateway = stack.services["gateway"].url
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
+        async def projected() -> bool:
+            body = (await http.get("/v1/comparisons/planned_discharge", headers=keys.headers("operator"))).json()
+            total = body["total"] or {}
+            return bool(total.get("closed")) and total["closed"] >= 0.5 * len(cohort.events) / 6
+
+        await wait_until(projected, timeout=180, interval=1.0, what="the cohort to reach the read models")
+
+        async def paid() -> bool:
+            body = (await http.get("/v1/contracts/hvb-ungdom-stockholm/payments",
+                                   headers=keys.headers("operator"))).json()
+            return len(body["payments"]) > 0
+
+        await wait_until(paid, timeout=120, interval=1.0, what="payments to be triggered")
+    first_event = next(e for e in cohort.events if e["source"] == "provider/hvb-eken")
+    return {"keys": keys, "gateway": gateway, "event_id": first_event["id"]}
+
+
+PUBLIC_OK = ["public", "provider", "municipality", "finance", "operator"]
+ROLES = ["public", "wrong", "provider", "other_provider", "municipality", "other_municipality", "finance",
+         "other_finance", "operator"]
+EVENT = "{event}"
+MATRIX: list[tuple[str, str, dict[str, int]]] = [
+    ("GET", "/v1/measures", {r: 200 for r in PUBLIC_OK}),
+    ("GET", "/v1/measures/planned_discharge", {r: 200 for r in PUBLIC_OK}),
+    ("GET", "/v1/measures/planned_discharge/results?group_by=provider_id", {r: 200 for r in PUBLIC_OK}),
+    ("GET", "/v1/comparisons/no_replacement_12m", {r: 200 for r in PUBLIC_OK}),
+    ("GET", "/v1/providers/hvb-eken/scorecard", {r: 200 for r in PUBLIC_OK}),
+    ("GET", "/v1/length-of-stay?group_by=provider_id", {r: 200 for r in PUBLIC_OK}),
+    ("GET", "/v1/contracts", {"public": 401, "provider": 200, "other_provider": 200, "municipality": 200,
+                              "finance": 200, "operator": 200}),
+    ("GET", "/v1/contracts/hvb-ungdom-stockholm", {
+        "public": 401, "provider": 200, "other_provider": 403, "municipality": 200, "other_municipality": 403,
+        "finance": 200, "other_finance": 403, "operator": 200}),
+    ("GET", "/v1/contracts/hvb-ungdom-stockholm/versions", {
+        "public": 401, "provider": 200, "other_provider": 403, "municipality": 200, "finance": 200,
+        "other_finance": 403, "operator": 200}),
+    ("GET", "/v1/contracts/hvb-ungdom-stockholm/participants", {
+        "public": 401, "provider": 200, "other_provider": 403, "municipality": 200, "other_municipality": 403,
+        "finance": 403, "other_finance": 403, "operator": 200}),
+    ("GET", "/v1/contracts/hvb-ungdom-stockholm/payments", {
+        "public": 401, "provider": 200, "other_provider": 403, "municipality": 200, "other_municipality": 403,
+        "finance": 200, "other_finance": 403, "operator": 200}),
+    ("GET", "/v1/payments", {"public": 401, "provider": 200, "municipality": 200, "finance": 200, "operator": 200}),
+    ("GET", "/v1/events/provider/hvb-eken/" + EVENT + "/status", {
+        "public": 401, "provider": 200, "other_provider": 403, "municipality": 403, "finance": 403, "operator": 200}),
+    ("GET", "/v1/admin/keys", {"public": 401, "provider": 403, "municipality": 403, "finance": 403, "operator": 200}),
+    ("POST", "/v1/admin/keys", {"public": 401, "provider": 403, "municipality": 403, "finance": 403, "operator": 201}),
+    ("GET", "/v1/contracts/no-such-contract", {"public": 401, "operator": 404, "provider": 404}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "expected"), MATRIX, ids=[f"{m} {p}" for m, p, _ in MATRIX])
+async def test_role_matrix(data, method: str, path: str, expected: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+    keys: Keys = data["keys"]
+    url = path.replace(EVENT, data["event_id"])
+    async with httpx.AsyncClient(base_url=data["gateway"], timeout=30) as http:
+        for role in ROLES:
+            want = expected.get(role, 401 if role == "wrong" else None)
+            if want is None:
+                continue
+            body = {"role": "provider", "provider_id": "hvb-test", "label": "matrix"} if method == "POST" else None
+            response = await http.request(method, url, headers=keys.headers(role), json=body)
+            assert response.status_code == want, (role, response.text[:300])
+            if want >= 400:
+                assert response.headers["content-type"].startswith("application/problem+json"), role
+                assert response.json()["status"] == want
+
+
+async def test_no_row_outside_the_scope(data) -> None:  # type: ignore[no-untyped-def]
+    keys: Keys = data["keys"]
+    async with httpx.AsyncClient(base_url=data["gateway"], timeout=30) as http:
+        async def get(path: str, who: str, **params: Any) -> Any:
+            response = await http.get(path, headers=keys.headers(who), params=params)
+            assert response.status_code == 200, (path, who, response.text[:200])
+            return response.json()
+
+        contracts = {c["contract_id"] for c in (await get("/v1/contracts", "municipality"))["contracts"]}
+        assert "hvb-ungdom-stockholm" in contracts and "rate-card-vastra-gotaland" not in contracts
+        contracts = {c["contract_id"] for c in (await get("/v1/contracts", "other_finance"))["contracts"]}
+        assert contracts == {"rate-card-vastra-gotaland"}
+        assert (await get("/v1/contracts", "other_provider"))["contracts"] == []
+        people = await get("/v1/contracts/hvb-ungdom-stockholm/participants", "provider", limit=1000)
+        assert people["participants"] and {p["provider_id"] for p in people["participants"]} == {"hvb-eken"}
+        everyone = await get("/v1/contracts/hvb-ungdom-stockholm/participants", "operator", limit=1000)
+        assert len({p["provider_id"] for p in everyone["participants"]}) > 1
+        paid = await get("/v1/contracts/hvb-ungdom-stockholm/payments", "provider", limit=1000)
+        assert paid["payments"] and {p["provider_id"] for p in paid["payments"]} == {"hvb-eken"}
+        mine = await get("/v1/payments", "finance", limit=1000)
+        assert {p["contract_id"] for p in mine["payments"]} == {"hvb-ungdom-stockholm"}
+
+        # public results: every published cell has at least MIN_CELL closed episodes, suppressed ones show nothing
+        for measure in ("planned_discharge", "no_replacement_12m", "followup_coverage_12m"):
+            for group in ("provider_id", "provider_id,target_group", "municipality_code", "sex,age_band"):
+                body = await get(f"/v1/measures/{measure}/results", "public", group_by=group, limit=1000)
+                for row in body["rows"]:
+                    if row["status"] == "ok":
+                        assert row["closed"] >= MIN_CELL, row
+                    else:
+                        assert row["achieved"] is None and row["observed_rate"] is None and row["ci_low"] is None
+                by_period: dict[int, list[dict[str, Any]]] = {}
+                for row in body["rows"]:
+                    by_period.setdefault(row["discharge_year"], []).append(row)
+                for year, rows in by_period.items():
+                    total = next(t for t in body["totals"] if t["discharge_year"] == year)
+                    hidden = [r for r in rows if r["status"] == "suppressed"]
+                    assert total["status"] == "suppressed" or len(hidden) != 1, (measure, group, year)
+        # a provider sees its own cells exactly and others' only as the public does
+        own = await get("/v1/measures/planned_discharge/results", "provider", group_by="provider_id,target_group",
+                        limit=1000)
+        for row in own["rows"]:
+            if row["provider_id"] == "hvb-eken":
+                assert row["exact"] and row["status"] == "ok"
+            elif row["status"] == "ok":
+                assert row["closed"] >= MIN_CELL and not row["exact"]
+
+
+async def test_event_status_follows_an_event_to_payment(data) -> None:  # type: ignore[no-untyped-def]
+    keys: Keys = data["keys"]
+    async with httpx.AsyncClient(base_url=data["gateway"], timeout=30) as http:
+        status = (await http.get(f"/v1/events/provider/hvb-eken/{data['event_id']}/status",
+                                 headers=keys.headers("provider"))).json()
+    assert status["stage"] in ("projected", "outcome", "paid")
+    assert status["accepted"]["status"] == "accepted" and status["projected"] is not None
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # type: ignore[no-untyped-def]
+    from playwright.async_api import async_playwright
+
+    chromium = _chromium()
+    assert chromium, "Debian's chromium is needed (scripts/bootstrap.sh --system installs it)"
+    gateway = data["gateway"]
+    async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
+        years = sorted({r["discharge_year"] for r in (await http.get(
+            "/v1/measures/no_replacement_6m/results")).json()["rows"]})
+        year = years[-2] if len(years) > 1 else years[-1]
+        api = (await http.get("/v1/comparisons/no_replacement_6m", params={"year": year})).json()
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+            "--no-first-run", "--disable-component-update", "--disable-sync"])
+        page = await browser.new_page(viewport={"width": 1100, "height": 900})
+        await page.goto(gateway + "/")
+        assert await page.locator("h1").inner_text() == "Öppna jämförelser: utfall av placeringar"
+        await page.select_option("#measure", "no_replacement_6m")
+        await page.select_option("#year", str(year))
+        await page.click("button[type=submit]")
+        await page.wait_for_selector("#chart")
+        rows = await page.locator("#results tbody tr").all()
+        assert len(rows) == len(api["providers"])
+        for row, provider in zip(rows, api["providers"], strict=True):
+            assert await row.get_attribute("data-provider") == provider["provider_id"]
+            if provider["status"] == "ok":
+                achieved = await row.locator("td.achieved").inner_text()
+                assert int(achieved) == provider["achieved"]
+                rate = await row.locator("td.rate").inner_text()
+                assert rate == f"{provider['observed_rate'] * 100:.1f} %"
+                low, high = (await row.locator("td.interval").inner_text()).rstrip(" %").split("–")
+                assert (float(low), float(high)) == (round(provider["ci_low"] * 100, 1),
+                                                     round(provider["ci_high"] * 100, 1))
+            else:
+                assert "Undertryckt" in await row.locator("td.suppressed").inner_text()
+        points = await page.locator("#chart g.row.ok circle").count()
+        assert points == sum(1 for p in api["providers"] if p["status"] == "ok" and p["observed_rate"] is not None)
+        assert await page.locator("#definition").get_attribute("href") == "/v1/measures/no_replacement_6m"
+        shot = artifacts / "public-page.png"
+        await page.screenshot(path=str(shot), full_page=True)
+        await page.click("#language")
+        assert await page.locator("h1").inner_text() == "Open comparisons: outcomes of out-of-home care"
+        await browser.close()
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+async def test_schemathesis_finds_no_server_errors_and_no_schema_violations(data, artifacts) -> None:  # type: ignore[no-untyped-def]
+    keys: Keys = data["keys"]
+    st = shutil.which("schemathesis", path=os.path.dirname(sys.executable)) or "schemathesis"
+    checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+    for who in ("public", "operator"):
+        args = [st, "run", data["gateway"] + "/openapi.json", "--checks", checks, "--max-examples", "25",
+                "--seed", "7", "--phases", "examples,coverage,fuzzing", "--workers", "2",
+                "--exclude-path-regex", "^/v1/admin", "--no-color"]
+        if who != "public":
+            args += ["-H", f"Authorization: Bearer {keys[who]}"]
+        result = await asyncio.get_running_loop().run_in_executor(
+            None, lambda a=args: subprocess.run(a, capture_output=True, text=True, timeout=600))
+        (artifacts / f"schemathesis-{who}.txt").write_text(result.stdout + result.stderr)
+        assert result.returncode == 0, result.stdout[-4000:]
