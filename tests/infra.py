@@ -138,6 +138,8 @@ class World:
             "UTFALL_GATEWAY_DATABASE_URL": self.gateway_database_url,
             "UTFALL_INSTANCE": self.instance,
             "UTFALL_LAG_SAMPLE_SECONDS": "1",
+            "UTFALL_TICK_SECONDS": "5",
+            "UTFALL_METRICS_SAMPLE_SECONDS": "2",
         }
 
     def settings(self, cls: type, **overrides: Any) -> Any:

@@ -37,32 +37,46 @@ class Keys(dict[str, str]):
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def data(stack) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     world = stack.world
-    provider_keys = {p.provider_id: await create_key(world.bootstrap, "provider", provider_id=p.provider_id)
-                     for p in PROVIDERS}
-    keys = Keys({
-        "operator": await create_key(world.bootstrap, "operator"),
-        "provider": provider_keys["hvb-eken"],
-        "other_provider": provider_keys["familjehem-norr"],
-        "municipality": await create_key(world.bootstrap, "municipality", municipality_code="0180"),
-        "other_municipality": await create_key(world.bootstrap, "municipality", municipality_code="2584"),
-        "finance": await create_key(world.bootstrap, "finance", funder="stiftelsen-sociala-investeringar"),
-        "other_finance": await create_key(world.bootstrap, "finance", funder="vast-impact-fund"),
-    })
+    provider_keys = {
+        p.provider_id: await create_key(world.bootstrap, "provider", provider_id=p.provider_id)
+        for p in PROVIDERS
+    }
+    keys = Keys(
+        {
+            "operator": await create_key(world.bootstrap, "operator"),
+            "provider": provider_keys["hvb-eken"],
+            "other_provider": provider_keys["familjehem-norr"],
+            "municipality": await create_key(world.bootstrap, "municipality", municipality_code="0180"),
+            "other_municipality": await create_key(world.bootstrap, "municipality", municipality_code="2584"),
+            "finance": await create_key(
+                world.bootstrap, "finance", funder="stiftelsen-sociala-investeringar"
+            ),
+            "other_finance": await create_key(world.bootstrap, "finance", funder="vast-impact-fund"),
+        }
+    )
     cohort = generate(CohortConfig(subjects=700, seed=4242, today=date(2026, 10, 31)))
-    counts = await post_events(stack.services["ingest"].url, provider_keys, cohort.events, batch=500, quiet=True)
+    counts = await post_events(
+        stack.services["ingest"].url, provider_keys, cohort.events, batch=500, quiet=True
+    )
     assert counts["rejected"] == 0, counts
     gateway = stack.services["gateway"].url
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
+
         async def projected() -> bool:
-            body = (await http.get("/v1/comparisons/planned_discharge", headers=keys.headers("operator"))).json()
+            body = (
+                await http.get("/v1/comparisons/planned_discharge", headers=keys.headers("operator"))
+            ).json()
             total = body["total"] or {}
             return bool(total.get("closed")) and total["closed"] >= 0.5 * len(cohort.events) / 6
 
         await wait_until(projected, timeout=180, interval=1.0, what="the cohort to reach the read models")
 
         async def paid() -> bool:
-            body = (await http.get("/v1/contracts/hvb-ungdom-stockholm/payments",
-                                   headers=keys.headers("operator"))).json()
+            body = (
+                await http.get(
+                    "/v1/contracts/hvb-ungdom-stockholm/payments", headers=keys.headers("operator")
+                )
+            ).json()
             return len(body["payments"]) > 0
 
         await wait_until(paid, timeout=120, interval=1.0, what="payments to be triggered")
@@ -71,8 +85,17 @@ async def data(stack) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 
 
 PUBLIC_OK = ["public", "provider", "municipality", "finance", "operator"]
-ROLES = ["public", "wrong", "provider", "other_provider", "municipality", "other_municipality", "finance",
-         "other_finance", "operator"]
+ROLES = [
+    "public",
+    "wrong",
+    "provider",
+    "other_provider",
+    "municipality",
+    "other_municipality",
+    "finance",
+    "other_finance",
+    "operator",
+]
 EVENT = "{event}"
 MATRIX: list[tuple[str, str, dict[str, int]]] = [
     ("GET", "/v1/measures", {r: 200 for r in PUBLIC_OK}),
@@ -81,25 +104,100 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
     ("GET", "/v1/comparisons/no_replacement_12m", {r: 200 for r in PUBLIC_OK}),
     ("GET", "/v1/providers/hvb-eken/scorecard", {r: 200 for r in PUBLIC_OK}),
     ("GET", "/v1/length-of-stay?group_by=provider_id", {r: 200 for r in PUBLIC_OK}),
-    ("GET", "/v1/contracts", {"public": 401, "provider": 200, "other_provider": 200, "municipality": 200,
-                              "finance": 200, "operator": 200}),
-    ("GET", "/v1/contracts/hvb-ungdom-stockholm", {
-        "public": 401, "provider": 200, "other_provider": 403, "municipality": 200, "other_municipality": 403,
-        "finance": 200, "other_finance": 403, "operator": 200}),
-    ("GET", "/v1/contracts/hvb-ungdom-stockholm/versions", {
-        "public": 401, "provider": 200, "other_provider": 403, "municipality": 200, "finance": 200,
-        "other_finance": 403, "operator": 200}),
-    ("GET", "/v1/contracts/hvb-ungdom-stockholm/participants", {
-        "public": 401, "provider": 200, "other_provider": 403, "municipality": 200, "other_municipality": 403,
-        "finance": 403, "other_finance": 403, "operator": 200}),
-    ("GET", "/v1/contracts/hvb-ungdom-stockholm/payments", {
-        "public": 401, "provider": 200, "other_provider": 403, "municipality": 200, "other_municipality": 403,
-        "finance": 200, "other_finance": 403, "operator": 200}),
-    ("GET", "/v1/payments", {"public": 401, "provider": 200, "municipality": 200, "finance": 200, "operator": 200}),
-    ("GET", "/v1/events/provider/hvb-eken/" + EVENT + "/status", {
-        "public": 401, "provider": 200, "other_provider": 403, "municipality": 403, "finance": 403, "operator": 200}),
-    ("GET", "/v1/admin/keys", {"public": 401, "provider": 403, "municipality": 403, "finance": 403, "operator": 200}),
-    ("POST", "/v1/admin/keys", {"public": 401, "provider": 403, "municipality": 403, "finance": 403, "operator": 201}),
+    (
+        "GET",
+        "/v1/contracts",
+        {
+            "public": 401,
+            "provider": 200,
+            "other_provider": 200,
+            "municipality": 200,
+            "finance": 200,
+            "operator": 200,
+        },
+    ),
+    (
+        "GET",
+        "/v1/contracts/hvb-ungdom-stockholm",
+        {
+            "public": 401,
+            "provider": 200,
+            "other_provider": 403,
+            "municipality": 200,
+            "other_municipality": 403,
+            "finance": 200,
+            "other_finance": 403,
+            "operator": 200,
+        },
+    ),
+    (
+        "GET",
+        "/v1/contracts/hvb-ungdom-stockholm/versions",
+        {
+            "public": 401,
+            "provider": 200,
+            "other_provider": 403,
+            "municipality": 200,
+            "finance": 200,
+            "other_finance": 403,
+            "operator": 200,
+        },
+    ),
+    (
+        "GET",
+        "/v1/contracts/hvb-ungdom-stockholm/participants",
+        {
+            "public": 401,
+            "provider": 200,
+            "other_provider": 403,
+            "municipality": 200,
+            "other_municipality": 403,
+            "finance": 403,
+            "other_finance": 403,
+            "operator": 200,
+        },
+    ),
+    (
+        "GET",
+        "/v1/contracts/hvb-ungdom-stockholm/payments",
+        {
+            "public": 401,
+            "provider": 200,
+            "other_provider": 403,
+            "municipality": 200,
+            "other_municipality": 403,
+            "finance": 200,
+            "other_finance": 403,
+            "operator": 200,
+        },
+    ),
+    (
+        "GET",
+        "/v1/payments",
+        {"public": 401, "provider": 200, "municipality": 200, "finance": 200, "operator": 200},
+    ),
+    (
+        "GET",
+        "/v1/events/provider/hvb-eken/" + EVENT + "/status",
+        {
+            "public": 401,
+            "provider": 200,
+            "other_provider": 403,
+            "municipality": 403,
+            "finance": 403,
+            "operator": 200,
+        },
+    ),
+    (
+        "GET",
+        "/v1/admin/keys",
+        {"public": 401, "provider": 403, "municipality": 403, "finance": 403, "operator": 200},
+    ),
+    (
+        "POST",
+        "/v1/admin/keys",
+        {"public": 401, "provider": 403, "municipality": 403, "finance": 403, "operator": 201},
+    ),
     ("GET", "/v1/contracts/no-such-contract", {"public": 401, "operator": 404, "provider": 404}),
 ]
 
@@ -113,7 +211,11 @@ async def test_role_matrix(data, method: str, path: str, expected: dict[str, int
             want = expected.get(role, 401 if role == "wrong" else None)
             if want is None:
                 continue
-            body = {"role": "provider", "provider_id": "hvb-test", "label": "matrix"} if method == "POST" else None
+            body = (
+                {"role": "provider", "provider_id": "hvb-test", "label": "matrix"}
+                if method == "POST"
+                else None
+            )
             response = await http.request(method, url, headers=keys.headers(role), json=body)
             assert response.status_code == want, (role, response.text[:300])
             if want >= 400:
@@ -124,6 +226,7 @@ async def test_role_matrix(data, method: str, path: str, expected: dict[str, int
 async def test_no_row_outside_the_scope(data) -> None:  # type: ignore[no-untyped-def]
     keys: Keys = data["keys"]
     async with httpx.AsyncClient(base_url=data["gateway"], timeout=30) as http:
+
         async def get(path: str, who: str, **params: Any) -> Any:
             response = await http.get(path, headers=keys.headers(who), params=params)
             assert response.status_code == 200, (path, who, response.text[:200])
@@ -151,7 +254,9 @@ async def test_no_row_outside_the_scope(data) -> None:  # type: ignore[no-untype
                     if row["status"] == "ok":
                         assert row["closed"] >= MIN_CELL, row
                     else:
-                        assert row["achieved"] is None and row["observed_rate"] is None and row["ci_low"] is None
+                        assert (
+                            row["achieved"] is None and row["observed_rate"] is None and row["ci_low"] is None
+                        )
                 by_period: dict[int, list[dict[str, Any]]] = {}
                 for row in body["rows"]:
                     by_period.setdefault(row["discharge_year"], []).append(row)
@@ -160,8 +265,12 @@ async def test_no_row_outside_the_scope(data) -> None:  # type: ignore[no-untype
                     hidden = [r for r in rows if r["status"] == "suppressed"]
                     assert total["status"] == "suppressed" or len(hidden) != 1, (measure, group, year)
         # a provider sees its own cells exactly and others' only as the public does
-        own = await get("/v1/measures/planned_discharge/results", "provider", group_by="provider_id,target_group",
-                        limit=1000)
+        own = await get(
+            "/v1/measures/planned_discharge/results",
+            "provider",
+            group_by="provider_id,target_group",
+            limit=1000,
+        )
         for row in own["rows"]:
             if row["provider_id"] == "hvb-eken":
                 assert row["exact"] and row["status"] == "ok"
@@ -172,8 +281,11 @@ async def test_no_row_outside_the_scope(data) -> None:  # type: ignore[no-untype
 async def test_event_status_follows_an_event_to_payment(data) -> None:  # type: ignore[no-untyped-def]
     keys: Keys = data["keys"]
     async with httpx.AsyncClient(base_url=data["gateway"], timeout=30) as http:
-        status = (await http.get(f"/v1/events/provider/hvb-eken/{data['event_id']}/status",
-                                 headers=keys.headers("provider"))).json()
+        status = (
+            await http.get(
+                f"/v1/events/provider/hvb-eken/{data['event_id']}/status", headers=keys.headers("provider")
+            )
+        ).json()
     assert status["stage"] in ("projected", "outcome", "paid")
     assert status["accepted"]["status"] == "accepted" and status["projected"] is not None
 
@@ -189,14 +301,28 @@ async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # typ
     assert chromium, "Debian's chromium is needed (scripts/bootstrap.sh --system installs it)"
     gateway = data["gateway"]
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
-        years = sorted({r["discharge_year"] for r in (await http.get(
-            "/v1/measures/no_replacement_6m/results")).json()["rows"]})
+        years = sorted(
+            {
+                r["discharge_year"]
+                for r in (await http.get("/v1/measures/no_replacement_6m/results")).json()["rows"]
+            }
+        )
         year = years[-2] if len(years) > 1 else years[-1]
         api = (await http.get("/v1/comparisons/no_replacement_6m", params={"year": year})).json()
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-            "--no-first-run", "--disable-component-update", "--disable-sync"])
+        browser = await p.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = await browser.new_page(viewport={"width": 1100, "height": 900})
         await page.goto(gateway + "/")
         assert await page.locator("h1").inner_text() == "Öppna jämförelser: utfall av placeringar"
@@ -214,12 +340,16 @@ async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # typ
                 rate = await row.locator("td.rate").inner_text()
                 assert rate == f"{provider['observed_rate'] * 100:.1f} %"
                 low, high = (await row.locator("td.interval").inner_text()).rstrip(" %").split("–")
-                assert (float(low), float(high)) == (round(provider["ci_low"] * 100, 1),
-                                                     round(provider["ci_high"] * 100, 1))
+                assert (float(low), float(high)) == (
+                    round(provider["ci_low"] * 100, 1),
+                    round(provider["ci_high"] * 100, 1),
+                )
             else:
                 assert "Undertryckt" in await row.locator("td.suppressed").inner_text()
         points = await page.locator("#chart g.row.ok circle").count()
-        assert points == sum(1 for p in api["providers"] if p["status"] == "ok" and p["observed_rate"] is not None)
+        assert points == sum(
+            1 for p in api["providers"] if p["status"] == "ok" and p["observed_rate"] is not None
+        )
         assert await page.locator("#definition").get_attribute("href") == "/v1/measures/no_replacement_6m"
         shot = artifacts / "public-page.png"
         await page.screenshot(path=str(shot), full_page=True)
@@ -235,12 +365,28 @@ async def test_schemathesis_finds_no_server_errors_and_no_schema_violations(data
     st = shutil.which("schemathesis", path=os.path.dirname(sys.executable)) or "schemathesis"
     checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
     for who in ("public", "operator"):
-        args = [st, "run", data["gateway"] + "/openapi.json", "--checks", checks, "--max-examples", "25",
-                "--seed", "7", "--phases", "examples,coverage,fuzzing", "--workers", "2",
-                "--exclude-path-regex", "^/v1/admin", "--no-color"]
+        args = [
+            st,
+            "run",
+            data["gateway"] + "/openapi.json",
+            "--checks",
+            checks,
+            "--max-examples",
+            "25",
+            "--seed",
+            "7",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--workers",
+            "2",
+            "--exclude-path-regex",
+            "^/v1/admin",
+            "--no-color",
+        ]
         if who != "public":
             args += ["-H", f"Authorization: Bearer {keys[who]}"]
         result = await asyncio.get_running_loop().run_in_executor(
-            None, lambda a=args: subprocess.run(a, capture_output=True, text=True, timeout=600))
+            None, lambda a=args: subprocess.run(a, capture_output=True, text=True, timeout=600)
+        )
         (artifacts / f"schemathesis-{who}.txt").write_text(result.stdout + result.stderr)
         assert result.returncode == 0, result.stdout[-4000:]

@@ -25,44 +25,102 @@ from ..helpers import produce, read_topic, uid, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 MEASURES = ("planned_discharge", "no_replacement_12m", "education_or_work_12m", "living_at_home_12m")
-PRICES = {"planned_discharge": 1000, "no_replacement_12m": 2000, "education_or_work_12m": 3000,
-          "living_at_home_12m": 4000}
+PRICES = {
+    "planned_discharge": 1000,
+    "no_replacement_12m": 2000,
+    "education_or_work_12m": 3000,
+    "living_at_home_12m": 4000,
+}
 
 
 def definition(contract_id: str, provider: str) -> ContractDefinitionV1:
-    return ContractDefinitionV1.model_validate({
-        "contract_id": contract_id, "name": "integration", "commissioner_municipality": "0180", "funder": "fund",
-        "provider_ids": [provider],
-        "cohort": {"care_types": ["hvb"], "min_age": 0, "max_age": 20, "enrolment_from": "2020-01-01",
-                   "enrolment_to": "2030-12-31"},
-        "milestones": [{"milestone_id": m.replace("_", "-"), "measure_id": m, "price_ore": PRICES[m]}
-                       for m in MEASURES],
-        "per_participant_cap_ore": 10**9, "total_cap_ore": 10**12,
-    })
+    return ContractDefinitionV1.model_validate(
+        {
+            "contract_id": contract_id,
+            "name": "integration",
+            "commissioner_municipality": "0180",
+            "funder": "fund",
+            "provider_ids": [provider],
+            "cohort": {
+                "care_types": ["hvb"],
+                "min_age": 0,
+                "max_age": 20,
+                "enrolment_from": "2020-01-01",
+                "enrolment_to": "2030-12-31",
+            },
+            "milestones": [
+                {"milestone_id": m.replace("_", "-"), "measure_id": m, "price_ore": PRICES[m]}
+                for m in MEASURES
+            ],
+            "per_participant_cap_ore": 10**9,
+            "total_cap_ore": 10**12,
+        }
+    )
 
 
-def placement_record(provider: str, episode: str, subject: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    data = {"subject_ref": subject, "provider_id": provider, "episode_id": episode, "birth_year": 2008,
-            "sex": "male", "age_at_start": 15, "unit_id": "u", "municipality_code": "0180", "care_type": "hvb",
-            "legal_basis": "SoL", "target_group": "behaviour", "start_date": "2024-01-10"}
-    headers = binary_headers(event_id=f"start-{episode}", source=f"provider/{provider}",
-                             type_="se.utfall.placement.started.v1", time=datetime(2024, 1, 10, tzinfo=UTC),
-                             subject=episode, extra={})
+def placement_record(
+    provider: str, episode: str, subject: str
+) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    data = {
+        "subject_ref": subject,
+        "provider_id": provider,
+        "episode_id": episode,
+        "birth_year": 2008,
+        "sex": "male",
+        "age_at_start": 15,
+        "unit_id": "u",
+        "municipality_code": "0180",
+        "care_type": "hvb",
+        "legal_basis": "SoL",
+        "target_group": "behaviour",
+        "start_date": "2024-01-10",
+    }
+    headers = binary_headers(
+        event_id=f"start-{episode}",
+        source=f"provider/{provider}",
+        type_="se.utfall.placement.started.v1",
+        time=datetime(2024, 1, 10, tzinfo=UTC),
+        subject=episode,
+        extra={},
+    )
     return subject.encode(), orjson.dumps(data), headers
 
 
-def fact_record(provider: str, episode: str, subject: str, measure: str, status: str, revision: int,
-                previous: str | None) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+def fact_record(
+    provider: str, episode: str, subject: str, measure: str, status: str, revision: int, previous: str | None
+) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     fact = OutcomeFactV1(
-        fact_id=f"{provider}/{episode}/{measure}", measure_id=measure, measure_version=1, subject_ref=subject,
-        episode_id=episode, status=status, previous_status=previous, revision=revision,  # type: ignore[arg-type]
-        evidence=[EventRef(source=f"provider/{provider}", id=f"end-{episode}")], determined_at=datetime.now(UTC),
-        episode=EpisodeDimensions(provider_id=provider, unit_id="u", municipality_code="0180", care_type="hvb",
-                                  legal_basis="SoL", target_group="behaviour", sex="male", age_at_start=15,
-                                  start_date=date(2024, 1, 10), end_date=date(2024, 9, 1)),
+        fact_id=f"{provider}/{episode}/{measure}",
+        measure_id=measure,
+        measure_version=1,
+        subject_ref=subject,
+        episode_id=episode,
+        status=status,
+        previous_status=previous,
+        revision=revision,  # type: ignore[arg-type]
+        evidence=[EventRef(source=f"provider/{provider}", id=f"end-{episode}")],
+        determined_at=datetime.now(UTC),
+        episode=EpisodeDimensions(
+            provider_id=provider,
+            unit_id="u",
+            municipality_code="0180",
+            care_type="hvb",
+            legal_basis="SoL",
+            target_group="behaviour",
+            sex="male",
+            age_at_start=15,
+            start_date=date(2024, 1, 10),
+            end_date=date(2024, 9, 1),
+        ),
     )
-    headers = binary_headers(event_id=f"{fact.fact_id}#{revision}", source="utfall/measures",
-                             type_=OUTCOME_FACT_TYPE, time=fact.determined_at, subject=episode, extra={})
+    headers = binary_headers(
+        event_id=f"{fact.fact_id}#{revision}",
+        source="utfall/measures",
+        type_=OUTCOME_FACT_TYPE,
+        time=fact.determined_at,
+        subject=episode,
+        extra={},
+    )
     return subject.encode(), fact.model_dump_json().encode(), headers
 
 
@@ -71,12 +129,19 @@ class Scenario:
         self.provider = uid("cp-")
         self.contract_id = uid("contract-")
         rng = random.Random(99)
-        self.episodes = [(f"ep{i:05d}", "v1:" + base64.b32encode(f"{self.provider}/{i}".encode()).decode().rstrip("="))
-                         for i in range(episodes)]
+        self.episodes = [
+            (f"ep{i:05d}", "v1:" + base64.b32encode(f"{self.provider}/{i}".encode()).decode().rstrip("="))
+            for i in range(episodes)
+        ]
         # wave 1: every fact, achieved or not; wave 2: a tenth of the achieved ones turn not_achieved
-        self.wave1 = {(e, m): rng.choice(["achieved", "achieved", "not_achieved", "pending"])
-                      for e, _ in self.episodes for m in MEASURES}
-        self.wave2 = {k: "not_achieved" for k, v in self.wave1.items() if v == "achieved" and rng.random() < 0.1}
+        self.wave1 = {
+            (e, m): rng.choice(["achieved", "achieved", "not_achieved", "pending"])
+            for e, _ in self.episodes
+            for m in MEASURES
+        }
+        self.wave2 = {
+            k: "not_achieved" for k, v in self.wave1.items() if v == "achieved" and rng.random() < 0.1
+        }
 
     def placements(self) -> list[Any]:
         return [placement_record(self.provider, e, s) for e, s in self.episodes]
@@ -84,8 +149,14 @@ class Scenario:
     def facts(self, wave: int) -> list[Any]:
         subjects = dict(self.episodes)
         if wave == 1:
-            return [fact_record(self.provider, e, subjects[e], m, st, 1, None) for (e, m), st in self.wave1.items()]
-        return [fact_record(self.provider, e, subjects[e], m, st, 2, "achieved") for (e, m), st in self.wave2.items()]
+            return [
+                fact_record(self.provider, e, subjects[e], m, st, 1, None)
+                for (e, m), st in self.wave1.items()
+            ]
+        return [
+            fact_record(self.provider, e, subjects[e], m, st, 2, "achieved")
+            for (e, m), st in self.wave2.items()
+        ]
 
     def expected_ledger(self, waves: int) -> Counter[tuple[str, str, int]]:
         subjects = dict(self.episodes)
@@ -102,8 +173,9 @@ class Scenario:
 async def ledger(world: Any, contract_id: str) -> Counter[tuple[str, str, int]]:
     conn = await asyncpg.connect(world.database_url)
     try:
-        rows = await conn.fetch("SELECT payment_id, kind, amount_ore FROM contracts.ledger WHERE contract_id = $1",
-                                contract_id)
+        rows = await conn.fetch(
+            "SELECT payment_id, kind, amount_ore FROM contracts.ledger WHERE contract_id = $1", contract_id
+        )
     finally:
         await conn.close()
     return Counter((r["payment_id"], r["kind"], r["amount_ore"]) for r in rows)
@@ -120,15 +192,26 @@ async def settled(world: Any, contract_id: str, expected: Counter[Any], timeout:
 
 
 async def payments_on_topic(world: Any, contract_id: str, n: int) -> list[Any]:
-    return await read_topic(world.bootstrap, PAYMENTS, predicate=lambda r: r.key == contract_id.encode(),
-                            expect=n, timeout=120, settle=2.0)
+    return await read_topic(
+        world.bootstrap,
+        PAYMENTS,
+        predicate=lambda r: r.key == contract_id.encode(),
+        expect=n,
+        timeout=120,
+        settle=2.0,
+    )
 
 
 @pytest.fixture
 async def contracts_process(world, tmp_path):  # type: ignore[no-untyped-def]
-    stack = LocalStack(tmp_path, kafka_bootstrap=world.bootstrap, database_url=world.database_url,
-                       gateway_database_url=world.gateway_database_url,
-                       log_sink=(tmp_path / "contracts.log").open("w"), extra_env=world.env())
+    stack = LocalStack(
+        tmp_path,
+        kafka_bootstrap=world.bootstrap,
+        database_url=world.database_url,
+        gateway_database_url=world.gateway_database_url,
+        log_sink=(tmp_path / "contracts.log").open("w"),
+        extra_env=world.env(),
+    )
     stack.start_service("contracts")
     await asyncio.get_running_loop().run_in_executor(None, stack.wait_ready, ("contracts",))
     yield stack
@@ -137,8 +220,17 @@ async def contracts_process(world, tmp_path):  # type: ignore[no-untyped-def]
 
 async def test_replays_and_restart_change_nothing(world, contracts_process) -> None:  # type: ignore[no-untyped-def]
     scenario = Scenario(200)
-    await produce(world.bootstrap, CONTRACT_COMMANDS, [(scenario.contract_id.encode(), definition(
-        scenario.contract_id, scenario.provider).model_dump_json().encode(), [])])
+    await produce(
+        world.bootstrap,
+        CONTRACT_COMMANDS,
+        [
+            (
+                scenario.contract_id.encode(),
+                definition(scenario.contract_id, scenario.provider).model_dump_json().encode(),
+                [],
+            )
+        ],
+    )
     await produce(world.bootstrap, CARE_EVENTS, scenario.placements())
     await produce(world.bootstrap, OUTCOMES, scenario.facts(1))
     expected = scenario.expected_ledger(1)
@@ -153,10 +245,21 @@ async def test_replays_and_restart_change_nothing(world, contracts_process) -> N
     assert len(ids) == len(set(ids)) == sum(expected.values())
 
 
-async def test_sigkill_mid_stream_loses_and_doubles_nothing(world, contracts_process, record_property) -> None:  # type: ignore[no-untyped-def]
+async def test_sigkill_mid_stream_loses_and_doubles_nothing(
+    world, contracts_process, record_property
+) -> None:  # type: ignore[no-untyped-def]
     scenario = Scenario(2600)  # 10,400 outcome facts in wave 1
-    await produce(world.bootstrap, CONTRACT_COMMANDS, [(scenario.contract_id.encode(), definition(
-        scenario.contract_id, scenario.provider).model_dump_json().encode(), [])])
+    await produce(
+        world.bootstrap,
+        CONTRACT_COMMANDS,
+        [
+            (
+                scenario.contract_id.encode(),
+                definition(scenario.contract_id, scenario.provider).model_dump_json().encode(),
+                [],
+            )
+        ],
+    )
     await produce(world.bootstrap, CARE_EVENTS, scenario.placements())
     facts = scenario.facts(1)
     assert len(facts) >= 10_000
@@ -165,9 +268,11 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(world, contracts_pro
 
     async def kill_when(fraction: float, expected_total: int, baseline: int = 0) -> None:
         nonlocal kills
+
         async def progressed() -> bool:
             done = sum((await ledger(world, scenario.contract_id)).values()) - baseline
             return done >= fraction * expected_total
+
         await wait_until(progressed, timeout=240, interval=0.05, what="progress before the kill")
         contracts_process.kill("contracts")
         kills += 1
@@ -196,9 +301,13 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(world, contracts_pro
     record_property("outcome_facts", len(facts) + len(scenario.wave2))
     record_property("ledger_entries", sum(final.values()))
     record_property("duplicate_deliveries_on_payments_topic", duplicates)
-    print(f"\n{kills} SIGKILLs over {len(facts) + len(scenario.wave2)} outcome facts: {sum(final.values())} ledger "
-          f"entries, 0 missing, 0 doubled; payments.v1 duplicate deliveries: {duplicates}")
-    assert set(entry_ids) == {pid if kind == "payment.triggered" else _reversal(pid) for pid, kind, _ in final}
+    print(
+        f"\n{kills} SIGKILLs over {len(facts) + len(scenario.wave2)} outcome facts: {sum(final.values())} ledger "
+        f"entries, 0 missing, 0 doubled; payments.v1 duplicate deliveries: {duplicates}"
+    )
+    assert set(entry_ids) == {
+        pid if kind == "payment.triggered" else _reversal(pid) for pid, kind, _ in final
+    }
     assert duplicates == 0
 
 

@@ -28,11 +28,14 @@ class FakeContractsRepository:
         wanted = set(keys)
         return {k: v for k, v in self.fact_status.items() if k[0] in wanted}
 
-    async def participants(self, contract_id: str, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, tuple[str, str]]:
+    async def participants(
+        self, contract_id: str, keys: Sequence[EpisodeKey]
+    ) -> dict[EpisodeKey, tuple[str, str]]:
         return {k: self.people[(contract_id, k)] for k in keys if (contract_id, k) in self.people}
 
-    async def open_book(self, contract_id: str, version: int, definition: ContractDefinitionV1,
-                        keys: Sequence[EpisodeKey]) -> ContractBook:
+    async def open_book(
+        self, contract_id: str, version: int, definition: ContractDefinitionV1, keys: Sequence[EpisodeKey]
+    ) -> ContractBook:
         book = ContractBook(contract_id, version, definition, self.totals.get(contract_id, 0))
         wanted = set(keys)
         for (cid, state_key), (state, blocked_at) in self.states.items():
@@ -40,12 +43,17 @@ class FakeContractsRepository:
                 book.states[state_key] = state
                 if blocked_at is not None:
                     book.blocked_at[state_key] = blocked_at
-                book.participant_paid[state_key[0]] = book.participant_paid.get(state_key[0], 0) + state.active_amount_ore
+                book.participant_paid[state_key[0]] = (
+                    book.participant_paid.get(state_key[0], 0) + state.active_amount_ore
+                )
         return book
 
     async def blocked(self, contract_id: str) -> list[tuple[StateKey, MilestoneState, datetime]]:
-        return [(sk, st, at) for (cid, sk), (st, at) in self.states.items()
-                if cid == contract_id and st.blocked and at is not None]
+        return [
+            (sk, st, at)
+            for (cid, sk), (st, at) in self.states.items()
+            if cid == contract_id and st.blocked and at is not None
+        ]
 
     async def participant_paid(self, contract_id: str, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, int]:
         out: dict[EpisodeKey, int] = {}
@@ -54,8 +62,13 @@ class FakeContractsRepository:
                 out[key] = out.get(key, 0) + state.active_amount_ore
         return out
 
-    async def save_participants(self, book: ContractBook, enrolled: dict[EpisodeKey, PlacementFacts],
-                                leaving: Sequence[EpisodeKey], now: datetime) -> None:
+    async def save_participants(
+        self,
+        book: ContractBook,
+        enrolled: dict[EpisodeKey, PlacementFacts],
+        leaving: Sequence[EpisodeKey],
+        now: datetime,
+    ) -> None:
         for key, placement in enrolled.items():
             self.people[(book.contract_id, key)] = ("enrolled", placement.subject_ref)
         for key in leaving:
@@ -64,7 +77,10 @@ class FakeContractsRepository:
     async def save_book(self, book: ContractBook, now: datetime) -> int:
         for state_key in book.changed_states:
             state = book.states[state_key]
-            self.states[(book.contract_id, state_key)] = (state, book.blocked_at.get(state_key) if state.blocked else None)
+            self.states[(book.contract_id, state_key)] = (
+                state,
+                book.blocked_at.get(state_key) if state.blocked else None,
+            )
         ids = {(e.payment_id, e.kind) for e in self.ledger}
         for entry in book.ledger:
             assert (entry.payment_id, entry.kind) not in ids, "payment id reused"  # the unique constraint

@@ -26,23 +26,45 @@ NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
 def contract(**overrides: object) -> ContractDefinitionV1:
     base: dict[str, object] = {
-        "contract_id": "c1", "name": "Test", "commissioner_municipality": "0180", "funder": "fund",
+        "contract_id": "c1",
+        "name": "Test",
+        "commissioner_municipality": "0180",
+        "funder": "fund",
         "provider_ids": ["p1", "p2"],
-        "cohort": {"care_types": ["hvb"], "target_groups": [], "legal_bases": [], "municipalities": [],
-                   "min_age": 13, "max_age": 20, "enrolment_from": "2024-01-01", "enrolment_to": "2025-12-31"},
-        "milestones": [{"milestone_id": "m1", "measure_id": "planned_discharge", "price_ore": 100},
-                       {"milestone_id": "m2", "measure_id": "no_replacement_12m", "price_ore": 100},
-                       {"milestone_id": "m3", "measure_id": "education_or_work_12m", "price_ore": 100}],
-        "per_participant_cap_ore": 250, "total_cap_ore": 1000,
+        "cohort": {
+            "care_types": ["hvb"],
+            "target_groups": [],
+            "legal_bases": [],
+            "municipalities": [],
+            "min_age": 13,
+            "max_age": 20,
+            "enrolment_from": "2024-01-01",
+            "enrolment_to": "2025-12-31",
+        },
+        "milestones": [
+            {"milestone_id": "m1", "measure_id": "planned_discharge", "price_ore": 100},
+            {"milestone_id": "m2", "measure_id": "no_replacement_12m", "price_ore": 100},
+            {"milestone_id": "m3", "measure_id": "education_or_work_12m", "price_ore": 100},
+        ],
+        "per_participant_cap_ore": 250,
+        "total_cap_ore": 1000,
     }
     base.update(overrides)
     return ContractDefinitionV1.model_validate(base)
 
 
 def placement(episode: str, provider: str = "p1", **kw: object) -> PlacementFacts:
-    values: dict[str, object] = {"provider_id": provider, "episode_id": episode, "subject_ref": f"v1:{episode.upper()}",
-                                 "municipality_code": "0180", "care_type": "hvb", "legal_basis": "SoL",
-                                 "target_group": "behaviour", "age_at_start": 15, "start_date": date(2024, 5, 1)}
+    values: dict[str, object] = {
+        "provider_id": provider,
+        "episode_id": episode,
+        "subject_ref": f"v1:{episode.upper()}",
+        "municipality_code": "0180",
+        "care_type": "hvb",
+        "legal_basis": "SoL",
+        "target_group": "behaviour",
+        "age_at_start": 15,
+        "start_date": date(2024, 5, 1),
+    }
     values.update(kw)
     return PlacementFacts(**values)  # type: ignore[arg-type]
 
@@ -82,20 +104,39 @@ class World:
         return [(e.kind.split(".")[1], e.amount_ore) for e in self.repo.ledger]
 
 
-@pytest.mark.parametrize(("change", "enrolled"), [
-    ({}, True), ({"provider_id": "p9"}, False), ({"care_type": "family_home"}, False), ({"age_at_start": 12}, False),
-    ({"age_at_start": 20}, True), ({"start_date": date(2023, 12, 31)}, False), ({"start_date": date(2025, 12, 31)}, True),
-])
+@pytest.mark.parametrize(
+    ("change", "enrolled"),
+    [
+        ({}, True),
+        ({"provider_id": "p9"}, False),
+        ({"care_type": "family_home"}, False),
+        ({"age_at_start": 12}, False),
+        ({"age_at_start": 20}, True),
+        ({"start_date": date(2023, 12, 31)}, False),
+        ({"start_date": date(2025, 12, 31)}, True),
+    ],
+)
 def test_cohort_rule(change: dict[str, object], enrolled: bool) -> None:
     assert enrols(contract(), placement("e1", **change)) is enrolled
 
 
 def test_cohort_lists_restrict_only_when_given() -> None:
-    narrow = contract(cohort={"care_types": ["hvb"], "target_groups": ["substance_use"], "legal_bases": ["LVU"],
-                              "municipalities": ["1480"], "min_age": 0, "max_age": 20,
-                              "enrolment_from": "2024-01-01", "enrolment_to": "2025-12-31"})
+    narrow = contract(
+        cohort={
+            "care_types": ["hvb"],
+            "target_groups": ["substance_use"],
+            "legal_bases": ["LVU"],
+            "municipalities": ["1480"],
+            "min_age": 0,
+            "max_age": 20,
+            "enrolment_from": "2024-01-01",
+            "enrolment_to": "2025-12-31",
+        }
+    )
     assert not enrols(narrow, placement("e1"))
-    assert enrols(narrow, placement("e1", target_group="substance_use", legal_basis="LVU", municipality_code="1480"))
+    assert enrols(
+        narrow, placement("e1", target_group="substance_use", legal_basis="LVU", municipality_code="1480")
+    )
 
 
 def test_achieved_pays_once_with_a_deterministic_id_and_evidence() -> None:
@@ -199,8 +240,12 @@ def test_amendment_applies_to_new_payments_and_names_its_version() -> None:
     w = World()
     w.place(placement("e1"))
     w.outcome("e1", "planned_discharge", "achieved")
-    amended = contract(milestones=[{"milestone_id": "m1", "measure_id": "planned_discharge", "price_ore": 100},
-                                   {"milestone_id": "m4", "measure_id": "less_intensive_after", "price_ore": 70}])
+    amended = contract(
+        milestones=[
+            {"milestone_id": "m1", "measure_id": "planned_discharge", "price_ore": 100},
+            {"milestone_id": "m4", "measure_id": "less_intensive_after", "price_ore": 70},
+        ]
+    )
     w.contracts = {"c1": (2, amended)}
     w.repo.fact_status[(("p1", "e1"), "less_intensive_after")] = fact("achieved", "e1")
     w.sync([("p1", "e1")])
@@ -210,15 +255,22 @@ def test_amendment_applies_to_new_payments_and_names_its_version() -> None:
 
 EPISODES = ["e1", "e2", "e3", "e4"]
 MEASURES = ["planned_discharge", "no_replacement_12m", "education_or_work_12m"]
-updates = st.lists(st.tuples(st.sampled_from(EPISODES), st.sampled_from(MEASURES),
-                             st.sampled_from(["achieved", "achieved", "not_achieved", "void", "pending"])),
-                   min_size=1, max_size=25)
+updates = st.lists(
+    st.tuples(
+        st.sampled_from(EPISODES),
+        st.sampled_from(MEASURES),
+        st.sampled_from(["achieved", "achieved", "not_achieved", "void", "pending"]),
+    ),
+    min_size=1,
+    max_size=25,
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(sequence=updates, data=st.data(), pp_cap=st.integers(50, 300), total_cap=st.integers(50, 800))
-def test_no_arrival_order_pays_past_a_cap_or_twice(sequence: list[tuple[str, str, str]], data: st.DataObject,
-                                                   pp_cap: int, total_cap: int) -> None:
+def test_no_arrival_order_pays_past_a_cap_or_twice(
+    sequence: list[tuple[str, str, str]], data: st.DataObject, pp_cap: int, total_cap: int
+) -> None:
     order = data.draw(st.permutations(sequence))
     w = World(contract(per_participant_cap_ore=pp_cap, total_cap_ore=total_cap))
     for e in EPISODES:
@@ -234,11 +286,17 @@ def test_no_arrival_order_pays_past_a_cap_or_twice(sequence: list[tuple[str, str
     seen = [(e.payment_id, e.kind) for e in w.repo.ledger]
     assert len(seen) == len(set(seen))
     active = {e.payment_id for e in w.repo.ledger if e.kind == "payment.triggered"} - {
-        e.payment_id for e in w.repo.ledger if e.kind == "payment.reversed"}
+        e.payment_id for e in w.repo.ledger if e.kind == "payment.reversed"
+    }
     for entry in w.repo.ledger:
         if entry.payment_id in active:  # everything still paid rests on an achieved outcome
-            assert w.repo.fact_status[((entry.provider_id, entry.episode_id), entry.measure_id)].status == "achieved"
+            assert (
+                w.repo.fact_status[((entry.provider_id, entry.episode_id), entry.measure_id)].status
+                == "achieved"
+            )
     for entry in w.repo.ledger:
         if entry.kind == "payment.reversed":
-            paid = next(t for t in w.repo.ledger if t.payment_id == entry.payment_id and t.kind == "payment.triggered")
+            paid = next(
+                t for t in w.repo.ledger if t.payment_id == entry.payment_id and t.kind == "payment.triggered"
+            )
             assert entry.amount_ore == paid.amount_ore

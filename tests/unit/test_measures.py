@@ -19,35 +19,93 @@ SUBJECT = "v1:SUBJECT"
 _n = iter(range(1, 10**9))
 
 
-def ev(kind: str, episode: str, data: dict[str, Any], *, provider: str = P, subject: str = SUBJECT,
-       at: datetime | None = None, eid: str | None = None) -> StoredEvent:
-    return StoredEvent(f"provider/{provider}", eid or f"e{next(_n)}", f"se.utfall.{kind}.v1",
-                       at or datetime(2024, 1, 1, tzinfo=UTC), subject, provider, episode,
-                       {"episode_id": episode, "provider_id": provider, "subject_ref": subject, **data})
+def ev(
+    kind: str,
+    episode: str,
+    data: dict[str, Any],
+    *,
+    provider: str = P,
+    subject: str = SUBJECT,
+    at: datetime | None = None,
+    eid: str | None = None,
+) -> StoredEvent:
+    return StoredEvent(
+        f"provider/{provider}",
+        eid or f"e{next(_n)}",
+        f"se.utfall.{kind}.v1",
+        at or datetime(2024, 1, 1, tzinfo=UTC),
+        subject,
+        provider,
+        episode,
+        {"episode_id": episode, "provider_id": provider, "subject_ref": subject, **data},
+    )
 
 
 def start(episode: str = "ep1", day: str = "2023-01-10", care_type: str = "hvb", **kw: Any) -> StoredEvent:
-    return ev("placement.started", episode, {"unit_id": "u1", "municipality_code": "0180", "care_type": care_type,
-                                             "legal_basis": "SoL", "target_group": "behaviour", "sex": "female",
-                                             "birth_year": 2008, "age_at_start": 14, "start_date": day}, **kw)
+    return ev(
+        "placement.started",
+        episode,
+        {
+            "unit_id": "u1",
+            "municipality_code": "0180",
+            "care_type": care_type,
+            "legal_basis": "SoL",
+            "target_group": "behaviour",
+            "sex": "female",
+            "birth_year": 2008,
+            "age_at_start": 14,
+            "start_date": day,
+        },
+        **kw,
+    )
 
 
-def end(episode: str = "ep1", day: str = "2024-01-31", reason: str = "planned", destination: str = "parents",
-        **kw: Any) -> StoredEvent:
-    return ev("placement.ended", episode, {"end_date": day, "end_reason": reason, "destination": destination}, **kw)
+def end(
+    episode: str = "ep1",
+    day: str = "2024-01-31",
+    reason: str = "planned",
+    destination: str = "parents",
+    **kw: Any,
+) -> StoredEvent:
+    return ev(
+        "placement.ended", episode, {"end_date": day, "end_reason": reason, "destination": destination}, **kw
+    )
 
 
-def follow(episode: str = "ep1", month: int = 12, day: str = "2025-02-05", living: str = "parents",
-           education: bool | None = True, replaced: bool | None = False, **kw: Any) -> StoredEvent:
-    return ev("followup.recorded", episode, {"followup_month": month, "assessed_on": day, "living_situation": living,
-                                             "in_education_or_work": education, "replaced_since_discharge": replaced,
-                                             "offending": None, "substance_misuse": None}, **kw)
+def follow(
+    episode: str = "ep1",
+    month: int = 12,
+    day: str = "2025-02-05",
+    living: str = "parents",
+    education: bool | None = True,
+    replaced: bool | None = False,
+    **kw: Any,
+) -> StoredEvent:
+    return ev(
+        "followup.recorded",
+        episode,
+        {
+            "followup_month": month,
+            "assessed_on": day,
+            "living_situation": living,
+            "in_education_or_work": education,
+            "replaced_since_discharge": replaced,
+            "offending": None,
+            "substance_misuse": None,
+        },
+        **kw,
+    )
 
 
 def retract(target: StoredEvent, **kw: Any) -> StoredEvent:
-    return ev("event.retracted", target.episode_id, {"retracted_event_id": target.event_id,
-                                                     "retracted_event_type": target.type, "reason": "fel"},
-              provider=target.provider_id, subject=target.subject_ref, **kw)
+    return ev(
+        "event.retracted",
+        target.episode_id,
+        {"retracted_event_id": target.event_id, "retracted_event_type": target.type, "reason": "fel"},
+        provider=target.provider_id,
+        subject=target.subject_ref,
+        **kw,
+    )
 
 
 def statuses(events: list[StoredEvent], today: date) -> dict[tuple[str, str], str]:
@@ -67,9 +125,16 @@ def status(events: list[StoredEvent], measure: str, today: date, episode: str = 
 
 
 def test_catalogue_is_versioned_data_with_both_languages() -> None:
-    assert set(MEASURE_IDS) == {"planned_discharge", "less_intensive_after", "no_replacement_6m", "no_replacement_12m",
-                                "no_replacement_24m", "education_or_work_12m", "living_at_home_12m",
-                                "followup_coverage_12m"}
+    assert set(MEASURE_IDS) == {
+        "planned_discharge",
+        "less_intensive_after",
+        "no_replacement_6m",
+        "no_replacement_12m",
+        "no_replacement_24m",
+        "education_or_work_12m",
+        "living_at_home_12m",
+        "followup_coverage_12m",
+    }
     for m in CATALOGUE:
         assert m.version >= 1 and m.title_sv and m.title_en and m.definition_sv and m.definition_en
 
@@ -78,19 +143,38 @@ def test_only_ended_episodes_have_facts() -> None:
     assert statuses([start()], date(2030, 1, 1)) == {}
 
 
-@pytest.mark.parametrize(("reason", "expected"), [("planned", "achieved"), ("unplanned", "not_achieved"),
-                                                  ("moved_to_other_care", "not_achieved"), ("aged_out", "not_achieved"),
-                                                  ("other", "not_achieved")])
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("planned", "achieved"),
+        ("unplanned", "not_achieved"),
+        ("moved_to_other_care", "not_achieved"),
+        ("aged_out", "not_achieved"),
+        ("other", "not_achieved"),
+    ],
+)
 def test_planned_discharge(reason: str, expected: str) -> None:
     assert status([start(), end(reason=reason)], "planned_discharge", date(2024, 2, 1)) == expected
 
 
-@pytest.mark.parametrize(("destination", "expected"), [
-    ("parents", "achieved"), ("relatives", "achieved"), ("own_housing", "achieved"), ("supported_housing", "achieved"),
-    ("family_home", "achieved"), ("hvb", "not_achieved"), ("sis", "not_achieved"), ("other", "not_achieved"),
-    ("unknown", "not_achieved")])
+@pytest.mark.parametrize(
+    ("destination", "expected"),
+    [
+        ("parents", "achieved"),
+        ("relatives", "achieved"),
+        ("own_housing", "achieved"),
+        ("supported_housing", "achieved"),
+        ("family_home", "achieved"),
+        ("hvb", "not_achieved"),
+        ("sis", "not_achieved"),
+        ("other", "not_achieved"),
+        ("unknown", "not_achieved"),
+    ],
+)
 def test_less_intensive_after(destination: str, expected: str) -> None:
-    assert status([start(), end(destination=destination)], "less_intensive_after", date(2024, 2, 1)) == expected
+    assert (
+        status([start(), end(destination=destination)], "less_intensive_after", date(2024, 2, 1)) == expected
+    )
 
 
 def test_add_months_clamps_to_month_end() -> None:
@@ -117,9 +201,16 @@ def test_replacement_on_window_edges(months: int) -> None:
     window_end = add_months(ended_on, months)
     measure = f"no_replacement_{months}m"
     base = [start(), end(day=ended_on.isoformat())]
-    for restart, expected in [(ended_on, "pending"), (ended_on + timedelta(days=1), "not_achieved"),
-                              (window_end, "not_achieved"), (window_end + timedelta(days=1), "pending")]:
-        events = [*base, start("ep2", restart.isoformat(), provider="familjehem-vast", care_type="family_home")]
+    for restart, expected in [
+        (ended_on, "pending"),
+        (ended_on + timedelta(days=1), "not_achieved"),
+        (window_end, "not_achieved"),
+        (window_end + timedelta(days=1), "pending"),
+    ]:
+        events = [
+            *base,
+            start("ep2", restart.isoformat(), provider="familjehem-vast", care_type="family_home"),
+        ]
         assert status(events, measure, ended_on + timedelta(days=2)) == expected, restart
 
 
@@ -131,22 +222,35 @@ def test_replacement_by_another_provider_counts_but_outpatient_does_not() -> Non
     assert status(elsewhere, "no_replacement_6m", date(2025, 3, 1)) == "not_achieved"
     outpatient = [*base, start("ep2", "2024-06-01", provider="oppenvard-mitt", care_type="outpatient")]
     assert status(outpatient, "no_replacement_12m", date(2025, 3, 1)) == "achieved"
-    other_person = [*base, start("ep2", "2024-06-01", provider="sis-ljungen", care_type="sis", subject="v1:OTHER")]
+    other_person = [
+        *base,
+        start("ep2", "2024-06-01", provider="sis-ljungen", care_type="sis", subject="v1:OTHER"),
+    ]
     assert status(other_person, "no_replacement_12m", date(2025, 3, 1)) == "achieved"
 
 
 def test_an_earlier_followup_saying_yes_beats_a_later_no() -> None:
-    events = [start(), end(day="2024-01-31"), follow(month=6, day="2024-08-05", replaced=True),
-              follow(month=12, day="2025-02-05", replaced=False)]
+    events = [
+        start(),
+        end(day="2024-01-31"),
+        follow(month=6, day="2024-08-05", replaced=True),
+        follow(month=12, day="2025-02-05", replaced=False),
+    ]
     assert status(events, "no_replacement_12m", date(2025, 3, 1)) == "not_achieved"
     assert status(events, "no_replacement_6m", date(2025, 3, 1)) == "not_achieved"
-    later_yes = [start(), end(day="2024-01-31"), follow(month=6, day="2024-08-05", replaced=False),
-                 follow(month=24, day="2026-02-05", replaced=True)]
+    later_yes = [
+        start(),
+        end(day="2024-01-31"),
+        follow(month=6, day="2024-08-05", replaced=False),
+        follow(month=24, day="2026-02-05", replaced=True),
+    ]
     assert status(later_yes, "no_replacement_6m", date(2026, 3, 1)) == "achieved"
     assert status(later_yes, "no_replacement_24m", date(2026, 3, 1)) == "not_achieved"
 
 
-@pytest.mark.parametrize(("answer", "expected"), [(True, "achieved"), (False, "not_achieved"), (None, "pending")])
+@pytest.mark.parametrize(
+    ("answer", "expected"), [(True, "achieved"), (False, "not_achieved"), (None, "pending")]
+)
 def test_education_or_work_12m(answer: bool | None, expected: str) -> None:
     events = [start(), end(day="2024-01-31"), follow(month=12, day="2025-02-05", education=answer)]
     assert status(events, "education_or_work_12m", date(2025, 3, 1)) == expected
@@ -154,9 +258,18 @@ def test_education_or_work_12m(answer: bool | None, expected: str) -> None:
         assert status(events, "education_or_work_12m", date(2025, 4, 2)) == "missing"
 
 
-@pytest.mark.parametrize(("living", "expected"), [
-    ("parents", "achieved"), ("relatives", "achieved"), ("own_housing", "achieved"), ("supported_housing", "achieved"),
-    ("family_home", "not_achieved"), ("institution", "not_achieved"), ("unknown", "pending")])
+@pytest.mark.parametrize(
+    ("living", "expected"),
+    [
+        ("parents", "achieved"),
+        ("relatives", "achieved"),
+        ("own_housing", "achieved"),
+        ("supported_housing", "achieved"),
+        ("family_home", "not_achieved"),
+        ("institution", "not_achieved"),
+        ("unknown", "pending"),
+    ],
+)
 def test_living_at_home_12m(living: str, expected: str) -> None:
     events = [start(), end(day="2024-01-31"), follow(month=12, day="2025-02-05", living=living)]
     assert status(events, "living_at_home_12m", date(2025, 3, 1)) == expected
@@ -167,8 +280,14 @@ def test_followup_coverage_12m() -> None:
     last_pending = closes_on(date(2024, 1, 31), 12)
     assert status(base, "followup_coverage_12m", last_pending) == "pending"
     assert status(base, "followup_coverage_12m", last_pending + timedelta(days=1)) == "not_achieved"
-    assert status([*base, follow(month=12, day="2025-03-01")], "followup_coverage_12m", date(2025, 3, 2)) == "achieved"
-    assert status([*base, follow(month=6, day="2024-08-01")], "followup_coverage_12m", date(2026, 1, 1)) == "not_achieved"
+    assert (
+        status([*base, follow(month=12, day="2025-03-01")], "followup_coverage_12m", date(2025, 3, 2))
+        == "achieved"
+    )
+    assert (
+        status([*base, follow(month=6, day="2024-08-01")], "followup_coverage_12m", date(2026, 1, 1))
+        == "not_achieved"
+    )
 
 
 def test_retraction_counts_as_never_sent_and_correction_replaces() -> None:
@@ -197,23 +316,33 @@ def test_length_of_stay() -> None:
 
 # --- order independence ----------------------------------------------------------------------------------
 
+
 def _stream() -> list[StoredEvent]:
     first_end = end("ep1", "2024-01-31", reason="unplanned")
     return [
-        start("ep1", "2023-01-10"), first_end, retract(first_end), end("ep1", "2024-02-02", reason="planned"),
-        follow("ep1", 6, "2024-08-10", replaced=False), follow("ep1", 12, "2025-02-10", education=False),
+        start("ep1", "2023-01-10"),
+        first_end,
+        retract(first_end),
+        end("ep1", "2024-02-02", reason="planned"),
+        follow("ep1", 6, "2024-08-10", replaced=False),
+        follow("ep1", 12, "2025-02-10", education=False),
         start("ep2", "2025-01-05", provider="sis-ljungen", care_type="sis"),
         end("ep2", "2025-06-30", provider="sis-ljungen", reason="aged_out", destination="own_housing"),
-        start("ep3", "2024-03-01", subject="v1:OTHER"), end("ep3", "2024-04-01", subject="v1:OTHER"),
+        start("ep3", "2024-03-01", subject="v1:OTHER"),
+        end("ep3", "2024-04-01", subject="v1:OTHER"),
         follow("ep3", 12, "2024-03-15", subject="v1:OTHER"),
     ]
 
 
 @settings(max_examples=300)
-@given(order=st.permutations(range(11)), duplicates=st.lists(st.integers(0, 10), max_size=6),
-       today=st.dates(min_value=date(2024, 1, 1), max_value=date(2027, 12, 31)))
-def test_any_permutation_and_duplication_gives_identical_facts(order: list[int], duplicates: list[int],
-                                                                today: date) -> None:
+@given(
+    order=st.permutations(range(11)),
+    duplicates=st.lists(st.integers(0, 10), max_size=6),
+    today=st.dates(min_value=date(2024, 1, 1), max_value=date(2027, 12, 31)),
+)
+def test_any_permutation_and_duplication_gives_identical_facts(
+    order: list[int], duplicates: list[int], today: date
+) -> None:
     stream = _stream()
     reference = statuses(stream, today)
     shuffled = [stream[i] for i in order] + [stream[i] for i in duplicates]

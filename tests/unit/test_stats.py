@@ -40,10 +40,14 @@ def test_primary_and_complementary_suppression() -> None:
 
 
 @settings(max_examples=500)
-@given(cells=st.dictionaries(st.text(min_size=1, max_size=3), st.integers(0, 60), min_size=1, max_size=12),
-       min_cell=st.integers(1, 15), data=st.data())
-def test_no_suppressed_value_is_derivable_by_subtraction(cells: dict[str, int], min_cell: int,
-                                                         data: st.DataObject) -> None:
+@given(
+    cells=st.dictionaries(st.text(min_size=1, max_size=3), st.integers(0, 60), min_size=1, max_size=12),
+    min_cell=st.integers(1, 15),
+    data=st.data(),
+)
+def test_no_suppressed_value_is_derivable_by_subtraction(
+    cells: dict[str, int], min_cell: int, data: st.DataObject
+) -> None:
     known = frozenset(data.draw(st.sets(st.sampled_from(sorted(cells)), max_size=max(0, len(cells) - 1))))
     result = suppress(cells, min_cell=min_cell, known=known)
     assert result.primary == {k for k, n in cells.items() if n < min_cell} or result.total_suppressed
@@ -57,8 +61,10 @@ def test_no_suppressed_value_is_derivable_by_subtraction(cells: dict[str, int], 
 
 def test_indirect_standardisation() -> None:
     counts = [
-        StratumCount("A", "young", 8, 10), StratumCount("A", "old", 2, 10),
-        StratumCount("B", "young", 16, 20), StratumCount("B", "old", 10, 40),
+        StratumCount("A", "young", 8, 10),
+        StratumCount("A", "old", 2, 10),
+        StratumCount("B", "young", 16, 20),
+        StratumCount("B", "old", 10, 40),
     ]
     out = indirect_standardisation(counts)
     # stratum rates: young 24/30 = 0.8, old 12/50 = 0.24

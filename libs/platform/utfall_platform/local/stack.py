@@ -299,7 +299,7 @@ def run(argv: list[str] | None = None) -> None:
             "  gateway API docs         {}/docs   (OpenAPI: {}/openapi.json)\n"
             "  ingest (POST /v1/events) {}/docs\n"
             "  measures, contracts      {}/ready, {}/ready\n"
-            "  metrics                  /metrics on every service (see deploy/prometheus)\n"
+            "  metrics                  /metrics on every service; `make run-observability` starts Prometheus\n"
             "  demo keys                {} (operator key: {})\n"
             "Ctrl-C stops everything.\n".format(
                 time.monotonic() - started,

@@ -15,7 +15,10 @@ from ..pagination import cursor_int, encode_cursor
 from ..results import DIMENSIONS, ResultsQuery, build_cells, comparison, disclose, fetch_counts
 
 router = APIRouter(
-    prefix="/v1", tags=["measures"], responses=problem_responses(400, 401, 404, 422), dependencies=[Depends(principal)]
+    prefix="/v1",
+    tags=["measures"],
+    responses=problem_responses(400, 401, 404, 422),
+    dependencies=[Depends(principal)],
 )
 
 MeasureId = Annotated[str, Path(max_length=64, examples=["planned_discharge"])]
@@ -206,7 +209,9 @@ async def comparisons(
     "/providers/{provider_id}/scorecard",
     summary="One provider's results on every measure",
 )
-async def scorecard(request: Request, who: Anyone, provider_id: ProviderIdPath, year: YearQ = None) -> dict[str, Any]:
+async def scorecard(
+    request: Request, who: Anyone, provider_id: ProviderIdPath, year: YearQ = None
+) -> dict[str, Any]:
     pool, cache, min_cell = _deps(request)
     catalogue = [r for r in await cache.get(("catalogue",), lambda: _catalogue(pool)) if r["is_current"]]
     measures = []

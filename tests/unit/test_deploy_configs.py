@@ -1,0 +1,98 @@
+"""Deployment files checked by their own tools: promtool (config, rules, rule unit tests), docker-compose
+(config parse, no engine needed), kubernetes-validate (strict, offline schemas), and the Grafana dashboards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
+    assert found, f"{name} is needed (scripts/bootstrap.sh --system installs it)"
+    return found
+
+
+def run(*args: str) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def test_prometheus_config_and_rules() -> None:
+    run(tool("promtool"), "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
+    run(tool("promtool"), "check", "rules", str(DEPLOY / "prometheus" / "rules.yml"))
+
+
+def test_alert_rules_unit_tests() -> None:
+    out = run(tool("promtool"), "test", "rules", str(DEPLOY / "prometheus" / "rules_test.yml"))
+    assert "SUCCESS" in out
+
+
+def test_compose_file_parses() -> None:
+    out = run(tool("docker-compose"), "-f", str(DEPLOY / "compose.yaml"), "config")
+    config = yaml.safe_load(out)
+    assert {
+        "kafka",
+        "postgres",
+        "ingest",
+        "measures",
+        "contracts",
+        "gateway",
+        "prometheus",
+        "grafana",
+    } <= set(config["services"])
+    assert config["services"]["kafka"]["image"].startswith("apache/kafka:")
+
+
+def test_kubernetes_manifests_validate_strictly() -> None:
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    files = [str(DEPLOY / "k8s" / name) for name in kustomization["resources"]]
+    run(tool("kubernetes-validate"), "--strict", "--quiet", *files)
+    kinds = {d["kind"] for f in files for d in yaml.safe_load_all(Path(f).read_text()) if d}
+    assert {"Deployment", "Service", "ConfigMap", "Secret", "HorizontalPodAutoscaler"} <= kinds
+    for f in files:
+        for doc in yaml.safe_load_all(Path(f).read_text()):
+            if doc and doc["kind"] == "Deployment":
+                container = doc["spec"]["template"]["spec"]["containers"][0]
+                assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+                assert container["resources"]["requests"]
+
+
+def dashboards() -> dict[str, dict[str, object]]:
+    return {p.name: json.loads(p.read_text()) for p in (DEPLOY / "grafana" / "dashboards").glob("*.json")}
+
+
+def test_dashboards_are_generated_from_their_source() -> None:
+    sys.path.insert(0, str(DEPLOY / "grafana"))
+    try:
+        import build_dashboards
+    finally:
+        sys.path.pop(0)
+    assert dashboards() == json.loads(json.dumps(build_dashboards.DASHBOARDS)), (
+        "run deploy/grafana/build_dashboards.py"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(dashboards()))
+def test_dashboard_panels_query_the_provisioned_prometheus(name: str) -> None:
+    model = dashboards()[name]
+    datasource = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    uid = datasource["datasources"][0]["uid"]
+    assert model["panels"]
+    for panel in model["panels"]:  # type: ignore[attr-defined]
+        assert panel["datasource"]["uid"] == uid and panel["targets"]
+        for target in panel["targets"]:
+            assert target["expr"].strip()
