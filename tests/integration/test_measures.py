@@ -164,7 +164,7 @@ async def test_cohort_facts_and_aggregates_match_an_independent_recomputation(
                         for status in ("achieved", "not_achieved", "missing", "pending"):
                             got[(key, status)] += r[status]
                     want = Counter()
-                    for (provider, _, m), fact in expected.items():
+                    for (_, _, m), fact in expected.items():
                         if m == measure:
                             want[(tuple(fact[c] for c in (*q.period_columns, *group)), fact["status"])] += 1
                     assert {k: v for k, v in got.items() if v} == {k: v for k, v in want.items() if v}, (
