@@ -33,3 +33,13 @@ def test_golden_examples_match_the_schemas(path: Path) -> None:
         jsonschema.validate(event, envelope)
         name = "".join(p.capitalize() for p in event["type"].split(".")[2:4]) + "DataV1"
         jsonschema.validate(event["data"], json.loads((schema_dir() / f"{name}.json").read_text()))
+
+
+def test_asyncapi_document_is_checked_in_and_current() -> None:
+    from utfall_platform.asyncapi import document
+
+    root = Path(__file__).resolve().parents[2]
+    checked_in = json.loads((root / "docs" / "asyncapi.json").read_text())
+    assert checked_in == document(), "run `python -m utfall_platform.asyncapi`"
+    assert checked_in["asyncapi"] == "3.0.0"
+    assert "payments.v1:publish" in checked_in["channels"]

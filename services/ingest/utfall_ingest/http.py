@@ -162,4 +162,11 @@ def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey)
         return JSONResponse(schema, media_type="application/schema+json")
 
     api.include_router(schemas, prefix="")
+
+    @api.get("/asyncapi.json", tags=["schemas"], summary="The AsyncAPI 3.0 document of Utfall's topics")
+    async def asyncapi() -> JSONResponse:
+        from utfall_platform.asyncapi import document
+
+        return JSONResponse(document())
+
     return api
