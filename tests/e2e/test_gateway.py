@@ -54,6 +54,26 @@ async def data(stack) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             "other_finance": await create_key(world.bootstrap, "finance", funder="vast-impact-fund"),
         }
     )
+    reporter = await create_key(world.bootstrap, "provider", provider_id="egen-hvb-norr")
+    figures = [
+        {
+            "provider_id": "egen-hvb-norr",
+            "measure_id": "no_replacement_6m",
+            "measure_version": 1,
+            "period": str(year),
+            "target_group": "behaviour",
+            "numerator": 31,
+            "denominator": 40,
+            "missing": 6,
+            "method": "uppföljningssamtal",
+        }
+        for year in range(2021, 2026)
+    ]
+    async with httpx.AsyncClient(base_url=stack.services["ingest"].url, timeout=30) as http:
+        answer = await http.post(
+            "/v1/aggregates", json=figures, headers={"authorization": f"Bearer {reporter}"}
+        )
+        assert [r["status"] for r in answer.json()["receipts"]] == ["accepted"] * 5, answer.text
     cohort = generate(CohortConfig(subjects=700, seed=4242, today=date(2026, 10, 31)))
     counts = await post_events(
         stack.services["ingest"].url, provider_keys, cohort.events, batch=500, quiet=True
@@ -330,10 +350,16 @@ async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # typ
         await page.select_option("#year", str(year))
         await page.click("button[type=submit]")
         await page.wait_for_selector("#chart")
+        labelled = page.locator('#results tbody tr[data-source="self_reported"] td.source')
+        assert (
+            await labelled.count() == sum(1 for p in api["providers"] if p["source"] == "self_reported") >= 1
+        )
+        assert await labelled.first.inner_text() == "självrapporterat"
         rows = await page.locator("#results tbody tr").all()
         assert len(rows) == len(api["providers"])
         for row, provider in zip(rows, api["providers"], strict=True):
             assert await row.get_attribute("data-provider") == provider["provider_id"]
+            assert await row.get_attribute("data-source") == provider["source"]
             if provider["status"] == "ok":
                 achieved = await row.locator("td.achieved").inner_text()
                 assert int(achieved) == provider["achieved"]

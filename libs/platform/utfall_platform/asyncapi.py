@@ -17,7 +17,12 @@ from faststream.specification import AsyncAPI
 from utfall_events import topics
 from utfall_events.aggregates import AggregateSubmissionV1
 from utfall_events.auth import ApiKeyV1
-from utfall_events.care import CareEventV1, PlacementStartedDataV1, PublishedPlacementStartedV1, RejectedEventV1
+from utfall_events.care import (
+    CareEventV1,
+    PlacementStartedDataV1,
+    PublishedPlacementStartedV1,
+    RejectedEventV1,
+)
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import OutcomeFactV1
 from utfall_events.payments import PaymentV1
@@ -31,24 +36,47 @@ BINARY_MODE = (
 def document() -> dict[str, Any]:
     broker = KafkaBroker("kafka:9092", description="Utfall's Kafka topics")
     channels = [
-        (topics.CARE_EVENTS_RAW, PlacementStartedDataV1, "Providers producing directly: any care event type "
-         "(placement.started shown; see the JSON Schemas for the others). " + BINARY_MODE),
-        (topics.CARE_EVENTS, PublishedPlacementStartedV1, "Validated, pseudonymised care events, keyed by "
-         "subject_ref (placement.started shown). " + BINARY_MODE),
-        (topics.CARE_EVENTS_REJECTED, RejectedEventV1, "Dead letters of ingest: why an event was refused; never a "
-         "personnummer."),
-        (topics.OUTCOMES, OutcomeFactV1, "Outcome facts, keyed by subject_ref, published when a status changes."),
-        (topics.PAYMENTS, PaymentV1, "Payment triggers and reversals, keyed by contract id. Deduplicate on "
-         "(payment_id, kind)."),
+        (
+            topics.CARE_EVENTS_RAW,
+            PlacementStartedDataV1,
+            "Providers producing directly: any care event type "
+            "(placement.started shown; see the JSON Schemas for the others). " + BINARY_MODE,
+        ),
+        (
+            topics.CARE_EVENTS,
+            PublishedPlacementStartedV1,
+            "Validated, pseudonymised care events, keyed by "
+            "subject_ref (placement.started shown). " + BINARY_MODE,
+        ),
+        (
+            topics.CARE_EVENTS_REJECTED,
+            RejectedEventV1,
+            "Dead letters of ingest: why an event was refused; never a personnummer.",
+        ),
+        (
+            topics.OUTCOMES,
+            OutcomeFactV1,
+            "Outcome facts, keyed by subject_ref, published when a status changes.",
+        ),
+        (
+            topics.PAYMENTS,
+            PaymentV1,
+            "Payment triggers and reversals, keyed by contract id. Deduplicate on (payment_id, kind).",
+        ),
         (topics.AGGREGATES, AggregateSubmissionV1, "Aggregated submissions, keyed by submission key."),
         (topics.API_KEYS, ApiKeyV1, "API keys as hashes (compacted, keyed by key id)."),
         (topics.CONTRACT_COMMANDS, ContractDefinitionV1, "Contract definitions to create or amend."),
     ]
     for name, model, description in channels:
         broker.publisher(name, title=f"{name}:publish", description=description, schema=model)
-    spec = AsyncAPI(broker, title="Utfall topics", version="1.0.0", schema_version="3.0.0",
-                    description="Event contracts between Utfall's services and with providers and finance systems. "
-                    f"The decoded whole of a care event is {CareEventV1.__name__}.")
+    spec = AsyncAPI(
+        broker,
+        title="Utfall topics",
+        version="1.0.0",
+        schema_version="3.0.0",
+        description="Event contracts between Utfall's services and with providers and finance systems. "
+        f"The decoded whole of a care event is {CareEventV1.__name__}.",
+    )
     return dict(json.loads(spec.to_specification().to_json()))
 
 

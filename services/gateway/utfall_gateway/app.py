@@ -27,7 +27,6 @@ class GatewayState:
         self.settings = settings
         self.clock = clock
         self.cache = TtlCache(settings.results_cache_seconds)
-        self.self_reported: Any = None
 
     @property
     def pool(self) -> Any:

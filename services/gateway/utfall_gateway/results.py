@@ -13,6 +13,7 @@ from utfall_stats.disclosure import suppress
 from utfall_stats.risk import StratumCount, indirect_standardisation
 from utfall_stats.wilson import wilson_interval
 
+from . import metrics as gateway_metrics
 from .auth import Principal
 
 DIMENSIONS: tuple[str, ...] = (
@@ -151,27 +152,121 @@ def disclose(
     filters: dict[str, str],
     min_cell: int,
 ) -> Table:
-    """Apply primary and complementary suppression per period (the breakdown), sparing the reader's own
-    cells, which it sees exactly and which count as known when checking what subtraction reveals."""
+    """Apply primary and complementary suppression per period and source (each a breakdown with its own
+    published total), sparing the reader's own cells, which it sees exactly and which count as known when
+    checking what subtraction reveals."""
     table = Table()
     for period_key in sorted(cells_by_period, key=lambda k: tuple(str(x) for x in k)):
-        cells = cells_by_period[period_key]
-        known = frozenset(c.key for c in cells if c.own)
-        result = suppress({c.key: c.closed for c in cells}, min_cell=min_cell, known=known)
-        total_counts = {k: sum(c.counts[k] for c in cells) for k in COUNTS}
-        all_own = bool(cells) and all(c.own for c in cells)
-        for cell in cells:
-            if cell.own or cell.key not in result.cells:
-                table.rows.append(
-                    row(cell.dims, cell.counts, status="ok", exact=cell.own, source=cell.source)
+        period_cells = cells_by_period[period_key]
+        for source in sorted({c.source for c in period_cells}):
+            cells = [c for c in period_cells if c.source == source]
+            known = frozenset(c.key for c in cells if c.own)
+            result = suppress({c.key: c.closed for c in cells}, min_cell=min_cell, known=known)
+            total_counts = {k: sum(c.counts[k] for c in cells) for k in COUNTS}
+            all_own = bool(cells) and all(c.own for c in cells)
+            for cell in cells:
+                if cell.own or cell.key not in result.cells:
+                    table.rows.append(
+                        row(cell.dims, cell.counts, status="ok", exact=cell.own, source=cell.source)
+                    )
+                else:
+                    table.rows.append(
+                        row(cell.dims, None, status="suppressed", exact=False, source=cell.source)
+                    )
+            if all_own or not result.total_suppressed:
+                table.totals.append(
+                    row(period_dims[period_key], total_counts, status="ok", exact=all_own, source=source)
                 )
             else:
-                table.rows.append(row(cell.dims, None, status="suppressed", exact=False, source=cell.source))
-        if all_own or not result.total_suppressed:
-            table.totals.append(row(period_dims[period_key], total_counts, status="ok", exact=all_own))
-        else:
-            table.totals.append(row(period_dims[period_key], None, status="suppressed", exact=False))
+                table.totals.append(
+                    row(period_dims[period_key], None, status="suppressed", exact=False, source=source)
+                )
+    flag_differences(table.rows)
     return table
+
+
+def flag_differences(rows: list[dict[str, Any]]) -> int:
+    """Where a cell has both event-based and self-reported figures and both are shown, say whether they differ
+    (non-overlapping 95% intervals). Returns how many differ."""
+    by_dims: dict[tuple[tuple[str, Any], ...], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        dims = tuple(
+            sorted((k, v) for k, v in r.items() if k in (*DIMENSIONS, "discharge_year", "discharge_quarter"))
+        )
+        by_dims.setdefault(dims, {})[r["source"]] = r
+    differing = 0
+    for pair in by_dims.values():
+        events, own = pair.get("events"), pair.get("self_reported")
+        if events is None or own is None:
+            continue
+        visible = (
+            events["status"] == "ok"
+            and own["status"] == "ok"
+            and events["observed_rate"] is not None
+            and own["observed_rate"] is not None
+        )
+        for r in (events, own):
+            r["both_sources"] = True
+        if not visible:
+            continue
+        differs = events["ci_high"] < own["ci_low"] or own["ci_high"] < events["ci_low"]
+        difference = own["observed_rate"] - events["observed_rate"]
+        for r in (events, own):
+            r["source_difference"] = {"self_reported_minus_events": difference, "differs": differs}
+        differing += differs
+    if differing:
+        gateway_metrics.SOURCE_DIFFERENCES.inc(differing)
+    return differing
+
+
+SELF_REPORTED_DIMS = ("provider_id", "target_group", "care_type", "legal_basis", "sex", "age_band")
+OPTIONAL_SELF_REPORTED = ("care_type", "legal_basis", "sex", "age_band")
+
+
+async def self_reported_cells(
+    conn: asyncpg.Connection | asyncpg.Pool, q: ResultsQuery, principal: Principal
+) -> tuple[dict[tuple[Any, ...], list[Cell]], dict[tuple[Any, ...], dict[str, Any]]]:
+    """Aggregated submissions fitting this query. A submission fits when it is broken down by exactly the
+    optional dimensions the query groups or filters by (so totals and breakdowns never double count), for the
+    same kind of period."""
+    used = set(q.group_by) | {name for name, _ in q.filters}
+    if not used <= set(SELF_REPORTED_DIMS):
+        return {}, {}
+    clauses = ["measure_id = $1"]
+    args: list[Any] = [q.measure_id]
+    for name in OPTIONAL_SELF_REPORTED:
+        clauses.append(f"{name} IS {'NOT ' if name in used else ''}NULL")
+    clauses.append("discharge_quarter IS NULL" if q.period == "year" else "discharge_quarter IS NOT NULL")
+    for name, value in q.filters:
+        args.append(value)
+        clauses.append(f"{name} = ${len(args)}")
+    if q.year is not None:
+        args.append(q.year)
+        clauses.append(f"discharge_year = ${len(args)}")
+    if q.quarter is not None:
+        args.append(q.quarter)
+        clauses.append(f"discharge_quarter = ${len(args)}")
+    columns = [*q.period_columns, *q.group_by]
+    select_cols = ", ".join(columns)
+    records = await conn.fetch(
+        f"SELECT {select_cols}, sum(achieved) AS achieved, sum(not_achieved) AS not_achieved, "
+        f"sum(missing) AS missing, 0 AS pending FROM measures_read.self_reported WHERE {' AND '.join(clauses)} "
+        f"GROUP BY {select_cols} ORDER BY {select_cols}",
+        *args,
+    )
+    return build_cells(records, q, principal, source="self_reported")
+
+
+def merge_cells(
+    *parts: tuple[dict[tuple[Any, ...], list[Cell]], dict[tuple[Any, ...], dict[str, Any]]],
+) -> tuple[dict[tuple[Any, ...], list[Cell]], dict[tuple[Any, ...], dict[str, Any]]]:
+    cells: dict[tuple[Any, ...], list[Cell]] = {}
+    periods: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for by_period, dims in parts:
+        for key, items in by_period.items():
+            cells.setdefault(key, []).extend(items)
+        periods.update(dims)
+    return cells, periods
 
 
 def build_cells(
@@ -191,6 +286,43 @@ def build_cells(
 
 
 STRATA = ("age_band", "sex", "legal_basis", "target_group")
+
+
+async def _self_reported_providers(
+    conn: asyncpg.Connection | asyncpg.Pool, measure_id: str, year: int | None, filters: dict[str, str]
+) -> list[Cell]:
+    """Providers' yearly aggregated submissions fitting the comparison's filters (see self_reported_cells)."""
+    if not set(filters) <= set(SELF_REPORTED_DIMS):
+        return []
+    clauses = ["measure_id = $1", "discharge_quarter IS NULL"]
+    args: list[Any] = [measure_id]
+    for name in OPTIONAL_SELF_REPORTED:
+        clauses.append(f"{name} IS {'NOT ' if name in filters else ''}NULL")
+    for name, value in sorted(filters.items()):
+        args.append(value)
+        clauses.append(f"{name} = ${len(args)}")
+    if year is not None:
+        args.append(year)
+        clauses.append(f"discharge_year = ${len(args)}")
+    rows = await conn.fetch(
+        "SELECT provider_id, sum(achieved) AS achieved, sum(not_achieved) AS not_achieved, sum(missing) AS missing "
+        f"FROM measures_read.self_reported WHERE {' AND '.join(clauses)} GROUP BY provider_id ORDER BY provider_id",
+        *args,
+    )
+    return [
+        Cell(
+            (r["provider_id"], "self_reported"),
+            {"provider_id": r["provider_id"]},
+            {
+                "achieved": int(r["achieved"]),
+                "not_achieved": int(r["not_achieved"]),
+                "missing": int(r["missing"]),
+                "pending": 0,
+            },
+            "self_reported",
+        )
+        for r in rows
+    ]
 
 
 async def comparison(
@@ -237,13 +369,17 @@ async def comparison(
             "SELECT provider_id, sum(episodes) AS n FROM measures_read.data_errors GROUP BY 1"
         )
     }
-    cells = [Cell((p,), {"provider_id": p}, c) for p, c in sorted(per_provider.items())]
+    cells = [Cell((p, "events"), {"provider_id": p}, c) for p, c in sorted(per_provider.items())]
+    cells += await _self_reported_providers(conn, measure_id, year, filters)
     for cell in cells:
         cell.own = is_own(principal, cell.dims, {})
+    cells.sort(key=lambda c: (c.dims["provider_id"], c.source))
     table = disclose({(): cells}, {(): {}}, principal=principal, filters={}, min_cell=min_cell)
+    rows_by_key = {(r["provider_id"], r["source"]): r for r in table.rows}
     providers = []
-    for cell, out in zip(cells, table.rows, strict=True):
-        standardised = adjusted.get(cell.dims["provider_id"])
+    for cell in cells:
+        out = rows_by_key[(cell.dims["provider_id"], cell.source)]
+        standardised = adjusted.get(cell.dims["provider_id"]) if cell.source == "events" else None
         if out["status"] == "ok" and standardised is not None:
             out["risk_adjusted"] = {
                 "observed": standardised.observed,
@@ -255,14 +391,16 @@ async def comparison(
             }
         else:
             out["risk_adjusted"] = None
-        out["data_errors"] = errors.get(cell.dims["provider_id"], 0)
+        out["data_errors"] = errors.get(cell.dims["provider_id"], 0) if cell.source == "events" else None
         providers.append(out)
+    totals = {t["source"]: t for t in table.totals}
     return {
         "measure_id": measure_id,
         "year": year,
         "filters": filters,
         "providers": providers,
-        "total": table.totals[0] if table.totals else None,
+        "total": totals.get("events"),
+        "self_reported_total": totals.get("self_reported"),
         "min_cell": min_cell,
         "risk_adjustment": {"method": "indirect standardisation", "strata": list(STRATA)},
     }

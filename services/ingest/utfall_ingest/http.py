@@ -17,7 +17,9 @@ from utfall_platform.service import ServiceRuntime
 
 from . import store
 from .admission_service import admit
+from .aggregates_service import submit
 from .auth import require_provider
+from .domain.aggregates import RowRejection, parse_csv
 from .domain.validation import PseudonymKey
 from .settings import IngestSettings
 
@@ -147,6 +149,69 @@ def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey)
         }
         out["at"] = row["at"].isoformat()
         return out
+
+    @api.post(
+        "/aggregates",
+        status_code=202,
+        summary="Send aggregated outcome figures: JSON (one object or an array) or a CSV sheet (text/csv)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            }
+        },
+    )
+    async def post_aggregates(
+        request: Request, provider: Annotated[ApiKeyV1, Depends(require_provider)]
+    ) -> JSONResponse:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = await _read_body(request, settings.max_body_bytes)
+        pre_rejected: list[RowRejection] = []
+        if content_type == "application/json":
+            try:
+                parsed: Any = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise Problem(
+                    400, "invalid-json", f"The body is not valid JSON (at byte {exc.pos})."
+                ) from None
+            rows = parsed if isinstance(parsed, list) else [parsed]
+            channel = "json"
+        elif content_type in ("text/csv", "application/csv"):
+            try:
+                text = body.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise Problem(400, "invalid-encoding", "The CSV must be UTF-8.") from None
+            rows, pre_rejected = parse_csv(text)
+            channel = "csv"
+        else:
+            raise Problem(415, "unsupported-media-type", "Send application/json or text/csv.")
+        if not rows and not pre_rejected:
+            raise Problem(400, "empty", "No rows to submit.")
+        if len(rows) > settings.max_batch:
+            raise Problem(413, "batch-too-large", f"At most {settings.max_batch} rows per request.")
+        assert provider.provider_id is not None
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            receipts = await submit(
+                conn,
+                rows,
+                provider_id=provider.provider_id,
+                channel=channel,
+                clock=runtime.clock,
+                pre_rejected=pre_rejected,
+            )
+        return JSONResponse({"receipts": receipts}, status_code=202)
+
+    @api.get("/aggregates", summary="Your aggregated submissions, every version (newest first)")
+    async def list_aggregates(provider: Annotated[ApiKeyV1, Depends(require_provider)]) -> dict[str, Any]:
+        rows = await runtime.pool.fetch(
+            "SELECT submission_key, version, figures, channel, submitted_at FROM ingest.aggregate_submissions "
+            "WHERE provider_id = $1 ORDER BY submission_key, version DESC",
+            provider.provider_id,
+        )
+        return {"submissions": [{**dict(r), "submitted_at": r["submitted_at"].isoformat()} for r in rows]}
 
     schemas = APIRouter(prefix="/schemas", tags=["schemas"])
 

@@ -6,9 +6,10 @@ from importlib import resources
 
 import asyncpg
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from utfall_events.codec import UndecodableEvent
-from utfall_events.topics import CARE_EVENTS, MEASURES_DEADLETTER
+from utfall_events.topics import AGGREGATES, CARE_EVENTS, MEASURES_DEADLETTER
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.consumer import DeadLetterPolicy
 from utfall_platform.kafka import subscribe_transactional
@@ -18,6 +19,7 @@ from utfall_platform.service import ServiceRuntime, create_service_app, serve
 from .catalogue_store import sync_catalogue
 from .consumer import care_events_handler
 from .rebuild import PROJECTION_LOCK, finish_interrupted_rebuild
+from .self_reported import handle_aggregates
 from .settings import MeasuresSettings
 from .tick import run_tick
 
@@ -45,6 +47,20 @@ def create_app(settings: MeasuresSettings | None = None, clock: Clock | None = N
         CARE_EVENTS,
         group_id=settings.group_id("measures"),
         consumer=consumer,
+        settings=settings,
+    )
+
+    aggregates = runtime.consumer(
+        "measures-aggregates",
+        AGGREGATES,
+        handle_aggregates,
+        DeadLetterPolicy(MEASURES_DEADLETTER, poison=(ValidationError,)),
+    )
+    subscribe_transactional(
+        runtime.broker,
+        AGGREGATES,
+        group_id=settings.group_id("measures-aggregates"),
+        consumer=aggregates,
         settings=settings,
     )
 

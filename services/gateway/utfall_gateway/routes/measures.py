@@ -12,7 +12,16 @@ from utfall_stats.quantiles import quantile
 
 from ..auth import Anyone, Principal, principal
 from ..pagination import cursor_int, encode_cursor
-from ..results import DIMENSIONS, ResultsQuery, build_cells, comparison, disclose, fetch_counts
+from ..results import (
+    DIMENSIONS,
+    ResultsQuery,
+    build_cells,
+    comparison,
+    disclose,
+    fetch_counts,
+    merge_cells,
+    self_reported_cells,
+)
 
 router = APIRouter(
     prefix="/v1",
@@ -106,6 +115,12 @@ async def results(
     legal_basis: Dim = None,
     sex: Dim = None,
     age_band: Dim = None,
+    source: Annotated[
+        Literal["all", "events", "self_reported"],
+        Query(
+            description="events (from individual care events), self_reported (aggregated submissions) or all"
+        ),
+    ] = "all",
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
@@ -141,14 +156,16 @@ async def results(
 
     async def compute() -> dict[str, Any]:
         records = await fetch_counts(pool, q)
-        by_period, period_dims = build_cells(records, q, who)
-        extra = request.app.state.gateway.self_reported
-        if extra is not None:
-            await extra.merge(pool, q, who, by_period, period_dims)
+        events = build_cells(records, q, who)
+        if source == "events":
+            by_period, period_dims = events
+        else:
+            reported = await self_reported_cells(pool, q, who)
+            by_period, period_dims = reported if source == "self_reported" else merge_cells(events, reported)
         table = disclose(by_period, period_dims, principal=who, filters=dict(q.filters), min_cell=min_cell)
         return {"rows": table.rows, "totals": table.totals}
 
-    table = await cache.get(("results", q, _scope(who)), compute)
+    table = await cache.get(("results", q, source, _scope(who)), compute)
     offset = cursor_int(cursor, "offset")
     page = table["rows"][offset : offset + limit]
     next_offset = offset + limit
@@ -220,9 +237,27 @@ async def scorecard(
             ("comparison", m["id"], year, (), _scope(who)),
             lambda m=m: comparison(pool, m["id"], year=year, filters={}, principal=who, min_cell=min_cell),
         )
-        mine = next((p for p in comp["providers"] if p["provider_id"] == provider_id), None)
-        measures.append({"measure": _measure_out(m), "provider": mine, "all_providers": comp["total"]})
-    if all(m["provider"] is None for m in measures):
+        mine = next(
+            (p for p in comp["providers"] if p["provider_id"] == provider_id and p["source"] == "events"),
+            None,
+        )
+        reported = next(
+            (
+                p
+                for p in comp["providers"]
+                if p["provider_id"] == provider_id and p["source"] == "self_reported"
+            ),
+            None,
+        )
+        measures.append(
+            {
+                "measure": _measure_out(m),
+                "provider": mine,
+                "self_reported": reported,
+                "all_providers": comp["total"],
+            }
+        )
+    if all(m["provider"] is None and m["self_reported"] is None for m in measures):
         exists = await pool.fetchval(
             "SELECT 1 FROM measures_read.episodes WHERE provider_id = $1 LIMIT 1", provider_id
         )

@@ -32,7 +32,7 @@ LABELS = {
         "pending": "Väntande",
         "itt": "Andel (ITT)",
         "oe": "O/E (riskjusterat)",
-        "suppressed": "Undertryckt (färre än {n})",
+        "suppressed": "Undertryckt (skyddar enskilda)",
         "definition": "Definition av måttet",
         "source": "Källa",
         "events": "händelser",
@@ -61,7 +61,7 @@ LABELS = {
         "pending": "Pending",
         "itt": "Rate (ITT)",
         "oe": "O/E (risk-adjusted)",
-        "suppressed": "Suppressed (fewer than {n})",
+        "suppressed": "Suppressed (protects individuals)",
         "definition": "Definition of the measure",
         "source": "Source",
         "events": "events",
@@ -134,8 +134,6 @@ async def home(
                 gw.pool, measure, year=year, filters={}, principal=PUBLIC, min_cell=gw.settings.min_cell
             ),
         )
-        if gw.self_reported is not None:
-            data = await gw.self_reported.comparison_page(gw, measure, year, data)
     providers = [p for p in data["providers"] if source == "all" or p.get("source", "events") == source]
     labels = {k: v.format(n=gw.settings.min_cell) for k, v in LABELS[lang].items()}
     html = templates.get_template("index.html").render(

@@ -1,0 +1,91 @@
+"""Aggregated submissions: validate rows, version them per key (a resubmission supersedes), publish to
+`aggregates.v1` through the outbox, all in the caller's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from utfall_events.aggregates import AggregateFiguresV1, AggregateSubmissionV1
+from utfall_events.topics import AGGREGATES
+from utfall_platform.clock import Clock
+from utfall_platform.outbox import OutboxMessage, enqueue
+
+from .domain.aggregates import RowRejection, check_figures
+from .domain.validation import Reason
+
+
+async def submit(
+    conn: asyncpg.Connection,
+    rows: list[Any],
+    *,
+    provider_id: str,
+    channel: str,
+    clock: Clock,
+    pre_rejected: list[RowRejection] = (),
+) -> list[dict[str, Any]]:  # type: ignore[assignment]
+    now, today = clock.now(), clock.today()
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 17))", provider_id)
+    receipts: list[dict[str, Any]] = []
+    messages: list[OutboxMessage] = []
+    rejected_rows = {r.row: r for r in pre_rejected}
+    for index, raw in enumerate(rows, start=1):
+        pointer = f"/{index - 1}" if channel == "json" else f"/{index}"
+        if index in rejected_rows or (isinstance(raw, dict) and raw.get("__rejected__")):
+            reasons = rejected_rows[index].reasons if index in rejected_rows else ()
+            receipts.append(_rejected(index, reasons))
+            continue
+        result = check_figures(raw, provider_id=provider_id, today=today, pointer=pointer)
+        if not isinstance(result, AggregateFiguresV1):
+            receipts.append(_rejected(index, tuple(result)))
+            continue
+        key = result.key()
+        latest = await conn.fetchrow(
+            "SELECT version, figures FROM ingest.aggregate_submissions WHERE submission_key = $1 "
+            "ORDER BY version DESC LIMIT 1",
+            key,
+        )
+        if latest is not None and latest["figures"] == result.model_dump(mode="json"):
+            receipts.append(
+                {"row": index, "status": "unchanged", "submission_key": key, "version": latest["version"]}
+            )
+            continue
+        version = 1 if latest is None else latest["version"] + 1
+        await conn.execute(
+            "INSERT INTO ingest.aggregate_submissions (submission_key, version, provider_id, figures, channel, "
+            "submitted_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            key,
+            version,
+            provider_id,
+            result.model_dump(mode="json"),
+            channel,
+            now,
+        )
+        submission = AggregateSubmissionV1(
+            **result.model_dump(),
+            submission_key=key,
+            version=version,
+            supersedes=version - 1 if version > 1 else None,
+            submitted_at=now,
+            channel=channel,
+        )  # type: ignore[arg-type]
+        messages.append(OutboxMessage(AGGREGATES, key.encode(), submission.model_dump_json().encode()))
+        receipts.append(
+            {
+                "row": index,
+                "status": "accepted",
+                "submission_key": key,
+                "version": version,
+                "supersedes": submission.supersedes,
+            }
+        )
+    await enqueue(conn, "ingest", messages)
+    for row in pre_rejected:
+        if row.row == 0:
+            receipts.insert(0, _rejected(0, row.reasons))
+    return receipts
+
+
+def _rejected(row: int, reasons: tuple[Reason, ...]) -> dict[str, Any]:
+    return {"row": row, "status": "rejected", "reasons": [r.as_dict() for r in reasons]}
