@@ -25,7 +25,7 @@ from utfall_platform.clock import FixedClock
 from utfall_synthetic.cohort import CohortConfig, generate
 
 from ..helpers import batch_headers, create_key, running, wait_until
-from .reference import expected_facts
+from ..reference import expected_facts
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TODAY = date(2026, 6, 30)

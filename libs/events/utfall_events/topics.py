@@ -25,7 +25,8 @@ MEASURES_DEADLETTER = "measures.deadletter.v1"
 CONTRACTS_DEADLETTER = "contracts.deadletter.v1"
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(CARE_EVENTS_RAW, 6),
+    # Providers' own input, personnummer included: kept one day only, as the boundary of ingest.
+    TopicSpec(CARE_EVENTS_RAW, 6, retention_ms=24 * 3600 * 1000),
     TopicSpec(CARE_EVENTS, 6),
     TopicSpec(CARE_EVENTS_REJECTED, 3),
     TopicSpec(OUTCOMES, 6),

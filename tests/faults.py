@@ -1,0 +1,262 @@
+"""Fault injection on the real stack: the shared scenario of the short test (make test) and the soak
+(make soak). A seeded synthetic stream flows over HTTP and the raw topic while services are SIGKILLed, the
+broker and the database restart, and a consumer is paused past its session timeout. Afterwards the state
+must equal what the same stream gives without faults."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import random
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import yaml
+from aiokafka import AIOKafkaProducer
+
+from utfall_contracts.domain.ledger import payment_id
+from utfall_events.topics import CARE_EVENTS_RAW, PAYMENTS
+from utfall_synthetic.cli import raw_record
+from utfall_synthetic.cohort import CohortConfig, generate
+
+from .helpers import create_key, read_topic, wait_until
+from .reference import expected_facts
+
+MILESTONES = {"planned_discharge": 100_000, "no_replacement_12m": 200_000, "education_or_work_12m": 300_000}
+
+
+def contract_yaml(contract_id: str, providers: list[str]) -> str:
+    return yaml.safe_dump({
+        "contract_id": contract_id, "name": "fault injection", "commissioner_municipality": "0180",
+        "funder": "fault-fund", "provider_ids": providers,
+        "cohort": {"care_types": ["hvb", "family_home", "supported_housing", "sis"], "min_age": 0, "max_age": 20,
+                   "enrolment_from": "2000-01-01", "enrolment_to": "2030-12-31"},
+        "milestones": [{"milestone_id": m.replace("_", "-"), "measure_id": m, "price_ore": p}
+                       for m, p in MILESTONES.items()],
+        "per_participant_cap_ore": 10**12, "total_cap_ore": 10**15,
+    })
+
+
+@dataclass
+class FaultReport:
+    events: int = 0
+    posted_http: int = 0
+    posted_kafka: int = 0
+    faults: list[str] = field(default_factory=list)
+    http_retries: int = 0
+    lost_events: int = 0
+    facts_checked: int = 0
+    fact_mismatches: int = 0
+    ledger_entries: int = 0
+    missing_payments: int = 0
+    doubled_payment_ids: int = 0
+    duplicate_deliveries: int = 0
+    seconds: float = 0.0
+
+
+def rename(events: list[dict[str, Any]], suffix: str) -> list[dict[str, Any]]:
+    out = []
+    for e in events:
+        e = orjson.loads(orjson.dumps(e))
+        provider = f"{e['source'].split('/', 1)[1]}-{suffix}"
+        e["source"] = f"provider/{provider}"
+        if "provider_id" in e["data"]:
+            e["data"]["provider_id"] = provider
+        out.append(e)
+    return out
+
+
+async def resilient_post(client: httpx.AsyncClient, url: str, key: str, batch: list[dict[str, Any]],
+                         report: FaultReport) -> None:
+    """What a provider's system does: resend the batch until it gets receipts (duplicates are fine)."""
+    while True:
+        try:
+            response = await client.post(url, content=orjson.dumps(batch), headers={
+                "content-type": "application/cloudevents-batch+json", "authorization": f"Bearer {key}"})
+            if response.status_code == 202:
+                bad = [r for r in response.json()["receipts"] if r["status"] == "rejected"]
+                assert not bad, bad
+                return
+            assert response.status_code in (401, 500, 502, 503), response.text  # 401: key store catching up
+        except httpx.TransportError:
+            pass
+        report.http_retries += 1
+        await asyncio.sleep(0.3)
+
+
+async def resilient_produce(bootstrap: str, records: list[Any], report: FaultReport) -> None:
+    while True:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                                    request_timeout_ms=10000)
+        try:
+            await producer.start()
+            futures = [await producer.send(CARE_EVENTS_RAW, value, key=key, headers=headers)
+                       for key, value, headers in records]
+            await asyncio.gather(*futures)
+            return
+        except Exception:  # noqa: BLE001 - the broker is restarting: resend (ingest deduplicates)
+            report.http_retries += 1
+            await asyncio.sleep(1.0)
+        finally:
+            try:
+                await producer.stop()
+            except Exception:  # noqa: BLE001, S110
+                pass
+
+
+async def run_scenario(stack: Any, infra: Any, *, subjects: int, seed: int, rate: float, faults: list[str],
+                       artifacts: Any) -> FaultReport:
+    world = stack.world
+    report = FaultReport()
+    started = time.monotonic()
+    suffix = world.name[-6:]
+    cohort = generate(CohortConfig(subjects=subjects, seed=seed, today=date(2026, 10, 31), retraction_rate=0.03))
+    events = rename(cohort.events, suffix)
+    report.events = len(events)
+    providers = sorted({e["source"].split("/", 1)[1] for e in events})
+    keys = {p: await create_key(world.bootstrap, "provider", provider_id=p) for p in providers}
+    kafka_provider = next(p for p in providers if p.startswith("sis-"))
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+
+    async def flow() -> None:
+        async with httpx.AsyncClient(base_url=stack.services["ingest"].url, timeout=20) as client:
+            for start in range(0, len(events), 200):
+                chunk = events[start:start + 200]
+                by_provider: dict[str, list[dict[str, Any]]] = {}
+                for e in chunk:
+                    by_provider.setdefault(e["source"].split("/", 1)[1], []).append(e)
+                for provider, items in by_provider.items():
+                    if provider == kafka_provider:
+                        records = [(e["data"].get("episode_id", "r").encode(), *raw_record(e)) for e in items]
+                        await resilient_produce(world.bootstrap, records, report)
+                        report.posted_kafka += len(items)
+                    else:
+                        await resilient_post(client, "/v1/events", keys[provider], items, report)
+                        report.posted_http += len(items)
+                await asyncio.sleep(200 / rate)
+
+    async def inject() -> None:
+        pause = (len(events) / rate) / (len(faults) + 1)
+        for fault in faults:
+            await asyncio.sleep(pause * rng.uniform(0.6, 1.2))
+            report.faults.append(fault)
+            if fault.startswith("kill:"):
+                name = fault.split(":", 1)[1]
+                stack.kill(name)
+                await asyncio.sleep(rng.uniform(0.2, 1.5))
+                stack.start_service(name)
+                await loop.run_in_executor(None, stack.wait_ready, (name,), 180.0)
+            elif fault == "restart:kafka":
+                await loop.run_in_executor(None, infra.local_kafka.stop)
+                await asyncio.sleep(1.0)
+                await loop.run_in_executor(None, infra.local_kafka.start)
+            elif fault == "restart:postgres":
+                await loop.run_in_executor(None, infra.local_postgres.restart)
+            elif fault == "pause:measures":
+                pid = stack.services["measures"].proc.pid
+                os.kill(pid, signal.SIGSTOP)
+                await asyncio.sleep(20)  # past the 15 s session timeout: the group rebalances
+                os.kill(pid, signal.SIGCONT)
+
+    await asyncio.gather(flow(), inject())
+    await loop.run_in_executor(None, stack.wait_ready, ("ingest", "measures", "contracts", "gateway"), 180.0)
+
+    conn = await asyncpg.connect(world.database_url)
+    try:
+        unique = {(e["source"], e["id"]) for e in events}
+        sources = sorted({s for s, _ in unique})
+
+        async def all_received() -> bool:
+            n = await conn.fetchval("SELECT count(*) FROM ingest.received_events WHERE source = ANY($1)", sources)
+            return n == len(unique)
+
+        await wait_until(all_received, timeout=300, interval=1.0, what="ingest to receive every event")
+        published = await conn.fetchval(
+            "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1) AND status = 'accepted'", sources)
+
+        async def projected() -> bool:
+            n = await conn.fetchval("SELECT count(*) FROM measures.events WHERE source = ANY($1)", sources)
+            return n == published
+
+        await wait_until(projected, timeout=600, interval=1.0, what="measures to project every event")
+        expected = expected_facts(events, date.today())
+
+        async def facts_settled() -> dict[tuple[str, str, str], str] | None:
+            rows = await conn.fetch("SELECT provider_id, episode_id, measure_id, status FROM measures.facts "
+                                    "WHERE provider_id = ANY($1) AND status <> 'void'", providers)
+            got = {(r["provider_id"], r["episode_id"], r["measure_id"]): r["status"] for r in rows}
+            return got if got == {k: v["status"] for k, v in expected.items()} else None
+
+        try:
+            await wait_until(facts_settled, timeout=120, interval=1.0, what="facts to equal the no-fault result")
+        except AssertionError:
+            rows = await conn.fetch("SELECT provider_id, episode_id, measure_id, status FROM measures.facts "
+                                    "WHERE provider_id = ANY($1) AND status <> 'void'", providers)
+            got = {(r["provider_id"], r["episode_id"], r["measure_id"]): r["status"] for r in rows}
+            report.fact_mismatches = len(set(got.items()) ^ {(k, v["status"]) for k, v in expected.items()})
+        report.facts_checked = len(expected)
+        report.lost_events = len(unique) - await conn.fetchval(
+            "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1)", sources)
+
+        contract_id = stack.contract_id
+        placements = {(e["source"].split("/", 1)[1], e["data"]["episode_id"]): e for e in events
+                      if e["type"].endswith("placement.started.v1")}
+        want: set[str] = set()
+        for (provider, episode, measure), fact in expected.items():
+            start = placements.get((provider, episode))
+            if measure in MILESTONES and fact["status"] == "achieved" and start is not None \
+                    and start["data"]["care_type"] != "outpatient":
+                subject = await conn.fetchval("SELECT subject_ref FROM measures.episodes WHERE provider_id = $1 "
+                                              "AND episode_id = $2", provider, episode)
+                want.add(f"{subject}|{provider}|{episode}|{measure}")
+
+        async def ledger_settled() -> list[Any] | None:
+            rows = await conn.fetch("SELECT payment_id, kind, subject_ref, provider_id, episode_id, measure_id, "
+                                    "occurrence FROM contracts.ledger WHERE contract_id = $1", contract_id)
+            active = Counter()
+            for r in rows:
+                active[(r["subject_ref"], r["provider_id"], r["episode_id"], r["measure_id"])] += (
+                    1 if r["kind"] == "payment.triggered" else -1)
+            have = {"|".join(k) for k, v in active.items() if v == 1}
+            return rows if have == want and all(v in (0, 1) for v in active.values()) else None
+
+        try:
+            rows = await wait_until(ledger_settled, timeout=180, interval=1.0, what="the ledger to settle")
+        except AssertionError:
+            rows = await conn.fetch("SELECT payment_id, kind, subject_ref, provider_id, episode_id, measure_id, "
+                                    "occurrence FROM contracts.ledger WHERE contract_id = $1", contract_id)
+        active = Counter()
+        for r in rows:
+            active[(r["subject_ref"], r["provider_id"], r["episode_id"], r["measure_id"])] += (
+                1 if r["kind"] == "payment.triggered" else -1)
+        have = {"|".join(k) for k, v in active.items() if v == 1}
+        report.missing_payments = len(want - have) + len(have - want)
+        report.ledger_entries = len(rows)
+        ids = Counter((r["payment_id"], r["kind"]) for r in rows)
+        report.doubled_payment_ids = sum(c - 1 for c in ids.values())
+        for r in rows:
+            first = payment_id(contract_id, r["subject_ref"], r["provider_id"], r["episode_id"],
+                               r["measure_id"].replace("_", "-"), r["occurrence"])
+            assert r["payment_id"] == first
+    finally:
+        await conn.close()
+    on_topic = await read_topic(world.bootstrap, PAYMENTS, predicate=lambda r: r.key == contract_id.encode(),
+                                expect=report.ledger_entries, timeout=120, settle=2.0)
+    entry_ids = Counter(orjson.loads(r.value)["entry_id"] for r in on_topic)
+    report.duplicate_deliveries = sum(c - 1 for c in entry_ids.values())
+    report.seconds = time.monotonic() - started
+    (artifacts / f"faults-{world.name}.json").write_text(orjson.dumps(report.__dict__, option=orjson.OPT_INDENT_2).decode())
+    return report
+
+
+def b32(text: str) -> str:
+    return base64.b32encode(text.encode()).decode().rstrip("=")
