@@ -18,8 +18,15 @@ from ..helpers import uid
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-SHORT_FAULTS = ["kill:ingest", "kill:measures", "restart:kafka", "kill:contracts", "restart:postgres",
-                "kill:gateway", "pause:measures"]
+SHORT_FAULTS = [
+    "kill:ingest",
+    "kill:measures",
+    "restart:kafka",
+    "kill:contracts",
+    "restart:postgres",
+    "kill:gateway",
+    "pause:measures",
+]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -29,11 +36,18 @@ async def fault_stack(world, infra, tmp_path_factory, artifacts):  # type: ignor
     suffix = world.name[-6:]
     contracts_dir = tmp_path_factory.mktemp("contracts")
     contract_id = uid("faults-")
-    (contracts_dir / "faults.yaml").write_text(contract_yaml(contract_id, [f"{p.provider_id}-{suffix}" for p in PROVIDERS]))
+    (contracts_dir / "faults.yaml").write_text(
+        contract_yaml(contract_id, [f"{p.provider_id}-{suffix}" for p in PROVIDERS])
+    )
     sink = (artifacts / f"{world.name}.log").open("w")
-    stack = LocalStack(tmp_path_factory.mktemp("stack"), kafka_bootstrap=world.bootstrap,
-                       database_url=world.database_url, gateway_database_url=world.gateway_database_url,
-                       log_sink=sink, extra_env={**world.env(), "UTFALL_CONTRACTS_DIR": str(contracts_dir)})
+    stack = LocalStack(
+        tmp_path_factory.mktemp("stack"),
+        kafka_bootstrap=world.bootstrap,
+        database_url=world.database_url,
+        gateway_database_url=world.gateway_database_url,
+        log_sink=sink,
+        extra_env={**world.env(), "UTFALL_CONTRACTS_DIR": str(contracts_dir)},
+    )
     loop = asyncio.get_running_loop()
     for name in ("ingest", "measures", "contracts", "gateway"):
         stack.start_service(name)
@@ -46,8 +60,9 @@ async def fault_stack(world, infra, tmp_path_factory, artifacts):  # type: ignor
 
 
 async def test_faults_lose_and_double_nothing(fault_stack, infra, artifacts, record_property) -> None:  # type: ignore[no-untyped-def]
-    report = await run_scenario(fault_stack, infra, subjects=1500, seed=31, rate=150, faults=SHORT_FAULTS,
-                                artifacts=artifacts)
+    report = await run_scenario(
+        fault_stack, infra, subjects=1500, seed=31, rate=150, faults=SHORT_FAULTS, artifacts=artifacts
+    )
     print("\n" + json.dumps(report.__dict__, indent=1))
     for key, value in report.__dict__.items():
         record_property(key, value)
@@ -57,3 +72,78 @@ async def test_faults_lose_and_double_nothing(fault_stack, infra, artifacts, rec
     assert report.missing_payments == 0
     assert report.doubled_payment_ids == 0
     assert report.ledger_entries > 0
+
+
+async def test_no_personnummer_in_any_table_topic_log_or_response(fault_stack, artifacts) -> None:  # type: ignore[no-untyped-def]
+    """After the run: every table of every schema, every topic but the providers' own raw input, the services'
+    logs and the gateway's answers hold no personnummer-shaped number (calendar date and Luhn checked)."""
+    import asyncpg
+    import httpx
+    import orjson
+
+    from utfall_events.topics import ALL_TOPICS, CARE_EVENTS_RAW
+    from utfall_ingest.settings import DEV_PSEUDONYM_KEY
+    from utfall_platform.redaction import find_personnummer
+
+    from ..helpers import create_key, read_topic
+
+    world = fault_stack.world
+    found: list[str] = []
+    scanned = {"tables": 0, "rows": 0, "topics": 0, "records": 0, "log_lines": 0, "responses": 0}
+    conn = await asyncpg.connect(world.database_url)
+    try:
+        tables = await conn.fetch(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN "
+            "('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'"
+        )
+        for t in tables:
+            async with conn.transaction():
+                async for row in conn.cursor(f'SELECT * FROM "{t["table_schema"]}"."{t["table_name"]}"'):
+                    scanned["rows"] += 1
+                    text = orjson.dumps(dict(row), default=str).decode()
+                    if find_personnummer(text):
+                        found.append(f"table {t['table_schema']}.{t['table_name']}")
+                        break
+            scanned["tables"] += 1
+    finally:
+        await conn.close()
+    for spec in ALL_TOPICS:
+        if spec.name == CARE_EVENTS_RAW:
+            continue  # the providers' own input (retention one day): the boundary ingest stands on
+        records = await read_topic(world.bootstrap, spec.name)
+        scanned["topics"] += 1
+        scanned["records"] += len(records)
+        for r in records:
+            text = (r.value or b"").decode("utf-8", "replace") + " ".join(
+                bytes(v or b"").decode("utf-8", "replace") for _, v in r.headers or ()
+            )
+            if find_personnummer(text):
+                found.append(f"topic {spec.name}@{r.partition}/{r.offset}")
+                break
+    log = (artifacts / f"{world.name}.log").read_text(errors="replace")
+    scanned["log_lines"] = log.count("\n")
+    if find_personnummer(log):
+        found.append("service logs")
+    assert DEV_PSEUDONYM_KEY not in log
+    operator = await create_key(world.bootstrap, "operator")
+    async with httpx.AsyncClient(
+        base_url=fault_stack.services["gateway"].url,
+        timeout=30,
+        headers={"authorization": f"Bearer {operator}"},
+    ) as http:
+        for path in [
+            "/v1/payments?limit=1000",
+            f"/v1/contracts/{fault_stack.contract_id}/participants?limit=1000",
+            "/v1/measures/planned_discharge/results?group_by=provider_id,unit_id",
+            "/v1/comparisons/planned_discharge",
+            "/",
+            "/openapi.json",
+        ]:
+            body = (await http.get(path)).text
+            scanned["responses"] += 1
+            if find_personnummer(body):
+                found.append(f"response {path}")
+    assert operator.split("_", 2)[2] not in log
+    print(f"\nscanned for personnummer: {scanned}; found: {found}")
+    (artifacts / "pii-scan.json").write_text(orjson.dumps({"scanned": scanned, "found": found}).decode())
+    assert not found

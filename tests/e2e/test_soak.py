@@ -12,13 +12,26 @@ from .test_faults import fault_stack  # noqa: F401 - the same stack fixture
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.soak]
 
-SOAK_FAULTS = ["kill:ingest", "kill:measures", "kill:contracts", "kill:gateway", "restart:kafka", "pause:measures",
-               "kill:measures", "restart:postgres", "kill:contracts", "kill:ingest", "kill:gateway", "restart:kafka"]
+SOAK_FAULTS = [
+    "kill:ingest",
+    "kill:measures",
+    "kill:contracts",
+    "kill:gateway",
+    "restart:kafka",
+    "pause:measures",
+    "kill:measures",
+    "restart:postgres",
+    "kill:contracts",
+    "kill:ingest",
+    "kill:gateway",
+    "restart:kafka",
+]
 
 
 async def test_soak_100k_events_with_faults(fault_stack, infra, artifacts, record_property) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    report = await run_scenario(fault_stack, infra, subjects=25_000, seed=2026, rate=700, faults=SOAK_FAULTS,
-                                artifacts=artifacts)
+    report = await run_scenario(
+        fault_stack, infra, subjects=25_000, seed=2026, rate=700, faults=SOAK_FAULTS, artifacts=artifacts
+    )
     print("\n" + json.dumps(report.__dict__, indent=1))
     for key, value in report.__dict__.items():
         record_property(key, value)

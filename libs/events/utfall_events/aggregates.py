@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
+from .care import FreeText
 from .vocabulary import AgeBand, CareType, LegalBasis, Sex, TargetGroup
 
 Period = Annotated[
@@ -41,7 +42,7 @@ class AggregateFiguresV1(BaseModel):
     missing: StrictInt = Field(
         0, ge=0, description="Closed episodes with no evidence (window closed, no answer)"
     )
-    method: Annotated[str, StringConstraints(min_length=1, max_length=1000)] = Field(
+    method: Annotated[FreeText, StringConstraints(min_length=1, max_length=1000)] = Field(
         description="How the figures were measured (source system, follow-up method)"
     )
 

@@ -11,7 +11,15 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+)
 
 from .vocabulary import (
     CareType,
@@ -36,6 +44,16 @@ def _require_iso_date(value: Any) -> Any:
 
 
 IsoDate = Annotated[date, BeforeValidator(_require_iso_date)]
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _no_control_characters(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+FreeText = Annotated[str, AfterValidator(_no_control_characters)]
 EpisodeId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 ProviderId = Annotated[str, StringConstraints(min_length=2, max_length=63, pattern=r"^[a-z0-9][a-z0-9\-]+$")]
 UnitId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
@@ -93,7 +111,7 @@ class EventRetractedDataV1(_Data):
     """`se.utfall.event.retracted.v1`: the named event no longer counts; a corrected one may follow."""
 
     retracted_event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    reason: Annotated[FreeText, StringConstraints(min_length=1, max_length=500)]
 
 
 # --- published on care.events.v1 (no personnummer) -------------------------------------------------

@@ -142,8 +142,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         if isinstance(exc, TRANSIENT_PG_ERRORS):
             # the database is briefly away (restart, failover): nothing was committed; ask for a retry
             log.warning("transient database fault on %s %s: %r", request.method, request.url.path, exc)
-            return problem_response(503, "unavailable", "The service is briefly unavailable; retry shortly.",
-                                    instance=request.url.path, headers={"Retry-After": "1"})
+            return problem_response(
+                503,
+                "unavailable",
+                "The service is briefly unavailable; retry shortly.",
+                instance=request.url.path,
+                headers={"Retry-After": "1"},
+            )
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(
             500, "internal", "An unexpected error occurred; it has been logged.", instance=request.url.path

@@ -8,6 +8,7 @@ Every reason points at a field (JSON Pointer) and never echoes a submitted value
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -79,6 +80,15 @@ class PseudonymKey:
     secret: bytes
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean(text: str, limit: int = 200) -> str:
+    """Reason text is ours, but pointers name submitted keys: no control characters, bounded, redacted."""
+    text = _UNPRINTABLE.sub("?", text)
+    return redact(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
 def _pointer(loc: tuple[Any, ...], prefix: str = "") -> str:
     return prefix + "".join(f"/{part}" for part in loc)
 
@@ -92,7 +102,7 @@ def _from_pydantic(exc: ValidationError, prefix: str) -> list[Reason]:
             message = "unknown field"
         elif code == "missing":
             message = "required field is missing"
-        reasons.append(Reason(redact(_pointer(tuple(err.get("loc", ())), prefix)), code, redact(message)))
+        reasons.append(Reason(clean(_pointer(tuple(err.get("loc", ())), prefix)), code, clean(message)))
     return reasons
 
 
