@@ -3,7 +3,7 @@
 Publishing is exactly-once as seen by read_committed consumers:
 - one relay per schema at a time (a Postgres advisory lock held on a dedicated connection), using a
   transactional producer whose fixed transactional id fences any zombie predecessor;
-- each relay batch is one Kafka transaction, then its rows are marked sent in Postgres;
+- each relay batch is one Kafka transaction, then its rows are deleted from the outbox (sent);
 - a crash between the Kafka commit and the Postgres update leaves rows unsent that are already on Kafka.
   On start the relay reads the tail of every partition it writes (only it writes those topics), collects
   the `utfall-outbox-id` headers it finds, and marks those rows sent instead of sending them again.
@@ -200,9 +200,8 @@ class OutboxRelay:
                 )
             await asyncio.gather(*futures)
         ids = [row["id"] for row in rows]
-        await self.pool.execute(
-            f'UPDATE "{self.schema}".outbox SET sent_at = clock_timestamp() WHERE id = ANY($1::bigint[])', ids
-        )
+        # Sent rows are deleted (one write, no dead rows to vacuum later): the outbox holds only what is owed.
+        await self.pool.execute(f'DELETE FROM "{self.schema}".outbox WHERE id = ANY($1::bigint[])', ids)
         self.published_total += len(rows)
         for topic in {row["topic"] for row in rows}:
             metrics.OUTBOX_PUBLISHED.labels(self.schema, topic).inc(
@@ -230,9 +229,7 @@ class OutboxRelay:
         found = await read_outbox_ids_at_tail(self.bootstrap, topics, self.identity, self.batch_size + 16)
         if found:
             result = await self.pool.execute(
-                f'UPDATE "{self.schema}".outbox SET sent_at = clock_timestamp() '
-                "WHERE sent_at IS NULL AND id = ANY($1::bigint[])",
-                sorted(found),
+                f'DELETE FROM "{self.schema}".outbox WHERE id = ANY($1::bigint[])', sorted(found)
             )
             log.warning("outbox relay %s: recovered %s rows already on Kafka", self.schema, result)
 

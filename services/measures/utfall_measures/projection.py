@@ -152,10 +152,9 @@ async def refold(
         "SELECT provider_id, episode_id, measure_id, measure_version, status, revision, evidence, closes_on, "
         "subject_ref, unit_id, municipality_code, care_type, legal_basis, target_group, sex, age_at_start, "
         "start_date, end_date FROM measures.facts WHERE (provider_id, episode_id) IN "
-        "(SELECT * FROM unnest($1::text[], $2::text[])) OR subject_ref = ANY($3::text[])",
+        "(SELECT * FROM unnest($1::text[], $2::text[]))",  # every episode of the loaded events: index only
         [k[0] for k in keys],
         [k[1] for k in keys],
-        sorted(subject_set),
     )
     old = {((r["provider_id"], r["episode_id"]), r["measure_id"]): r for r in existing}
     upserts: list[tuple[EpisodeKey, str, Fact | None, int, Episode | None, asyncpg.Record | None]] = []

@@ -196,6 +196,8 @@ def decide_batch(
         decision.new_events.append(record)
         save(new_ep)
         if status == "held":
+            if target is not None:  # remember what it retracts: the target may not be loaded at release
+                event = replace(event, fields={**event.fields, "retracted_event_type": target.type})
             held.setdefault(ep_key, []).append(event)
             decision.held.append(event)
             held_at_index[key] = len(decision.outcomes)
@@ -210,7 +212,7 @@ def decide_batch(
                 target_type = None
                 if waiting.type == EVENT_RETRACTED:
                     tgt = known.get((waiting.source, waiting.fields["retracted_event_id"]))
-                    target_type = tgt.type if tgt else None
+                    target_type = tgt.type if tgt else waiting.fields.get("retracted_event_type")
                 decision.publish.append(Publish(waiting, episode_id, subject, target_type))
                 if waiting_key in held_at_index:
                     decision.outcomes[held_at_index[waiting_key]] = Outcome("accepted")

@@ -1,0 +1,426 @@
+"""`make bench`: Utfall's throughput and latency on this machine, each beside a raw aiokafka baseline measured
+in the same run on the same broker. Prints a table and writes JSON under results/. `--smoke` is a tiny run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from tqdm import tqdm
+
+from utfall_events.topics import CARE_EVENTS, CARE_EVENTS_RAW, OUTCOMES
+from utfall_measures.rebuild import rebuild
+from utfall_measures.settings import MeasuresSettings
+from utfall_platform.apikeys import generate_key, publish_keys
+from utfall_platform.clock import SystemClock
+from utfall_platform.local.stack import LocalStack
+from utfall_synthetic.cli import raw_record
+from utfall_synthetic.cohort import PROVIDERS, CohortConfig, generate
+
+from .load import ResourceSampler, open_loop, percentile, published_records
+
+ROOT = Path(__file__).resolve().parents[1]
+FLOOR_TOPIC = "bench.floor.v1"
+SIZES = {
+    "full": {"floor": 200_000, "http": 60_000, "raw": 60_000, "pipeline_seconds": 60, "latency_rate": 500,
+             "latency_seconds": 30, "gateway_rps": 500, "gateway_seconds": 20, "rebuild": 1_000_000},
+    "medium": {"floor": 50_000, "http": 20_000, "raw": 20_000, "pipeline_seconds": 20, "latency_rate": 500,
+               "latency_seconds": 10, "gateway_rps": 500, "gateway_seconds": 10, "rebuild": 200_000},
+    "smoke": {"floor": 5_000, "http": 2_000, "raw": 2_000, "pipeline_seconds": 4, "latency_rate": 100,
+              "latency_seconds": 4, "gateway_rps": 50, "gateway_seconds": 3, "rebuild": 20_000},
+}
+
+
+def events_for(n: int, seed: int, prefix: str) -> list[dict[str, Any]]:
+    """About n provider events from a seeded cohort, providers renamed so each step's data stays apart."""
+    subjects = max(20, int(n / 3.9))
+    cohort = generate(CohortConfig(subjects=subjects, seed=seed, today=date(2026, 10, 31)))
+    out = []
+    for e in cohort.events[:n]:
+        e = orjson.loads(orjson.dumps(e))
+        provider = f"{prefix}-{e['source'].split('/', 1)[1]}"
+        e["source"] = f"provider/{provider}"
+        if "provider_id" in e["data"]:
+            e["data"]["provider_id"] = provider
+        e["id"] = f"{prefix}-{e['id']}"
+        if "retracted_event_id" in e["data"]:
+            e["data"]["retracted_event_id"] = f"{prefix}-{e['data']['retracted_event_id']}"
+        out.append(e)
+    return out
+
+
+async def keys_for(bootstrap: str, events: list[dict[str, Any]]) -> dict[str, str]:
+    providers = sorted({e["source"].split("/", 1)[1] for e in events})
+    new = [generate_key("provider", now=SystemClock().now(), provider_id=p) for p in providers]
+    await publish_keys(bootstrap, [k.record for k in new])
+    return {p: k.secret for p, k in zip(providers, new, strict=True)}
+
+
+async def produce_all(bootstrap: str, topic: str, records: list[Any], *, desc: str, progress: bool) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+                                max_batch_size=256 * 1024, compression_type="lz4")
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for key, value, headers in tqdm(records, desc=desc, disable=not progress, file=sys.stderr, unit="msg"):
+            pending.append(await producer.send(topic, value, key=key, headers=headers))
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def floor(bootstrap: str, records: list[Any], progress: bool) -> dict[str, Any]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if FLOOR_TOPIC not in await admin.list_topics():
+            await admin.create_topics([NewTopic(FLOOR_TOPIC, 6, 1)])
+    finally:
+        await admin.close()
+    produce_seconds = await produce_all(bootstrap, FLOOR_TOPIC, records, desc="floor: produce", progress=progress)
+    consumer = AIOKafkaConsumer(FLOOR_TOPIC, bootstrap_servers=bootstrap, group_id=f"bench-floor-{time.time()}",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                isolation_level="read_committed", max_partition_fetch_bytes=8 * 2**20)
+    await consumer.start()
+    started = time.perf_counter()
+    seen = 0
+    try:
+        while seen < len(records):
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for values in batch.values():
+                for record in values:
+                    orjson.loads(record.value)  # the same decoding work a consumer minimally does
+                seen += sum(len(v) for v in batch.values())
+            if batch:
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+    consume_seconds = time.perf_counter() - started
+    produce_rate, consume_rate = len(records) / produce_seconds, len(records) / consume_seconds
+    return {"messages": len(records), "produce_per_s": round(produce_rate), "consume_per_s": round(consume_rate),
+            "floor_per_s": round(min(produce_rate, consume_rate))}
+
+
+async def http_ingest(url: str, keys: dict[str, str], events: list[dict[str, Any]], progress: bool,
+                      concurrency: int = 4) -> dict[str, Any]:
+    by_provider: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        by_provider.setdefault(e["source"].split("/", 1)[1], []).append(e)
+    batches = [(p, items[i:i + 1000]) for p, items in by_provider.items() for i in range(0, len(items), 1000)]
+    queue: asyncio.Queue[tuple[str, list[dict[str, Any]]]] = asyncio.Queue()
+    for b in batches:
+        queue.put_nowait(b)
+    bar = tqdm(total=len(events), desc="HTTP ingest", disable=not progress, file=sys.stderr, unit="ev")
+    accepted = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal accepted
+        while not queue.empty():
+            provider, items = queue.get_nowait()
+            body = orjson.dumps(items)
+            response = await client.post("/v1/events", content=body, headers={
+                "content-type": "application/cloudevents-batch+json", "authorization": f"Bearer {keys[provider]}"})
+            response.raise_for_status()
+            accepted += response.json()["accepted"]
+            bar.update(len(items))
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    seconds = time.perf_counter() - started
+    bar.close()
+    return {"events": len(events), "accepted": accepted, "seconds": round(seconds, 2),
+            "events_per_s": round(len(events) / seconds), "batch": 1000, "concurrency": concurrency}
+
+
+async def count(conn: asyncpg.Connection, sql: str, *args: Any) -> int:
+    return int(await conn.fetchval(sql, *args))
+
+
+async def wait_for(conn: asyncpg.Connection, sql: str, args: tuple[Any, ...], target: int, *, desc: str,
+                   progress: bool, timeout: float = 3600) -> float:
+    started = time.perf_counter()
+    bar = tqdm(total=target, desc=desc, disable=not progress, file=sys.stderr, unit="ev")
+    done = 0
+    while done < target:
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError(f"{desc}: {done} of {target} after {timeout}s")
+        await asyncio.sleep(0.2)
+        now = await count(conn, sql, *args)
+        bar.update(now - done)
+        done = now
+    bar.close()
+    return time.perf_counter() - started
+
+
+async def caught_up(conn: asyncpg.Connection, bootstrap: str, consumer: str, schema: str, topic: str) -> bool:
+    client = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+    await client.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(client.partitions_for_topic(topic) or [])]
+        if not tps:
+            await client._client.force_metadata_update()  # noqa: SLF001
+            tps = [TopicPartition(topic, p) for p in sorted(client.partitions_for_topic(topic) or [])]
+        ends = await client.end_offsets(tps)
+    finally:
+        await client.stop()
+    rows = await conn.fetch(f"SELECT partition, next_offset FROM {schema}.consumer_positions WHERE consumer = $1",
+                            consumer)
+    done = {r["partition"]: r["next_offset"] for r in rows}
+    # a committed transaction leaves a marker after its last record: within 2 of the end is caught up
+    return all(ends[tp] - done.get(tp.partition, 0) <= 2 for tp in tps)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    mode = "smoke" if args.smoke else args.size
+    size = SIZES[mode]
+    progress = not args.no_progress and sys.stderr.isatty()
+    base = Path(tempfile.mkdtemp(prefix="utfall-bench-"))
+    log = (base / "services.log").open("w")
+    stack = LocalStack(base, durable=not args.smoke, log_sink=log,
+                       extra_env={"UTFALL_LOG_LEVEL": "WARNING", "UTFALL_TICK_SECONDS": "3600"})
+    report: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(), "mode": mode,
+                              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                          "platform": platform.platform()}, "steps": {}}
+    loop = asyncio.get_running_loop()
+    print(f"starting the stack in {base} ...", file=sys.stderr, flush=True)
+    await loop.run_in_executor(None, stack.start)
+    assert stack.kafka is not None and stack.postgres is not None
+    pids = {name: svc.proc.pid for name, svc in stack.services.items() if svc.proc}
+    pids["kafka"] = stack.kafka.proc.pid if stack.kafka.proc else 0
+    pg_pid = int((stack.postgres.data_dir / "postmaster.pid").read_text().split()[0])
+    pids["postgres"] = pg_pid
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        # 1. the floor: raw aiokafka on the same broker, the same messages, no validation, no database
+        floor_events = events_for(size["floor"], 11, "fl")
+        with ResourceSampler(pids) as sampler:
+            result = await floor(stack.bootstrap, [(b"k", *raw_record(e)) for e in floor_events], progress)
+        report["steps"]["floor"] = {**result, "resources": sampler.summary()}
+        floor_rate = result["floor_per_s"]
+
+        # 2a. HTTP ingest, batched
+        http_events = events_for(size["http"], 12, "ht")
+        keys = await keys_for(stack.bootstrap, http_events)
+        with ResourceSampler(pids) as sampler:
+            result = await http_ingest(stack.services["ingest"].url, keys, http_events, progress)
+        report["steps"]["http_ingest"] = {**result, "resources": sampler.summary()}
+
+        # 2b. Kafka raw-topic ingest: produce, then time until ingest has received every event
+        raw_events = events_for(size["raw"], 13, "rw")
+        sources = sorted({e["source"] for e in raw_events})
+        unique = len({(e["source"], e["id"]) for e in raw_events})
+        with ResourceSampler(pids) as sampler:
+            started = time.perf_counter()
+            await produce_all(stack.bootstrap, CARE_EVENTS_RAW, [(b"k", *raw_record(e)) for e in raw_events],
+                              desc="raw topic: produce", progress=progress)
+            await wait_for(conn, "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1)", (sources,),
+                           unique, desc="raw topic: ingest", progress=progress)
+            seconds = time.perf_counter() - started
+        report["steps"]["raw_topic_ingest"] = {"events": len(raw_events), "seconds": round(seconds, 2),
+                                               "events_per_s": round(len(raw_events) / seconds),
+                                               "resources": sampler.summary()}
+        # let the pipeline drain what steps 2a and 2b started before timing the pipeline
+        await wait_for(conn, "SELECT count(*) FROM measures.events", (), await count(
+            conn, "SELECT count(*) FROM ingest.received_events WHERE status = 'accepted'"),
+            desc="drain", progress=progress)
+
+        # 3. the full pipeline, raw event to payment, sustained
+        rate_guess = max(200, report["steps"]["raw_topic_ingest"]["events_per_s"] // 2)
+        pipeline_events = events_for(max(size["raw"], int(rate_guess * size["pipeline_seconds"] * 1.1)), 14, "pl")
+        sources = sorted({e["source"] for e in pipeline_events})
+        with ResourceSampler(pids) as sampler:
+            started = time.perf_counter()
+            await produce_all(stack.bootstrap, CARE_EVENTS_RAW, [(b"k", *raw_record(e)) for e in pipeline_events],
+                              desc="pipeline: produce", progress=progress)
+            await wait_for(conn, "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1)", (sources,),
+                           len({(e["source"], e["id"]) for e in pipeline_events}), desc="pipeline: ingest",
+                           progress=progress)
+            accepted = await count(conn, "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1) "
+                                         "AND status = 'accepted'", sources)
+            await wait_for(conn, "SELECT count(*) FROM measures.events WHERE source = ANY($1)", (sources,), accepted,
+                           desc="pipeline: measures", progress=progress)
+            while not (await caught_up(conn, stack.bootstrap, "contracts-outcomes", "contracts", OUTCOMES)
+                       and await count(conn, "SELECT count(*) FROM measures.outbox WHERE sent_at IS NULL") == 0):
+                await asyncio.sleep(0.2)
+            seconds = time.perf_counter() - started
+        payments = await count(conn, "SELECT count(*) FROM contracts.ledger")
+        rate = len(pipeline_events) / seconds
+        report["steps"]["pipeline"] = {"events": len(pipeline_events), "seconds": round(seconds, 1),
+                                       "events_per_s": round(rate), "ratio_to_floor": round(rate / floor_rate, 3),
+                                       "ledger_entries_total": payments, "resources": sampler.summary()}
+
+        # 4. latency at a fixed offered load: accepted by ingest -> committed in the measures read model
+        latency_events = events_for(int(size["latency_rate"] * size["latency_seconds"]), 15, "lt")
+        lkeys = await keys_for(stack.bootstrap, latency_events)
+        sources = sorted({e["source"] for e in latency_events})
+        with ResourceSampler(pids) as sampler:
+            async with httpx.AsyncClient(base_url=stack.services["ingest"].url, timeout=30) as client:
+                tick = 0.05
+                per_tick = max(1, int(size["latency_rate"] * tick))
+                begin = time.perf_counter()
+                inflight = []
+                for i in range(0, len(latency_events), per_tick):
+                    chunk = latency_events[i:i + per_tick]
+                    by_provider: dict[str, list[dict[str, Any]]] = {}
+                    for e in chunk:
+                        by_provider.setdefault(e["source"].split("/", 1)[1], []).append(e)
+                    for provider, items in by_provider.items():
+                        inflight.append(asyncio.create_task(client.post("/v1/events", content=orjson.dumps(items),
+                                        headers={"content-type": "application/cloudevents-batch+json",
+                                                 "authorization": f"Bearer {lkeys[provider]}"})))
+                    delay = begin + (i // per_tick + 1) * tick - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                await asyncio.gather(*inflight)
+                offered = len(latency_events) / (time.perf_counter() - begin)
+            accepted = await count(conn, "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1) AND "
+                                         "status = 'accepted'", sources)
+            await wait_for(conn, "SELECT count(*) FROM measures.events WHERE source = ANY($1)", (sources,), accepted,
+                           desc="latency: drain", progress=progress)
+        rows = await conn.fetch(
+            "SELECT extract(epoch FROM m.projected_at - r.received_at) AS s FROM measures.events m JOIN "
+            "ingest.received_events r USING (source, event_id) WHERE m.source = ANY($1)", sources)
+        lat = [float(r["s"]) for r in rows]
+        report["steps"]["latency"] = {
+            "offered_events_per_s": round(offered), "events": len(lat),
+            "p50_ms": round((percentile(lat, 0.5) or 0) * 1000, 1), "p95_ms": round((percentile(lat, 0.95) or 0) * 1000, 1),
+            "p99_ms": round((percentile(lat, 0.99) or 0) * 1000, 1), "measured": "ingest accepted -> measures committed",
+            "resources": sampler.summary()}
+
+        # 6. the gateway's results endpoint under a steady open-loop load
+        params = [{"group_by": g} for g in ("provider_id", "target_group", "provider_id,target_group", "sex,age_band",
+                                             "county_code")]
+        url = stack.services["gateway"].url + "/v1/measures/planned_discharge/results"
+        with ResourceSampler(pids) as sampler:
+            result = await gateway_load(url, params, rate=size["gateway_rps"], seconds=size["gateway_seconds"])
+        report["steps"]["gateway_results"] = {**result, "offered_rps": size["gateway_rps"],
+                                              "cache_seconds": 1.0, "resources": sampler.summary()}
+
+        # 5. rebuild of the measures projection from care.events.v1, topped up to the target size
+        await loop.run_in_executor(None, stack.stop_service, "measures")
+        await loop.run_in_executor(None, stack.stop_service, "contracts")
+        present = await count(conn, "SELECT count(*) FROM measures.events")
+        missing = size["rebuild"] - present
+        if missing > 0:
+            top_up = list(published_records(events_for(missing, 16, "rb")))
+            await produce_all(stack.bootstrap, CARE_EVENTS, top_up, desc="rebuild: fill care.events.v1",
+                              progress=progress)
+        settings = MeasuresSettings(kafka_bootstrap=stack.bootstrap, database_url=stack.database_url)
+        with ResourceSampler({"postgres": pg_pid, "kafka": pids["kafka"], "rebuild": os.getpid()}) as sampler:
+            result = await rebuild(settings, SystemClock(), progress=progress)
+        report["steps"]["rebuild"] = {"records": result.records, "events": result.events, "subjects": result.subjects,
+                                      "seconds": round(result.seconds, 1), "replay_seconds": round(result.replay_seconds, 1),
+                                      "fold_seconds": round(result.fold_seconds, 1),
+                                      "events_per_s": round(result.records / result.seconds) if result.seconds else None,
+                                      "resources": sampler.summary()}
+    finally:
+        await conn.close()
+        await loop.run_in_executor(None, stack.stop)
+        log.close()
+    report["finished_at"] = datetime.now(UTC).isoformat()
+    return report
+
+
+async def gateway_load(url: str, params: list[dict[str, str]], *, rate: int, seconds: int) -> dict[str, Any]:
+    """wrk (C, from Debian) paced to about `rate` requests/s across its connections; the Python open-loop
+    generator when wrk is missing (it saturates a core by itself, so it understates the gateway)."""
+    import shutil
+    import subprocess
+    from urllib.parse import urlencode
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return {**await open_loop(url, rate=rate, seconds=seconds, params=params), "tool": "python"}
+    connections = 10
+    paths = [url.split("://", 1)[1].split("/", 1)[1] for _ in params]
+    paths = ["/" + p + "?" + urlencode(q) for p, q in zip(paths, params, strict=True)]
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        "local paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n"
+        "local i = 0\n"
+        "request = function() i = i + 1; return wrk.format('GET', paths[(i % #paths) + 1]) end\n"
+        f"delay = function() return {int(1000 * connections / rate)} end\n"
+        "done = function(summary, latency, requests)\n"
+        "  io.write(string.format('RESULT %d %d %f %f %f %f\\n', summary.requests, summary.errors.status,"
+        " latency:percentile(50), latency:percentile(95), latency:percentile(99), summary.duration))\n"
+        "end\n"
+    )
+    base = url.split("/v1/", 1)[0]
+    async with httpx.AsyncClient(timeout=30) as client:  # warm-up: fill the read-model cache once
+        for q in params:
+            await client.get(url, params=q)
+    out = subprocess.run([wrk, "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), base],
+                         capture_output=True, text=True, check=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("RESULT"))
+    _, requests, errors, p50, p95, p99, duration = line.split()
+    return {"tool": "wrk", "connections": connections, "requests": int(requests), "errors": int(errors),
+            "achieved_rps": round(int(requests) / (float(duration) / 1e6), 1),
+            "p50_ms": round(float(p50) / 1000, 2), "p95_ms": round(float(p95) / 1000, 2),
+            "p99_ms": round(float(p99) / 1000, 2)}
+
+
+def table(report: dict[str, Any]) -> str:
+    s = report["steps"]
+    floor = s["floor"]["floor_per_s"]
+    rows = [
+        ("1 raw aiokafka floor (produce / consume)", f"{s['floor']['produce_per_s']:,} / {s['floor']['consume_per_s']:,} msg/s",
+         "baseline"),
+        ("2 HTTP ingest, batches of 1000", f"{s['http_ingest']['events_per_s']:,} events/s", "target ≥ 15,000"),
+        ("2 Kafka raw-topic ingest", f"{s['raw_topic_ingest']['events_per_s']:,} events/s", ""),
+        ("3 pipeline raw event -> payment", f"{s['pipeline']['events_per_s']:,} events/s over {s['pipeline']['seconds']}s"
+         f" ({s['pipeline']['ratio_to_floor']:.1%} of floor {floor:,})", "target ≥ 20,000 and ≥ 50%"),
+        ("4 latency accepted -> read model", f"p50 {s['latency']['p50_ms']} / p95 {s['latency']['p95_ms']} / p99 "
+         f"{s['latency']['p99_ms']} ms at {s['latency']['offered_events_per_s']:,} ev/s", "target p99 < 500 ms at 2,000"),
+        ("5 measures rebuild", f"{s['rebuild']['records']:,} records in {s['rebuild']['seconds']} s", "target 1M < 60 s"),
+        ("6 gateway results", f"p50 {s['gateway_results']['p50_ms']} / p99 {s['gateway_results']['p99_ms']} ms at "
+         f"{s['gateway_results']['achieved_rps']} rps", "target p99 < 20 ms at 500"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'step':<{width}}  result", "-" * (width + 60)]
+    lines += [f"{name:<{width}}  {value}   [{target}]" if target else f"{name:<{width}}  {value}" for name, value, target in rows]
+    lines.append("")
+    lines.append("CPU % (of one core) mean/max and RSS MB max per process:")
+    for step, body in s.items():
+        res = body.get("resources", {})
+        lines.append(f"  {step:<17} " + "  ".join(
+            f"{p} {v['cpu_pct_mean']:.0f}/{v['cpu_pct_max']:.0f}% {v['rss_mb_max']:.0f}MB" for p, v in sorted(res.items())))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (part of make test)")
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    args = parser.parse_args()
+    report = asyncio.run(main_async(args))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{report['mode']}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(table(report))
+    print(f"\nJSON: {path}")
+
+
+if __name__ == "__main__":
+    main()
