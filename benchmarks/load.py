@@ -64,12 +64,16 @@ class ResourceSampler:
                 for name, root in roots.items():
                     cpu = rss = 0.0
                     try:
-                        for proc in [root, *root.children(recursive=True)]:
-                            c, r = measure(proc)
-                            cpu += c
-                            rss += r
+                        family = [root, *root.children(recursive=True)]
                     except psutil.Error:
                         continue
+                    for proc in family:  # Postgres backends come and go: skip the ones gone meanwhile
+                        try:
+                            c, r = measure(proc)
+                        except psutil.Error:
+                            continue
+                        cpu += c
+                        rss += r
                     self.samples.setdefault(name, []).append((cpu, rss / 2**20))
 
         self._thread = threading.Thread(target=run, daemon=True)
@@ -85,20 +89,30 @@ class ResourceSampler:
         out = {}
         for name, values in self.samples.items():
             if values:
-                out[name] = {"cpu_pct_mean": round(statistics.fmean(v[0] for v in values), 1),
-                             "cpu_pct_max": round(max(v[0] for v in values), 1),
-                             "rss_mb_max": round(max(v[1] for v in values), 1)}
+                out[name] = {
+                    "cpu_pct_mean": round(statistics.fmean(v[0] for v in values), 1),
+                    "cpu_pct_max": round(max(v[0] for v in values), 1),
+                    "rss_mb_max": round(max(v[1] for v in values), 1),
+                }
         return out
 
 
-async def open_loop(url: str, *, rate: float, seconds: float, params: list[dict[str, Any]] | None = None,
-                    headers: dict[str, str] | None = None, concurrency: int = 64) -> dict[str, Any]:
+async def open_loop(
+    url: str,
+    *,
+    rate: float,
+    seconds: float,
+    params: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    concurrency: int = 64,
+) -> dict[str, Any]:
     """Requests sent at a fixed rate whatever the latency (open loop), latencies measured per request."""
     latencies: list[float] = []
     errors = 0
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=10, limits=limits, headers=headers) as client:
+
         async def one(i: int) -> None:
             nonlocal errors
             async with sem:
@@ -122,17 +136,23 @@ async def open_loop(url: str, *, rate: float, seconds: float, params: list[dict[
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - begin
-    return {"requests": total, "errors": errors, "achieved_rps": round(len(latencies) / elapsed, 1),
-            "p50_ms": round((percentile(latencies, 0.5) or 0) * 1000, 2),
-            "p95_ms": round((percentile(latencies, 0.95) or 0) * 1000, 2),
-            "p99_ms": round((percentile(latencies, 0.99) or 0) * 1000, 2)}
+    return {
+        "requests": total,
+        "errors": errors,
+        "achieved_rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round((percentile(latencies, 0.5) or 0) * 1000, 2),
+        "p95_ms": round((percentile(latencies, 0.95) or 0) * 1000, 2),
+        "p99_ms": round((percentile(latencies, 0.99) or 0) * 1000, 2),
+    }
 
 
 def subject_of(person_id: str) -> str:
     return "v1:" + base64.b32encode(hashlib.sha256(person_id.encode()).digest()).decode().rstrip("=")
 
 
-def published_records(events: Iterable[dict[str, Any]]) -> Iterable[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+def published_records(
+    events: Iterable[dict[str, Any]],
+) -> Iterable[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
     """Provider events turned into what ingest would publish on care.events.v1 (for the rebuild benchmark, which
     replays that topic): subject_ref instead of the personnummer, derived fields, CloudEvents headers."""
     episodes: dict[tuple[str, str], str] = {}
@@ -145,8 +165,12 @@ def published_records(events: Iterable[dict[str, Any]]) -> Iterable[tuple[bytes,
             subject = subject_of(pn)
             born = date(int(pn[:4]), int(pn[4:6]), int(pn[6:8]) - (60 if int(pn[6:8]) > 60 else 0))
             start = date.fromisoformat(data["start_date"])
-            data.update(subject_ref=subject, birth_year=born.year, sex="male" if int(pn[10]) % 2 else "female",
-                        age_at_start=start.year - born.year - ((start.month, start.day) < (born.month, born.day)))
+            data.update(
+                subject_ref=subject,
+                birth_year=born.year,
+                sex="male" if int(pn[10]) % 2 else "female",
+                age_at_start=start.year - born.year - ((start.month, start.day) < (born.month, born.day)),
+            )
             episodes[(provider, data["episode_id"])] = subject
             episode = data["episode_id"]
         elif event["type"].endswith("event.retracted.v1"):
@@ -157,7 +181,12 @@ def published_records(events: Iterable[dict[str, Any]]) -> Iterable[tuple[bytes,
             if subject is None:
                 continue
             data.update(subject_ref=subject, provider_id=provider)
-        headers = binary_headers(event_id=event["id"], source=event["source"], type_=event["type"],
-                                 time=datetime.fromisoformat(event["time"]), subject=episode,
-                                 extra={"ingestedat": stamp.isoformat()})
+        headers = binary_headers(
+            event_id=event["id"],
+            source=event["source"],
+            type_=event["type"],
+            time=datetime.fromisoformat(event["time"]),
+            subject=episode,
+            extra={"ingestedat": stamp.isoformat()},
+        )
         yield subject.encode(), orjson.dumps(data), headers

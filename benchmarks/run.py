@@ -29,19 +29,46 @@ from utfall_platform.apikeys import generate_key, publish_keys
 from utfall_platform.clock import SystemClock
 from utfall_platform.local.stack import LocalStack
 from utfall_synthetic.cli import raw_record
-from utfall_synthetic.cohort import PROVIDERS, CohortConfig, generate
+from utfall_synthetic.cohort import CohortConfig, generate
 
 from .load import ResourceSampler, open_loop, percentile, published_records
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR_TOPIC = "bench.floor.v1"
 SIZES = {
-    "full": {"floor": 200_000, "http": 60_000, "raw": 60_000, "pipeline_seconds": 60, "latency_rate": 500,
-             "latency_seconds": 30, "gateway_rps": 500, "gateway_seconds": 20, "rebuild": 1_000_000},
-    "medium": {"floor": 50_000, "http": 20_000, "raw": 20_000, "pipeline_seconds": 20, "latency_rate": 500,
-               "latency_seconds": 10, "gateway_rps": 500, "gateway_seconds": 10, "rebuild": 200_000},
-    "smoke": {"floor": 5_000, "http": 2_000, "raw": 2_000, "pipeline_seconds": 4, "latency_rate": 100,
-              "latency_seconds": 4, "gateway_rps": 50, "gateway_seconds": 3, "rebuild": 20_000},
+    "full": {
+        "floor": 200_000,
+        "http": 60_000,
+        "raw": 60_000,
+        "pipeline_seconds": 60,
+        "latency_rate": 500,
+        "latency_seconds": 30,
+        "gateway_rps": 500,
+        "gateway_seconds": 20,
+        "rebuild": 1_000_000,
+    },
+    "medium": {
+        "floor": 50_000,
+        "http": 20_000,
+        "raw": 20_000,
+        "pipeline_seconds": 20,
+        "latency_rate": 500,
+        "latency_seconds": 10,
+        "gateway_rps": 500,
+        "gateway_seconds": 10,
+        "rebuild": 200_000,
+    },
+    "smoke": {
+        "floor": 5_000,
+        "http": 2_000,
+        "raw": 2_000,
+        "pipeline_seconds": 4,
+        "latency_rate": 100,
+        "latency_seconds": 4,
+        "gateway_rps": 50,
+        "gateway_seconds": 3,
+        "rebuild": 20_000,
+    },
 }
 
 
@@ -71,13 +98,21 @@ async def keys_for(bootstrap: str, events: list[dict[str, Any]]) -> dict[str, st
 
 
 async def produce_all(bootstrap: str, topic: str, records: list[Any], *, desc: str, progress: bool) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
-                                max_batch_size=256 * 1024, compression_type="lz4")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        compression_type="lz4",
+    )
     await producer.start()
     started = time.perf_counter()
     try:
         pending = []
-        for key, value, headers in tqdm(records, desc=desc, disable=not progress, file=sys.stderr, unit="msg"):
+        for key, value, headers in tqdm(
+            records, desc=desc, disable=not progress, file=sys.stderr, unit="msg"
+        ):
             pending.append(await producer.send(topic, value, key=key, headers=headers))
             if len(pending) >= 5000:
                 await asyncio.gather(*pending)
@@ -96,10 +131,18 @@ async def floor(bootstrap: str, records: list[Any], progress: bool) -> dict[str,
             await admin.create_topics([NewTopic(FLOOR_TOPIC, 6, 1)])
     finally:
         await admin.close()
-    produce_seconds = await produce_all(bootstrap, FLOOR_TOPIC, records, desc="floor: produce", progress=progress)
-    consumer = AIOKafkaConsumer(FLOOR_TOPIC, bootstrap_servers=bootstrap, group_id=f"bench-floor-{time.time()}",
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                isolation_level="read_committed", max_partition_fetch_bytes=8 * 2**20)
+    produce_seconds = await produce_all(
+        bootstrap, FLOOR_TOPIC, records, desc="floor: produce", progress=progress
+    )
+    consumer = AIOKafkaConsumer(
+        FLOOR_TOPIC,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-floor-{time.time()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=8 * 2**20,
+    )
     await consumer.start()
     started = time.perf_counter()
     seen = 0
@@ -116,16 +159,23 @@ async def floor(bootstrap: str, records: list[Any], progress: bool) -> dict[str,
         await consumer.stop()
     consume_seconds = time.perf_counter() - started
     produce_rate, consume_rate = len(records) / produce_seconds, len(records) / consume_seconds
-    return {"messages": len(records), "produce_per_s": round(produce_rate), "consume_per_s": round(consume_rate),
-            "floor_per_s": round(min(produce_rate, consume_rate))}
+    return {
+        "messages": len(records),
+        "produce_per_s": round(produce_rate),
+        "consume_per_s": round(consume_rate),
+        "floor_per_s": round(min(produce_rate, consume_rate)),
+    }
 
 
-async def http_ingest(url: str, keys: dict[str, str], events: list[dict[str, Any]], progress: bool,
-                      concurrency: int = 4) -> dict[str, Any]:
+async def http_ingest(
+    url: str, keys: dict[str, str], events: list[dict[str, Any]], progress: bool, concurrency: int = 4
+) -> dict[str, Any]:
     by_provider: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         by_provider.setdefault(e["source"].split("/", 1)[1], []).append(e)
-    batches = [(p, items[i:i + 1000]) for p, items in by_provider.items() for i in range(0, len(items), 1000)]
+    batches = [
+        (p, items[i : i + 1000]) for p, items in by_provider.items() for i in range(0, len(items), 1000)
+    ]
     queue: asyncio.Queue[tuple[str, list[dict[str, Any]]]] = asyncio.Queue()
     for b in batches:
         queue.put_nowait(b)
@@ -137,8 +187,14 @@ async def http_ingest(url: str, keys: dict[str, str], events: list[dict[str, Any
         while not queue.empty():
             provider, items = queue.get_nowait()
             body = orjson.dumps(items)
-            response = await client.post("/v1/events", content=body, headers={
-                "content-type": "application/cloudevents-batch+json", "authorization": f"Bearer {keys[provider]}"})
+            response = await client.post(
+                "/v1/events",
+                content=body,
+                headers={
+                    "content-type": "application/cloudevents-batch+json",
+                    "authorization": f"Bearer {keys[provider]}",
+                },
+            )
             response.raise_for_status()
             accepted += response.json()["accepted"]
             bar.update(len(items))
@@ -148,16 +204,70 @@ async def http_ingest(url: str, keys: dict[str, str], events: list[dict[str, Any
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     seconds = time.perf_counter() - started
     bar.close()
-    return {"events": len(events), "accepted": accepted, "seconds": round(seconds, 2),
-            "events_per_s": round(len(events) / seconds), "batch": 1000, "concurrency": concurrency}
+    return {
+        "events": len(events),
+        "accepted": accepted,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(len(events) / seconds),
+        "batch": 1000,
+        "concurrency": concurrency,
+    }
+
+
+async def publish_bench_contract(bootstrap: str, providers: list[str]) -> None:
+    from utfall_events.contracts import ContractDefinitionV1
+    from utfall_events.topics import CONTRACT_COMMANDS
+
+    definition = ContractDefinitionV1.model_validate(
+        {
+            "contract_id": "bench-pipeline",
+            "name": "benchmark",
+            "commissioner_municipality": "0180",
+            "funder": "bench",
+            "provider_ids": providers,
+            "cohort": {
+                "care_types": ["hvb", "family_home", "supported_housing", "sis"],
+                "min_age": 0,
+                "max_age": 20,
+                "enrolment_from": "2000-01-01",
+                "enrolment_to": "2030-12-31",
+            },
+            "milestones": [
+                {"milestone_id": "planned", "measure_id": "planned_discharge", "price_ore": 100_000},
+                {
+                    "milestone_id": "no-replacement-12m",
+                    "measure_id": "no_replacement_12m",
+                    "price_ore": 200_000,
+                },
+            ],
+            "per_participant_cap_ore": 10**12,
+            "total_cap_ore": 10**15,
+        }
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            CONTRACT_COMMANDS, definition.model_dump_json().encode(), key=b"bench-pipeline"
+        )
+    finally:
+        await producer.stop()
 
 
 async def count(conn: asyncpg.Connection, sql: str, *args: Any) -> int:
     return int(await conn.fetchval(sql, *args))
 
 
-async def wait_for(conn: asyncpg.Connection, sql: str, args: tuple[Any, ...], target: int, *, desc: str,
-                   progress: bool, timeout: float = 3600) -> float:
+async def wait_for(
+    conn: asyncpg.Connection,
+    sql: str,
+    args: tuple[Any, ...],
+    target: int,
+    *,
+    desc: str,
+    progress: bool,
+    timeout: float = 3600,
+) -> float:
     started = time.perf_counter()
     bar = tqdm(total=target, desc=desc, disable=not progress, file=sys.stderr, unit="ev")
     done = 0
@@ -178,13 +288,14 @@ async def caught_up(conn: asyncpg.Connection, bootstrap: str, consumer: str, sch
     try:
         tps = [TopicPartition(topic, p) for p in sorted(client.partitions_for_topic(topic) or [])]
         if not tps:
-            await client._client.force_metadata_update()  # noqa: SLF001
+            await client._client.force_metadata_update()
             tps = [TopicPartition(topic, p) for p in sorted(client.partitions_for_topic(topic) or [])]
         ends = await client.end_offsets(tps)
     finally:
         await client.stop()
-    rows = await conn.fetch(f"SELECT partition, next_offset FROM {schema}.consumer_positions WHERE consumer = $1",
-                            consumer)
+    rows = await conn.fetch(
+        f"SELECT partition, next_offset FROM {schema}.consumer_positions WHERE consumer = $1", consumer
+    )
     done = {r["partition"]: r["next_offset"] for r in rows}
     # a committed transaction leaves a marker after its last record: within 2 of the end is caught up
     return all(ends[tp] - done.get(tp.partition, 0) <= 2 for tp in tps)
@@ -196,11 +307,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     progress = not args.no_progress and sys.stderr.isatty()
     base = Path(tempfile.mkdtemp(prefix="utfall-bench-"))
     log = (base / "services.log").open("w")
-    stack = LocalStack(base, durable=not args.smoke, log_sink=log,
-                       extra_env={"UTFALL_LOG_LEVEL": "WARNING", "UTFALL_TICK_SECONDS": "3600"})
-    report: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(), "mode": mode,
-                              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                          "platform": platform.platform()}, "steps": {}}
+    stack = LocalStack(
+        base,
+        durable=not args.smoke,
+        log_sink=log,
+        extra_env={"UTFALL_LOG_LEVEL": "WARNING", "UTFALL_TICK_SECONDS": "3600"},
+    )
+    report: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "mode": mode,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "steps": {},
+    }
     loop = asyncio.get_running_loop()
     print(f"starting the stack in {base} ...", file=sys.stderr, flush=True)
     await loop.run_in_executor(None, stack.start)
@@ -231,90 +353,189 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         unique = len({(e["source"], e["id"]) for e in raw_events})
         with ResourceSampler(pids) as sampler:
             started = time.perf_counter()
-            await produce_all(stack.bootstrap, CARE_EVENTS_RAW, [(b"k", *raw_record(e)) for e in raw_events],
-                              desc="raw topic: produce", progress=progress)
-            await wait_for(conn, "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1)", (sources,),
-                           unique, desc="raw topic: ingest", progress=progress)
+            await produce_all(
+                stack.bootstrap,
+                CARE_EVENTS_RAW,
+                [(b"k", *raw_record(e)) for e in raw_events],
+                desc="raw topic: produce",
+                progress=progress,
+            )
+            await wait_for(
+                conn,
+                "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1)",
+                (sources,),
+                unique,
+                desc="raw topic: ingest",
+                progress=progress,
+            )
             seconds = time.perf_counter() - started
-        report["steps"]["raw_topic_ingest"] = {"events": len(raw_events), "seconds": round(seconds, 2),
-                                               "events_per_s": round(len(raw_events) / seconds),
-                                               "resources": sampler.summary()}
+        report["steps"]["raw_topic_ingest"] = {
+            "events": len(raw_events),
+            "seconds": round(seconds, 2),
+            "events_per_s": round(len(raw_events) / seconds),
+            "resources": sampler.summary(),
+        }
         # let the pipeline drain what steps 2a and 2b started before timing the pipeline
-        await wait_for(conn, "SELECT count(*) FROM measures.events", (), await count(
-            conn, "SELECT count(*) FROM ingest.received_events WHERE status = 'accepted'"),
-            desc="drain", progress=progress)
+        await wait_for(
+            conn,
+            "SELECT count(*) FROM measures.events",
+            (),
+            await count(conn, "SELECT count(*) FROM ingest.received_events WHERE status = 'accepted'"),
+            desc="drain",
+            progress=progress,
+        )
 
-        # 3. the full pipeline, raw event to payment, sustained
+        # 3. the full pipeline, raw event to payment, sustained; a contract enrols the pipeline's providers
         rate_guess = max(200, report["steps"]["raw_topic_ingest"]["events_per_s"] // 2)
-        pipeline_events = events_for(max(size["raw"], int(rate_guess * size["pipeline_seconds"] * 1.1)), 14, "pl")
+        pipeline_events = events_for(
+            max(size["raw"], int(rate_guess * size["pipeline_seconds"] * 1.1)), 14, "pl"
+        )
+        await publish_bench_contract(
+            stack.bootstrap, sorted({e["source"].split("/", 1)[1] for e in pipeline_events})
+        )
+        await asyncio.sleep(2)
         sources = sorted({e["source"] for e in pipeline_events})
         with ResourceSampler(pids) as sampler:
             started = time.perf_counter()
-            await produce_all(stack.bootstrap, CARE_EVENTS_RAW, [(b"k", *raw_record(e)) for e in pipeline_events],
-                              desc="pipeline: produce", progress=progress)
-            await wait_for(conn, "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1)", (sources,),
-                           len({(e["source"], e["id"]) for e in pipeline_events}), desc="pipeline: ingest",
-                           progress=progress)
-            accepted = await count(conn, "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1) "
-                                         "AND status = 'accepted'", sources)
-            await wait_for(conn, "SELECT count(*) FROM measures.events WHERE source = ANY($1)", (sources,), accepted,
-                           desc="pipeline: measures", progress=progress)
-            while not (await caught_up(conn, stack.bootstrap, "contracts-outcomes", "contracts", OUTCOMES)
-                       and await count(conn, "SELECT count(*) FROM measures.outbox WHERE sent_at IS NULL") == 0):
+            await produce_all(
+                stack.bootstrap,
+                CARE_EVENTS_RAW,
+                [(b"k", *raw_record(e)) for e in pipeline_events],
+                desc="pipeline: produce",
+                progress=progress,
+            )
+            await wait_for(
+                conn,
+                "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1)",
+                (sources,),
+                len({(e["source"], e["id"]) for e in pipeline_events}),
+                desc="pipeline: ingest",
+                progress=progress,
+            )
+            accepted = await count(
+                conn,
+                "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1) AND status = 'accepted'",
+                sources,
+            )
+            await wait_for(
+                conn,
+                "SELECT count(*) FROM measures.events WHERE source = ANY($1)",
+                (sources,),
+                accepted,
+                desc="pipeline: measures",
+                progress=progress,
+            )
+            while not (
+                await count(conn, "SELECT count(*) FROM measures.outbox") == 0
+                and await caught_up(conn, stack.bootstrap, "contracts-outcomes", "contracts", OUTCOMES)
+                and await count(conn, "SELECT count(*) FROM contracts.outbox") == 0
+            ):
                 await asyncio.sleep(0.2)
             seconds = time.perf_counter() - started
-        payments = await count(conn, "SELECT count(*) FROM contracts.ledger")
+        payments = await count(
+            conn, "SELECT count(*) FROM contracts.ledger WHERE contract_id = 'bench-pipeline'"
+        )
+        await asyncio.sleep(
+            5
+        )  # let the tail of the pipeline (payments relayed) settle before measuring latency
         rate = len(pipeline_events) / seconds
-        report["steps"]["pipeline"] = {"events": len(pipeline_events), "seconds": round(seconds, 1),
-                                       "events_per_s": round(rate), "ratio_to_floor": round(rate / floor_rate, 3),
-                                       "ledger_entries_total": payments, "resources": sampler.summary()}
+        report["steps"]["pipeline"] = {
+            "events": len(pipeline_events),
+            "seconds": round(seconds, 1),
+            "events_per_s": round(rate),
+            "ratio_to_floor": round(rate / floor_rate, 3),
+            "ledger_entries_total": payments,
+            "resources": sampler.summary(),
+        }
 
         # 4. latency at a fixed offered load: accepted by ingest -> committed in the measures read model
         latency_events = events_for(int(size["latency_rate"] * size["latency_seconds"]), 15, "lt")
         lkeys = await keys_for(stack.bootstrap, latency_events)
         sources = sorted({e["source"] for e in latency_events})
         with ResourceSampler(pids) as sampler:
-            async with httpx.AsyncClient(base_url=stack.services["ingest"].url, timeout=30) as client:
+            async with httpx.AsyncClient(
+                base_url=stack.services["ingest"].url,
+                timeout=httpx.Timeout(60.0, pool=None),
+                limits=httpx.Limits(max_connections=32),
+            ) as client:
                 tick = 0.05
                 per_tick = max(1, int(size["latency_rate"] * tick))
                 begin = time.perf_counter()
                 inflight = []
                 for i in range(0, len(latency_events), per_tick):
-                    chunk = latency_events[i:i + per_tick]
+                    chunk = latency_events[i : i + per_tick]
                     by_provider: dict[str, list[dict[str, Any]]] = {}
                     for e in chunk:
                         by_provider.setdefault(e["source"].split("/", 1)[1], []).append(e)
                     for provider, items in by_provider.items():
-                        inflight.append(asyncio.create_task(client.post("/v1/events", content=orjson.dumps(items),
-                                        headers={"content-type": "application/cloudevents-batch+json",
-                                                 "authorization": f"Bearer {lkeys[provider]}"})))
+                        inflight.append(
+                            asyncio.create_task(
+                                client.post(
+                                    "/v1/events",
+                                    content=orjson.dumps(items),
+                                    headers={
+                                        "content-type": "application/cloudevents-batch+json",
+                                        "authorization": f"Bearer {lkeys[provider]}",
+                                    },
+                                )
+                            )
+                        )
                     delay = begin + (i // per_tick + 1) * tick - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
                 await asyncio.gather(*inflight)
                 offered = len(latency_events) / (time.perf_counter() - begin)
-            accepted = await count(conn, "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1) AND "
-                                         "status = 'accepted'", sources)
-            await wait_for(conn, "SELECT count(*) FROM measures.events WHERE source = ANY($1)", (sources,), accepted,
-                           desc="latency: drain", progress=progress)
+            accepted = await count(
+                conn,
+                "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1) AND status = 'accepted'",
+                sources,
+            )
+            await wait_for(
+                conn,
+                "SELECT count(*) FROM measures.events WHERE source = ANY($1)",
+                (sources,),
+                accepted,
+                desc="latency: drain",
+                progress=progress,
+            )
         rows = await conn.fetch(
             "SELECT extract(epoch FROM m.projected_at - r.received_at) AS s FROM measures.events m JOIN "
-            "ingest.received_events r USING (source, event_id) WHERE m.source = ANY($1)", sources)
+            "ingest.received_events r USING (source, event_id) WHERE m.source = ANY($1)",
+            sources,
+        )
         lat = [float(r["s"]) for r in rows]
         report["steps"]["latency"] = {
-            "offered_events_per_s": round(offered), "events": len(lat),
-            "p50_ms": round((percentile(lat, 0.5) or 0) * 1000, 1), "p95_ms": round((percentile(lat, 0.95) or 0) * 1000, 1),
-            "p99_ms": round((percentile(lat, 0.99) or 0) * 1000, 1), "measured": "ingest accepted -> measures committed",
-            "resources": sampler.summary()}
+            "offered_events_per_s": round(offered),
+            "events": len(lat),
+            "p50_ms": round((percentile(lat, 0.5) or 0) * 1000, 1),
+            "p95_ms": round((percentile(lat, 0.95) or 0) * 1000, 1),
+            "p99_ms": round((percentile(lat, 0.99) or 0) * 1000, 1),
+            "measured": "ingest accepted -> measures committed",
+            "resources": sampler.summary(),
+        }
 
         # 6. the gateway's results endpoint under a steady open-loop load
-        params = [{"group_by": g} for g in ("provider_id", "target_group", "provider_id,target_group", "sex,age_band",
-                                             "county_code")]
+        params = [
+            {"group_by": g}
+            for g in (
+                "provider_id",
+                "target_group",
+                "provider_id,target_group",
+                "sex,age_band",
+                "county_code",
+            )
+        ]
         url = stack.services["gateway"].url + "/v1/measures/planned_discharge/results"
         with ResourceSampler(pids) as sampler:
-            result = await gateway_load(url, params, rate=size["gateway_rps"], seconds=size["gateway_seconds"])
-        report["steps"]["gateway_results"] = {**result, "offered_rps": size["gateway_rps"],
-                                              "cache_seconds": 1.0, "resources": sampler.summary()}
+            result = await gateway_load(
+                url, params, rate=size["gateway_rps"], seconds=size["gateway_seconds"]
+            )
+        report["steps"]["gateway_results"] = {
+            **result,
+            "offered_rps": size["gateway_rps"],
+            "cache_seconds": 1.0,
+            "resources": sampler.summary(),
+        }
 
         # 5. rebuild of the measures projection from care.events.v1, topped up to the target size
         await loop.run_in_executor(None, stack.stop_service, "measures")
@@ -323,16 +544,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         missing = size["rebuild"] - present
         if missing > 0:
             top_up = list(published_records(events_for(missing, 16, "rb")))
-            await produce_all(stack.bootstrap, CARE_EVENTS, top_up, desc="rebuild: fill care.events.v1",
-                              progress=progress)
+            await produce_all(
+                stack.bootstrap, CARE_EVENTS, top_up, desc="rebuild: fill care.events.v1", progress=progress
+            )
         settings = MeasuresSettings(kafka_bootstrap=stack.bootstrap, database_url=stack.database_url)
         with ResourceSampler({"postgres": pg_pid, "kafka": pids["kafka"], "rebuild": os.getpid()}) as sampler:
             result = await rebuild(settings, SystemClock(), progress=progress)
-        report["steps"]["rebuild"] = {"records": result.records, "events": result.events, "subjects": result.subjects,
-                                      "seconds": round(result.seconds, 1), "replay_seconds": round(result.replay_seconds, 1),
-                                      "fold_seconds": round(result.fold_seconds, 1),
-                                      "events_per_s": round(result.records / result.seconds) if result.seconds else None,
-                                      "resources": sampler.summary()}
+        report["steps"]["rebuild"] = {
+            "records": result.records,
+            "events": result.events,
+            "subjects": result.subjects,
+            "seconds": round(result.seconds, 1),
+            "replay_seconds": round(result.replay_seconds, 1),
+            "fold_seconds": round(result.fold_seconds, 1),
+            "events_per_s": round(result.records / result.seconds) if result.seconds else None,
+            "resources": sampler.summary(),
+        }
     finally:
         await conn.close()
         await loop.run_in_executor(None, stack.stop)
@@ -369,41 +596,82 @@ async def gateway_load(url: str, params: list[dict[str, str]], *, rate: int, sec
     async with httpx.AsyncClient(timeout=30) as client:  # warm-up: fill the read-model cache once
         for q in params:
             await client.get(url, params=q)
-    out = subprocess.run([wrk, "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), base],
-                         capture_output=True, text=True, check=True).stdout
+    command = [wrk, "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), base]
+    out = (
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: subprocess.run(command, capture_output=True, text=True, check=True)
+        )
+    ).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT"))
     _, requests, errors, p50, p95, p99, duration = line.split()
-    return {"tool": "wrk", "connections": connections, "requests": int(requests), "errors": int(errors),
-            "achieved_rps": round(int(requests) / (float(duration) / 1e6), 1),
-            "p50_ms": round(float(p50) / 1000, 2), "p95_ms": round(float(p95) / 1000, 2),
-            "p99_ms": round(float(p99) / 1000, 2)}
+    return {
+        "tool": "wrk",
+        "connections": connections,
+        "requests": int(requests),
+        "errors": int(errors),
+        "achieved_rps": round(int(requests) / (float(duration) / 1e6), 1),
+        "p50_ms": round(float(p50) / 1000, 2),
+        "p95_ms": round(float(p95) / 1000, 2),
+        "p99_ms": round(float(p99) / 1000, 2),
+    }
 
 
 def table(report: dict[str, Any]) -> str:
     s = report["steps"]
     floor = s["floor"]["floor_per_s"]
     rows = [
-        ("1 raw aiokafka floor (produce / consume)", f"{s['floor']['produce_per_s']:,} / {s['floor']['consume_per_s']:,} msg/s",
-         "baseline"),
-        ("2 HTTP ingest, batches of 1000", f"{s['http_ingest']['events_per_s']:,} events/s", "target ≥ 15,000"),
+        (
+            "1 raw aiokafka floor (produce / consume)",
+            f"{s['floor']['produce_per_s']:,} / {s['floor']['consume_per_s']:,} msg/s",
+            "baseline",
+        ),
+        (
+            "2 HTTP ingest, batches of 1000",
+            f"{s['http_ingest']['events_per_s']:,} events/s",
+            "target ≥ 15,000",
+        ),
         ("2 Kafka raw-topic ingest", f"{s['raw_topic_ingest']['events_per_s']:,} events/s", ""),
-        ("3 pipeline raw event -> payment", f"{s['pipeline']['events_per_s']:,} events/s over {s['pipeline']['seconds']}s"
-         f" ({s['pipeline']['ratio_to_floor']:.1%} of floor {floor:,})", "target ≥ 20,000 and ≥ 50%"),
-        ("4 latency accepted -> read model", f"p50 {s['latency']['p50_ms']} / p95 {s['latency']['p95_ms']} / p99 "
-         f"{s['latency']['p99_ms']} ms at {s['latency']['offered_events_per_s']:,} ev/s", "target p99 < 500 ms at 2,000"),
-        ("5 measures rebuild", f"{s['rebuild']['records']:,} records in {s['rebuild']['seconds']} s", "target 1M < 60 s"),
-        ("6 gateway results", f"p50 {s['gateway_results']['p50_ms']} / p99 {s['gateway_results']['p99_ms']} ms at "
-         f"{s['gateway_results']['achieved_rps']} rps", "target p99 < 20 ms at 500"),
+        (
+            "3 pipeline raw event -> payment",
+            f"{s['pipeline']['events_per_s']:,} events/s over {s['pipeline']['seconds']}s"
+            f" ({s['pipeline']['ratio_to_floor']:.1%} of floor {floor:,})",
+            "target ≥ 20,000 and ≥ 50%",
+        ),
+        (
+            "4 latency accepted -> read model",
+            f"p50 {s['latency']['p50_ms']} / p95 {s['latency']['p95_ms']} / p99 "
+            f"{s['latency']['p99_ms']} ms at {s['latency']['offered_events_per_s']:,} ev/s",
+            "target p99 < 500 ms at 2,000",
+        ),
+        (
+            "5 measures rebuild",
+            f"{s['rebuild']['records']:,} records in {s['rebuild']['seconds']} s",
+            "target 1M < 60 s",
+        ),
+        (
+            "6 gateway results",
+            f"p50 {s['gateway_results']['p50_ms']} / p99 {s['gateway_results']['p99_ms']} ms at "
+            f"{s['gateway_results']['achieved_rps']} rps",
+            "target p99 < 20 ms at 500",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     lines = [f"{'step':<{width}}  result", "-" * (width + 60)]
-    lines += [f"{name:<{width}}  {value}   [{target}]" if target else f"{name:<{width}}  {value}" for name, value, target in rows]
+    lines += [
+        f"{name:<{width}}  {value}   [{target}]" if target else f"{name:<{width}}  {value}"
+        for name, value, target in rows
+    ]
     lines.append("")
     lines.append("CPU % (of one core) mean/max and RSS MB max per process:")
     for step, body in s.items():
         res = body.get("resources", {})
-        lines.append(f"  {step:<17} " + "  ".join(
-            f"{p} {v['cpu_pct_mean']:.0f}/{v['cpu_pct_max']:.0f}% {v['rss_mb_max']:.0f}MB" for p, v in sorted(res.items())))
+        lines.append(
+            f"  {step:<17} "
+            + "  ".join(
+                f"{p} {v['cpu_pct_mean']:.0f}/{v['cpu_pct_max']:.0f}% {v['rss_mb_max']:.0f}MB"
+                for p, v in sorted(res.items())
+            )
+        )
     return "\n".join(lines)
 
 

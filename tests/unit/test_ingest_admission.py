@@ -216,8 +216,12 @@ def test_a_held_retraction_released_in_a_later_batch_still_names_what_it_retract
     assert statuses(first) == ["held", "held"]
     known = {(e.source, e.event_id): e for e in first.new_events}
     # the next batch loads only what it names: not the retracted event itself
-    later = decide_batch([started("a")], known={k: v for k, v in known.items() if k[1] == "r"},
-                         episodes=first.episodes, held={(SRC, "ep1"): first.held})
+    later = decide_batch(
+        [started("a")],
+        known={k: v for k, v in known.items() if k[1] == "r"},
+        episodes=first.episodes,
+        held={(SRC, "ep1"): first.held},
+    )
     released = {p.event.event_id: p for p in later.publish}
     assert released["r"].retracted_event_type == "se.utfall.placement.ended.v1"
 
@@ -229,7 +233,9 @@ def test_published_messages_match_the_published_models() -> None:
     from utfall_events.care import PUBLISHED_MODEL_BY_TYPE
     from utfall_ingest.messages import care_event_message
 
-    d = decide_batch([started("a"), ended("b"), followup("c"), retract("r", "b")], known={}, episodes={}, held={})
+    d = decide_batch(
+        [started("a"), ended("b"), followup("c"), retract("r", "b")], known={}, episodes={}, held={}
+    )
     for item in d.publish:
         message = care_event_message(item, ingested_at=T)
         data = orjson.loads(message.value)

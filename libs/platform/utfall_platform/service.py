@@ -62,6 +62,7 @@ class ServiceRuntime:
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self.started = False
+        self.readiness_checks: dict[str, Callable[[], bool]] = {}
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -191,6 +192,8 @@ class ServiceRuntime:
             checks["kafka"] = False
         if self.relay is not None:
             checks["outbox_relay"] = self.relay.is_leader or "standby"
+        for name, check in self.readiness_checks.items():
+            checks[name] = bool(check())
         return checks
 
 

@@ -69,6 +69,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         redoc_url=None,
     )
     app.state.keys = keys
+    runtime.readiness_checks["api_keys"] = keys.caught_up.is_set
     app.state.gateway = state
     if settings.cors_origins:
         app.add_middleware(

@@ -42,7 +42,7 @@ class TtlCache:
     async def _refresh(self, key: Hashable, compute: Callable[[], Awaitable[Any]]) -> None:
         try:
             await self._store(key, await compute())
-        except Exception:  # noqa: BLE001 - the stale answer stays until max_stale; the next read retries
+        except Exception:
             self._entries.pop(key, None)
         finally:
             self._refreshing.pop(key, None)

@@ -70,6 +70,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
         ),
     )
     app.state.keys = keys
+    runtime.readiness_checks["api_keys"] = keys.caught_up.is_set
     app.include_router(router(runtime, settings, key))
     return app
 

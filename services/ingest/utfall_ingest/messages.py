@@ -34,9 +34,7 @@ def care_event_message(item: Publish, *, ingested_at: datetime) -> OutboxMessage
         subject=item.episode_id,
         extra={"ingestedat": ingested_at.isoformat()},
     )
-    return OutboxMessage(
-        CARE_EVENTS, item.subject_ref.encode(), orjson.dumps(data), headers
-    )
+    return OutboxMessage(CARE_EVENTS, item.subject_ref.encode(), orjson.dumps(data), headers)
 
 
 def rejected_message(

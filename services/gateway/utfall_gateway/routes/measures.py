@@ -170,16 +170,20 @@ async def results(
     offset = cursor_int(cursor, "offset")
     page = table["rows"][offset : offset + limit]
     next_offset = offset + limit
-    return ORJSONResponse({
-        "measure_id": measure_id,
-        "period": period,
-        "group_by": list(groups),
-        "filters": dict(q.filters),
-        "min_cell": min_cell,
-        "rows": page,
-        "totals": table["totals"],
-        "next_cursor": encode_cursor({"offset": next_offset}) if next_offset < len(table["rows"]) else None,
-    })
+    return ORJSONResponse(
+        {
+            "measure_id": measure_id,
+            "period": period,
+            "group_by": list(groups),
+            "filters": dict(q.filters),
+            "min_cell": min_cell,
+            "rows": page,
+            "totals": table["totals"],
+            "next_cursor": encode_cursor({"offset": next_offset})
+            if next_offset < len(table["rows"])
+            else None,
+        }
+    )
 
 
 @router.get(

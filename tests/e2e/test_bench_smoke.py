@@ -1,0 +1,38 @@
+"""`make bench` at a tiny size: every step runs start to finish and the JSON has every figure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--no-progress", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (report_path,) = tmp_path.glob("bench-smoke-*.json")
+    report = json.loads(report_path.read_text())
+    steps = report["steps"]
+    assert set(steps) == {
+        "floor",
+        "http_ingest",
+        "raw_topic_ingest",
+        "pipeline",
+        "latency",
+        "gateway_results",
+        "rebuild",
+    }
+    assert steps["floor"]["floor_per_s"] > 0 and steps["http_ingest"]["accepted"] > 0
+    assert steps["pipeline"]["events_per_s"] > 0 and 0 < steps["pipeline"]["ratio_to_floor"] < 10
+    assert steps["latency"]["p99_ms"] > 0 and steps["gateway_results"]["p99_ms"] > 0
+    assert steps["rebuild"]["records"] >= 20_000
+    assert "raw aiokafka floor" in result.stdout
