@@ -29,7 +29,7 @@ from utfall_platform.apikeys import generate_key, publish_keys
 from utfall_platform.clock import SystemClock
 from utfall_platform.local.stack import LocalStack
 from utfall_synthetic.cli import raw_record
-from utfall_synthetic.cohort import CohortConfig, generate
+from utfall_synthetic.cohort import CohortConfig, generate, renamed
 
 from .load import ResourceSampler, open_loop, percentile, published_records
 
@@ -76,18 +76,7 @@ def events_for(n: int, seed: int, prefix: str) -> list[dict[str, Any]]:
     """About n provider events from a seeded cohort, providers renamed so each step's data stays apart."""
     subjects = max(20, int(n / 3.9))
     cohort = generate(CohortConfig(subjects=subjects, seed=seed, today=date(2026, 10, 31)))
-    out = []
-    for e in cohort.events[:n]:
-        e = orjson.loads(orjson.dumps(e))
-        provider = f"{prefix}-{e['source'].split('/', 1)[1]}"
-        e["source"] = f"provider/{provider}"
-        if "provider_id" in e["data"]:
-            e["data"]["provider_id"] = provider
-        e["id"] = f"{prefix}-{e['id']}"
-        if "retracted_event_id" in e["data"]:
-            e["data"]["retracted_event_id"] = f"{prefix}-{e['data']['retracted_event_id']}"
-        out.append(e)
-    return out
+    return renamed(cohort.events[:n], prefix=f"{prefix}-", id_prefix=f"{prefix}-")
 
 
 async def keys_for(bootstrap: str, events: list[dict[str, Any]]) -> dict[str, str]:
@@ -254,6 +243,27 @@ async def publish_bench_contract(bootstrap: str, providers: list[str]) -> None:
         await producer.stop()
 
 
+async def through_raw_topic(
+    conn: asyncpg.Connection, bootstrap: str, events: list[dict[str, Any]], label: str, progress: bool
+) -> None:
+    """Produce provider events to the raw topic; return when ingest has received every one of them."""
+    await produce_all(
+        bootstrap,
+        CARE_EVENTS_RAW,
+        [(b"k", *raw_record(e)) for e in events],
+        desc=f"{label}: produce",
+        progress=progress,
+    )
+    await wait_for(
+        conn,
+        "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1)",
+        (sorted({e["source"] for e in events}),),
+        len({(e["source"], e["id"]) for e in events}),
+        desc=f"{label}: ingest",
+        progress=progress,
+    )
+
+
 async def count(conn: asyncpg.Connection, sql: str, *args: Any) -> int:
     return int(await conn.fetchval(sql, *args))
 
@@ -349,25 +359,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
         # 2b. Kafka raw-topic ingest: produce, then time until ingest has received every event
         raw_events = events_for(size["raw"], 13, "rw")
-        sources = sorted({e["source"] for e in raw_events})
-        unique = len({(e["source"], e["id"]) for e in raw_events})
         with ResourceSampler(pids) as sampler:
             started = time.perf_counter()
-            await produce_all(
-                stack.bootstrap,
-                CARE_EVENTS_RAW,
-                [(b"k", *raw_record(e)) for e in raw_events],
-                desc="raw topic: produce",
-                progress=progress,
-            )
-            await wait_for(
-                conn,
-                "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1)",
-                (sources,),
-                unique,
-                desc="raw topic: ingest",
-                progress=progress,
-            )
+            await through_raw_topic(conn, stack.bootstrap, raw_events, "raw topic", progress)
             seconds = time.perf_counter() - started
         report["steps"]["raw_topic_ingest"] = {
             "events": len(raw_events),
@@ -397,21 +391,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         sources = sorted({e["source"] for e in pipeline_events})
         with ResourceSampler(pids) as sampler:
             started = time.perf_counter()
-            await produce_all(
-                stack.bootstrap,
-                CARE_EVENTS_RAW,
-                [(b"k", *raw_record(e)) for e in pipeline_events],
-                desc="pipeline: produce",
-                progress=progress,
-            )
-            await wait_for(
-                conn,
-                "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1)",
-                (sources,),
-                len({(e["source"], e["id"]) for e in pipeline_events}),
-                desc="pipeline: ingest",
-                progress=progress,
-            )
+            await through_raw_topic(conn, stack.bootstrap, pipeline_events, "pipeline", progress)
             accepted = await count(
                 conn,
                 "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1) AND status = 'accepted'",

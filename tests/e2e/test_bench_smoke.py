@@ -34,5 +34,5 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert steps["floor"]["floor_per_s"] > 0 and steps["http_ingest"]["accepted"] > 0
     assert steps["pipeline"]["events_per_s"] > 0 and 0 < steps["pipeline"]["ratio_to_floor"] < 10
     assert steps["latency"]["p99_ms"] > 0 and steps["gateway_results"]["p99_ms"] > 0
-    assert steps["rebuild"]["records"] >= 20_000
+    assert steps["rebuild"]["records"] >= 15_000
     assert "raw aiokafka floor" in result.stdout

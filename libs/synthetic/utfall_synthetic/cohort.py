@@ -5,6 +5,7 @@ real feeds: late and duplicated events and retractions followed by corrections."
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -316,3 +317,23 @@ def generate(config: CohortConfig | None = None) -> Cohort:
 def batches(events: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, len(events), size):
         yield events[start : start + size]
+
+
+def renamed(
+    events: list[dict[str, Any]], *, prefix: str = "", suffix: str = "", id_prefix: str = ""
+) -> list[dict[str, Any]]:
+    """Copies of the events with every provider renamed (prefix-provider-suffix) and, optionally, every event id
+    prefixed: lets several streams share one Kafka without their providers or ids meeting."""
+    out = []
+    for event in events:
+        e = copy.deepcopy(event)
+        provider = f"{prefix}{e['source'].split('/', 1)[1]}{suffix}"
+        e["source"] = f"provider/{provider}"
+        if "provider_id" in e["data"]:
+            e["data"]["provider_id"] = provider
+        if id_prefix:
+            e["id"] = f"{id_prefix}{e['id']}"
+            if "retracted_event_id" in e["data"]:
+                e["data"]["retracted_event_id"] = f"{id_prefix}{e['data']['retracted_event_id']}"
+        out.append(e)
+    return out

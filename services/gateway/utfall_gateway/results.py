@@ -48,8 +48,10 @@ class ResultsQuery:
         return PERIODS[self.period]
 
 
-def _where(q: ResultsQuery, first_param: int) -> tuple[str, list[Any]]:
-    clauses = ["measure_id = $1"]
+def _where(q: ResultsQuery, first_param: int = 1, fixed: tuple[str, ...] = ()) -> tuple[str, list[Any]]:
+    """The WHERE of a results query: the measure, the whitelisted filters, the period; `fixed` adds clauses
+    without parameters."""
+    clauses = ["measure_id = $1", *fixed]
     args: list[Any] = [q.measure_id]
     for name, value in q.filters:
         assert name in DIMENSIONS  # whitelisted: column names are never taken from input
@@ -232,25 +234,14 @@ async def self_reported_cells(
     used = set(q.group_by) | {name for name, _ in q.filters}
     if not used <= set(SELF_REPORTED_DIMS):
         return {}, {}
-    clauses = ["measure_id = $1"]
-    args: list[Any] = [q.measure_id]
-    for name in OPTIONAL_SELF_REPORTED:
-        clauses.append(f"{name} IS {'NOT ' if name in used else ''}NULL")
-    clauses.append("discharge_quarter IS NULL" if q.period == "year" else "discharge_quarter IS NOT NULL")
-    for name, value in q.filters:
-        args.append(value)
-        clauses.append(f"{name} = ${len(args)}")
-    if q.year is not None:
-        args.append(q.year)
-        clauses.append(f"discharge_year = ${len(args)}")
-    if q.quarter is not None:
-        args.append(q.quarter)
-        clauses.append(f"discharge_quarter = ${len(args)}")
+    fixed = tuple(f"{name} IS {'NOT ' if name in used else ''}NULL" for name in OPTIONAL_SELF_REPORTED)
+    fixed += ("discharge_quarter IS NULL" if q.period == "year" else "discharge_quarter IS NOT NULL",)
+    where, args = _where(q, fixed=fixed)
     columns = [*q.period_columns, *q.group_by]
     select_cols = ", ".join(columns)
     records = await conn.fetch(
         f"SELECT {select_cols}, sum(achieved) AS achieved, sum(not_achieved) AS not_achieved, "
-        f"sum(missing) AS missing, 0 AS pending FROM measures_read.self_reported WHERE {' AND '.join(clauses)} "
+        f"sum(missing) AS missing, 0 AS pending FROM measures_read.self_reported WHERE {where} "
         f"GROUP BY {select_cols} ORDER BY {select_cols}",
         *args,
     )

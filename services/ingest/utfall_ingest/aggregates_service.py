@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -12,7 +13,7 @@ from utfall_events.topics import AGGREGATES
 from utfall_platform.clock import Clock
 from utfall_platform.outbox import OutboxMessage, enqueue
 
-from .domain.aggregates import RowRejection, check_figures
+from .domain.aggregates import RowRejection, check_figures, next_version
 from .domain.validation import Reason
 
 
@@ -23,8 +24,8 @@ async def submit(
     provider_id: str,
     channel: str,
     clock: Clock,
-    pre_rejected: list[RowRejection] = (),
-) -> list[dict[str, Any]]:  # type: ignore[assignment]
+    pre_rejected: Sequence[RowRejection] = (),
+) -> list[dict[str, Any]]:
     now, today = clock.now(), clock.today()
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 17))", provider_id)
     receipts: list[dict[str, Any]] = []
@@ -46,12 +47,13 @@ async def submit(
             "ORDER BY version DESC LIMIT 1",
             key,
         )
-        if latest is not None and latest["figures"] == result.model_dump(mode="json"):
+        versioning = next_version((latest["version"], latest["figures"]) if latest else None, result)
+        if versioning.status == "unchanged":
             receipts.append(
-                {"row": index, "status": "unchanged", "submission_key": key, "version": latest["version"]}
+                {"row": index, "status": "unchanged", "submission_key": key, "version": versioning.version}
             )
             continue
-        version = 1 if latest is None else latest["version"] + 1
+        version = versioning.version
         await conn.execute(
             "INSERT INTO ingest.aggregate_submissions (submission_key, version, provider_id, figures, channel, "
             "submitted_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -66,10 +68,10 @@ async def submit(
             **result.model_dump(),
             submission_key=key,
             version=version,
-            supersedes=version - 1 if version > 1 else None,
+            supersedes=versioning.supersedes,
             submitted_at=now,
             channel=channel,
-        )  # type: ignore[arg-type]
+        )
         messages.append(OutboxMessage(AGGREGATES, key.encode(), submission.model_dump_json().encode()))
         receipts.append(
             {

@@ -136,7 +136,7 @@ class ContractBook:
         reason: str | None,
     ) -> PaymentV1:
         return PaymentV1(
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             entry_id=entry_id,
             payment_id=pid,
             occurrence=max(occurrence, 1),

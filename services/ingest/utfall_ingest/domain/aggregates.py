@@ -91,11 +91,13 @@ def parse_csv(text: str) -> tuple[list[dict[str, Any]], list[RowRejection]]:
     missing = [c for c in CSV_COLUMNS if c not in header and c not in (*OPTIONAL, "missing")]
     unknown = [h for h in header if h not in CSV_COLUMNS]
     if missing or unknown:
-        reasons = [Reason(f"/header/{c}", "missing_column", "required column is missing") for c in missing]
-        reasons += [
+        header_reasons = [
+            Reason(f"/header/{c}", "missing_column", "required column is missing") for c in missing
+        ]
+        header_reasons += [
             Reason("/header", "unknown_column", "unknown column (see the CSV template)") for _ in unknown[:1]
         ]
-        return [], [RowRejection(0, tuple(reasons))]
+        return [], [RowRejection(0, tuple(header_reasons))]
     rows: list[dict[str, Any]] = []
     rejected: list[RowRejection] = []
     for number, record in enumerate(reader, start=1):
