@@ -165,3 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         keys = json.loads(args.keys.read_text())
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(demo(args.url, keys, args.kafka, args.subjects, args.rate, args.seed))
+
+
+if __name__ == "__main__":
+    main()

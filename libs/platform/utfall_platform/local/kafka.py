@@ -142,10 +142,8 @@ class LocalKafka:
                     "kafka.tools.StorageTool",
                     "format",
                     "--standalone",
-                    "-t",
-                    _cluster_id(),
-                    "-c",
-                    str(config),
+                    f"--cluster-id={_cluster_id()}",  # an id may start with '-': never a separate argument
+                    f"--config={config}",
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,
