@@ -37,3 +37,17 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(MEASURES_DEADLETTER, 1),
     TopicSpec(CONTRACTS_DEADLETTER, 1),
 )
+
+# Written only through a transactional outbox relay: each committed transaction leaves one control
+# record after its last message, so a caught-up consumer sits one offset below the end.
+TRANSACTIONAL_TOPICS: frozenset[str] = frozenset(
+    {
+        CARE_EVENTS,
+        CARE_EVENTS_REJECTED,
+        OUTCOMES,
+        PAYMENTS,
+        AGGREGATES,
+        MEASURES_DEADLETTER,
+        CONTRACTS_DEADLETTER,
+    }
+)

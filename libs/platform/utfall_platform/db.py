@@ -126,6 +126,7 @@ TRANSIENT_PG_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # raised when a connection dies mid-protocol (server shutting down)
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.QueryCanceledError,

@@ -17,7 +17,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
-from utfall_events.topics import ALL_TOPICS, TopicSpec
+from utfall_events.topics import ALL_TOPICS, TRANSACTIONAL_TOPICS, TopicSpec
 
 from . import metrics
 from .consumer import CommitPolicy, TransactionalBatchConsumer, records_of
@@ -222,9 +222,10 @@ class LagSampler:
                 topic,
             )
             done = {r["partition"]: r["next_offset"] for r in rows}
+            marker = 1 if topic in TRANSACTIONAL_TOPICS else 0
             for tp in tps:
-                # end offsets count transaction markers, so a fully caught-up partition may show 1-2
-                lag = max(0, ends[tp] - done.get(tp.partition, 0))
+                end, position = ends[tp], done.get(tp.partition, 0)
+                lag = max(0, end - position - (marker if end > position else 0))
                 out[(topic, tp.partition)] = lag
                 metrics.CONSUMER_LAG.labels(self.service, topic, str(tp.partition)).set(lag)
         self.last = out
