@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 
 from utfall_contracts.domain.ledger import payment_id
 from utfall_events.topics import CARE_EVENTS_RAW, PAYMENTS
-from utfall_synthetic.cli import raw_record
+from utfall_synthetic.cli import raw_key, raw_record
 from utfall_synthetic.cohort import CohortConfig, generate, renamed
 
 from .helpers import create_key, read_topic, wait_until
@@ -150,7 +150,7 @@ async def run_scenario(
                     by_provider.setdefault(e["source"].split("/", 1)[1], []).append(e)
                 for provider, items in by_provider.items():
                     if provider == kafka_provider:
-                        records = [(e["data"].get("episode_id", "r").encode(), *raw_record(e)) for e in items]
+                        records = [(raw_key(e), *raw_record(e)) for e in items]
                         await resilient_produce(world.bootstrap, records, report)
                         report.posted_kafka += len(items)
                     else:

@@ -21,6 +21,11 @@ from utfall_events.topics import CARE_EVENTS_RAW
 from .cohort import CohortConfig, batches, generate
 
 
+def raw_key(event: dict[str, Any]) -> bytes:
+    """Partition by episode: a provider's events of one episode (its retractions included) keep their order."""
+    return f"{event['source']}/{event.get('subject') or event['data'].get('episode_id', '')}".encode()
+
+
 def raw_record(event: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
     """CloudEvents binary mode for the raw topic: attributes as ce_* headers, data as the JSON value."""
     headers = [(f"ce_{k}", str(v).encode()) for k, v in event.items() if k not in ("data", "datacontenttype")]
@@ -60,7 +65,7 @@ async def post_events(
                             await producer.send(
                                 CARE_EVENTS_RAW,
                                 value,
-                                key=event["data"].get("episode_id", "").encode() or None,
+                                key=raw_key(event),
                                 headers=headers,
                             )
                         counts["kafka"] += len(items)

@@ -248,7 +248,7 @@ class _Builder:
                     when,
                     {"retracted_event_id": ended["id"], "reason": "fel avslutsskäl registrerat"},
                     rng,
-                    None,
+                    episode_id,  # the subject names the episode, so the raw topic keeps its order
                 )
                 corrected = _envelope(
                     "placement.ended",
