@@ -43,3 +43,13 @@ def test_asyncapi_document_is_checked_in_and_current() -> None:
     assert checked_in == document(), "run `python -m utfall_platform.asyncapi`"
     assert checked_in["asyncapi"] == "3.0.0"
     assert "payments.v1:publish" in checked_in["channels"]
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "messages").glob("*.json")), ids=lambda p: p.stem)
+def test_golden_messages_match_schema_and_model(path: Path) -> None:
+    from utfall_events.schemas import models
+
+    case = json.loads(path.read_text())
+    jsonschema.validate(case["message"], json.loads((schema_dir() / f"{case['schema']}.json").read_text()))
+    model = models()[case["schema"]].model_validate(case["message"])
+    assert json.loads(model.model_dump_json()) == case["message"]
