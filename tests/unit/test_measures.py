@@ -354,3 +354,23 @@ def test_any_permutation_and_duplication_gives_identical_facts(
 
 def test_catalogue_lookup() -> None:
     assert BY_ID["no_replacement_24m"].window_months == 24
+
+
+def test_outcome_messages_match_the_published_model() -> None:
+    """The projection writes outcome facts straight to JSON; this pins the shape to OutcomeFactV1."""
+    import orjson
+
+    from utfall_events.outcomes import OutcomeFactV1
+    from utfall_measures.projection import _fact_message
+
+    events = [start(), end(day="2024-01-31"), follow(month=12, day="2025-02-05")]
+    (episode,) = fold_episodes(events).values()
+    for (_, measure), fact in facts_for_subject([episode], date(2025, 3, 1)).items():
+        message = _fact_message(episode, fact, 3, "pending", datetime(2025, 3, 1, tzinfo=UTC))
+        model = OutcomeFactV1.model_validate(orjson.loads(message.value))
+        assert (
+            model.measure_id == measure
+            and model.revision == 3
+            and model.episode.end_date == date(2024, 1, 31)
+        )
+        assert message.key == SUBJECT.encode()

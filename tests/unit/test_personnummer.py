@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from utfall_ingest.domain.personnummer import (
@@ -15,6 +15,7 @@ from utfall_ingest.domain.personnummer import (
     make_person_number,
     parse_person_number,
 )
+from utfall_platform.redaction import find_personnummer
 
 TODAY = date(2026, 11, 24)
 births = st.dates(min_value=date(1990, 1, 1), max_value=TODAY)
@@ -94,3 +95,20 @@ def test_the_number_never_shows_in_repr_or_errors() -> None:
 )
 def test_whole_years_of_age(born: date, on: date, age: int) -> None:
     assert age_on(born, on) == age
+
+
+@settings(max_examples=200)
+@given(born=st.dates(min_value=date(1920, 1, 1), max_value=date(2020, 12, 31)), serial=st.integers(0, 999))
+def test_the_leak_detector_finds_a_number_in_any_text_around_it(born: date, serial: int) -> None:
+    number = make_person_number(born, serial, female=serial % 2 == 0)
+    for text in (f'{{"pnr": "{number}"}}', f"pnr={number[2:8]}-{number[8:]} ", f"fel person {number}."):
+        assert find_personnummer(text)
+
+
+def test_the_leak_detector_skips_digit_runs_inside_uuids_and_hex_digests() -> None:
+    # Both pass the date and Luhn checks on their own; inside machine identifiers they are noise.
+    lucky_uuid = "9b1d4a0e-1c2f-5a3b-8e4d-199001011239"
+    lucky_digest = "v1:" + "ab" * 20 + "9001011239" + "cd" * 7
+    assert find_personnummer("199001011239") == ["199001011239"]
+    assert find_personnummer(lucky_uuid) == []
+    assert find_personnummer(lucky_digest) == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import zlib
@@ -227,24 +228,43 @@ class OutboxRelay:
             return
         topics = [r["topic"] for r in pending]
         found = await read_outbox_ids_at_tail(self.bootstrap, topics, self.identity, self.batch_size + 16)
-        if found:
-            result = await self.pool.execute(
-                f'DELETE FROM "{self.schema}".outbox WHERE id = ANY($1::bigint[])', sorted(found)
+        if not found:
+            return
+        # The id alone is not proof: after a database restore, ids are handed out again. A row counts as sent
+        # only when the record under its id also carries its value.
+        candidates = await self.pool.fetch(
+            f'SELECT id, value FROM "{self.schema}".outbox WHERE id = ANY($1::bigint[])', sorted(found)
+        )
+        sent = [r["id"] for r in candidates if found[r["id"]] == _digest(r["value"])]
+        if len(sent) < len(candidates):
+            log.warning(
+                "outbox relay %s: %d rows share an id with a record on Kafka but not its value; sending them",
+                self.schema,
+                len(candidates) - len(sent),
             )
-            log.warning("outbox relay %s: recovered %s rows already on Kafka", self.schema, result)
+        if sent:
+            await self.pool.execute(f'DELETE FROM "{self.schema}".outbox WHERE id = ANY($1::bigint[])', sent)
+            log.warning("outbox relay %s: recovered %d rows already on Kafka", self.schema, len(sent))
 
     async def stop(self) -> None:
         self._stopping = True
         self._wakeup.set()
 
 
-async def read_outbox_ids_at_tail(bootstrap: str, topics: list[str], identity: str, depth: int) -> set[int]:
-    """The outbox ids of the last `depth` committed records of every partition of the topics."""
+def _digest(value: bytes) -> bytes:
+    return hashlib.blake2b(value, digest_size=16).digest()
+
+
+async def read_outbox_ids_at_tail(
+    bootstrap: str, topics: list[str], identity: str, depth: int
+) -> dict[int, bytes]:
+    """The outbox ids of the last `depth` committed records of every partition of the topics, each with a
+    digest of the record's value."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
     )
     await consumer.start()
-    found: set[int] = set()
+    found: dict[int, bytes] = {}
     try:
         partitions = [
             TopicPartition(topic, p)
@@ -274,7 +294,7 @@ async def read_outbox_ids_at_tail(bootstrap: str, topics: list[str], identity: s
                 for record in records:
                     headers = dict(record.headers or ())
                     if headers.get(OUTBOX_SCHEMA_HEADER) == identity.encode() and OUTBOX_ID_HEADER in headers:
-                        found.add(int(headers[OUTBOX_ID_HEADER]))
+                        found[int(headers[OUTBOX_ID_HEADER])] = _digest(record.value or b"")
             for tp in list(remaining):
                 if await consumer.position(tp) >= remaining[tp]:
                     del remaining[tp]

@@ -23,8 +23,17 @@ def _plausible_date(digits: str) -> bool:
     return 1 <= month <= 12 and (1 <= day <= 31 or 61 <= day <= 91)
 
 
+# Machine identifiers whose digit runs are noise: UUIDs, and hex digests (16+ hex characters with a letter).
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HEX_DIGEST = re.compile(r"(?<![0-9a-fA-F])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{16,}(?![0-9a-fA-F])")
+
+
 def find_personnummer(text: str) -> list[str]:
-    """10- or 12-digit runs that could be identity numbers: a calendar-like date and a valid Luhn digit."""
+    """10- or 12-digit runs that could be identity numbers: a calendar-like date and a valid Luhn digit.
+
+    Digits inside UUIDs and hex digests (payment ids, subject refs) are skipped: about one UUID in 14,000
+    ends in twelve digits that pass both checks by chance."""
+    text = _HEX_DIGEST.sub("#", _UUID.sub("#", text))
     found = []
     for match in PERSONNUMMER_PATTERN.finditer(text):
         digits = re.sub(r"\D", "", match.group(0))

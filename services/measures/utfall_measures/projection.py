@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from utfall_events.cloudevents import binary_headers
 from utfall_events.codec import decode_care_event
@@ -127,10 +128,28 @@ async def refold(
     conn: asyncpg.Connection, subjects: Iterable[str], *, today: date, now: datetime
 ) -> RefoldResult:
     subject_set = set(subjects)
-    for subject in sorted(subject_set):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))", subject)
-    subject_set, events = await load_subjects(conn, subject_set)
-    episodes = fold_episodes(events)
+    # One round trip for all the subjects' locks, taken in one global order (no deadlock between replicas).
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(s, 11) AS h "
+        "FROM unnest($1::text[]) AS s ORDER BY 1) AS ordered",
+        sorted(subject_set),
+    )
+    _, events = await load_subjects(conn, subject_set)
+    return await apply_fold(conn, events, today=today, now=now)
+
+
+async def apply_fold(
+    conn: asyncpg.Connection,
+    events: list[StoredEvent],
+    *,
+    today: date,
+    now: datetime,
+    episodes: dict[EpisodeKey, Episode] | None = None,
+) -> RefoldResult:
+    """Fold the events (all of every episode they touch), evaluate the facts, write what changed and queue the
+    outcome messages. `episodes` may be passed when already folded (the rebuild folds in memory)."""
+    if episodes is None:
+        episodes = fold_episodes(events)
     by_subject: dict[str, list[Episode]] = {}
     for folded in episodes.values():
         by_subject.setdefault(folded.subject_ref, []).append(folded)
@@ -356,23 +375,6 @@ async def _write_facts(
     )
 
 
-def _dimensions(ep: Episode) -> EpisodeDimensions:
-    p, d = ep.placement, ep.discharge
-    assert p is not None
-    return EpisodeDimensions(
-        provider_id=ep.provider_id,
-        unit_id=p.unit_id,
-        municipality_code=p.municipality_code,
-        care_type=p.care_type,
-        legal_basis=p.legal_basis,
-        target_group=p.target_group,
-        sex=p.sex,
-        age_at_start=p.age_at_start,
-        start_date=p.start_date,
-        end_date=d.end_date if d else None,
-    )
-
-
 def _message(fact: OutcomeFactV1, now: datetime) -> OutboxMessage:
     headers = binary_headers(
         event_id=f"{fact.fact_id}#{fact.revision}",
@@ -388,20 +390,43 @@ def _message(fact: OutcomeFactV1, now: datetime) -> OutboxMessage:
 def _fact_message(
     ep: Episode, fact: Fact, revision: int, previous: str | None, now: datetime
 ) -> OutboxMessage:
-    body = OutcomeFactV1(
-        fact_id=f"{ep.provider_id}/{ep.episode_id}/{fact.measure_id}",
-        measure_id=fact.measure_id,
-        measure_version=fact.measure_version,
-        subject_ref=ep.subject_ref,
-        episode_id=ep.episode_id,
-        status=fact.status,
-        previous_status=previous,
-        revision=revision,
-        evidence=list(fact.evidence),
-        determined_at=now,
-        episode=_dimensions(ep),
+    """An OutcomeFactV1 written straight to JSON (the hot path publishes eight per ended episode; a unit test
+    pins this shape to the model)."""
+    p, d = ep.placement, ep.discharge
+    assert p is not None
+    body = {
+        "fact_id": f"{ep.provider_id}/{ep.episode_id}/{fact.measure_id}",
+        "measure_id": fact.measure_id,
+        "measure_version": fact.measure_version,
+        "subject_ref": ep.subject_ref,
+        "episode_id": ep.episode_id,
+        "status": fact.status,
+        "previous_status": previous,
+        "revision": revision,
+        "evidence": [{"source": e.source, "id": e.id} for e in fact.evidence],
+        "determined_at": now,
+        "episode": {
+            "provider_id": ep.provider_id,
+            "unit_id": p.unit_id,
+            "municipality_code": p.municipality_code,
+            "care_type": p.care_type,
+            "legal_basis": p.legal_basis,
+            "target_group": p.target_group,
+            "sex": p.sex,
+            "age_at_start": p.age_at_start,
+            "start_date": p.start_date,
+            "end_date": d.end_date if d else None,
+        },
+    }
+    headers = binary_headers(
+        event_id=f"{body['fact_id']}#{revision}",
+        source="utfall/measures",
+        type_=OUTCOME_FACT_TYPE,
+        time=now,
+        subject=ep.episode_id,
+        extra={},
     )
-    return _message(body, now)
+    return OutboxMessage(OUTCOMES, ep.subject_ref.encode(), orjson.dumps(body), headers)
 
 
 def _void_message(previous: asyncpg.Record, revision: int, now: datetime) -> OutboxMessage:

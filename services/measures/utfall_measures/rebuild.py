@@ -29,7 +29,8 @@ from utfall_events.topics import CARE_EVENTS
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.db import create_pool, json_texts
 
-from .projection import refold
+from .domain.episodes import Episode, StoredEvent, fold_episodes
+from .projection import apply_fold, refold
 from .settings import MeasuresSettings
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,16 @@ class RebuildReport:
 
 
 async def replay(
-    pool: asyncpg.Pool, bootstrap: str, *, progress: bool, report: RebuildReport, batch_size: int = 20000
+    pool: asyncpg.Pool,
+    bootstrap: str,
+    *,
+    progress: bool,
+    report: RebuildReport,
+    batch_size: int = 20000,
+    keep: dict[tuple[str, str], list[StoredEvent]] | None = None,
 ) -> dict[int, int]:
+    """Copy every committed record into measures.events; with `keep`, also hold them in memory by episode, so
+    the fold that follows need not read them back."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -102,6 +111,19 @@ async def replay(
                             d.ingested_at,
                         )
                     )
+                    if keep is not None:
+                        keep.setdefault((d.provider_id, d.episode_id), []).append(
+                            StoredEvent(
+                                d.source,
+                                d.event_id,
+                                d.type,
+                                d.time,
+                                d.subject_ref,
+                                d.provider_id,
+                                d.episode_id,
+                                d.data,
+                            )
+                        )
                 bar.update(len(records))
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
@@ -145,25 +167,47 @@ async def refold_all(
     report: RebuildReport,
     chunk: int = 4000,
     workers: int = 2,
+    kept: dict[tuple[str, str], list[StoredEvent]] | None = None,
 ) -> None:
-    """Re-fold every subject, in chunks; two workers overlap Python's folding with Postgres's writes."""
-    subjects = [
-        r["subject_ref"] for r in await pool.fetch("SELECT DISTINCT subject_ref FROM measures.events")
-    ]
+    """Re-fold every subject in chunks; two workers overlap Python's folding with Postgres's writes. With the
+    replay's events `kept` in memory, episodes are folded here and nothing is read back."""
+    members: dict[str, list[tuple[str, str]]] = {}  # subject -> its episode keys (folded or vanished)
+    episodes: dict[tuple[str, str], Episode] = {}
+    if kept is not None:
+        for key, events in kept.items():
+            folded = fold_episodes(events).get(key)
+            if folded is not None:
+                episodes[key] = folded
+            # an episode whose every event was retracted still goes with its subject, so its facts are voided
+            members.setdefault(folded.subject_ref if folded else events[0].subject_ref, []).append(key)
+        subjects = sorted(members)
+    else:
+        subjects = [
+            r["subject_ref"] for r in await pool.fetch("SELECT DISTINCT subject_ref FROM measures.events")
+        ]
     report.subjects = len(subjects)
     bar = tqdm(
         total=len(subjects), unit="subject", desc="re-fold subjects", disable=not progress, file=sys.stderr
     )
-    chunks = [subjects[start : start + chunk] for start in range(0, len(subjects), chunk)]
     queue: asyncio.Queue[list[str]] = asyncio.Queue()
-    for part in chunks:
-        queue.put_nowait(part)
+    for start in range(0, len(subjects), chunk):
+        queue.put_nowait(subjects[start : start + chunk])
 
     async def worker() -> None:
         while not queue.empty():
             part = queue.get_nowait()
             async with pool.acquire() as conn, conn.transaction():
-                result = await refold(conn, set(part), today=clock.today(), now=clock.now())
+                if kept is None:
+                    result = await refold(conn, set(part), today=clock.today(), now=clock.now())
+                else:
+                    keys = [key for subject in part for key in members[subject]]
+                    result = await apply_fold(
+                        conn,
+                        [e for key in keys for e in kept[key]],
+                        today=clock.today(),
+                        now=clock.now(),
+                        episodes={key: episodes[key] for key in keys if key in episodes},
+                    )
             report.published += result.published
             bar.update(len(part))
 
@@ -187,10 +231,12 @@ async def rebuild(settings: MeasuresSettings, clock: Clock, *, progress: bool = 
                 "ON CONFLICT (id) DO UPDATE SET started_at = now()"
             )
         started = time.perf_counter()
-        ends = await replay(pool, settings.kafka_bootstrap, progress=progress, report=report)
+        kept: dict[tuple[str, str], list[StoredEvent]] = {}
+        ends = await replay(pool, settings.kafka_bootstrap, progress=progress, report=report, keep=kept)
         report.replay_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        await refold_all(pool, clock, progress=progress, report=report)
+        await refold_all(pool, clock, progress=progress, report=report, kept=kept)
+        kept.clear()
         report.fold_seconds = time.perf_counter() - started
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(
