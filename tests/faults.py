@@ -75,13 +75,19 @@ class FaultReport:
     duplicate_deliveries: int = 0
     payment_differences: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    payment_diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    stage: str = "flow"  # the step the scenario reached; on a failure, the one that did not finish
+    stage_detail: str = ""
 
 
 async def resilient_post(
     client: httpx.AsyncClient, url: str, key: str, batch: list[dict[str, Any]], report: FaultReport
 ) -> None:
-    """What a provider's system does: resend the batch until it gets receipts (duplicates are fine)."""
-    while True:
+    """What a provider's system does: resend the batch until it gets receipts (duplicates are fine), for up to
+    three minutes (a fault heals well within that)."""
+    give_up = time.monotonic() + 180
+    last = ""
+    while time.monotonic() < give_up:
         try:
             response = await client.post(
                 url,
@@ -96,14 +102,18 @@ async def resilient_post(
                 assert not bad, bad
                 return
             assert response.status_code in (401, 503), response.text  # 401: a restarted key store catching up
-        except httpx.TransportError:
-            pass
+            last = f"{response.status_code} {response.text[:200]}"
+        except httpx.TransportError as exc:
+            last = repr(exc)
         report.http_retries += 1
         await asyncio.sleep(0.3)
+    raise AssertionError(f"ingest did not take a batch for three minutes; last answer: {last}")
 
 
 async def resilient_produce(bootstrap: str, records: list[Any], report: FaultReport) -> None:
-    while True:
+    give_up = time.monotonic() + 180
+    last: Exception | None = None
+    while time.monotonic() < give_up:
         producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, request_timeout_ms=10000
         )
@@ -115,19 +125,51 @@ async def resilient_produce(bootstrap: str, records: list[Any], report: FaultRep
             ]
             await asyncio.gather(*futures)
             return
-        except Exception:
+        except Exception as exc:
+            last = exc
             report.http_retries += 1
             await asyncio.sleep(1.0)
         finally:
             with contextlib.suppress(Exception):
                 await producer.stop()
+    raise AssertionError(f"the broker did not take a batch for three minutes; last error: {last!r}")
 
 
 async def run_scenario(
-    stack: Any, infra: Any, *, subjects: int, seed: int, rate: float, faults: list[str], artifacts: Any
+    stack: Any,
+    infra: Any,
+    *,
+    subjects: int,
+    seed: int,
+    rate: float,
+    faults: list[str],
+    artifacts: Any,
+    settle_seconds: float = 900.0,
+) -> FaultReport:
+    """Run the stream with the faults, then wait (within `settle_seconds` in all) for the state to settle and
+    compare it with the no-fault result. The report is written under artifacts/ even when a wait runs out."""
+    report = FaultReport()
+    try:
+        return await _run_scenario(
+            stack, infra, report, subjects, seed, rate, faults, artifacts, settle_seconds
+        )
+    finally:
+        report_path = artifacts / f"faults-{stack.world.name}.json"
+        report_path.write_text(orjson.dumps(report.__dict__, option=orjson.OPT_INDENT_2).decode())
+
+
+async def _run_scenario(
+    stack: Any,
+    infra: Any,
+    report: FaultReport,
+    subjects: int,
+    seed: int,
+    rate: float,
+    faults: list[str],
+    artifacts: Any,
+    settle_seconds: float,
 ) -> FaultReport:
     world = stack.world
-    report = FaultReport()
     started = time.monotonic()
     suffix = world.name[-6:]
     cohort = generate(
@@ -182,7 +224,12 @@ async def run_scenario(
                 os.kill(pid, signal.SIGCONT)
 
     await asyncio.gather(flow(), inject())
+    report.stage = "services ready"
     await loop.run_in_executor(None, stack.wait_ready, ("ingest", "measures", "contracts", "gateway"), 180.0)
+    settle_deadline = time.monotonic() + settle_seconds
+
+    def left() -> float:
+        return max(5.0, settle_deadline - time.monotonic())
 
     conn = await asyncpg.connect(world.database_url)
     try:
@@ -193,9 +240,11 @@ async def run_scenario(
             n = await conn.fetchval(
                 "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1)", sources
             )
+            report.stage_detail = f"{n} of {len(unique)} events in ingest.received_events"
             return n == len(unique)
 
-        await wait_until(all_received, timeout=300, interval=1.0, what="ingest to receive every event")
+        report.stage = "ingest to receive every event"
+        await wait_until(all_received, timeout=min(300, left()), interval=1.0, what=report.stage)
         published = await conn.fetchval(
             "SELECT count(*) FROM ingest.received_events WHERE source = ANY($1) AND status = 'accepted'",
             sources,
@@ -203,9 +252,11 @@ async def run_scenario(
 
         async def projected() -> bool:
             n = await conn.fetchval("SELECT count(*) FROM measures.events WHERE source = ANY($1)", sources)
+            report.stage_detail = f"{n} of {published} accepted events in measures.events"
             return n == published
 
-        await wait_until(projected, timeout=600, interval=1.0, what="measures to project every event")
+        report.stage = "measures to project every event"
+        await wait_until(projected, timeout=left(), interval=1.0, what=report.stage)
         expected = expected_facts(events, date.today())
 
         async def facts_settled() -> dict[tuple[str, str, str], str] | None:
@@ -215,12 +266,14 @@ async def run_scenario(
                 providers,
             )
             got = {(r["provider_id"], r["episode_id"], r["measure_id"]): r["status"] for r in rows}
-            return got if got == {k: v["status"] for k, v in expected.items()} else None
+            want = {k: v["status"] for k, v in expected.items()}
+            differ = sorted(set(got.items()) ^ set(want.items()))
+            report.stage_detail = f"{len(differ)} facts differ, e.g. {differ[:3]}"
+            return got if not differ else None
 
+        report.stage = "facts to equal the no-fault result"
         try:
-            await wait_until(
-                facts_settled, timeout=600, interval=2.0, what="facts to equal the no-fault result"
-            )
+            await wait_until(facts_settled, timeout=left(), interval=2.0, what=report.stage)
         except AssertionError:
             rows = await conn.fetch(
                 "SELECT provider_id, episode_id, measure_id, status FROM measures.facts "
@@ -274,13 +327,16 @@ async def run_scenario(
             have = {"|".join(k) for k, v in active.items() if v == 1}
             return have == want and all(v in (0, 1) for v in active.values())
 
+        report.stage = "the ledger to settle"
         with contextlib.suppress(AssertionError):  # a mismatch is reported (and asserted on) below
             # the shared topics carry every earlier test's traffic too, which this world's services also consume
-            await wait_until(ledger_settled, timeout=900, interval=2.0, what="the ledger to settle")
+            await wait_until(ledger_settled, timeout=left(), interval=2.0, what=report.stage)
         rows, active = await ledger()
         have = {"|".join(k) for k, v in active.items() if v == 1}
         report.missing_payments = len(want - have) + len(have - want)
         report.payment_differences = sorted(want ^ have)[:10]
+        for difference in report.payment_differences:
+            report.payment_diagnostics.append(await _diagnose(conn, contract_id, difference))
         report.ledger_entries = len(rows)
         ids = Counter((r["payment_id"], r["kind"]) for r in rows)
         report.doubled_payment_ids = sum(c - 1 for c in ids.values())
@@ -296,6 +352,7 @@ async def run_scenario(
             assert r["payment_id"] == first
     finally:
         await conn.close()
+    report.stage = "payments on the topic"
     on_topic = await read_topic(
         world.bootstrap,
         PAYMENTS,
@@ -307,10 +364,66 @@ async def run_scenario(
     entry_ids = Counter(orjson.loads(r.value)["entry_id"] for r in on_topic)
     report.duplicate_deliveries = sum(c - 1 for c in entry_ids.values())
     report.seconds = time.monotonic() - started
-    (artifacts / f"faults-{world.name}.json").write_text(
-        orjson.dumps(report.__dict__, option=orjson.OPT_INDENT_2).decode()
-    )
+    report.stage, report.stage_detail = "done", ""
     return report
+
+
+async def _diagnose(conn: asyncpg.Connection, contract_id: str, difference: str) -> dict[str, Any]:
+    """What each service holds about one payment that differs: where the chain from fact to ledger broke."""
+    _, provider, episode, measure = difference.split("|")
+
+    async def rows(sql: str, *args: Any) -> list[dict[str, Any]]:
+        return [{k: str(v) for k, v in dict(r).items()} for r in await conn.fetch(sql, *args)]
+
+    return {
+        "payment": difference,
+        "measures.facts": await rows(
+            "SELECT status, revision, updated_at FROM measures.facts WHERE provider_id = $1 AND episode_id = $2 "
+            "AND measure_id = $3",
+            provider,
+            episode,
+            measure,
+        ),
+        "measures.outbox unsent": await rows("SELECT count(*) AS n FROM measures.outbox"),
+        "contracts.fact_status": await rows(
+            "SELECT status, revision, updated_at FROM contracts.fact_status WHERE provider_id = $1 "
+            "AND episode_id = $2 AND measure_id = $3",
+            provider,
+            episode,
+            measure,
+        ),
+        "contracts.placements": await rows(
+            "SELECT event_id, retracted, start_date, care_type FROM contracts.placements WHERE provider_id = $1 "
+            "AND episode_id = $2",
+            provider,
+            episode,
+        ),
+        "contracts.participants": await rows(
+            "SELECT status, contract_version, updated_at FROM contracts.participants WHERE contract_id = $1 AND "
+            "provider_id = $2 AND episode_id = $3",
+            contract_id,
+            provider,
+            episode,
+        ),
+        "contracts.milestone_state": await rows(
+            "SELECT milestone_id, occurrences, active_payment_id, blocked FROM contracts.milestone_state "
+            "WHERE contract_id = $1 AND provider_id = $2 AND episode_id = $3",
+            contract_id,
+            provider,
+            episode,
+        ),
+        "contracts.ledger": await rows(
+            "SELECT kind, measure_id, occurrence, amount_ore, capped, reason FROM contracts.ledger "
+            "WHERE contract_id = $1 AND provider_id = $2 AND episode_id = $3",
+            contract_id,
+            provider,
+            episode,
+        ),
+        "positions": await rows(
+            "SELECT 'measures' AS schema, * FROM measures.consumer_positions UNION ALL "
+            "SELECT 'contracts', * FROM contracts.consumer_positions ORDER BY 1, 2, 3, 4"
+        ),
+    }
 
 
 def b32(text: str) -> str:

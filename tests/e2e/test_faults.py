@@ -61,7 +61,14 @@ async def fault_stack(world, infra, tmp_path_factory, artifacts):  # type: ignor
 
 async def test_faults_lose_and_double_nothing(fault_stack, infra, artifacts, record_property) -> None:  # type: ignore[no-untyped-def]
     report = await run_scenario(
-        fault_stack, infra, subjects=1500, seed=31, rate=150, faults=SHORT_FAULTS, artifacts=artifacts
+        fault_stack,
+        infra,
+        subjects=1500,
+        seed=31,
+        rate=150,
+        faults=SHORT_FAULTS,
+        artifacts=artifacts,
+        settle_seconds=300,
     )
     print("\n" + json.dumps(report.__dict__, indent=1))
     for key, value in report.__dict__.items():

@@ -10,7 +10,7 @@ import pytest
 from ..faults import run_scenario
 from .test_faults import fault_stack  # noqa: F401 - the same stack fixture
 
-pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.soak]
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.soak, pytest.mark.timeout(1800)]
 
 SOAK_FAULTS = [
     "kill:ingest",

@@ -376,15 +376,23 @@ async def _write_facts(
 
 
 def _message(fact: OutcomeFactV1, now: datetime) -> OutboxMessage:
+    return _outcome_message(
+        fact.fact_id, fact.revision, fact.episode_id, fact.subject_ref, fact.model_dump_json().encode(), now
+    )
+
+
+def _outcome_message(
+    fact_id: str, revision: int, episode_id: str, subject_ref: str, body: bytes, now: datetime
+) -> OutboxMessage:
     headers = binary_headers(
-        event_id=f"{fact.fact_id}#{fact.revision}",
+        event_id=f"{fact_id}#{revision}",
         source="utfall/measures",
         type_=OUTCOME_FACT_TYPE,
         time=now,
-        subject=fact.episode_id,
+        subject=episode_id,
         extra={},
     )
-    return OutboxMessage(OUTCOMES, fact.subject_ref.encode(), fact.model_dump_json().encode(), headers)
+    return OutboxMessage(OUTCOMES, subject_ref.encode(), body, headers)
 
 
 def _fact_message(
@@ -418,15 +426,9 @@ def _fact_message(
             "end_date": d.end_date if d else None,
         },
     }
-    headers = binary_headers(
-        event_id=f"{body['fact_id']}#{revision}",
-        source="utfall/measures",
-        type_=OUTCOME_FACT_TYPE,
-        time=now,
-        subject=ep.episode_id,
-        extra={},
+    return _outcome_message(
+        str(body["fact_id"]), revision, ep.episode_id, ep.subject_ref, orjson.dumps(body), now
     )
-    return OutboxMessage(OUTCOMES, ep.subject_ref.encode(), orjson.dumps(body), headers)
 
 
 def _void_message(previous: asyncpg.Record, revision: int, now: datetime) -> OutboxMessage:
