@@ -20,6 +20,10 @@ class FakeContractsRepository:
         self.states: dict[tuple[str, StateKey], tuple[MilestoneState, datetime | None]] = {}
         self.totals: dict[str, int] = {}
         self.ledger: list[PaymentV1] = []
+        self.locked: list[str] = []
+
+    async def lock_contracts(self, contract_ids: Sequence[str]) -> None:
+        self.locked.extend(sorted(contract_ids))
 
     async def current_placements(self, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, PlacementFacts]:
         return {k: self.placements[k] for k in keys if k in self.placements}

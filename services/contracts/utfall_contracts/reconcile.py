@@ -30,12 +30,18 @@ async def reconcile(
 ) -> int:
     """Returns the number of ledger entries written."""
     episode_keys = sorted(set(keys))
-    if not episode_keys or not contracts:
+    providers = {k[0] for k in episode_keys}
+    touched = sorted(c for c, (_, d) in contracts.items() if providers & set(d.provider_ids))
+    if not touched:
         return 0
+    # Lock before reading. A placement and its outcome fact arrive on two consumers, each in its own
+    # transaction; were the reads taken before the lock, each could miss the other's uncommitted row and
+    # neither would pay. Locked first, the later transaction reads what the earlier one committed.
+    await repo.lock_contracts(touched)
     placements = await repo.current_placements(episode_keys)
     facts = await repo.facts(episode_keys)
     written = 0
-    for contract_id in sorted(contracts):
+    for contract_id in touched:
         version, definition = contracts[contract_id]
         relevant = [k for k in episode_keys if k[0] in set(definition.provider_ids)]
         if not relevant:

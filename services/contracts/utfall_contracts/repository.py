@@ -27,6 +27,10 @@ SCHEMA = "contracts"
 
 
 class ContractsRepository(Protocol):
+    async def lock_contracts(self, contract_ids: Sequence[str]) -> None:
+        """Serialise reconciliations of these contracts until the transaction ends (taken in id order)."""
+        ...
+
     async def current_placements(self, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, PlacementFacts]: ...
     async def facts(self, keys: Sequence[EpisodeKey]) -> dict[tuple[EpisodeKey, str], FactInfo]: ...
     async def participants(
@@ -56,6 +60,18 @@ def _unnest(keys: Sequence[EpisodeKey]) -> tuple[list[str], list[str]]:
 class PostgresRepository:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+
+    async def lock_contracts(self, contract_ids: Sequence[str]) -> None:
+        ids = sorted(set(contract_ids))
+        await self.conn.execute(
+            "INSERT INTO contracts.contract_totals (contract_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            ids,
+        )
+        await self.conn.execute(
+            "SELECT 1 FROM contracts.contract_totals WHERE contract_id = ANY($1::text[]) "
+            "ORDER BY contract_id FOR UPDATE",
+            ids,
+        )
 
     async def current_placements(self, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, PlacementFacts]:
         rows = await self.conn.fetch(
