@@ -561,38 +561,57 @@ async def gateway_load(url: str, params: list[dict[str, str]], *, rate: int, sec
     connections = 10
     paths = [url.split("://", 1)[1].split("/", 1)[1] for _ in params]
     paths = ["/" + p + "?" + urlencode(q) for p, q in zip(paths, params, strict=True)]
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(
-        "local paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n"
-        "local i = 0\n"
-        "request = function() i = i + 1; return wrk.format('GET', paths[(i % #paths) + 1]) end\n"
-        f"delay = function() return {int(1000 * connections / rate)} end\n"
-        "done = function(summary, latency, requests)\n"
-        "  io.write(string.format('RESULT %d %d %f %f %f %f\\n', summary.requests, summary.errors.status,"
-        " latency:percentile(50), latency:percentile(95), latency:percentile(99), summary.duration))\n"
-        "end\n"
-    )
     base = url.split("/v1/", 1)[0]
     async with httpx.AsyncClient(timeout=30) as client:  # warm-up: fill the read-model cache once
         for q in params:
             await client.get(url, params=q)
-    command = [wrk, "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), base]
-    out = (
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: subprocess.run(command, capture_output=True, text=True, check=True)
+
+    def run_wrk(delay_ms: int, duration: int) -> dict[str, float]:
+        script = Path(tempfile.mkstemp(suffix=".lua")[1])
+        script.write_text(
+            "local paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n"
+            "local i = 0\n"
+            "request = function() i = i + 1; return wrk.format('GET', paths[(i % #paths) + 1]) end\n"
+            f"delay = function() return {delay_ms} end\n"
+            "done = function(summary, latency, requests)\n"
+            "  io.write(string.format('RESULT %d %d %f %f %f %f\\n', summary.requests, summary.errors.status,"
+            " latency:percentile(50), latency:percentile(95), latency:percentile(99), summary.duration))\n"
+            "end\n"
         )
-    ).stdout
-    line = next(line for line in out.splitlines() if line.startswith("RESULT"))
-    _, requests, errors, p50, p95, p99, duration = line.split()
+        command = [wrk, "-t", "2", "-c", str(connections), "-d", f"{duration}s", "-s", str(script), base]
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        line = next(line for line in out.splitlines() if line.startswith("RESULT"))
+        requests, errors, p50, p95, p99, micros = (float(v) for v in line.split()[1:])
+        return {
+            "requests": requests,
+            "errors": errors,
+            "p50": p50,
+            "p95": p95,
+            "p99": p99,
+            "seconds": micros / 1e6,
+        }
+
+    # wrk waits `delay` after each answer, so a connection's period is delay + answer time. A short
+    # calibration run measures that time, and the delay is set so the offered rate is `rate`.
+    loop = asyncio.get_running_loop()
+    interval_ms = 1000 * connections / rate
+    probe_delay = round(interval_ms)
+    probe = await loop.run_in_executor(None, run_wrk, probe_delay, 3)
+    period_ms = 1000 * connections * probe["seconds"] / max(probe["requests"], 1)
+    delay_ms = max(0, round(interval_ms - (period_ms - probe_delay)))
+    result = await loop.run_in_executor(None, run_wrk, delay_ms, seconds)
+    requests, errors = int(result["requests"]), int(result["errors"])
+    p50, p95, p99 = result["p50"], result["p95"], result["p99"]
     return {
         "tool": "wrk",
         "connections": connections,
-        "requests": int(requests),
-        "errors": int(errors),
-        "achieved_rps": round(int(requests) / (float(duration) / 1e6), 1),
-        "p50_ms": round(float(p50) / 1000, 2),
-        "p95_ms": round(float(p95) / 1000, 2),
-        "p99_ms": round(float(p99) / 1000, 2),
+        "delay_ms": delay_ms,
+        "requests": requests,
+        "errors": errors,
+        "achieved_rps": round(requests / result["seconds"], 1),
+        "p50_ms": round(p50 / 1000, 2),
+        "p95_ms": round(p95 / 1000, 2),
+        "p99_ms": round(p99 / 1000, 2),
     }
 
 
