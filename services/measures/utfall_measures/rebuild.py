@@ -24,13 +24,13 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from tqdm import tqdm
 
-from utfall_events.codec import UndecodableEvent, decode_care_event
+from utfall_events.codec import UndecodableEvent
 from utfall_events.topics import CARE_EVENTS
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.db import create_pool, json_texts
 
 from .domain.episodes import Episode, StoredEvent, fold_episodes
-from .projection import apply_fold, refold
+from .projection import apply_fold, decode, refold
 from .settings import MeasuresSettings
 
 log = logging.getLogger(__name__)
@@ -94,36 +94,26 @@ async def replay(
                         break
                     report.records += 1
                     try:
-                        d = decode_care_event(record.headers, record.value)
+                        incoming = decode(record)
                     except UndecodableEvent:
                         report.undecodable += 1
                         continue
+                    e = incoming.event
                     rows.append(
                         (
-                            d.source,
-                            d.event_id,
-                            d.type,
-                            d.subject_ref,
-                            d.provider_id,
-                            d.episode_id,
-                            d.time,
-                            d.data,
-                            d.ingested_at,
+                            e.source,
+                            e.event_id,
+                            e.type,
+                            e.subject_ref,
+                            e.provider_id,
+                            e.episode_id,
+                            e.time,
+                            e.data,
+                            incoming.ingested_at,
                         )
                     )
                     if keep is not None:
-                        keep.setdefault((d.provider_id, d.episode_id), []).append(
-                            StoredEvent(
-                                d.source,
-                                d.event_id,
-                                d.type,
-                                d.time,
-                                d.subject_ref,
-                                d.provider_id,
-                                d.episode_id,
-                                d.data,
-                            )
-                        )
+                        keep.setdefault((e.provider_id, e.episode_id), []).append(e)
                 bar.update(len(records))
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
