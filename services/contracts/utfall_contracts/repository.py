@@ -38,7 +38,10 @@ class ContractsRepository(Protocol):
     ) -> dict[EpisodeKey, tuple[str, str]]: ...
     async def open_book(
         self, contract_id: str, version: int, definition: ContractDefinitionV1, keys: Sequence[EpisodeKey]
-    ) -> ContractBook: ...
+    ) -> ContractBook:
+        """The contract's paid total and the milestone state of these episodes; lock_contracts comes first."""
+        ...
+
     async def blocked(self, contract_id: str) -> list[tuple[StateKey, MilestoneState, datetime]]: ...
     async def participant_paid(
         self, contract_id: str, keys: Sequence[EpisodeKey]
@@ -125,14 +128,10 @@ class PostgresRepository:
     async def open_book(
         self, contract_id: str, version: int, definition: ContractDefinitionV1, keys: Sequence[EpisodeKey]
     ) -> ContractBook:
-        await self.conn.execute(
-            "INSERT INTO contracts.contract_totals (contract_id) VALUES ($1) ON CONFLICT DO NOTHING",
-            contract_id,
-        )
-        # The row lock serialises every payment decision of one contract: caps hold under concurrency.
+        # The caller holds the contract's row lock (lock_contracts): every payment decision of one contract is
+        # serialised, so caps hold under concurrency.
         paid = await self.conn.fetchval(
-            "SELECT paid_net_ore FROM contracts.contract_totals WHERE contract_id = $1 FOR UPDATE",
-            contract_id,
+            "SELECT paid_net_ore FROM contracts.contract_totals WHERE contract_id = $1", contract_id
         )
         book = ContractBook(contract_id, version, definition, int(paid))
         rows = await self.conn.fetch(
