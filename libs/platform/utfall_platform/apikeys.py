@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from utfall_events.auth import ApiKeyV1, Role
 from utfall_events.topics import API_KEYS
+
+from .background import record_failure
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,9 @@ async def publish_keys(bootstrap: str, records: list[ApiKeyV1]) -> None:
 class KeyStore:
     """The key topic, materialised in memory and followed live."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, service: str = "") -> None:
         self.bootstrap = bootstrap
+        self.service = service
         self.keys: dict[str, ApiKeyV1] = {}
         self.caught_up = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -96,6 +98,10 @@ class KeyStore:
 
     async def run(self) -> None:
         while True:
+            # A reconnection reads the compacted topic from the start into a fresh table and swaps it in once
+            # caught up, so the keys in use stay valid while the broker is away or being re-read; the first
+            # load goes straight into the live table.
+            loading: dict[str, ApiKeyV1] | None = {} if self.caught_up.is_set() else None
             try:
                 self._consumer = AIOKafkaConsumer(
                     bootstrap_servers=self.bootstrap,
@@ -105,37 +111,26 @@ class KeyStore:
                 await self._consumer.start()
                 self._consumer.assign([self._tp])
                 await self._consumer.seek_to_beginning(self._tp)
-                self.keys.clear()
                 while True:
                     batch = await self._consumer.getmany(self._tp, timeout_ms=500)
                     for record in batch.get(self._tp, []):
-                        self._apply(record.key, record.value)
-                    if not self.caught_up.is_set():
+                        _apply(self.keys if loading is None else loading, record.key, record.value)
+                    if loading is not None or not self.caught_up.is_set():
                         end = (await self._consumer.end_offsets([self._tp]))[self._tp]
                         if await self._consumer.position(self._tp) >= end:
+                            if loading is not None:
+                                self.keys, loading = loading, None
                             self.caught_up.set()
             except asyncio.CancelledError:
                 raise
-            except (KafkaError, OSError) as exc:
-                log.warning("key store: %r; reconnecting", exc)
+            except Exception as exc:
+                record_failure(self.service, "key-store", exc)
                 await asyncio.sleep(1.0)
             finally:
                 if self._consumer is not None:
                     with contextlib.suppress(Exception):
                         await self._consumer.stop()
                     self._consumer = None
-
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None:
-            return
-        key_id = key.decode()
-        if value is None:
-            self.keys.pop(key_id, None)
-            return
-        try:
-            self.keys[key_id] = ApiKeyV1.model_validate_json(value)
-        except ValueError:
-            log.error("key store: unreadable record for key id %s ignored", key_id)
 
     async def refresh(self, timeout: float = 2.0) -> None:
         """Wait until everything on the topic right now has been read (a key created a moment ago)."""
@@ -166,3 +161,16 @@ class KeyStore:
         if record.revoked_at is not None:
             return None
         return record
+
+
+def _apply(keys: dict[str, ApiKeyV1], key: bytes | None, value: bytes | None) -> None:
+    if key is None:
+        return
+    key_id = key.decode()
+    if value is None:
+        keys.pop(key_id, None)
+        return
+    try:
+        keys[key_id] = ApiKeyV1.model_validate_json(value)
+    except ValueError:
+        log.error("key store: unreadable record for key id %s ignored", key_id)

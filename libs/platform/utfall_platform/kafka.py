@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -20,6 +20,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from utfall_events.topics import ALL_TOPICS, TRANSACTIONAL_TOPICS, TopicSpec
 
 from . import metrics
+from .background import run_periodically
 from .consumer import CommitPolicy, TransactionalBatchConsumer, records_of
 from .settings import PlatformSettings
 
@@ -182,26 +183,31 @@ class LagSampler:
         self.consumers = consumers  # consumer name -> topic
         self.interval = interval
         self.last: dict[tuple[str, int], int] = {}
+        self._client: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
-        client: AIOKafkaConsumer | None = None
         try:
-            while True:
-                try:
-                    if client is None:
-                        client = AIOKafkaConsumer(
-                            bootstrap_servers=self.bootstrap, isolation_level="read_committed"
-                        )
-                        await client.start()
-                    await self.sample(client)
-                except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.debug("lag sample failed: %r", exc)
-                    if client is not None:
-                        await client.stop()
-                        client = None
-                await asyncio.sleep(self.interval)
+            await run_periodically(
+                self.sample_once,
+                every_seconds=self.interval,
+                service=self.service,
+                task="lag-sampler",
+                after_failure=self.disconnect,
+            )
         finally:
-            if client is not None:
+            await self.disconnect()
+
+    async def sample_once(self) -> dict[tuple[str, int], int]:
+        if self._client is None:
+            client = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, isolation_level="read_committed")
+            self._client = client
+            await client.start()
+        return await self.sample(self._client)
+
+    async def disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
                 await client.stop()
 
     async def sample(self, client: AIOKafkaConsumer) -> dict[tuple[str, int], int]:

@@ -37,6 +37,11 @@ CONSUMER_LAG = Gauge(
 TRANSIENT_RETRIES = Counter(
     "utfall_transient_retries_total", "Batches retried after a transient fault", ["service", "topic"]
 )
+BACKGROUND_ERRORS = Counter(
+    "utfall_background_errors_total",
+    "Failed rounds of a background loop (sampler, tick, expiry, relay), transient or not",
+    ["service", "task", "kind"],
+)
 DEAD_LETTERS = Counter(
     "utfall_dead_letters_total", "Records sent to a dead-letter topic", ["service", "topic", "reason"]
 )

@@ -23,10 +23,9 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from . import metrics
-from .db import TRANSIENT_PG_ERRORS
+from .background import record_failure
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +131,11 @@ class OutboxRelay:
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
-            except (KafkaError, *TRANSIENT_PG_ERRORS) as exc:
+            except Exception as exc:
+                # Transient or not, a fresh round (new connection, new producer, recovery of what was in
+                # flight) is what a process restart would do, without taking the consumers down with it.
                 self.is_leader = False
-                log.warning(
-                    "outbox relay %s: transient fault %r; retrying in %.1fs", self.schema, exc, backoff
-                )
+                record_failure(self.schema, "outbox-relay", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 

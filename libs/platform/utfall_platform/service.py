@@ -23,6 +23,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import metrics
+from .background import run_periodically
 from .clock import Clock
 from .consumer import DeadLetterPolicy, Handler, TransactionalBatchConsumer
 from .db import create_pool, grant_readers, migrate
@@ -105,6 +106,10 @@ class ServiceRuntime:
         task.set_name(f"{self.name}:{name}")
         task.add_done_callback(self._task_done)
         self._tasks.append(task)
+
+    def every(self, seconds: float, step: Callable[[], Awaitable[object]], name: str) -> None:
+        """Run `step` every `seconds` in the background, under the error policy of `background`."""
+        self.spawn(run_periodically(step, every_seconds=seconds, service=self.name, task=name), name)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from importlib import resources
 
@@ -58,8 +57,8 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
                 version = await apply_definition(conn, definition, origin=f"yaml:{path.name}", clock=clock)
             if version is not None:
                 log.info("contract %s version %d loaded from %s", definition.contract_id, version, path.name)
-        runtime.spawn(
-            sample_contract_gauges(runtime.pool, settings.metrics_sample_seconds), "contract-gauges"
+        runtime.every(
+            settings.metrics_sample_seconds, lambda: sample_contract_gauges(runtime.pool), "contract-gauges"
         )
 
     runtime.on_start(load_contract_files)
@@ -72,19 +71,14 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
     )
 
 
-async def sample_contract_gauges(pool: asyncpg.Pool, every: float) -> None:
-    while True:
-        try:
-            for r in await pool.fetch(
-                "SELECT contract_id, total_cap_ore, paid_net_ore FROM contracts_read.contracts"
-            ):
-                contract_metrics.PAID_NET.labels(r["contract_id"]).set(r["paid_net_ore"])
-                contract_metrics.CAP_UTILISATION.labels(r["contract_id"]).set(
-                    r["paid_net_ore"] / r["total_cap_ore"] if r["total_cap_ore"] else 0
-                )
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-            log.debug("gauge sample failed: %r", exc)
-        await asyncio.sleep(every)
+async def sample_contract_gauges(pool: asyncpg.Pool) -> None:
+    for r in await pool.fetch(
+        "SELECT contract_id, total_cap_ore, paid_net_ore FROM contracts_read.contracts"
+    ):
+        contract_metrics.PAID_NET.labels(r["contract_id"]).set(r["paid_net_ore"])
+        contract_metrics.CAP_UTILISATION.labels(r["contract_id"]).set(
+            r["paid_net_ore"] / r["total_cap_ore"] if r["total_cap_ore"] else 0
+        )
 
 
 def main() -> None:

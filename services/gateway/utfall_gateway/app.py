@@ -48,7 +48,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         relay=False,
         database_url=settings.gateway_database_url.get_secret_value(),
     )
-    keys = KeyStore(settings.kafka_bootstrap)
+    keys = KeyStore(settings.kafka_bootstrap, service="gateway")
     state = GatewayState(runtime, settings, clock)
 
     async def start_background() -> None:

@@ -19,7 +19,7 @@ from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
 from .admission_service import admit
 from .domain.validation import PseudonymKey
-from .expiry import run_expiry
+from .expiry import expire_held
 from .http import router
 from .raw_consumer import decode_all
 from .settings import DEV_PSEUDONYM_KEY, IngestSettings
@@ -38,7 +38,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
         schema="ingest",
         migrations=resources.files("utfall_ingest").joinpath("migrations"),
     )
-    keys = KeyStore(settings.kafka_bootstrap)
+    keys = KeyStore(settings.kafka_bootstrap, service="ingest")
 
     async def handle_raw(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
         raws, positions = decode_all(records)
@@ -59,7 +59,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
         if settings.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:
             log.warning("UTFALL_PSEUDONYM_KEY is the development default; set a secret key in production")
         runtime.spawn(keys.run(), "key-store")
-        runtime.spawn(run_expiry(runtime.pool, clock, settings.hold_days), "held-expiry")
+        runtime.every(300, lambda: expire_held(runtime.pool, clock, settings.hold_days), "held-expiry")
 
     runtime.on_start(start_background)
     app = create_service_app(

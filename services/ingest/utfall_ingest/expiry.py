@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -46,12 +45,3 @@ async def expire_held(pool: asyncpg.Pool, clock: Clock, hold_days: int) -> int:
     metrics.HELD_EXPIRED.inc(len(rows))
     log.warning("dead-lettered %d held events with no placement.started", len(rows))
     return len(rows)
-
-
-async def run_expiry(pool: asyncpg.Pool, clock: Clock, hold_days: int, every_seconds: float = 300) -> None:
-    while True:
-        try:
-            await expire_held(pool, clock, hold_days)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("held-event expiry failed: %r", exc)
-        await asyncio.sleep(every_seconds)

@@ -21,7 +21,7 @@ from .consumer import care_events_handler
 from .rebuild import PROJECTION_LOCK, finish_interrupted_rebuild
 from .self_reported import handle_aggregates
 from .settings import MeasuresSettings
-from .tick import run_tick
+from .tick import tick
 
 CONSUMER = "measures-care-events"
 
@@ -71,7 +71,7 @@ def create_app(settings: MeasuresSettings | None = None, clock: Clock | None = N
         runtime.on_stop(lock.close)
         await finish_interrupted_rebuild(runtime.pool, clock)
         await sync_catalogue(runtime.pool)
-        runtime.spawn(run_tick(runtime.pool, clock, settings.tick_seconds), "tick")
+        runtime.every(settings.tick_seconds, lambda: tick(runtime.pool, clock), "tick")
 
     runtime.on_start(start_background)
     return create_service_app(

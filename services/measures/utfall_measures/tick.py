@@ -3,7 +3,6 @@ turns `missing` (or `not_achieved` for coverage) without any new event."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg
@@ -44,13 +43,8 @@ async def sample_gauges(pool: asyncpg.Pool) -> None:
         measures_metrics.DATA_ERRORS.labels(r["error"]).set(r["n"])
 
 
-async def run_tick(pool: asyncpg.Pool, clock: Clock, every_seconds: float) -> None:
-    while True:
-        try:
-            closed = await close_windows(pool, clock)
-            if closed:
-                log.info("tick: %d facts changed as windows closed", closed)
-            await sample_gauges(pool)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-            log.warning("tick failed: %r", exc)
-        await asyncio.sleep(every_seconds)
+async def tick(pool: asyncpg.Pool, clock: Clock) -> None:
+    closed = await close_windows(pool, clock)
+    if closed:
+        log.info("tick: %d facts changed as windows closed", closed)
+    await sample_gauges(pool)

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -40,11 +41,17 @@ DEMO_PROVIDERS = (
 )
 
 
-def _pump(name: str, stream: IO[bytes], sink: IO[str] | None, colour: bool) -> None:
+def _pump(
+    name: str, stream: IO[bytes], sink: IO[str] | None, colour: bool, recent: deque[str] | None = None
+) -> None:
     prefix = f"\x1b[{COLOURS.get(name, '0')}m{name:>9} |\x1b[0m " if colour else f"{name:>9} | "
     for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace")
+        # The client library's reconnect chatter would push the lines that explain an exit out of the tail.
+        if recent is not None and " aiokafka" not in line:
+            recent.append(line.rstrip())
         if sink is not None:
-            sink.write(prefix + raw.decode("utf-8", "replace"))
+            sink.write(prefix + line)
             sink.flush()
 
 
@@ -54,6 +61,7 @@ class ServiceProcess:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=40))
 
     @property
     def url(self) -> str:
@@ -141,13 +149,14 @@ class LocalStack:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        self._follow(name, svc.proc)
+        svc.recent.clear()
+        self._follow(name, svc.proc, svc.recent)
         return svc
 
-    def _follow(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+    def _follow(self, name: str, proc: subprocess.Popen[bytes], recent: deque[str] | None = None) -> None:
         assert proc.stdout is not None
         thread = threading.Thread(
-            target=_pump, args=(name, proc.stdout, self.log_sink, self.colour), daemon=True
+            target=_pump, args=(name, proc.stdout, self.log_sink, self.colour, recent), daemon=True
         )
         thread.start()
         self.threads.append(thread)
@@ -158,7 +167,9 @@ class LocalStack:
             svc = self.services[name]
             while True:
                 if svc.proc is not None and svc.proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {svc.proc.returncode}")
+                    time.sleep(0.5)  # let the pump thread read the last lines the process wrote
+                    tail = "\n".join(svc.recent)
+                    raise RuntimeError(f"{name} exited with {svc.proc.returncode}; its last lines:\n{tail}")
                 try:
                     with urllib.request.urlopen(f"{svc.url}/ready", timeout=2) as response:  # noqa: S310
                         if response.status == 200:
