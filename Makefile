@@ -2,7 +2,7 @@
 UV := scripts/uv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: install run test test-unit test-integration test-e2e lint format soak bench bench-smoke schemas run-observability clean
+.PHONY: install run test test-unit test-integration test-e2e lint format soak bench bench-profile bench-smoke schemas run-observability clean
 
 install: .state/installed
 .state/installed: uv.lock pyproject.toml deploy/local/kafka/pom.xml scripts/bootstrap.sh
@@ -40,6 +40,9 @@ soak: install                    ## long fault-injection runs (100k events, kill
 
 bench: install                   ## benchmarks beside a raw aiokafka baseline; JSON under results/
 	$(RUN) python -m benchmarks.run
+
+bench-profile: install           ## a medium run with the pipeline step profiled (cProfile) per service
+	$(RUN) python -m benchmarks.run --size medium --profile
 
 bench-smoke: install
 	$(RUN) python -m benchmarks.run --smoke

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ from utfall_platform.local.stack import LocalStack
 from utfall_synthetic.cli import raw_record
 from utfall_synthetic.cohort import CohortConfig, generate, renamed
 
+from . import profile
 from .load import ResourceSampler, open_loop, percentile, published_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,12 +319,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     progress = not args.no_progress and sys.stderr.isatty()
     base = Path(tempfile.mkdtemp(prefix="utfall-bench-"))
     log = (base / "services.log").open("w")
-    stack = LocalStack(
-        base,
-        durable=not args.smoke,
-        log_sink=log,
-        extra_env={"UTFALL_LOG_LEVEL": "WARNING", "UTFALL_TICK_SECONDS": "3600"},
-    )
+    extra_env = {"UTFALL_LOG_LEVEL": "WARNING", "UTFALL_TICK_SECONDS": "3600"}
+    profile_dir = base / "profiles"
+    if args.profile:
+        extra_env["UTFALL_PROFILE_DIR"] = str(profile_dir)
+    stack = LocalStack(base, durable=not args.smoke, log_sink=log, extra_env=extra_env)
     report: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
         "mode": mode,
@@ -389,6 +390,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         )
         await asyncio.sleep(2)
         sources = sorted({e["source"] for e in pipeline_events})
+        profiled = {name: pids[name] for name in ("ingest", "measures", "contracts")}
+        if args.profile:
+            profile.toggle(profiled)
         with ResourceSampler(pids) as sampler:
             started = time.perf_counter()
             await through_raw_topic(conn, stack.bootstrap, pipeline_events, "pipeline", progress)
@@ -412,6 +416,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             ):
                 await asyncio.sleep(0.2)
             seconds = time.perf_counter() - started
+        if args.profile:
+            profile.toggle(profiled)
+            dumps = await loop.run_in_executor(None, profile.wait_for_dumps, profile_dir, sorted(profiled))
+            report["profile"] = {d.stem.rsplit("-", 1)[0]: profile.summarise(d) for d in dumps}
+            report["profile_files"] = [str(d) for d in dumps]
         payments = await count(
             conn, "SELECT count(*) FROM contracts.ledger WHERE contract_id = 'bench-pipeline'"
         )
@@ -679,13 +688,25 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (part of make test)")
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile ingest, measures and contracts in the pipeline step"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{report['mode']}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    kept = []
+    for dump in map(Path, report.get("profile_files", [])):  # beside the JSON, for pstats/snakeviz
+        target = path.with_name(f"{path.stem}-{dump.name}")
+        shutil.copyfile(dump, target)
+        kept.append(str(target))
+    if kept:
+        report["profile_files"] = kept
     path.write_text(json.dumps(report, indent=2))
     print(table(report))
+    if "profile" in report:
+        print(profile.text(report["profile"]))
     print(f"\nJSON: {path}")
 
 

@@ -1,4 +1,5 @@
-"""`make bench` at a tiny size: every step runs start to finish and the JSON has every figure."""
+"""`make bench` at a tiny size, profiled: every step runs start to finish, the JSON has every figure and the
+pipeline step's profile of each service."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_bench_smoke(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--smoke", "--no-progress", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--smoke",
+            "--no-progress",
+            "--profile",
+            "--out",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -36,3 +46,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert steps["latency"]["p99_ms"] > 0 and steps["gateway_results"]["p99_ms"] > 0
     assert steps["rebuild"]["records"] >= 15_000
     assert "raw aiokafka floor" in result.stdout
+    # the pipeline step profiled per service, and the dumps kept beside the JSON
+    assert set(report["profile"]) == {"ingest", "measures", "contracts"}
+    for summary in report["profile"].values():
+        assert summary["profiled_cpu_seconds"] > 0 and summary["top_own_time"]
+        assert 99 <= sum(summary["by_area_pct"].values()) <= 101
+    assert all(Path(f).parent == tmp_path and Path(f).stat().st_size for f in report["profile_files"])
+    assert "Profile of the pipeline step" in result.stdout

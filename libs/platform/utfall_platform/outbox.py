@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -23,11 +24,28 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from . import metrics
 from .background import record_failure
 
 log = logging.getLogger(__name__)
+_random_partitioner = DefaultPartitioner()
+
+
+@functools.lru_cache(maxsize=65_536)
+def _key_hash(key: bytes) -> int:
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+def cached_key_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """aiokafka's default partitioner (Java's murmur2, so Java producers agree on where a key goes) with the
+    hash cached: the pure-Python murmur2 was 5-7 % of measures' and ingest's profiled CPU, and a relay batch
+    repeats its keys (the eight facts of an episode share their subject's key)."""
+    if key is None:
+        return int(_random_partitioner(key, all_partitions, available))
+    return all_partitions[_key_hash(key) % len(all_partitions)]
+
 
 OUTBOX_ID_HEADER = "utfall-outbox-id"
 OUTBOX_SCHEMA_HEADER = "utfall-outbox"
@@ -155,6 +173,7 @@ class OutboxRelay:
                 max_batch_size=256 * 1024,
                 compression_type="lz4",
                 request_timeout_ms=15000,
+                partitioner=cached_key_partitioner,
             )
             await producer.start()
             try:

@@ -281,6 +281,10 @@ def ops_router(runtime: ServiceRuntime) -> APIRouter:
 def serve(app: FastAPI, host: str, port: int) -> None:
     import uvicorn
 
+    from .profiling import install_from_environment
+
+    install_from_environment(app.state.runtime.name)
+
     uvicorn.run(
         app,
         host=host,

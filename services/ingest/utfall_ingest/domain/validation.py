@@ -81,6 +81,7 @@ class PseudonymKey:
 
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 
 
 def clean(text: str, limit: int = 200) -> str:
@@ -109,7 +110,7 @@ def _from_pydantic(exc: ValidationError, prefix: str) -> list[Reason]:
 def _safe_text(value: Any, limit: int = 128) -> str | None:
     if not isinstance(value, str) or not value or len(value) > limit:
         return None
-    if looks_like_personnummer(value) or any(ord(c) < 32 for c in value):
+    if looks_like_personnummer(value) or _CONTROL_CHARACTER.search(value):
         return None
     return value
 

@@ -1,4 +1,4 @@
-"""The background-loop policy: no failure, transient or a bug, ends the loop (and with it the service)."""
+"""The background-loop policy (no failure, transient or a bug, ends a loop and with it the service), and the\nrelay's partitioner."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import asyncio
 import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from utfall_platform import metrics
 from utfall_platform.background import run_periodically
+from utfall_platform.outbox import cached_key_partitioner
 
 
 def errors(task: str, kind: str) -> float:
@@ -67,3 +71,17 @@ async def test_cancelling_a_loop_is_not_counted_as_a_failure() -> None:
     with pytest.raises(asyncio.CancelledError):
         await loop
     assert errors("t2", "transient") == errors("t2", "error") == 0
+
+
+@given(st.binary(min_size=0, max_size=64), st.integers(min_value=1, max_value=64))
+def test_the_cached_partitioner_puts_every_key_where_the_default_one_does(
+    key: bytes, partitions: int
+) -> None:
+    all_partitions = list(range(partitions))
+    expected = DefaultPartitioner()(key, all_partitions, all_partitions)
+    assert cached_key_partitioner(key, all_partitions, all_partitions) == expected
+    assert cached_key_partitioner(key, all_partitions, all_partitions) == expected  # from the cache
+
+
+def test_the_cached_partitioner_spreads_keyless_records_over_available_partitions() -> None:
+    assert {cached_key_partitioner(None, [0, 1, 2], [2]) for _ in range(20)} == {2}
