@@ -2,7 +2,7 @@
 UV := scripts/uv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: install run test test-unit test-integration test-e2e lint format soak bench bench-profile bench-smoke schemas run-observability clean
+.PHONY: install run test test-unit test-integration test-e2e lint format soak bench bench-tools bench-profile bench-smoke schemas run-observability clean
 
 install: .state/installed
 .state/installed: uv.lock pyproject.toml deploy/local/kafka/pom.xml scripts/bootstrap.sh
@@ -38,10 +38,13 @@ format: install
 soak: install                    ## long fault-injection runs (100k events, kills, broker and database restarts)
 	$(RUN) pytest -m soak -o addopts="" -p no:randomly
 
-bench: install                   ## benchmarks beside a raw aiokafka baseline; JSON under results/
+bench-tools:                     # wrk offers the gateway its load (a Python client cannot reach 500 rps here)
+	@command -v wrk >/dev/null || scripts/bootstrap.sh --system
+
+bench: install bench-tools       ## benchmarks beside a raw aiokafka baseline; JSON under results/
 	$(RUN) python -m benchmarks.run
 
-bench-profile: install           ## a medium run with the pipeline step profiled (cProfile) per service
+bench-profile: install bench-tools ## a medium run with the pipeline step profiled (cProfile) per service
 	$(RUN) python -m benchmarks.run --size medium --profile
 
 bench-smoke: install

@@ -659,7 +659,12 @@ def table(report: dict[str, Any]) -> str:
         (
             "6 gateway results",
             f"p50 {s['gateway_results']['p50_ms']} / p99 {s['gateway_results']['p99_ms']} ms at "
-            f"{s['gateway_results']['achieved_rps']} rps",
+            f"{s['gateway_results']['achieved_rps']} rps"
+            + (
+                " (Python load generator: install wrk)"
+                if s["gateway_results"].get("tool") == "python"
+                else ""
+            ),
             "target p99 < 20 ms at 500",
         ),
     ]
