@@ -38,12 +38,14 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "raw_topic_ingest",
         "pipeline",
         "latency",
+        "latency_target",
         "gateway_results",
         "rebuild",
     }
     assert steps["floor"]["floor_per_s"] > 0 and steps["http_ingest"]["accepted"] > 0
     assert steps["pipeline"]["events_per_s"] > 0 and 0 < steps["pipeline"]["ratio_to_floor"] < 10
     assert steps["latency"]["p99_ms"] > 0 and steps["gateway_results"]["p99_ms"] > 0
+    assert steps["latency_target"]["offered_events_per_s"] > steps["latency"]["offered_events_per_s"]
     assert steps["rebuild"]["records"] >= 15_000
     assert "raw aiokafka floor" in result.stdout
     # the pipeline step profiled per service, and the dumps kept beside the JSON

@@ -108,7 +108,8 @@ class PostgresRepository:
             ((r["provider_id"], r["episode_id"]), r["measure_id"]): FactInfo(
                 r["status"],
                 r["measure_version"],
-                tuple(EventRef(**e) for e in r["evidence"]),
+                # read back from our own table, validated on the way in: no second validation per row
+                tuple(EventRef.model_construct(**e) for e in r["evidence"]),
                 r["subject_ref"],
             )
             for r in rows

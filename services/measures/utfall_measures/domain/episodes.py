@@ -37,7 +37,7 @@ class StoredEvent:
 
     @property
     def ref(self) -> EventRef:
-        return EventRef(source=self.source, id=self.event_id)
+        return EventRef.model_construct(source=self.source, id=self.event_id)  # both already validated text
 
     @property
     def order(self) -> tuple[datetime, str]:
