@@ -96,8 +96,12 @@ class LocalPostgres:
             f"-k {self.data_dir}",
             "-c max_connections=300",
             "-c shared_buffers=256MB",
-            "-c max_wal_size=2GB",
+            # Fewer checkpoints: each one makes the next write of every page a full-page image in the WAL.
+            "-c max_wal_size=4GB",
             "-c checkpoint_timeout=15min",
+            # Let autovacuum keep up with the write rate of a whole pipeline on one database.
+            "-c autovacuum_naptime=10s",
+            "-c autovacuum_vacuum_cost_limit=2000",
             "-c wal_level=minimal",
             "-c max_wal_senders=0",
         ]
