@@ -542,7 +542,7 @@ async def latency_at(
         async with httpx.AsyncClient(
             base_url=stack.services["ingest"].url,
             timeout=httpx.Timeout(60.0, pool=None),
-            limits=httpx.Limits(max_connections=32),
+            limits=httpx.Limits(max_connections=128),  # providers post concurrently; do not queue them here
         ) as client:
             tick = 0.05
             per_tick = max(1, int(rate * tick))
@@ -572,19 +572,39 @@ async def latency_at(
             await asyncio.gather(*inflight)
             offered = len(latency_events) / (time.perf_counter() - begin)
         await until_projected(conn, sources, desc=f"latency at {rate}: drain", progress=progress)
+    # An event that arrives before its episode's placement.started is held by ingest until the start arrives
+    # (the synthetic providers send some late); its wait is the provider's order, not the pipeline's latency.
+    # So latency counts from when an event could be published: its acceptance, or its start's if later.
     rows = await conn.fetch(
-        "SELECT extract(epoch FROM m.projected_at - r.received_at) AS s FROM measures.events m JOIN "
-        "ingest.received_events r USING (source, event_id) WHERE m.source = ANY($1)",
+        "WITH starts AS (SELECT source, episode_id, min(received_at) AS at FROM ingest.received_events "
+        "WHERE source = ANY($1) AND type = 'se.utfall.placement.started.v1' GROUP BY 1, 2) "
+        "SELECT extract(epoch FROM m.projected_at - greatest(r.received_at, coalesce(st.at, r.received_at))) AS s, "
+        "extract(epoch FROM m.projected_at - r.received_at) AS since_accepted, "
+        "extract(epoch FROM r.received_at) AS at, coalesce(st.at > r.received_at, false) AS waited "
+        "FROM measures.events m JOIN ingest.received_events r USING (source, event_id) "
+        "LEFT JOIN starts st ON st.source = r.source AND st.episode_id = r.episode_id WHERE m.source = ANY($1)",
         sources,
     )
     lat = [float(r["s"]) for r in rows]
+    since_accepted = [float(r["since_accepted"]) for r in rows]
+    # when in the step the slow ones were accepted: a stall shows as a run of seconds with a high maximum
+    first = min((float(r["at"]) for r in rows), default=0.0)
+    per_second: dict[int, list[float]] = {}
+    for r in rows:
+        per_second.setdefault(int(float(r["at"]) - first), []).append(float(r["s"]))
     return {
+        "by_second": [
+            {"second": sec, "events": len(v), "max_ms": round(max(v) * 1000)}
+            for sec, v in sorted(per_second.items())
+        ],
         "offered_events_per_s": round(offered),
         "events": len(lat),
         "p50_ms": round((percentile(lat, 0.5) or 0) * 1000, 1),
         "p95_ms": round((percentile(lat, 0.95) or 0) * 1000, 1),
         "p99_ms": round((percentile(lat, 0.99) or 0) * 1000, 1),
-        "measured": "ingest accepted -> measures committed",
+        "held_for_their_placement": sum(1 for r in rows if r["waited"]),
+        "p99_ms_since_accepted_incl_held": round((percentile(since_accepted, 0.99) or 0) * 1000, 1),
+        "measured": "ingest accepted (or its placement.started accepted, if later) -> measures committed",
         "resources": sampler.summary(),
     }
 
@@ -681,7 +701,8 @@ def table(report: dict[str, Any]) -> str:
             (
                 f"4 latency accepted -> read model{label}",
                 f"p50 {s[key]['p50_ms']} / p95 {s[key]['p95_ms']} / p99 "
-                f"{s[key]['p99_ms']} ms at {s[key]['offered_events_per_s']:,} ev/s",
+                f"{s[key]['p99_ms']} ms at {s[key]['offered_events_per_s']:,} ev/s"
+                f" ({s[key]['held_for_their_placement']:,} held for their placement)",
                 "target p99 < 500 ms at 2,000",
             )
             for key, label in (("latency", ""), ("latency_target", ", target rate"))
