@@ -544,7 +544,7 @@ async def latency_at(
             timeout=httpx.Timeout(60.0, pool=None),
             limits=httpx.Limits(max_connections=128),  # providers post concurrently; do not queue them here
         ) as client:
-            tick = 0.05
+            tick = 0.2  # a provider system sends what it has every 200 ms: 2,000 events/s is ~50 requests/s, not 200
             per_tick = max(1, int(rate * tick))
             begin = time.perf_counter()
             inflight = []
