@@ -49,13 +49,25 @@ def wait_for_dumps(directory: Path, services: list[str], timeout: float = 30.0) 
     return [p for p in wanted if p.exists()]
 
 
-def area_of(filename: str) -> str:
+def area_of(filename: str, name: str = "") -> str:
     path = filename.replace(os.sep, "/")
     for marker, area in AREAS:
         if f"/{marker}/" in path or f"/{marker}." in path:
             return area
+    if (
+        filename == "~"
+    ):  # a C function: its name says whose it is ("<method 'validate_json' of 'pydantic_core...")
+        for marker, area in (
+            ("pydantic_core", "pydantic"),
+            ("asyncpg", "asyncpg (Postgres client)"),
+            ("_asyncio", "event loop (asyncio/uvloop)"),
+            ("uvloop", "event loop (asyncio/uvloop)"),
+            ("orjson", "orjson"),
+        ):
+            if marker in name:
+                return area
     if filename.startswith("<") or filename == "~":
-        return "builtins and C extensions (orjson, json, re, ...)"
+        return "builtins and other C extensions (re, zlib, lz4, ...)"
     return "other Python"
 
 
@@ -66,7 +78,7 @@ def summarise(path: Path, top: int = 15) -> dict[str, Any]:
     by_area: dict[str, float] = {}
     functions = []
     for (filename, line, name), (_cc, calls, own, cumulative, _callers) in raw.items():
-        area = area_of(filename)
+        area = area_of(filename, name)
         by_area[area] = by_area.get(area, 0.0) + own
         where = (
             name if filename == "~" else f"{Path(filename).parent.name}/{Path(filename).name}:{line} {name}"
