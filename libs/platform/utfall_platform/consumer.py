@@ -26,11 +26,10 @@ from typing import Any, Protocol
 
 import asyncpg
 import orjson
-from aiokafka.errors import KafkaError
 
 from . import metrics
+from .background import TRANSIENT_ERRORS
 from .cloudevents_headers import header_text
-from .db import TRANSIENT_PG_ERRORS
 from .outbox import OutboxMessage, enqueue
 
 log = logging.getLogger(__name__)
@@ -165,7 +164,7 @@ class TransactionalBatchConsumer:
                 return
             except asyncio.CancelledError:
                 raise
-            except (KafkaError, *TRANSIENT_PG_ERRORS) as exc:
+            except TRANSIENT_ERRORS as exc:
                 metrics.TRANSIENT_RETRIES.labels(self.service, topic).inc()
                 log.warning("%s: transient fault %r; retrying batch in %.1fs", self.name, exc, backoff)
                 await asyncio.sleep(backoff)
@@ -256,7 +255,7 @@ class TransactionalBatchConsumer:
             try:
                 await self._apply([record], write)
                 break
-            except (KafkaError, *TRANSIENT_PG_ERRORS) as transient:
+            except TRANSIENT_ERRORS as transient:
                 log.warning("%s: transient fault while dead-lettering: %r", self.name, transient)
                 await asyncio.sleep(1.0)
         self.dead_lettered_total += 1
