@@ -406,7 +406,7 @@ async def _diagnose(conn: asyncpg.Connection, contract_id: str, difference: str)
             episode,
         ),
         "contracts.milestone_state": await rows(
-            "SELECT milestone_id, occurrences, active_payment_id, blocked FROM contracts.milestone_state "
+            "SELECT milestone_id, occurrences, active_payment_id, active_amount_ore, entitled_ore FROM contracts.milestone_state "
             "WHERE contract_id = $1 AND provider_id = $2 AND episode_id = $3",
             contract_id,
             provider,

@@ -9,6 +9,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
+from importlib import resources
+from importlib.abc import Traversable
 from typing import Any, TypeVar
 
 import httpx
@@ -18,10 +20,23 @@ from fastapi import FastAPI
 from utfall_ingest.domain.personnummer import make_person_number
 from utfall_platform.apikeys import generate_key, publish_keys
 from utfall_platform.clock import SystemClock
+from utfall_platform.db import migrate
+from utfall_platform.outbox import platform_ddl
 from utfall_platform.redaction import PERSONNUMMER_PATTERN
 
 T = TypeVar("T")
 _serial = itertools.count(1)
+
+
+async def migrate_service(pool: Any, service: str, directory: Traversable | None = None) -> None:
+    """Create a service's platform tables and apply its migrations (from `directory`, by default the
+    service package's own), as the service does on start."""
+
+    async def platform_tables(conn: Any) -> None:
+        await conn.execute(platform_ddl(service))
+
+    migrations = directory or resources.files(f"utfall_{service}").joinpath("migrations")
+    await migrate(pool, service, migrations, after=platform_tables)
 
 
 def uid(prefix: str = "") -> str:

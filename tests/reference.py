@@ -4,8 +4,9 @@ tests from the specification (not sharing code with the measures service)."""
 from __future__ import annotations
 
 import calendar
+import uuid
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 HOME = {"parents", "relatives", "own_housing", "supported_housing"}
@@ -22,8 +23,9 @@ def band(age: int) -> str:
     return "0-12" if age <= 12 else "13-15" if age <= 15 else "16-17" if age <= 17 else "18-20"
 
 
-def expected_facts(events: list[dict[str, Any]], today: date) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(provider, episode, measure) -> {status, dims...} for every ended episode."""
+def live_episodes(events: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(provider, episode) -> {start, end, followups} from the events that count: duplicates once, retracted
+    events never."""
     unique: dict[tuple[str, str], dict[str, Any]] = {}
     for e in events:
         unique.setdefault((e["source"], e["id"]), e)
@@ -35,6 +37,9 @@ def expected_facts(events: list[dict[str, Any]], today: date) -> dict[tuple[str,
     live = [
         e for k, e in unique.items() if k not in retracted and not e["type"].endswith("event.retracted.v1")
     ]
+    # Where several live events fill one slot (a corrected event whose retraction has not come, or never
+    # comes), the latest by (event time, id) counts: visiting them in that order, the last one stays.
+    live.sort(key=lambda e: (datetime.fromisoformat(e["time"]), e["id"]))
     episodes: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"followups": {}})
     for e in live:
         provider = e["source"].split("/", 1)[1]
@@ -46,6 +51,18 @@ def expected_facts(events: list[dict[str, Any]], today: date) -> dict[tuple[str,
             ep["end"] = e["data"]
         else:
             ep["followups"][e["data"]["followup_month"]] = e["data"]
+    return dict(episodes)
+
+
+def age_at(person_id: str, day: date) -> int:
+    pn = person_id
+    born = date(int(pn[:4]), int(pn[4:6]), int(pn[6:8]) - (60 if int(pn[6:8]) > 60 else 0))
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def expected_facts(events: list[dict[str, Any]], today: date) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(provider, episode, measure) -> {status, outcome_date, dims...} for every ended episode."""
+    episodes = live_episodes(events)
     by_person: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for key, ep in episodes.items():
         if "start" in ep:
@@ -59,8 +76,7 @@ def expected_facts(events: list[dict[str, Any]], today: date) -> dict[tuple[str,
         if end < start:
             continue
         pn = ep["start"]["person_id"]
-        born = date(int(pn[:4]), int(pn[4:6]), int(pn[6:8]) - (60 if int(pn[6:8]) > 60 else 0))
-        age = start.year - born.year - ((start.month, start.day) < (born.month, born.day))
+        age = age_at(pn, start)
         followups = {m: f for m, f in ep["followups"].items() if date.fromisoformat(f["assessed_on"]) >= end}
         others = [episodes[k]["start"] for k in by_person[pn] if k != (provider, episode_id)]
         dims = {
@@ -78,48 +94,122 @@ def expected_facts(events: list[dict[str, Any]], today: date) -> dict[tuple[str,
             "length_of_stay_days": (end - start).days,
         }
 
-        def put(measure: str, status: str) -> None:
-            out[(provider, episode_id, measure)] = {"status": status, **dims}
+        # outcome_date: the day the evidence settled the status (the discharge, the deciding follow-up's
+        # assessment, the re-placement's start), or the day after the window and its grace closed.
+        def put(measure: str, status: str, on: date | None) -> None:
+            out[(provider, episode_id, measure)] = {"status": status, "outcome_date": on, **dims}
 
-        def open_or(months: int, closed: str) -> str:
-            return "pending" if today <= plus_months(end, months) + timedelta(days=60) else closed
+        def closed_on(months: int) -> date:
+            return plus_months(end, months) + timedelta(days=61)
 
-        put("planned_discharge", "achieved" if ep["end"]["end_reason"] == "planned" else "not_achieved")
+        def open_or(months: int, closed: str) -> tuple[str, date | None]:
+            return ("pending", None) if today < closed_on(months) else (closed, closed_on(months))
+
+        def assessed(f: dict[str, Any]) -> date:
+            return date.fromisoformat(f["assessed_on"])
+
+        put("planned_discharge", "achieved" if ep["end"]["end_reason"] == "planned" else "not_achieved", end)
         put(
             "less_intensive_after",
             "achieved" if ep["end"]["destination"] in LESS_INTENSIVE else "not_achieved",
+            end,
         )
         for months in (6, 12, 24):
             limit = plus_months(end, months)
-            replaced = any(
-                o["care_type"] != "outpatient" and end < date.fromisoformat(o["start_date"]) <= limit
+            replacements = sorted(
+                date.fromisoformat(o["start_date"])
                 for o in others
+                if o["care_type"] != "outpatient" and end < date.fromisoformat(o["start_date"]) <= limit
             )
-            said_yes = any(
-                m <= months and f.get("replaced_since_discharge") is True for m, f in followups.items()
-            )
+            said_yes = [
+                f
+                for m, f in sorted(followups.items())
+                if m <= months and f.get("replaced_since_discharge") is True
+            ]
             own = followups.get(months)
-            if replaced or said_yes:
-                status = "not_achieved"
+            if replacements:
+                status, on = "not_achieved", replacements[0]
+            elif said_yes:
+                status, on = "not_achieved", assessed(said_yes[0])
             elif own is not None and own.get("replaced_since_discharge") is False:
-                status = "achieved"
+                status, on = "achieved", assessed(own)
             else:
-                status = open_or(months, "missing")
-            put(f"no_replacement_{months}m", status)
+                status, on = open_or(months, "missing")
+            put(f"no_replacement_{months}m", status, on)
         twelve = followups.get(12)
         answer = twelve.get("in_education_or_work") if twelve else None
-        put(
-            "education_or_work_12m",
-            "achieved" if answer is True else "not_achieved" if answer is False else open_or(12, "missing"),
-        )
+        if twelve is not None and answer is not None:
+            put("education_or_work_12m", "achieved" if answer else "not_achieved", assessed(twelve))
+        else:
+            put("education_or_work_12m", *open_or(12, "missing"))
         living = twelve["living_situation"] if twelve else None
-        put(
-            "living_at_home_12m",
-            "achieved"
-            if living in HOME
-            else "not_achieved"
-            if living in ("family_home", "institution")
-            else open_or(12, "missing"),
-        )
-        put("followup_coverage_12m", "achieved" if twelve else open_or(12, "not_achieved"))
+        if twelve is not None and living in HOME | {"family_home", "institution"}:
+            put("living_at_home_12m", "achieved" if living in HOME else "not_achieved", assessed(twelve))
+        else:
+            put("living_at_home_12m", *open_or(12, "missing"))
+        if twelve is not None:
+            put("followup_coverage_12m", "achieved", assessed(twelve))
+        else:
+            put("followup_coverage_12m", *open_or(12, "not_achieved"))
     return out
+
+
+# The published namespace of payment ids (docs/architecture.md): UUIDv5 of contract, subject, episode, milestone.
+PAYMENT_NAMESPACE = uuid.UUID("5b2f7c1e-8f0a-4d53-9c61-0e4a1b7f6d10")
+
+
+def enrolled(contract: dict[str, Any], start: dict[str, Any], age_at_start: int) -> bool:
+    """The cohort rule, read straight from the contract's YAML/JSON form and a placement.started's data."""
+    rule = contract["cohort"]
+    return (
+        start["provider_id"] in contract["provider_ids"]
+        and (not rule.get("municipalities") or start["municipality_code"] in rule["municipalities"])
+        and (not rule.get("care_types") or start["care_type"] in rule["care_types"])
+        and (not rule.get("target_groups") or start["target_group"] in rule["target_groups"])
+        and (not rule.get("legal_bases") or start["legal_basis"] in rule["legal_bases"])
+        and rule["min_age"] <= age_at_start <= rule["max_age"]
+        and str(rule["enrolment_from"]) <= start["start_date"] <= str(rule["enrolment_to"])
+    )
+
+
+def expected_participants(
+    events: list[dict[str, Any]], contract: dict[str, Any], subject_of: Any
+) -> dict[tuple[str, str], str]:
+    """(provider, episode) -> subject_ref of every episode whose counting placement.started matches the
+    contract's cohort rule (enrolment by rule: nobody picks). `subject_of(person_id)` is the pseudonym."""
+    out = {}
+    for key, ep in live_episodes(events).items():
+        start = ep.get("start")
+        if start is None:
+            continue
+        if enrolled(contract, start, age_at(start["person_id"], date.fromisoformat(start["start_date"]))):
+            out[key] = subject_of(start["person_id"])
+    return out
+
+
+def expected_payments(
+    contract: dict[str, Any],
+    participants: dict[tuple[str, str], str],
+    facts: dict[tuple[str, str, str], dict[str, Any]],
+) -> dict[tuple[str, str, str], int]:
+    """(provider, episode, milestone) -> net öre paid. Participants: (provider, episode) -> subject_ref.
+    Earned milestones are paid first determined, first paid (outcome date, then first payment id), each cut
+    to what the per-participant cap and the total cap have left."""
+    earned = []
+    for (provider, episode), subject in participants.items():
+        for m in contract["milestones"]:
+            fact = facts.get((provider, episode, m["measure_id"]))
+            if fact is not None and fact["status"] == "achieved":
+                name = f"{contract['contract_id']}|{subject}|{provider}/{episode}|{m['milestone_id']}"
+                first = str(uuid.uuid5(PAYMENT_NAMESPACE, name))
+                earned.append((fact["outcome_date"], first, provider, episode, m))
+    earned.sort(key=lambda t: (t[0], t[1]))
+    person_left: dict[tuple[str, str], int] = defaultdict(lambda: int(contract["per_participant_cap_ore"]))
+    total_left = int(contract["total_cap_ore"])
+    out: dict[tuple[str, str, str], int] = {}
+    for _, _, provider, episode, m in earned:
+        amount = min(int(m["price_ore"]), person_left[(provider, episode)], total_left)
+        person_left[(provider, episode)] -= amount
+        total_left -= amount
+        out[(provider, episode, m["milestone_id"])] = amount
+    return {k: v for k, v in out.items() if v > 0}

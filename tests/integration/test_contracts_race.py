@@ -8,7 +8,6 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from importlib import resources
 
 import asyncpg
 import pytest
@@ -16,10 +15,9 @@ import pytest_asyncio
 
 from utfall_contracts.consumers import apply_definition, care_events_handler, outcomes_handler
 from utfall_platform.clock import SystemClock
-from utfall_platform.db import create_pool, migrate
-from utfall_platform.outbox import platform_ddl
+from utfall_platform.db import create_pool
 
-from ..helpers import uid
+from ..helpers import migrate_service, uid
 from .test_contracts import definition, fact_record, placement_record
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -40,13 +38,7 @@ class FakeRecord:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def pool(world) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped-def]
     pool = await create_pool(world.database_url)
-
-    async def platform_tables(conn: asyncpg.Connection) -> None:
-        await conn.execute(platform_ddl("contracts"))
-
-    await migrate(
-        pool, "contracts", resources.files("utfall_contracts").joinpath("migrations"), after=platform_tables
-    )
+    await migrate_service(pool, "contracts")
     yield pool
     await pool.close()
 

@@ -4,6 +4,8 @@ messages that land on each topic, restart-proof deduplication, problem details, 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import orjson
@@ -11,7 +13,9 @@ import pytest
 
 from utfall_events.topics import CARE_EVENTS, CARE_EVENTS_RAW, CARE_EVENTS_REJECTED
 from utfall_ingest.app import create_app
+from utfall_ingest.expiry import expire_held
 from utfall_ingest.settings import IngestSettings
+from utfall_platform.clock import FixedClock
 from utfall_platform.redaction import find_personnummer
 from utfall_synthetic.cli import raw_record
 
@@ -33,6 +37,14 @@ from ..helpers import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 SINGLE = "application/cloudevents+json"
+
+
+async def pool_fetch(dsn: str, sql: str, *args: Any) -> list[Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
 
 
 def of_source(source: str):  # type: ignore[no-untyped-def]
@@ -172,7 +184,8 @@ async def test_raw_topic_in_binary_mode_with_rejects_dead_lettered(world, settin
             ],
         )
     )
-    async with running(create_app(settings)):
+    app = create_app(settings)
+    async with running(app):
         await produce(world.bootstrap, CARE_EVENTS_RAW, records)
         published = await read_topic(
             world.bootstrap,
@@ -182,6 +195,19 @@ async def test_raw_topic_in_binary_mode_with_rejects_dead_lettered(world, settin
             timeout=30,
             settle=1.0,
         )
+        # The retraction of an event not (yet) received waits for it; after the hold period it is refused.
+        held = await wait_until(
+            lambda: pool_fetch(
+                world.database_url,
+                "SELECT awaits_event_id FROM ingest.held_events WHERE source = $1",
+                f"provider/{provider}",
+            ),
+            what="the retraction to be held",
+        )
+        assert [r["awaits_event_id"] for r in held] == ["no-such-event"]
+        runtime = app.state.runtime
+        later = FixedClock(runtime.clock.now() + timedelta(days=settings.hold_days + 1))
+        assert await expire_held(runtime.pool, later, settings.hold_days) >= 1
         rejected = await read_topic(
             world.bootstrap,
             CARE_EVENTS_REJECTED,
@@ -199,7 +225,9 @@ async def test_raw_topic_in_binary_mode_with_rejects_dead_lettered(world, settin
     assert len(reasons) == 3, reasons
     for r in rejected:
         body = orjson.loads(r.value)
-        assert body["channel"] == "kafka" and body["raw_position"].startswith(CARE_EVENTS_RAW + "/")
+        assert body["channel"] == "kafka"
+        if body["reasons"][0]["code"] != "unknown_event":  # refused on arrival: the record's position
+            assert body["raw_position"].startswith(CARE_EVENTS_RAW + "/")
         assert not find_personnummer(r.value.decode())
 
 

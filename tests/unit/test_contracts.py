@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -69,14 +69,17 @@ def placement(episode: str, provider: str = "p1", **kw: object) -> PlacementFact
     return PlacementFacts(**values)  # type: ignore[arg-type]
 
 
-def fact(status: str, episode: str) -> FactInfo:
-    return FactInfo(status, 1, (EventRef(source="provider/p1", id=f"ev-{episode}"),), f"v1:{episode.upper()}")
+def fact(status: str, episode: str, on: date | None = None) -> FactInfo:
+    return FactInfo(
+        status, 1, (EventRef(source="provider/p1", id=f"ev-{episode}"),), f"v1:{episode.upper()}", on
+    )
 
 
 class World:
     def __init__(self, definition: ContractDefinitionV1 | None = None) -> None:
         self.repo = FakeContractsRepository()
         self.contracts = {"c1": (1, definition or contract())}
+        self.day = 0
 
     def place(self, p: PlacementFacts) -> None:
         self.repo.placements[(p.provider_id, p.episode_id)] = p
@@ -86,12 +89,18 @@ class World:
         del self.repo.placements[key]
         self.sync([key])
 
-    def outcome(self, episode: str, measure: str, status: str, provider: str = "p1") -> None:
+    def outcome(
+        self, episode: str, measure: str, status: str, provider: str = "p1", on: date | None = None
+    ) -> None:
+        """By default each outcome is determined a day after the one before, so arrival and determination
+        agree; `on` sets the outcome date."""
         key = (provider, episode)
+        self.day += 1
         if status == "void":
             self.repo.fact_status.pop((key, measure), None)
         else:
-            self.repo.fact_status[(key, measure)] = fact(status, episode)
+            when = on or date(2025, 1, 1) + timedelta(days=self.day)
+            self.repo.fact_status[(key, measure)] = fact(status, episode, when)
         self.sync([key])
 
     def sync(self, keys: list[tuple[str, str]]) -> None:
@@ -212,6 +221,49 @@ def test_retrigger_after_the_reversal_is_itself_undone_gets_a_new_payment_id() -
     assert again.occurrence == 2
 
 
+def test_total_cap_pays_first_determined_first_whatever_arrives_first() -> None:
+    """Under a binding total cap the outcome determined first is paid: a late-arriving earlier outcome takes
+    the room back from a later one (reversed in full, paid again for what is left)."""
+    w = World(contract(total_cap_ore=150))
+    for e in ("e1", "e2"):
+        w.place(placement(e))
+    w.outcome("e2", "planned_discharge", "achieved", on=date(2025, 3, 1))
+    w.outcome("e1", "planned_discharge", "achieved", on=date(2025, 2, 1))
+    assert w.kinds() == [("triggered", 100), ("reversed", 100), ("triggered", 50), ("triggered", 100)]
+    assert w.net() == 150
+    net = {e: 0 for e in ("e1", "e2")}
+    for entry in w.repo.ledger:
+        net[entry.episode_id] += entry.amount_ore if entry.kind == "payment.triggered" else -entry.amount_ore
+    assert net == {"e1": 100, "e2": 50}
+    assert "first determined, first paid" not in (w.repo.ledger[1].reason or "")  # cut, not taken
+    assert "cap" in (w.repo.ledger[1].reason or "")
+
+
+def test_a_milestone_cut_by_the_participant_cap_is_topped_up_when_a_reversal_frees_room() -> None:
+    """The issue's case: cap 300,000; 150,000 + 100,000 paid, 80,000 cut to 50,000; then the 100,000 is
+    reversed (a re-placement): the cut milestone is paid again in full."""
+    definition = contract(
+        milestones=[
+            {"milestone_id": "stable12", "measure_id": "no_replacement_12m", "price_ore": 150_000},
+            {"milestone_id": "stable24", "measure_id": "no_replacement_24m", "price_ore": 100_000},
+            {"milestone_id": "school12", "measure_id": "education_or_work_12m", "price_ore": 80_000},
+        ],
+        per_participant_cap_ore=300_000,
+        total_cap_ore=10_000_000,
+    )
+    w = World(definition)
+    w.place(placement("e1"))
+    w.outcome("e1", "no_replacement_12m", "achieved", on=date(2025, 1, 1))
+    w.outcome("e1", "no_replacement_24m", "achieved", on=date(2025, 2, 1))
+    w.outcome("e1", "education_or_work_12m", "achieved", on=date(2025, 3, 1))
+    assert w.kinds() == [("triggered", 150_000), ("triggered", 100_000), ("triggered", 50_000)]
+    w.outcome("e1", "no_replacement_24m", "not_achieved", on=date(2025, 4, 1))
+    assert w.kinds()[3:] == [("reversed", 100_000), ("reversed", 50_000), ("triggered", 80_000)]
+    assert w.net() == 230_000
+    top_up = w.repo.ledger[-1]
+    assert top_up.occurrence == 2 and not top_up.capped and "replaces payment" in (top_up.reason or "")
+
+
 def test_blocked_milestone_is_paid_when_a_reversal_frees_room() -> None:
     w = World(contract(total_cap_ore=100))
     w.place(placement("e1"))
@@ -300,3 +352,95 @@ def test_no_arrival_order_pays_past_a_cap_or_twice(
                 t for t in w.repo.ledger if t.payment_id == entry.payment_id and t.kind == "payment.triggered"
             )
             assert entry.amount_ore == paid.amount_ore
+
+
+PRICES = {"planned_discharge": 100, "no_replacement_12m": 80, "education_or_work_12m": 60}
+finals = st.dictionaries(
+    st.tuples(st.sampled_from(EPISODES), st.sampled_from(MEASURES)),
+    st.tuples(st.sampled_from(["achieved", "achieved", "not_achieved", "pending"]), st.integers(0, 4)),
+    min_size=1,
+)
+noise = st.lists(
+    st.tuples(
+        st.sampled_from(EPISODES),
+        st.sampled_from(MEASURES),
+        st.sampled_from(["achieved", "not_achieved", "void"]),
+        st.integers(0, 4),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    final=finals,
+    transient=noise,
+    data=st.data(),
+    pp_cap=st.integers(50, 300),
+    total_cap=st.integers(50, 700),
+)
+def test_net_payments_are_the_same_in_every_arrival_order_and_match_the_reference(
+    final: dict[tuple[str, str], tuple[str, int]],
+    transient: list[tuple[str, str, str, int]],
+    data: st.DataObject,
+    pp_cap: int,
+    total_cap: int,
+) -> None:
+    """Any arrival order of placements and facts (each fact's transient states before its final one, the
+    facts of different episodes interleaved at random, outcome dates that tie) ends with the net per milestone
+    that tests/reference.py computes from the final facts: first determined, first paid under both caps.
+    Every step keeps the running ledger, entry by entry, within both caps."""
+    from ..reference import expected_payments
+
+    definition = contract(
+        per_participant_cap_ore=pp_cap,
+        total_cap_ore=total_cap,
+        milestones=[
+            {"milestone_id": f"m-{m}", "measure_id": m, "price_ore": price} for m, price in PRICES.items()
+        ],
+    )
+    steps: list[tuple[object, ...]] = [("place", e) for e in EPISODES]
+    steps += [("fact", e, m, status, day) for e, m, status, day in transient if (e, m) in final]
+    steps += [("fact", e, m, status, day) for (e, m), (status, day) in final.items()]
+    order = data.draw(st.permutations(steps))
+    # Per fact, its transient states come before its final one; across facts the order stays random.
+    slots: dict[tuple[object, ...], list[int]] = {}
+    for index, step in enumerate(order):
+        if step[0] == "fact":
+            slots.setdefault(step[1:3], []).append(index)
+    arranged = list(order)
+    for key, positions in slots.items():
+        mine = [s for s in steps if s[0] == "fact" and s[1:3] == key]  # transient first, final last
+        for position, step in zip(positions, mine, strict=True):
+            arranged[position] = step
+    w = World(definition)
+    for step in arranged:
+        if step[0] == "place":
+            w.place(placement(str(step[1])))
+        else:
+            _, episode, measure, status, day = step
+            w.outcome(str(episode), str(measure), str(status), on=date(2025, 1, 1) + timedelta(days=int(day)))
+        running: dict[str, int] = {}
+        total = 0
+        for entry in w.repo.ledger:  # as a finance system adds the entries up, one by one
+            sign = 1 if entry.kind == "payment.triggered" else -1
+            total += sign * entry.amount_ore
+            running[entry.episode_id] = running.get(entry.episode_id, 0) + sign * entry.amount_ore
+            assert 0 <= total <= total_cap
+            assert 0 <= running[entry.episode_id] <= pp_cap
+    net: dict[tuple[str, str, str], int] = {}
+    for entry in w.repo.ledger:
+        key = (entry.provider_id, entry.episode_id, entry.milestone_id)
+        net[key] = net.get(key, 0) + (
+            entry.amount_ore if entry.kind == "payment.triggered" else -entry.amount_ore
+        )
+    facts = {
+        ("p1", e, m): {"status": status, "outcome_date": date(2025, 1, 1) + timedelta(days=day)}
+        for (e, m), (status, day) in final.items()
+    }
+    want = expected_payments(
+        definition.model_dump(mode="json"), {("p1", e): f"v1:{e.upper()}" for e in EPISODES}, facts
+    )
+    assert {k: v for k, v in net.items() if v} == want
+    seen = [(e.payment_id, e.kind) for e in w.repo.ledger]
+    assert len(seen) == len(set(seen))

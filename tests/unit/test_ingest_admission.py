@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
-from utfall_ingest.domain.admission import Episode, KnownEvent, decide_batch
+from utfall_ingest.domain.admission import Candidate, Episode, KnownEvent, decide_batch
 from utfall_ingest.domain.validation import CheckedEvent
 
 T = datetime(2025, 1, 1, tzinfo=UTC)
@@ -110,12 +111,12 @@ def test_events_before_their_placement_are_held_then_released_after_it() -> None
     first = decide_batch([ended("b"), followup("c")], known={}, episodes={}, held={})
     assert statuses(first) == ["held", "held"] and not first.publish
     episodes = first.episodes
-    known = {(e.source, e.event_id): e for e in first.new_events}
-    held = {(SRC, "ep1"): first.held}
+    known = {(e.source, e.event_id): e for e in first.new_events.values()}
+    held = {(SRC, "ep1"): list(first.hold.values())}
     second = decide_batch([started("a")], known=known, episodes=episodes, held=held)
     assert statuses(second) == ["accepted"]
     assert [p.event.event_id for p in second.publish] == ["a", "b", "c"]
-    assert sorted(second.released) == [(SRC, "b"), (SRC, "c")]
+    assert second.unhold == {(SRC, "b"), (SRC, "c")}
 
 
 def test_hold_and_release_in_one_batch_reports_accepted() -> None:
@@ -154,32 +155,43 @@ def test_followup_before_discharge_is_rejected() -> None:
     assert d.outcomes[2].reasons[0].code == "followup_before_discharge"
 
 
-def test_one_start_one_end_one_followup_per_month_unless_retracted() -> None:
+def test_competing_events_are_accepted_and_a_retraction_settles_which_counts() -> None:
+    """A corrected event may arrive before the retraction of the one it replaces: both are published and
+    measures counts the latest by (time, id) until the retraction comes."""
     d = decide_batch(
-        [
-            started("a"),
-            started("a2"),
-            ended("b"),
-            ended("b2"),
-            followup("c"),
-            followup("c2"),
-            followup("c3", month=24),
-        ],
+        [started("a"), started("a2"), ended("b"), ended("b2"), followup("c"), followup("c2")],
         known={},
         episodes={},
         held={},
     )
-    assert statuses(d) == ["accepted", "rejected", "accepted", "rejected", "accepted", "rejected", "accepted"]
+    assert statuses(d) == ["accepted"] * 6
+    assert len(d.episodes[(SRC, "ep1")].ends) == 2
     corrected = decide_batch(
-        [started("a"), ended("b"), retract("r", "b"), ended("b2", end=date(2024, 10, 1))],
+        [started("a"), ended("b"), ended("b2", end=date(2024, 10, 1)), retract("r", "b")],
         known={},
         episodes={},
         held={},
     )
     assert statuses(corrected) == ["accepted"] * 4
-    assert corrected.episodes[(SRC, "ep1")].end_date == date(2024, 10, 1)
+    assert [c.event_id for c in corrected.episodes[(SRC, "ep1")].ends] == ["b2"]
     assert corrected.retracted == [((SRC, "b"), "r")]
-    assert corrected.publish[2].retracted_event_type == "se.utfall.placement.ended.v1"
+    assert corrected.publish[3].retracted_event_type == "se.utfall.placement.ended.v1"
+
+
+def test_date_order_is_refused_only_against_every_live_candidate() -> None:
+    two_ends = decide_batch(
+        [started("a"), ended("b", end=date(2024, 9, 1)), ended("b2", end=date(2024, 12, 1))],
+        known={},
+        episodes={},
+        held={},
+    )
+    later = decide_batch(
+        [followup("c", assessed=date(2024, 10, 1)), followup("d", month=6, assessed=date(2024, 8, 1))],
+        known={},
+        episodes=two_ends.episodes,
+        held={},
+    )
+    assert statuses(later) == ["accepted", "rejected"]  # after one of the two ends; before both
 
 
 def test_retraction_rules() -> None:
@@ -189,24 +201,55 @@ def test_retraction_rules() -> None:
         episodes={},
         held={},
     )
-    assert statuses(d) == ["accepted", "rejected", "accepted", "rejected", "rejected"]
+    assert statuses(d) == ["accepted", "held", "accepted", "rejected", "rejected"]
+    assert d.outcomes[1].waiting == "retracted_event"
     assert [o.reasons[0].code for o in d.outcomes if o.reasons] == [
-        "unknown_event",
         "retraction_of_retraction",
         "already_retracted",
     ]
-    assert d.episodes[(SRC, "ep1")].start_date is None  # retracted start: a corrected one may follow
+    assert d.episodes[(SRC, "ep1")].starts == ()  # retracted start: a corrected one may follow
     again = decide_batch(
         [started("a2", start=date(2024, 3, 2))],
-        known={(e.source, e.event_id): e for e in d.new_events},
+        known={(e.source, e.event_id): e for e in d.new_events.values()},
         episodes=d.episodes,
         held={},
     )
     assert statuses(again) == ["accepted"]
 
 
+def test_a_retraction_before_its_target_waits_and_applies_when_the_target_arrives() -> None:
+    first = decide_batch([started("a"), retract("r", "b")], known={}, episodes={}, held={})
+    assert statuses(first) == ["accepted", "held"]
+    waiting = list(first.hold.values())
+    assert waiting[0].awaits_event_id == "b" and waiting[0].episode_id is None
+    known = {(e.source, e.event_id): e for e in first.new_events.values()}
+    second = decide_batch(
+        [ended("b")],
+        known=known,
+        episodes=first.episodes,
+        held={},
+        awaiting={(SRC, "b"): [replace(waiting[0], held_at=T)]},
+    )
+    assert statuses(second) == ["accepted"]
+    assert [p.event.event_id for p in second.publish] == ["b", "r"]  # the target first, then its retraction
+    assert second.unhold == {(SRC, "r")} and not second.hold
+    assert second.changed_events[(SRC, "r")].status == "accepted"
+    assert second.episodes[(SRC, "ep1")].ends == ()
+
+
+def test_a_waiting_retraction_refused_when_its_target_arrives_is_a_late_rejection() -> None:
+    first = decide_batch([retract("r1", "x"), retract("r2", "x")], known={}, episodes={}, held={})
+    assert statuses(first) == ["held", "held"]
+    known = {(e.source, e.event_id): e for e in first.new_events.values()}
+    awaiting = {(SRC, "x"): [replace(h, held_at=T) for h in first.hold.values()]}
+    second = decide_batch([started("x")], known=known, episodes={}, held={}, awaiting=awaiting)
+    assert statuses(second) == ["accepted"]
+    assert [r.reasons[0].code for r in second.late_rejections] == ["already_retracted"]
+    assert second.forgotten == {(SRC, "r2")}
+
+
 def test_episode_state_survives_between_batches() -> None:
-    episodes = {(SRC, "ep1"): Episode(SRC, "ep1", "v1:AAA", "a", date(2024, 3, 1))}
+    episodes = {(SRC, "ep1"): Episode(SRC, "ep1", "v1:AAA", (Candidate("a", T, date(2024, 3, 1), "v1:AAA"),))}
     d = decide_batch([ended("b", end=date(2024, 2, 1))], known={}, episodes=episodes, held={})
     assert statuses(d) == ["rejected"]
 
@@ -214,13 +257,13 @@ def test_episode_state_survives_between_batches() -> None:
 def test_a_held_retraction_released_in_a_later_batch_still_names_what_it_retracts() -> None:
     first = decide_batch([ended("b"), retract("r", "b")], known={}, episodes={}, held={})
     assert statuses(first) == ["held", "held"]
-    known = {(e.source, e.event_id): e for e in first.new_events}
+    known = {(e.source, e.event_id): e for e in first.new_events.values()}
     # the next batch loads only what it names: not the retracted event itself
     later = decide_batch(
         [started("a")],
         known={k: v for k, v in known.items() if k[1] == "r"},
         episodes=first.episodes,
-        held={(SRC, "ep1"): first.held},
+        held={(SRC, "ep1"): list(first.hold.values())},
     )
     released = {p.event.event_id: p for p in later.publish}
     assert released["r"].retracted_event_type == "se.utfall.placement.ended.v1"

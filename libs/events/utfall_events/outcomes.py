@@ -54,4 +54,10 @@ class OutcomeFactV1(BaseModel):
     revision: int = Field(ge=1)
     evidence: list[EventRef]
     determined_at: datetime
+    outcome_date: date | None = Field(
+        default=None,
+        description="The day the evidence settled the status: the discharge date (discharge measures), the "
+        "deciding follow-up's assessment date, the re-placement's start, or the day after the window and grace "
+        "closed. Null while pending and when void. Contracts pay in this order (first determined, first paid).",
+    )
     episode: EpisodeDimensions

@@ -17,8 +17,9 @@ class PaymentV1(BaseModel):
     """One ledger entry as published.
 
     A finance system deduplicates on (`payment_id`, `kind`): a payment id is triggered at most once and
-    reversed at most once. A milestone achieved again after a reversal gets a new payment id
-    (`occurrence` 2, 3 …), still deterministic.
+    reversed at most once, for the same amount. A milestone paid again after a reversal (achieved again, or
+    its amount changed under a cap: reversed in full and paid again) gets a new payment id (`occurrence`
+    2, 3 …), still deterministic; its `reason` names the payment it replaces.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

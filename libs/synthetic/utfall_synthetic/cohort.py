@@ -97,7 +97,9 @@ class CohortConfig:
     followup_missing: float = 0.2
     duplicate_rate: float = 0.03
     late_rate: float = 0.05
-    retraction_rate: float = 0.02
+    retraction_rate: float = 0.02  # discharges corrected: a retraction and the corrected placement.ended
+    start_correction_rate: float = 0.0  # placements corrected (another target group), the same way
+    followup_correction_rate: float = 0.0  # follow-ups corrected (another answer), the same way
     ongoing_rate: float = 0.15
     providers: tuple[Provider, ...] = PROVIDERS
 
@@ -217,6 +219,12 @@ class _Builder:
             episode_id,
         )
         self.emit(start, started)
+        if (
+            cfg.start_correction_rate and rng.random() < cfg.start_correction_rate
+        ):  # no draw when off: same cohorts
+            when = start + timedelta(days=rng.randrange(1, 20))
+            if when <= cfg.today:
+                self.correct(when, started, target_group=_pick(rng, TARGET_GROUPS))
         stay = int(rng.lognormvariate(5.3, 0.9)) + 1  # a few days to a few years; median about 200 days
         end = start + timedelta(days=stay)
         if end > cfg.today or rng.random() < cfg.ongoing_rate * 0.3:
@@ -267,28 +275,63 @@ class _Builder:
             if assessed > cfg.today or rng.random() < cfg.followup_missing:
                 continue
             replaced = rng.random() < (0.1 + 0.04 * month / 6)
-            self.emit(
+            recorded = _envelope(
+                "followup.recorded",
+                provider.provider_id,
+                self.next_id(provider.provider_id),
                 assessed,
-                _envelope(
-                    "followup.recorded",
-                    provider.provider_id,
-                    self.next_id(provider.provider_id),
-                    assessed,
-                    {
-                        "episode_id": episode_id,
-                        "followup_month": month,
-                        "assessed_on": assessed.isoformat(),
-                        "living_situation": _pick(rng, LIVING),
-                        "in_education_or_work": None if rng.random() < 0.1 else rng.random() < 0.6,
-                        "replaced_since_discharge": None if rng.random() < 0.05 else replaced,
-                        "offending": None if rng.random() < 0.3 else rng.random() < 0.15,
-                        "substance_misuse": None if rng.random() < 0.3 else rng.random() < 0.12,
-                    },
-                    rng,
-                    episode_id,
-                ),
+                {
+                    "episode_id": episode_id,
+                    "followup_month": month,
+                    "assessed_on": assessed.isoformat(),
+                    "living_situation": _pick(rng, LIVING),
+                    "in_education_or_work": None if rng.random() < 0.1 else rng.random() < 0.6,
+                    "replaced_since_discharge": None if rng.random() < 0.05 else replaced,
+                    "offending": None if rng.random() < 0.3 else rng.random() < 0.15,
+                    "substance_misuse": None if rng.random() < 0.3 else rng.random() < 0.12,
+                },
+                rng,
+                episode_id,
             )
+            self.emit(assessed, recorded)
+            if cfg.followup_correction_rate and rng.random() < cfg.followup_correction_rate:
+                when = assessed + timedelta(days=rng.randrange(1, 30))
+                if when <= cfg.today:
+                    self.correct(
+                        when,
+                        recorded,
+                        in_education_or_work=rng.random() < 0.6,
+                        replaced_since_discharge=False,
+                    )
         return end
+
+    def correct(self, when: date, original: dict[str, Any], **changes: Any) -> None:
+        """A retraction of `original` and the corrected event, on `when`; the three keep their order."""
+        provider_id = original["source"].split("/", 1)[1]
+        episode_id = original["data"]["episode_id"]
+        retraction = _envelope(
+            "event.retracted",
+            provider_id,
+            self.next_id(provider_id),
+            when,
+            {"retracted_event_id": original["id"], "reason": "felaktigt registrerat"},
+            self.rng,
+            episode_id,
+        )
+        kind = original["type"].removeprefix("se.utfall.").removesuffix(".v1")
+        corrected = _envelope(
+            kind,
+            provider_id,
+            self.next_id(provider_id),
+            when,
+            dict(original["data"], **changes),
+            self.rng,
+            episode_id,
+        )
+        corrected["time"] = max(corrected["time"], retraction["time"])
+        self.pinned |= {original["id"], retraction["id"], corrected["id"]}
+        self.emit(when, retraction)
+        self.emit(when, corrected)
 
 
 def generate(config: CohortConfig | None = None) -> Cohort:

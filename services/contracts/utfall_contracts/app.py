@@ -18,7 +18,13 @@ from utfall_platform.logging import setup_logging
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
 from . import metrics as contract_metrics
-from .consumers import apply_definition, care_events_handler, commands_handler, outcomes_handler
+from .consumers import (
+    apply_definition,
+    care_events_handler,
+    commands_handler,
+    outcomes_handler,
+    reallocate_pending,
+)
 from .contract_store import load_yaml_contracts
 from .settings import ContractsSettings
 
@@ -50,6 +56,12 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
         )
 
     async def load_contract_files() -> None:
+        runtime.every(
+            settings.metrics_sample_seconds, lambda: sample_contract_gauges(runtime.pool), "contract-gauges"
+        )
+        async with runtime.pool.acquire() as conn:
+            for contract_id in await reallocate_pending(conn, clock=clock):
+                log.info("contract %s re-allocated under the current payment rule", contract_id)
         if not settings.contracts_dir.is_dir():
             return
         for path, definition in load_yaml_contracts(settings.contracts_dir):
@@ -57,9 +69,6 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
                 version = await apply_definition(conn, definition, origin=f"yaml:{path.name}", clock=clock)
             if version is not None:
                 log.info("contract %s version %d loaded from %s", definition.contract_id, version, path.name)
-        runtime.every(
-            settings.metrics_sample_seconds, lambda: sample_contract_gauges(runtime.pool), "contract-gauges"
-        )
 
     runtime.on_start(load_contract_files)
     return create_service_app(

@@ -16,7 +16,7 @@ from utfall_platform.consumer import Record
 from utfall_platform.db import json_texts
 
 from .contract_store import current_contracts, save_version
-from .reconcile import EpisodeKey, reconcile
+from .reconcile import EpisodeKey, reconcile, reconcile_contract
 from .repository import PostgresRepository
 
 Handler = Callable[[asyncpg.Connection, Sequence[Record]], Awaitable[None]]
@@ -93,12 +93,13 @@ def outcomes_handler(clock: Clock) -> Handler:
         facts = list(latest.values())
         rows = await conn.fetch(
             "INSERT INTO contracts.fact_status AS f (provider_id, episode_id, measure_id, measure_version, "
-            "subject_ref, status, revision, evidence, updated_at) SELECT *, $9::timestamptz FROM unnest($1::text[], "
-            "$2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::int[], $8::text[]::jsonb[]) "
+            "subject_ref, status, revision, evidence, outcome_date, updated_at) SELECT *, $10::timestamptz FROM "
+            "unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::int[], "
+            "$8::text[]::jsonb[], $9::date[]) "
             "ON CONFLICT (provider_id, episode_id, measure_id) DO UPDATE SET measure_version = EXCLUDED.measure_version, "
             "subject_ref = EXCLUDED.subject_ref, status = EXCLUDED.status, revision = EXCLUDED.revision, "
-            "evidence = EXCLUDED.evidence, updated_at = EXCLUDED.updated_at WHERE f.revision < EXCLUDED.revision "
-            "RETURNING provider_id, episode_id",
+            "evidence = EXCLUDED.evidence, outcome_date = EXCLUDED.outcome_date, updated_at = EXCLUDED.updated_at "
+            "WHERE f.revision < EXCLUDED.revision RETURNING provider_id, episode_id",
             [f.episode.provider_id for f in facts],
             [f.episode_id for f in facts],
             [f.measure_id for f in facts],
@@ -107,6 +108,7 @@ def outcomes_handler(clock: Clock) -> Handler:
             [f.status for f in facts],
             [f.revision for f in facts],
             json_texts([[e.model_dump() for e in f.evidence] for f in facts]),
+            [f.outcome_date for f in facts],
             clock.now(),
         )
         keys: set[EpisodeKey] = {(r["provider_id"], r["episode_id"]) for r in rows}
@@ -137,23 +139,40 @@ async def apply_definition(
     version = await save_version(conn, definition, origin=origin, now=clock.now())
     if version is None:
         return None
-    rows = await conn.fetch(
-        "SELECT DISTINCT provider_id, episode_id FROM contracts.placements WHERE provider_id = ANY($1::text[]) "
-        "UNION SELECT provider_id, episode_id FROM contracts.participants WHERE contract_id = $2",
-        definition.provider_ids,
+    await reconcile_contract(
+        PostgresRepository(conn),
         definition.contract_id,
+        version,
+        definition,
+        now=clock.now(),
+        reason="contract amended",
     )
-    contracts = {definition.contract_id: (version, definition)}
-    keys = [(r["provider_id"], r["episode_id"]) for r in rows]
-    for start in range(0, len(keys), 5000):
-        await reconcile(
-            PostgresRepository(conn),
-            contracts,
-            keys[start : start + 5000],
-            now=clock.now(),
-            reason="contract amended",
-        )
     return version
+
+
+async def reallocate_pending(conn: asyncpg.Connection, *, clock: Clock) -> list[str]:
+    """Contracts whose stored state predates the payment rule (a migration lists them): every participant
+    re-entitled and every milestone re-allocated, in one transaction per contract."""
+    done = []
+    contracts = await current_contracts(conn)
+    for row in await conn.fetch("SELECT contract_id FROM contracts.pending_reallocation ORDER BY 1"):
+        contract_id = row["contract_id"]
+        async with conn.transaction():
+            if contract_id in contracts:
+                version, definition = contracts[contract_id]
+                await reconcile_contract(
+                    PostgresRepository(conn),
+                    contract_id,
+                    version,
+                    definition,
+                    now=clock.now(),
+                    reason="reallocation",
+                )
+            await conn.execute(
+                "DELETE FROM contracts.pending_reallocation WHERE contract_id = $1", contract_id
+            )
+        done.append(contract_id)
+    return done
 
 
 def _date(value: str):  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from utfall_platform.outbox import OutboxMessage, enqueue
 from . import metrics as contract_metrics
 from .domain.book import ContractBook, EpisodeKey, FactInfo, StateKey
 from .domain.cohort import PlacementFacts
-from .domain.ledger import MilestoneState
+from .domain.ledger import MilestoneState, Order
 
 SCHEMA = "contracts"
 
@@ -35,17 +35,31 @@ class ContractsRepository(Protocol):
     async def facts(self, keys: Sequence[EpisodeKey]) -> dict[tuple[EpisodeKey, str], FactInfo]: ...
     async def participants(
         self, contract_id: str, keys: Sequence[EpisodeKey]
-    ) -> dict[EpisodeKey, tuple[str, str]]: ...
+    ) -> dict[EpisodeKey, tuple[str, str]]:
+        """(status, subject_ref) of each episode that is or was a participant."""
+        ...
+
+    async def contract_episodes(self, contract_id: str, provider_ids: Sequence[str]) -> list[EpisodeKey]:
+        """Every episode a contract may concern: placements of its providers and its participants."""
+        ...
+
     async def open_book(
         self, contract_id: str, version: int, definition: ContractDefinitionV1, keys: Sequence[EpisodeKey]
     ) -> ContractBook:
-        """The contract's paid total and the milestone state of these episodes; lock_contracts comes first."""
+        """The contract's totals and the milestone states of these episodes; lock_contracts comes first."""
         ...
 
-    async def blocked(self, contract_id: str) -> list[tuple[StateKey, MilestoneState, datetime]]: ...
-    async def participant_paid(
-        self, contract_id: str, keys: Sequence[EpisodeKey]
-    ) -> dict[EpisodeKey, int]: ...
+    async def unsettled(self, contract_id: str) -> dict[StateKey, MilestoneState]:
+        """Milestones whose standing payment differs from their entitlement (a cap cut them)."""
+        ...
+
+    async def ordered_states(
+        self, contract_id: str, from_order: Order | None
+    ) -> tuple[dict[StateKey, MilestoneState], int]:
+        """Milestones earned or paid whose payment order is `from_order` or later (None: all), and the sum of
+        the entitlements ordered before it."""
+        ...
+
     async def save_participants(
         self,
         book: ContractBook,
@@ -58,6 +72,26 @@ class ContractsRepository(Protocol):
 
 def _unnest(keys: Sequence[EpisodeKey]) -> tuple[list[str], list[str]]:
     return [k[0] for k in keys], [k[1] for k in keys]
+
+
+_STATE_COLUMNS = (
+    "provider_id, episode_id, milestone_id, occurrences, active_payment_id, active_amount_ore, entitled_ore, "
+    "order_date, order_payment_id"
+)
+
+
+def _state(r: asyncpg.Record) -> tuple[StateKey, MilestoneState]:
+    order = (r["order_date"], r["order_payment_id"]) if r["order_date"] is not None else None
+    return (
+        ((r["provider_id"], r["episode_id"]), r["milestone_id"]),
+        MilestoneState(
+            r["occurrences"],
+            r["active_payment_id"],
+            int(r["active_amount_ore"]),
+            int(r["entitled_ore"]),
+            order,
+        ),
+    )
 
 
 class PostgresRepository:
@@ -100,8 +134,9 @@ class PostgresRepository:
 
     async def facts(self, keys: Sequence[EpisodeKey]) -> dict[tuple[EpisodeKey, str], FactInfo]:
         rows = await self.conn.fetch(
-            "SELECT provider_id, episode_id, measure_id, measure_version, status, evidence, subject_ref FROM "
-            "contracts.fact_status WHERE (provider_id, episode_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            "SELECT provider_id, episode_id, measure_id, measure_version, status, evidence, subject_ref, "
+            "outcome_date FROM contracts.fact_status WHERE (provider_id, episode_id) IN "
+            "(SELECT * FROM unnest($1::text[], $2::text[]))",
             *_unnest(keys),
         )
         return {
@@ -111,6 +146,7 @@ class PostgresRepository:
                 # read back from our own table, validated on the way in: no second validation per row
                 tuple(EventRef.model_construct(**e) for e in r["evidence"]),
                 r["subject_ref"],
+                r["outcome_date"],
             )
             for r in rows
         }
@@ -126,56 +162,67 @@ class PostgresRepository:
         )
         return {(r["provider_id"], r["episode_id"]): (r["status"], r["subject_ref"]) for r in rows}
 
+    async def contract_episodes(self, contract_id: str, provider_ids: Sequence[str]) -> list[EpisodeKey]:
+        rows = await self.conn.fetch(
+            "SELECT DISTINCT provider_id, episode_id FROM contracts.placements WHERE provider_id = ANY($1::text[]) "
+            "UNION SELECT provider_id, episode_id FROM contracts.participants WHERE contract_id = $2 ORDER BY 1, 2",
+            list(provider_ids),
+            contract_id,
+        )
+        return [(r["provider_id"], r["episode_id"]) for r in rows]
+
     async def open_book(
         self, contract_id: str, version: int, definition: ContractDefinitionV1, keys: Sequence[EpisodeKey]
     ) -> ContractBook:
         # The caller holds the contract's row lock (lock_contracts): every payment decision of one contract is
         # serialised, so caps hold under concurrency.
-        paid = await self.conn.fetchval(
-            "SELECT paid_net_ore FROM contracts.contract_totals WHERE contract_id = $1", contract_id
+        totals = await self.conn.fetchrow(
+            "SELECT paid_net_ore, entitled_ore FROM contracts.contract_totals WHERE contract_id = $1",
+            contract_id,
         )
-        book = ContractBook(contract_id, version, definition, int(paid))
+        book = ContractBook(
+            contract_id, version, definition, int(totals["paid_net_ore"]), int(totals["entitled_ore"])
+        )
         rows = await self.conn.fetch(
-            "SELECT provider_id, episode_id, milestone_id, occurrences, active_payment_id, active_amount_ore, blocked, "
-            "blocked_at FROM contracts.milestone_state WHERE contract_id = $1 AND (provider_id, episode_id) IN "
-            "(SELECT * FROM unnest($2::text[], $3::text[]))",
+            f"SELECT {_STATE_COLUMNS} FROM contracts.milestone_state WHERE contract_id = $1 AND "
+            "(provider_id, episode_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
             contract_id,
             *_unnest(keys),
         )
-        for r in rows:
-            key = (r["provider_id"], r["episode_id"])
-            book.states[(key, r["milestone_id"])] = MilestoneState(
-                r["occurrences"], r["active_payment_id"], int(r["active_amount_ore"]), r["blocked"]
-            )
-            if r["blocked_at"] is not None:
-                book.blocked_at[(key, r["milestone_id"])] = r["blocked_at"]
-            book.participant_paid[key] = book.participant_paid.get(key, 0) + int(r["active_amount_ore"])
+        book.states.update(_state(r) for r in rows)
         return book
 
-    async def blocked(self, contract_id: str) -> list[tuple[StateKey, MilestoneState, datetime]]:
+    async def unsettled(self, contract_id: str) -> dict[StateKey, MilestoneState]:
         rows = await self.conn.fetch(
-            "SELECT provider_id, episode_id, milestone_id, occurrences, active_payment_id, active_amount_ore, blocked, "
-            "blocked_at FROM contracts.milestone_state WHERE contract_id = $1 AND blocked",
+            f"SELECT {_STATE_COLUMNS} FROM contracts.milestone_state WHERE contract_id = $1 "
+            "AND active_amount_ore <> entitled_ore",
             contract_id,
         )
-        return [
-            (
-                ((r["provider_id"], r["episode_id"]), r["milestone_id"]),
-                MilestoneState(r["occurrences"], r["active_payment_id"], int(r["active_amount_ore"]), True),
-                r["blocked_at"],
-            )
-            for r in rows
-        ]
+        return dict(_state(r) for r in rows)
 
-    async def participant_paid(self, contract_id: str, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, int]:
+    async def ordered_states(
+        self, contract_id: str, from_order: Order | None
+    ) -> tuple[dict[StateKey, MilestoneState], int]:
+        if from_order is None:
+            rows = await self.conn.fetch(
+                f"SELECT {_STATE_COLUMNS} FROM contracts.milestone_state WHERE contract_id = $1 "
+                "AND (entitled_ore > 0 OR active_amount_ore > 0)",
+                contract_id,
+            )
+            return dict(_state(r) for r in rows), 0
         rows = await self.conn.fetch(
-            "SELECT provider_id, episode_id, sum(active_amount_ore) AS paid FROM contracts.milestone_state WHERE "
-            "contract_id = $1 AND (provider_id, episode_id) IN (SELECT * FROM unnest($2::text[], $3::text[])) "
-            "GROUP BY 1, 2",
+            f"SELECT {_STATE_COLUMNS} FROM contracts.milestone_state WHERE contract_id = $1 "
+            "AND (entitled_ore > 0 OR active_amount_ore > 0) AND (order_date, order_payment_id) >= ($2, $3)",
             contract_id,
-            *_unnest(keys),
+            *from_order,
         )
-        return {(r["provider_id"], r["episode_id"]): int(r["paid"]) for r in rows}
+        before = await self.conn.fetchval(
+            "SELECT coalesce(sum(entitled_ore), 0) FROM contracts.milestone_state WHERE contract_id = $1 "
+            "AND (entitled_ore > 0 OR active_amount_ore > 0) AND (order_date, order_payment_id) < ($2, $3)",
+            contract_id,
+            *from_order,
+        )
+        return dict(_state(r) for r in rows), int(before)
 
     async def save_participants(
         self,
@@ -224,25 +271,35 @@ class PostgresRepository:
     async def save_book(self, book: ContractBook, now: datetime) -> int:
         if book.changed_states:
             items = sorted(book.changed_states)
+            states = [book.states[k] for k in items]
             await self.conn.execute(
                 "INSERT INTO contracts.milestone_state AS s (contract_id, provider_id, episode_id, milestone_id, "
-                "occurrences, active_payment_id, active_amount_ore, blocked, blocked_at, updated_at) "
-                "SELECT $1, a, b, c, d, e, f, g, h, $2 FROM unnest($3::text[], $4::text[], $5::text[], $6::int[], "
-                "$7::text[], $8::bigint[], $9::bool[], $10::timestamptz[]) AS u(a, b, c, d, e, f, g, h) "
+                "occurrences, active_payment_id, active_amount_ore, entitled_ore, order_date, order_payment_id, "
+                "updated_at) SELECT $1, a, b, c, d, e, f, g, h, i, $2 FROM unnest($3::text[], $4::text[], "
+                "$5::text[], $6::int[], $7::text[], $8::bigint[], $9::bigint[], $10::date[], $11::text[]) "
+                "AS u(a, b, c, d, e, f, g, h, i) "
                 "ON CONFLICT (contract_id, provider_id, episode_id, milestone_id) DO UPDATE SET "
                 "occurrences = EXCLUDED.occurrences, active_payment_id = EXCLUDED.active_payment_id, "
-                "active_amount_ore = EXCLUDED.active_amount_ore, blocked = EXCLUDED.blocked, "
-                "blocked_at = EXCLUDED.blocked_at, updated_at = EXCLUDED.updated_at",
+                "active_amount_ore = EXCLUDED.active_amount_ore, entitled_ore = EXCLUDED.entitled_ore, "
+                "order_date = EXCLUDED.order_date, order_payment_id = EXCLUDED.order_payment_id, "
+                "updated_at = EXCLUDED.updated_at",
                 book.contract_id,
                 now,
                 [k[0][0] for k in items],
                 [k[0][1] for k in items],
                 [k[1] for k in items],
-                [book.states[k].occurrences for k in items],
-                [book.states[k].active_payment_id for k in items],
-                [book.states[k].active_amount_ore for k in items],
-                [book.states[k].blocked for k in items],
-                [book.blocked_at.get(k) if book.states[k].blocked else None for k in items],
+                [st.occurrences for st in states],
+                [st.active_payment_id for st in states],
+                [st.active_amount_ore for st in states],
+                [st.entitled_ore for st in states],
+                [st.order[0] if st.order else None for st in states],
+                [st.order[1] if st.order else None for st in states],
+            )
+            await self.conn.execute(
+                "UPDATE contracts.contract_totals SET paid_net_ore = $2, entitled_ore = $3 WHERE contract_id = $1",
+                book.contract_id,
+                book.paid_net_ore,
+                book.entitled_total_ore,
             )
         entries = book.ledger
         if not entries:
@@ -272,11 +329,6 @@ class PostgresRepository:
             json_texts([[ev.model_dump() for ev in e.evidence] for e in entries]),
             [e.determined_at for e in entries],
             [e.reason for e in entries],
-        )
-        await self.conn.execute(
-            "UPDATE contracts.contract_totals SET paid_net_ore = $2 WHERE contract_id = $1",
-            book.contract_id,
-            book.paid_net_ore,
         )
         await enqueue(self.conn, SCHEMA, [payment_message(e) for e in entries])
         for e in entries:

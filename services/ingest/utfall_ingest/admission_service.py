@@ -12,9 +12,14 @@ from utfall_platform.outbox import OutboxMessage, enqueue
 
 from . import metrics as ingest_metrics
 from . import store
-from .domain.admission import decide_batch
+from .domain.admission import Waiting, decide_batch
 from .domain.validation import CheckedEvent, PseudonymKey, Rejection, check_event
 from .messages import care_event_message, rejected_message
+
+HELD_DETAIL: dict[Waiting, str] = {
+    "placement": "stored; published once the episode's placement.started arrives",
+    "retracted_event": "stored; applied once the event it retracts arrives",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +29,13 @@ class Receipt:
     status: str  # accepted | duplicate | rejected
     held: bool = False
     reasons: tuple[dict[str, str], ...] = ()
+    waiting: Waiting | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "source": self.source, "status": self.status}
         if self.held:
             out["held"] = True
-            out["detail"] = "stored; published once the episode's placement.started arrives"
+            out["detail"] = HELD_DETAIL[self.waiting or "placement"]
         if self.reasons:
             out["reasons"] = list(self.reasons)
         return out
@@ -59,13 +65,15 @@ async def admit(
 
     receipts: list[Receipt | None] = [None] * len(raw_events)
     messages: list[OutboxMessage] = []
+    late: list[Rejection] = []  # held by an earlier batch, refused now that what it waited for arrived
     if checked:
         items = [c for _, c in checked]
         await store.lock_sources(conn, (c.source for c in items))
-        known, episodes, held = await store.load_context(conn, items)
-        decision = decide_batch(items, known=known, episodes=episodes, held=held)
+        known, episodes, held, awaiting = await store.load_context(conn, items)
+        decision = decide_batch(items, known=known, episodes=episodes, held=held, awaiting=awaiting)
         await store.save_decision(conn, decision, channel=channel, now=now)
         messages.extend(care_event_message(p, ingested_at=now) for p in decision.publish)
+        late.extend(decision.late_rejections)
         for (index, event), outcome in zip(checked, decision.outcomes, strict=True):
             if outcome.status == "rejected":
                 rejections.append(
@@ -77,6 +85,7 @@ async def admit(
                 event.source,
                 "accepted" if outcome.status == "held" else outcome.status,
                 held=outcome.status == "held",
+                waiting=outcome.waiting,
             )
             ingest_metrics.EVENTS.labels(channel, event.type, outcome.status).inc()
     if rejections:
@@ -93,6 +102,12 @@ async def admit(
             ingest_metrics.EVENTS.labels(
                 channel, rejection.type if rejection.type in _TYPES else "unknown", "rejected"
             ).inc()
+            for reason in rejection.reasons:
+                ingest_metrics.REJECTION_REASONS.labels(channel, reason.code).inc()
+    if late:
+        await store.save_rejections(conn, late, channel=channel, now=now)
+        messages.extend(rejected_message(r, channel=channel, at=now) for r in late)
+        for rejection in late:
             for reason in rejection.reasons:
                 ingest_metrics.REJECTION_REASONS.labels(channel, reason.code).inc()
     await enqueue(conn, store.SCHEMA, messages)

@@ -169,7 +169,7 @@ async def apply_fold(
         )
     existing = await conn.fetch(
         "SELECT provider_id, episode_id, measure_id, measure_version, status, revision, evidence, closes_on, "
-        "subject_ref, unit_id, municipality_code, care_type, legal_basis, target_group, sex, age_at_start, "
+        "outcome_date, subject_ref, unit_id, municipality_code, care_type, legal_basis, target_group, sex, age_at_start, "
         "start_date, end_date FROM measures.facts WHERE (provider_id, episode_id) IN "
         "(SELECT * FROM unnest($1::text[], $2::text[]))",  # every episode of the loaded events: index only
         [k[0] for k in keys],
@@ -191,7 +191,13 @@ async def apply_fold(
             messages.append(_void_message(previous, revision, now))
             continue
         assert episode is not None
-        status_changed = previous is None or previous["status"] != fact.status
+        # A message goes out when what a consumer acts on changes: the status, or the outcome date that orders
+        # payments under a binding cap.
+        status_changed = (
+            previous is None
+            or previous["status"] != fact.status
+            or previous["outcome_date"] != fact.outcome_date
+        )
         if previous is not None and not status_changed and not _differs(previous, fact, episode):
             continue
         revision = 1 if previous is None else previous["revision"] + (1 if status_changed else 0)
@@ -310,7 +316,8 @@ async def _write_facts(
     voids = [(k, m, rev) for k, m, fact, rev, _, _ in upserts if fact is None]
     if voids:
         await conn.execute(
-            "UPDATE measures.facts AS f SET status = 'void', revision = u.r, closes_on = NULL, determined_at = $4 "
+            "UPDATE measures.facts AS f SET status = 'void', revision = u.r, closes_on = NULL, outcome_date = NULL, "
+            "determined_at = $4 "
             "FROM unnest($1::text[], $2::text[], $3::text[], $5::int[]) AS u(p, e, m, r) "
             "WHERE f.provider_id = u.p AND f.episode_id = u.e AND f.measure_id = u.m",
             [k[0] for k, _, _ in voids],
@@ -322,7 +329,7 @@ async def _write_facts(
     rows = [(k, m, fact, rev, ep) for k, m, fact, rev, ep, _ in upserts if fact is not None]
     if not rows:
         return
-    cols: list[list[Any]] = [[] for _ in range(23)]
+    cols: list[list[Any]] = [[] for _ in range(24)]
     for key, measure_id, fact, revision, ep in rows:
         assert fact is not None and ep is not None and ep.placement is not None and ep.discharge is not None
         p, d = ep.placement, ep.discharge
@@ -350,6 +357,7 @@ async def _write_facts(
             d.end_date.year,
             quarter_of(d.end_date),
             now,
+            fact.outcome_date,
         ]
         for column, value in zip(cols, values, strict=True):
             column.append(value)
@@ -357,10 +365,10 @@ async def _write_facts(
         "INSERT INTO measures.facts (provider_id, episode_id, measure_id, measure_version, subject_ref, status, "
         "revision, evidence, closes_on, unit_id, municipality_code, county_code, care_type, legal_basis, "
         "target_group, sex, age_at_start, age_band, start_date, end_date, discharge_year, discharge_quarter, "
-        "determined_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], "
+        "determined_at, outcome_date) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], "
         "$6::text[], $7::int[], $8::text[]::jsonb[], $9::date[], $10::text[], $11::text[], $12::text[], $13::text[], "
         "$14::text[], $15::text[], $16::text[], $17::int[], $18::text[], $19::date[], $20::date[], $21::int[], "
-        "$22::int[], $23::timestamptz[]) ON CONFLICT (provider_id, episode_id, measure_id) DO UPDATE SET "
+        "$22::int[], $23::timestamptz[], $24::date[]) ON CONFLICT (provider_id, episode_id, measure_id) DO UPDATE SET "
         "measure_version = EXCLUDED.measure_version, subject_ref = EXCLUDED.subject_ref, status = EXCLUDED.status, "
         "revision = EXCLUDED.revision, evidence = EXCLUDED.evidence, closes_on = EXCLUDED.closes_on, "
         "unit_id = EXCLUDED.unit_id, municipality_code = EXCLUDED.municipality_code, "
@@ -368,7 +376,7 @@ async def _write_facts(
         "target_group = EXCLUDED.target_group, sex = EXCLUDED.sex, age_at_start = EXCLUDED.age_at_start, "
         "age_band = EXCLUDED.age_band, start_date = EXCLUDED.start_date, end_date = EXCLUDED.end_date, "
         "discharge_year = EXCLUDED.discharge_year, discharge_quarter = EXCLUDED.discharge_quarter, "
-        "determined_at = EXCLUDED.determined_at",
+        "determined_at = EXCLUDED.determined_at, outcome_date = EXCLUDED.outcome_date",
         *cols[:7],
         json_texts(cols[7]),
         *cols[8:],
@@ -413,6 +421,7 @@ def _fact_message(
         "revision": revision,
         "evidence": [{"source": e.source, "id": e.id} for e in fact.evidence],
         "determined_at": now,
+        "outcome_date": fact.outcome_date,
         "episode": {
             "provider_id": ep.provider_id,
             "unit_id": p.unit_id,

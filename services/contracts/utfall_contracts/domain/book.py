@@ -1,19 +1,19 @@
 """One contract's book during a reconciliation: milestone states, totals and the ledger entries it writes.
 
-Pure: `step` applies the payment rule to one participant's milestone and records the entry; the caps are
-checked against the book's running totals, so they hold whatever order facts arrive in.
+Pure: `entitle` records what a milestone is entitled to under the per-participant cap, `settle` moves it to
+its target under the total cap (see `ledger` for the rule) and writes the ledger entries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import EventRef
 from utfall_events.payments import PaymentV1
 
-from .ledger import Action, Caps, MilestoneState, decide, evolve, payment_id, reversal_entry_id
+from .ledger import Action, MilestoneState, Order, evolve, payment_id, reversal_entry_id, settle
 
 EpisodeKey = tuple[str, str]
 StateKey = tuple[EpisodeKey, str]  # (episode, milestone id)
@@ -25,6 +25,7 @@ class FactInfo:
     measure_version: int
     evidence: tuple[EventRef, ...]
     subject_ref: str
+    outcome_date: date | None = None
 
 
 @dataclass
@@ -33,99 +34,121 @@ class ContractBook:
     version: int
     definition: ContractDefinitionV1
     paid_net_ore: int
+    entitled_total_ore: int = 0
     states: dict[StateKey, MilestoneState] = field(default_factory=dict)
-    blocked_at: dict[StateKey, datetime] = field(default_factory=dict)
-    participant_paid: dict[EpisodeKey, int] = field(default_factory=dict)
+    subjects: dict[EpisodeKey, str] = field(default_factory=dict)  # participants' subject_ref
+    enrolled: set[EpisodeKey] = field(default_factory=set)
+    facts: dict[tuple[EpisodeKey, str], FactInfo] = field(default_factory=dict)
     changed_states: set[StateKey] = field(default_factory=set)
     ledger: list[PaymentV1] = field(default_factory=list)
+    lowest_changed_order: Order | None = None  # targets from here on may have changed
 
     @property
     def total_left_ore(self) -> int:
         return self.definition.total_cap_ore - self.paid_net_ore
 
-    def step(
-        self,
-        key: EpisodeKey,
-        subject: str,
-        milestone_id: str,
-        measure_id: str,
-        price: int,
-        *,
-        achieved: bool,
-        fact: FactInfo | None,
-        now: datetime,
-        reason: str,
-    ) -> Action:
-        state_key = (key, milestone_id)
-        state = self.states.get(state_key, MilestoneState())
-        caps = Caps(
-            participant_left_ore=self.definition.per_participant_cap_ore - self.participant_paid.get(key, 0),
-            total_left_ore=self.total_left_ore,
+    @property
+    def cap_binds(self) -> bool:
+        return self.entitled_total_ore > self.definition.total_cap_ore
+
+    def entitle(self, key: StateKey, amount_ore: int, order: Order | None) -> None:
+        state = self.states.get(key, MilestoneState())
+        order = order if amount_ore > 0 else None
+        if state.entitled_ore == amount_ore and state.order == order:
+            return
+        for moved in (state.order, order):
+            if moved is not None and (self.lowest_changed_order is None or moved < self.lowest_changed_order):
+                self.lowest_changed_order = moved
+        self.entitled_total_ore += amount_ore - state.entitled_ore
+        self.states[key] = MilestoneState(
+            state.occurrences, state.active_payment_id, state.active_amount_ore, amount_ore, order
         )
-        action = decide(state, achieved=achieved, price_ore=price, caps=caps)
-        if action.kind == "none":
-            return action
+        self.changed_states.add(key)
+
+    def settle(self, key: StateKey, target_ore: int, *, now: datetime, reason: str) -> list[Action]:
+        episode, milestone_id = key
+        milestone = next((m for m in self.definition.milestones if m.milestone_id == milestone_id), None)
+        if milestone is None:  # an amendment dropped the milestone: what was paid for it stands
+            return []
+        state = self.states.get(key, MilestoneState())
+        actions = settle(state, target_ore)
+        if not actions:
+            return actions
+        measure_id = milestone.measure_id
+        subject = self.subjects[episode]
+        fact = self.facts.get((episode, measure_id))
         new_id = None
-        if action.kind == "trigger":
-            new_id = payment_id(self.contract_id, subject, key[0], key[1], milestone_id, action.occurrence)
-            self.paid_net_ore += action.amount_ore
-            self.participant_paid[key] = self.participant_paid.get(key, 0) + action.amount_ore
-            self.ledger.append(
-                self._entry(
-                    "payment.triggered",
-                    new_id,
-                    new_id,
-                    action.amount_ore,
-                    action.occurrence,
-                    action.capped,
-                    subject,
-                    key,
-                    milestone_id,
-                    measure_id,
-                    fact,
-                    now,
-                    None,
+        trigger = next((a for a in actions if a.kind == "trigger"), None)
+        if trigger is not None:
+            new_id = payment_id(
+                self.contract_id, subject, episode[0], episode[1], milestone_id, trigger.occurrence
+            )
+        replaced, replaced_amount = state.active_payment_id, state.active_amount_ore
+        for action in actions:
+            if action.kind == "reverse":
+                assert state.active_payment_id is not None
+                self.paid_net_ore -= action.amount_ore
+                why = self._why_reversed(key, state, target_ore, fact, new_id)
+                self.ledger.append(
+                    self._entry(
+                        "payment.reversed",
+                        reversal_entry_id(state.active_payment_id),
+                        state.active_payment_id,
+                        action,
+                        False,
+                        subject,
+                        episode,
+                        milestone_id,
+                        measure_id,
+                        fact,
+                        now,
+                        f"{reason}: {why}",
+                    )
                 )
-            )
-        elif action.kind == "reverse":
-            assert state.active_payment_id is not None
-            self.paid_net_ore -= action.amount_ore
-            self.participant_paid[key] = self.participant_paid.get(key, 0) - action.amount_ore
-            why = (
-                "participant no longer in the cohort"
-                if fact is not None and fact.status == "achieved"
-                else f"outcome is now {fact.status if fact else 'void'}"
-            )
-            self.ledger.append(
-                self._entry(
-                    "payment.reversed",
-                    reversal_entry_id(state.active_payment_id),
-                    state.active_payment_id,
-                    action.amount_ore,
-                    state.occurrences,
-                    False,
-                    subject,
-                    key,
-                    milestone_id,
-                    measure_id,
-                    fact,
-                    now,
-                    f"{reason}: {why}",
+            else:
+                assert new_id is not None
+                self.paid_net_ore += action.amount_ore
+                self.ledger.append(
+                    self._entry(
+                        "payment.triggered",
+                        new_id,
+                        new_id,
+                        action,
+                        action.amount_ore < milestone.price_ore,
+                        subject,
+                        episode,
+                        milestone_id,
+                        measure_id,
+                        fact,
+                        now,
+                        f"replaces payment {replaced} ({replaced_amount} öre)" if replaced else None,
+                    )
                 )
+            state = evolve(state, action, new_payment_id=new_id)
+        self.states[key] = state
+        self.changed_states.add(key)
+        return actions
+
+    def _why_reversed(
+        self, key: StateKey, state: MilestoneState, target: int, fact: FactInfo | None, new_id: str | None
+    ) -> str:
+        if target > 0:
+            direction = (
+                "room under a cap freed up" if target > state.active_amount_ore else "a cap leaves less"
             )
-        elif action.kind == "block":
-            self.blocked_at[state_key] = now
-        self.states[state_key] = evolve(state, action, new_payment_id=new_id)
-        self.changed_states.add(state_key)
-        return action
+            return f"{direction}; paid again as {new_id} ({target} öre)"
+        if state.entitled_ore > 0:
+            return "the total cap is taken by outcomes determined earlier (first determined, first paid)"
+        if fact is not None and fact.status == "achieved" and key[0] not in self.enrolled:
+            return "participant no longer in the cohort"
+        return f"outcome is now {fact.status if fact else 'void'}"
 
     def _entry(
         self,
         kind: str,
         entry_id: str,
         pid: str,
-        amount: int,
-        occurrence: int,
+        action: Action,
         capped: bool,
         subject: str,
         key: EpisodeKey,
@@ -139,7 +162,7 @@ class ContractBook:
             kind=kind,
             entry_id=entry_id,
             payment_id=pid,
-            occurrence=max(occurrence, 1),
+            occurrence=max(action.occurrence, 1),
             contract_id=self.contract_id,
             contract_version=self.version,
             milestone_id=milestone_id,
@@ -148,7 +171,7 @@ class ContractBook:
             subject_ref=subject,
             provider_id=key[0],
             episode_id=key[1],
-            amount_ore=amount,
+            amount_ore=action.amount_ore,
             capped=capped,
             evidence=list(fact.evidence) if fact else [],
             determined_at=now,

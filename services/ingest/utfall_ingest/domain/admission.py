@@ -1,23 +1,34 @@
 """Admission of a batch of checked events against what ingest already knows: a pure decision.
 
 For each event, in order: duplicate (same source and id seen before) -> retraction target -> date order
-and one-of-a-kind rules for the episode -> accepted (published now), held (its episode's
-placement.started has not arrived, so its subject_ref is unknown) or rejected. A placement.started
-releases the events held for its episode, right after itself.
+against the episode -> accepted (published now), held or rejected.
+
+What makes the result independent of arrival order (docs/architecture.md, "Arrival order"):
+- Several live events may compete for one slot of an episode (two placement.ended, say: a corrected
+  discharge that arrives before the retraction of the one it replaces). All are accepted and published;
+  measures' fold counts the latest by (event time, id), exactly as if the retraction had come first.
+- An event whose episode's placement.started has not arrived is held (its subject_ref is unknown) and
+  published right after the start.
+- A retraction whose target has not arrived is held until the target arrives, then applied as if it had
+  come after it. Held events that wait longer than the hold period are dead-lettered with a reason.
+- Date order (end before start, follow-up before discharge) is refused only when the event contradicts
+  every live candidate of the other slot, so a correction in flight never refuses a valid event.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Literal
 
 from utfall_events.vocabulary import EVENT_RETRACTED, FOLLOWUP_RECORDED, PLACEMENT_ENDED, PLACEMENT_STARTED
 
-from .validation import CheckedEvent, EpisodeState, Reason, check_against_episode
+from .validation import CheckedEvent, EpisodeState, Reason, Rejection, check_against_episode
 
 EpisodeKey = tuple[str, str]  # (source, episode_id)
 EventKey = tuple[str, str]  # (source, event id)
+Waiting = Literal["placement", "retracted_event"]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,28 +36,60 @@ class KnownEvent:
     source: str
     event_id: str
     type: str
-    episode_id: str
+    episode_id: str | None  # None only for a retraction still waiting for the event it retracts
     status: Literal["accepted", "held"]
     retracted: bool = False
     followup_month: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
+class Candidate:
+    """A live (not retracted) placement.started or placement.ended of an episode."""
+
+    event_id: str
+    time: datetime
+    day: date  # start_date or end_date
+    subject_ref: str | None = None  # a placement.started's pseudonym
+
+    @property
+    def order(self) -> tuple[datetime, str]:
+        return (self.time, self.event_id)
+
+
+@dataclass(frozen=True, slots=True)
 class Episode:
     source: str
     episode_id: str
-    subject_ref: str | None = None
-    started_event_id: str | None = None
-    start_date: date | None = None
-    ended_event_id: str | None = None
-    end_date: date | None = None
-    followups: tuple[tuple[int, str], ...] = ()  # (month, event id) of non-retracted follow-ups
-
-    def followup_event(self, month: int) -> str | None:
-        return next((eid for m, eid in self.followups if m == month), None)
+    subject_ref: str | None = None  # the latest live start's; kept when every start is retracted
+    starts: tuple[Candidate, ...] = ()
+    ends: tuple[Candidate, ...] = ()
 
     def state(self) -> EpisodeState:
-        return EpisodeState(self.subject_ref, self.start_date, self.end_date)
+        return EpisodeState(
+            self.subject_ref, tuple(c.day for c in self.starts), tuple(c.day for c in self.ends)
+        )
+
+    def without(self, event_id: str) -> Episode:
+        starts = tuple(c for c in self.starts if c.event_id != event_id)
+        ends = tuple(c for c in self.ends if c.event_id != event_id)
+        subject = max(starts, key=lambda c: c.order).subject_ref if starts else self.subject_ref
+        return replace(self, subject_ref=subject, starts=starts, ends=ends)
+
+    def with_start(self, candidate: Candidate) -> Episode:
+        starts = (*self.starts, candidate)
+        return replace(self, subject_ref=max(starts, key=lambda c: c.order).subject_ref, starts=starts)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEvent:
+    event: CheckedEvent
+    episode_id: str | None  # waiting for this episode's placement.started
+    awaits_event_id: str | None = None  # a retraction waiting for the event it retracts
+    held_at: datetime | None = None  # None: held by this batch
+
+    @property
+    def key(self) -> EventKey:
+        return (self.event.source, self.event.event_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,17 +104,210 @@ class Publish:
 class Outcome:
     status: Literal["accepted", "held", "duplicate", "rejected"]
     reasons: tuple[Reason, ...] = ()
+    waiting: Waiting | None = None
 
 
 @dataclass
 class Decision:
-    outcomes: list[Outcome] = field(default_factory=list)
-    new_events: list[KnownEvent] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)  # one per batch item, in order
+    new_events: dict[EventKey, KnownEvent] = field(default_factory=dict)  # rows to insert
+    changed_events: dict[EventKey, KnownEvent] = field(default_factory=dict)  # known rows: status, episode
+    forgotten: set[EventKey] = field(default_factory=set)  # known rows refused now (see late_rejections)
     retracted: list[tuple[EventKey, str]] = field(default_factory=list)  # (target, retracting event id)
     episodes: dict[EpisodeKey, Episode] = field(default_factory=dict)  # changed episodes, final state
-    held: list[CheckedEvent] = field(default_factory=list)  # newly held
-    released: list[EventKey] = field(default_factory=list)  # previously held, now published
+    hold: dict[EventKey, HeldEvent] = field(default_factory=dict)  # held rows to insert
+    unhold: set[EventKey] = field(default_factory=set)  # held rows of earlier batches to delete
     publish: list[Publish] = field(default_factory=list)
+    late_rejections: list[Rejection] = field(default_factory=list)  # held by an earlier batch, refused now
+
+    @property
+    def held(self) -> list[CheckedEvent]:
+        return [h.event for h in self.hold.values()]
+
+
+def _reject(*reasons: Reason) -> Outcome:
+    return Outcome("rejected", tuple(reasons))
+
+
+def _retraction_reasons(target: KnownEvent) -> list[Reason]:
+    if target.type == EVENT_RETRACTED:
+        return [
+            Reason(
+                "/data/retracted_event_id",
+                "retraction_of_retraction",
+                "a retraction cannot be retracted; send the corrected event instead",
+            )
+        ]
+    if target.retracted:
+        return [Reason("/data/retracted_event_id", "already_retracted", "that event is already retracted")]
+    return []
+
+
+class _Admission:
+    """One batch's decision; the state it starts from is copied, never changed."""
+
+    def __init__(
+        self,
+        known: dict[EventKey, KnownEvent],
+        episodes: dict[EpisodeKey, Episode],
+        held: dict[EpisodeKey, list[HeldEvent]],
+        awaiting: dict[EventKey, list[HeldEvent]],
+    ) -> None:
+        self.decision = Decision()
+        self.known = dict(known)
+        self.stored = set(known)  # rows that exist already (updated, not inserted)
+        self.episodes = dict(episodes)
+        self.held = {k: list(v) for k, v in held.items()}
+        self.awaiting = {k: list(v) for k, v in awaiting.items()}
+        self.stored_holds = {h.key for v in (*held.values(), *awaiting.values()) for h in v}
+        self.in_batch: dict[EventKey, int] = {}  # outcome index of this batch's events
+
+    # -- bookkeeping -----------------------------------------------------------------------------------
+    def remember(self, record: KnownEvent) -> None:
+        key = (record.source, record.event_id)
+        self.known[key] = record
+        if key in self.stored:
+            self.decision.changed_events[key] = record
+        else:
+            self.decision.new_events[key] = record
+
+    def forget(self, key: EventKey) -> None:
+        self.known.pop(key, None)
+        self.decision.new_events.pop(key, None)
+        self.decision.changed_events.pop(key, None)
+        if key in self.stored:
+            self.decision.forgotten.add(key)
+
+    def hold(self, held: HeldEvent) -> None:
+        self.decision.hold[held.key] = held
+
+    def unhold(self, key: EventKey) -> None:
+        self.decision.hold.pop(key, None)
+        if key in self.stored_holds:
+            self.decision.unhold.add(key)
+
+    def set_outcome(self, key: EventKey, outcome: Outcome) -> bool:
+        index = self.in_batch.get(key)
+        if index is None:
+            return False
+        self.decision.outcomes[index] = outcome
+        return True
+
+    def save(self, episode: Episode) -> None:
+        key = (episode.source, episode.episode_id)
+        self.episodes[key] = episode
+        self.decision.episodes[key] = episode
+
+    # -- the rules -------------------------------------------------------------------------------------
+    def run(self, items: list[CheckedEvent]) -> Decision:
+        for event in items:
+            key = (event.source, event.event_id)
+            if key in self.known:
+                self.decision.outcomes.append(Outcome("duplicate"))
+                continue
+            self.in_batch[key] = len(self.decision.outcomes)
+            self.decision.outcomes.append(Outcome("held"))  # placeholder, set below
+            self.decision.outcomes[self.in_batch[key]] = self.admit(event, None)
+        return self.decision
+
+    def admit(self, event: CheckedEvent, held_at: datetime | None) -> Outcome:
+        key = (event.source, event.event_id)
+        target: KnownEvent | None = None
+        episode_id = event.episode_id
+        if event.type == EVENT_RETRACTED:
+            target_key = (event.source, str(event.fields["retracted_event_id"]))
+            target = self.known.get(target_key)
+            if target is None:
+                waiting = HeldEvent(event, None, target_key[1], held_at)
+                self.awaiting.setdefault(target_key, []).append(waiting)
+                self.hold(waiting)
+                self.remember(KnownEvent(event.source, event.event_id, event.type, None, "held"))
+                return Outcome("held", waiting="retracted_event")
+            reasons = _retraction_reasons(target)
+            if reasons:
+                return _reject(*reasons)
+            episode_id = target.episode_id
+        assert episode_id is not None
+        episode_key = (event.source, episode_id)
+        episode = self.episodes.get(episode_key) or Episode(event.source, episode_id)
+        reasons = check_against_episode(event, episode.state())
+        if reasons:
+            return _reject(*reasons)
+
+        updated = _apply(event, episode, target)
+        if target is not None:
+            target_key = (target.source, target.event_id)
+            self.known[target_key] = replace(target, retracted=True)
+            if target_key in self.decision.new_events:
+                self.decision.new_events[target_key] = self.known[target_key]
+            self.decision.retracted.append((target_key, event.event_id))
+        month = int(event.fields["followup_month"]) if event.type == FOLLOWUP_RECORDED else None
+        subject = updated.subject_ref
+        status: Literal["accepted", "held"] = "accepted" if subject is not None else "held"
+        self.remember(KnownEvent(event.source, event.event_id, event.type, episode_id, status, False, month))
+        self.save(updated)
+        if subject is None:
+            if target is not None:  # remember what it retracts: the target may not be loaded at release
+                event = replace(event, fields={**event.fields, "retracted_event_type": target.type})
+            waiting = HeldEvent(event, episode_id, None, held_at)
+            self.held.setdefault(episode_key, []).append(waiting)
+            self.hold(waiting)
+            outcome = Outcome("held", waiting="placement")
+        else:
+            self.decision.publish.append(Publish(event, episode_id, subject, target.type if target else None))
+            outcome = Outcome("accepted")
+            if event.type == PLACEMENT_STARTED:
+                self.release_episode(episode_key, subject)
+        self.release_retractions_of(key)
+        return outcome
+
+    def release_episode(self, episode_key: EpisodeKey, subject: str) -> None:
+        """The episode's placement.started arrived: publish what waited for it, in the order it came."""
+        for waiting in self.held.pop(episode_key, []):
+            self.unhold(waiting.key)
+            event = waiting.event
+            target_type = None
+            if event.type == EVENT_RETRACTED:
+                target = self.known.get((event.source, str(event.fields["retracted_event_id"])))
+                target_type = target.type if target else event.fields.get("retracted_event_type")
+            self.decision.publish.append(Publish(event, episode_key[1], subject, target_type))
+            record = self.known.get(waiting.key)
+            month = int(event.fields["followup_month"]) if event.type == FOLLOWUP_RECORDED else None
+            if record is None:
+                record = KnownEvent(
+                    event.source, event.event_id, event.type, episode_key[1], "held", False, month
+                )
+            self.remember(replace(record, status="accepted", episode_id=episode_key[1]))
+            self.set_outcome(waiting.key, Outcome("accepted"))
+
+    def release_retractions_of(self, target_key: EventKey) -> None:
+        """The event arrived after retractions of it: apply them now, as if they had come after it."""
+        for waiting in self.awaiting.pop(target_key, []):
+            self.unhold(waiting.key)
+            outcome = self.admit(waiting.event, waiting.held_at)
+            if outcome.status == "rejected":
+                self.forget(waiting.key)
+                if not self.set_outcome(waiting.key, outcome):
+                    event = waiting.event
+                    self.decision.late_rejections.append(
+                        Rejection(event.event_id, event.source, event.type, outcome.reasons)
+                    )
+            else:
+                self.set_outcome(waiting.key, outcome)
+
+
+def _apply(event: CheckedEvent, episode: Episode, target: KnownEvent | None) -> Episode:
+    if event.type == PLACEMENT_STARTED:
+        return episode.with_start(
+            Candidate(event.event_id, event.time, event.fields["start_date"], event.fields["subject_ref"])
+        )
+    if event.type == PLACEMENT_ENDED:
+        candidate = Candidate(event.event_id, event.time, event.fields["end_date"])
+        return replace(episode, ends=(*episode.ends, candidate))
+    if event.type == EVENT_RETRACTED:
+        assert target is not None
+        return episode.without(target.event_id)
+    return episode  # a follow-up: measures picks the latest live one per month
 
 
 def decide_batch(
@@ -79,151 +315,10 @@ def decide_batch(
     *,
     known: dict[EventKey, KnownEvent],
     episodes: dict[EpisodeKey, Episode],
-    held: dict[EpisodeKey, list[CheckedEvent]],
+    held: dict[EpisodeKey, list[HeldEvent]],
+    awaiting: dict[EventKey, list[HeldEvent]] | None = None,
 ) -> Decision:
-    decision = Decision()
-    known = dict(known)
-    episodes = dict(episodes)
-    held = {k: list(v) for k, v in held.items()}
-    held_at_index: dict[EventKey, int] = {}
-
-    def episode(key: EpisodeKey) -> Episode:
-        return episodes.get(key) or Episode(key[0], key[1])
-
-    def save(ep: Episode) -> None:
-        episodes[(ep.source, ep.episode_id)] = ep
-        decision.episodes[(ep.source, ep.episode_id)] = ep
-
-    def rejected(*reasons: Reason) -> None:
-        decision.outcomes.append(Outcome("rejected", tuple(reasons)))
-
-    def apply_effect(event: CheckedEvent, episode_id: str, ep: Episode, target: KnownEvent | None) -> Episode:
-        if event.type == PLACEMENT_STARTED:
-            return replace(
-                ep,
-                subject_ref=event.fields["subject_ref"],
-                started_event_id=event.event_id,
-                start_date=event.fields["start_date"],
-            )
-        if event.type == PLACEMENT_ENDED:
-            return replace(ep, ended_event_id=event.event_id, end_date=event.fields["end_date"])
-        if event.type == FOLLOWUP_RECORDED:
-            month = int(event.fields["followup_month"])
-            return replace(ep, followups=(*ep.followups, (month, event.event_id)))
-        assert target is not None
-        if target.type == PLACEMENT_STARTED and ep.started_event_id == target.event_id:
-            return replace(ep, started_event_id=None, start_date=None)
-        if target.type == PLACEMENT_ENDED and ep.ended_event_id == target.event_id:
-            return replace(ep, ended_event_id=None, end_date=None)
-        if target.type == FOLLOWUP_RECORDED:
-            return replace(ep, followups=tuple(f for f in ep.followups if f[1] != target.event_id))
-        return ep
-
-    for event in items:
-        key = (event.source, event.event_id)
-        if key in known:
-            decision.outcomes.append(Outcome("duplicate"))
-            continue
-        target: KnownEvent | None = None
-        episode_id = event.episode_id
-        if event.type == EVENT_RETRACTED:
-            target = known.get((event.source, event.fields["retracted_event_id"]))
-            if target is None:
-                rejected(
-                    Reason(
-                        "/data/retracted_event_id",
-                        "unknown_event",
-                        "no event with this id has been accepted from this source",
-                    )
-                )
-                continue
-            if target.type == EVENT_RETRACTED:
-                rejected(
-                    Reason(
-                        "/data/retracted_event_id",
-                        "retraction_of_retraction",
-                        "a retraction cannot be retracted; send the corrected event instead",
-                    )
-                )
-                continue
-            if target.retracted:
-                rejected(
-                    Reason("/data/retracted_event_id", "already_retracted", "that event is already retracted")
-                )
-                continue
-            episode_id = target.episode_id
-        assert episode_id is not None
-        ep_key = (event.source, episode_id)
-        ep = episode(ep_key)
-        reasons = check_against_episode(event, ep.state())
-        if event.type == PLACEMENT_STARTED and ep.started_event_id is not None:
-            reasons.append(
-                Reason(
-                    "",
-                    "already_started",
-                    "the episode already has a placement.started; retract it first to correct it",
-                )
-            )
-        if event.type == PLACEMENT_ENDED and ep.ended_event_id is not None:
-            reasons.append(
-                Reason(
-                    "",
-                    "already_ended",
-                    "the episode already has a placement.ended; retract it first to correct it",
-                )
-            )
-        if event.type == FOLLOWUP_RECORDED and ep.followup_event(int(event.fields["followup_month"])):
-            reasons.append(
-                Reason(
-                    "/data/followup_month",
-                    "followup_already_recorded",
-                    "a follow-up for this month is already recorded; retract it first",
-                )
-            )
-        if reasons:
-            rejected(*reasons)
-            continue
-
-        new_ep = apply_effect(event, episode_id, ep, target)
-        if target is not None:
-            known[(target.source, target.event_id)] = replace(target, retracted=True)
-            decision.retracted.append(((target.source, target.event_id), event.event_id))
-        month = int(event.fields["followup_month"]) if event.type == FOLLOWUP_RECORDED else None
-        subject = new_ep.subject_ref
-        status: Literal["accepted", "held"] = "accepted" if subject is not None else "held"
-        record = KnownEvent(event.source, event.event_id, event.type, episode_id, status, False, month)
-        known[key] = record
-        decision.new_events.append(record)
-        save(new_ep)
-        if status == "held":
-            if target is not None:  # remember what it retracts: the target may not be loaded at release
-                event = replace(event, fields={**event.fields, "retracted_event_type": target.type})
-            held.setdefault(ep_key, []).append(event)
-            decision.held.append(event)
-            held_at_index[key] = len(decision.outcomes)
-            decision.outcomes.append(Outcome("held"))
-            continue
-        assert subject is not None
-        decision.publish.append(Publish(event, episode_id, subject, target.type if target else None))
-        decision.outcomes.append(Outcome("accepted"))
-        if event.type == PLACEMENT_STARTED:
-            for waiting in held.pop(ep_key, []):
-                waiting_key = (waiting.source, waiting.event_id)
-                target_type = None
-                if waiting.type == EVENT_RETRACTED:
-                    tgt = known.get((waiting.source, waiting.fields["retracted_event_id"]))
-                    target_type = tgt.type if tgt else waiting.fields.get("retracted_event_type")
-                decision.publish.append(Publish(waiting, episode_id, subject, target_type))
-                if waiting_key in held_at_index:
-                    decision.outcomes[held_at_index[waiting_key]] = Outcome("accepted")
-                    decision.held.remove(waiting)
-                    decision.new_events[:] = [
-                        replace(e, status="accepted") if (e.source, e.event_id) == waiting_key else e
-                        for e in decision.new_events
-                    ]
-                else:
-                    decision.released.append(waiting_key)
-                previous = known.get(waiting_key)
-                if previous is not None:
-                    known[waiting_key] = replace(previous, status="accepted")
-    return decision
+    """`known`: what ingest has recorded of the batch's ids, their retraction targets and held events;
+    `held`: events waiting for their episode's placement.started; `awaiting`: retractions waiting for the
+    event they retract, by that event's key."""
+    return _Admission(known, episodes, held, awaiting or {}).run(items)

@@ -9,7 +9,7 @@ Every reason points at a field (JSON Pointer) and never echoes a submitted value
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -68,10 +68,12 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class EpisodeState:
+    """The dates of an episode's live (not retracted) starts and ends; usually one of each at most, more
+    while a correction is in flight."""
+
     subject_ref: str | None = None
-    start_date: date | None = None
-    end_date: date | None = None
-    known_ids: frozenset[str] = field(default_factory=frozenset)
+    start_dates: tuple[date, ...] = ()
+    end_dates: tuple[date, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,19 +241,21 @@ def check_event(
 
 
 def check_against_episode(event: CheckedEvent, episode: EpisodeState) -> list[Reason]:
-    """Date order, checked wherever the earlier event is already known."""
-    if event.type == PLACEMENT_ENDED and episode.start_date is not None:
-        if event.fields["end_date"] < episode.start_date:
+    """Date order, checked wherever the earlier event is already known. Refused only when the event
+    contradicts every live candidate: while a correction is in flight the episode may have two ends, and the
+    one that counts in the end is not known yet (measures sets a lasting contradiction aside)."""
+    if event.type == PLACEMENT_ENDED and episode.start_dates:
+        if event.fields["end_date"] < min(episode.start_dates):
             return [
                 Reason("/data/end_date", "end_before_start", "end_date is before the episode's start_date")
             ]
-    if event.type == PLACEMENT_STARTED and episode.end_date is not None:
-        if event.fields["start_date"] > episode.end_date:
+    if event.type == PLACEMENT_STARTED and episode.end_dates:
+        if event.fields["start_date"] > max(episode.end_dates):
             return [
                 Reason("/data/start_date", "start_after_end", "start_date is after the episode's end_date")
             ]
-    if event.type == FOLLOWUP_RECORDED and episode.end_date is not None:
-        if event.fields["assessed_on"] < episode.end_date:
+    if event.type == FOLLOWUP_RECORDED and episode.end_dates:
+        if event.fields["assessed_on"] < min(episode.end_dates):
             return [
                 Reason(
                     "/data/assessed_on",

@@ -1,8 +1,9 @@
 """An episode's state as a pure fold over its stored events.
 
 Retracted events count as never sent; duplicates (same source and id) are stored once. The fold does not
-depend on arrival order: where two live events compete for one slot (two placement.started for one
-episode), the latest by (event time, id) wins.
+depend on arrival order: where two live events compete for one slot (a corrected placement.ended whose
+retraction of the old one has not come, or never comes), the latest by (event time, id) wins, and the
+episode carries a `competing_*` data error for the provider to see until one of them is retracted.
 """
 
 from __future__ import annotations
@@ -161,6 +162,9 @@ def _fold_one(key: EpisodeKey, events: list[StoredEvent]) -> Episode:
         d = ended.data
         discharge = Discharge(ended.ref, _date(d["end_date"]), d["end_reason"], d["destination"])
     errors: list[str] = []
+    for type_, name in ((PLACEMENT_STARTED, "placement_started"), (PLACEMENT_ENDED, "placement_ended")):
+        if sum(1 for e in events if e.type == type_) > 1:
+            errors.append(f"competing_{name}")  # shown, not set aside: the latest counts
     if placement and discharge and discharge.end_date < placement.start_date:
         errors.append("end_before_start")
     followups: dict[int, Followup] = {}
@@ -170,6 +174,8 @@ def _fold_one(key: EpisodeKey, events: list[StoredEvent]) -> Episode:
         ]
         if not candidates:
             continue
+        if len(candidates) > 1:
+            errors.append(f"competing_followup_{month}")
         chosen = max(candidates, key=lambda e: e.order)
         d = chosen.data
         followup = Followup(

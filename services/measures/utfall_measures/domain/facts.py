@@ -1,11 +1,16 @@
 """Outcome facts: each measure's rule kind as one small pure function of an episode, its subject's other
-episodes and today's date (from the injected clock)."""
+episodes and today's date (from the injected clock).
+
+Every settled fact carries its outcome date, the day its evidence settled it: the discharge date for the
+discharge measures, the assessment date of the deciding follow-up, the start of the re-placement, or the
+day after the window (plus grace) closed. Contracts pay "first determined, first paid" in this order, a
+function of the events alone, never of when a message arrived."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from utfall_events.outcomes import EventRef
 
@@ -21,35 +26,40 @@ class Fact:
     status: str  # achieved | not_achieved | missing | pending
     evidence: tuple[EventRef, ...]
     closes_on: date | None  # for a pending fact: the last day before it turns missing / not achieved
+    outcome_date: date | None = None  # the day the evidence settled the status (None while pending)
 
 
 Rule = Callable[[MeasureDefinition, Episode, list[Episode], date], Fact]
 
 
 def _fact(
-    m: MeasureDefinition, status: str, evidence: Iterable[EventRef], closes: date | None = None
+    m: MeasureDefinition,
+    status: str,
+    evidence: Iterable[EventRef],
+    outcome_date: date | None,
+    closes: date | None = None,
 ) -> Fact:
-    return Fact(m.id, m.version, status, tuple(evidence), closes)
+    return Fact(m.id, m.version, status, tuple(evidence), closes, outcome_date)
 
 
 def _end_reason_in(m: MeasureDefinition, ep: Episode, _: list[Episode], __: date) -> Fact:
     assert ep.discharge is not None
     status = "achieved" if ep.discharge.end_reason in m.achieved_values else "not_achieved"
-    return _fact(m, status, [ep.discharge.ref])
+    return _fact(m, status, [ep.discharge.ref], ep.discharge.end_date)
 
 
 def _destination_in(m: MeasureDefinition, ep: Episode, _: list[Episode], __: date) -> Fact:
     assert ep.discharge is not None
     status = "achieved" if ep.discharge.destination in m.achieved_values else "not_achieved"
-    return _fact(m, status, [ep.discharge.ref])
+    return _fact(m, status, [ep.discharge.ref], ep.discharge.end_date)
 
 
 def _pending_or(m: MeasureDefinition, ep: Episode, today: date, closed_status: str) -> Fact:
     assert ep.discharge is not None and m.window_months is not None
     last_pending_day = closes_on(ep.discharge.end_date, m.window_months, m.grace_days)
     if today > last_pending_day:
-        return _fact(m, closed_status, [ep.discharge.ref])
-    return _fact(m, "pending", [ep.discharge.ref], last_pending_day)
+        return _fact(m, closed_status, [ep.discharge.ref], last_pending_day + timedelta(days=1))
+    return _fact(m, "pending", [ep.discharge.ref], None, last_pending_day)
 
 
 def _no_replacement(m: MeasureDefinition, ep: Episode, others: list[Episode], today: date) -> Fact:
@@ -68,17 +78,17 @@ def _no_replacement(m: MeasureDefinition, ep: Episode, others: list[Episode], to
         key=lambda p: (p.start_date, p.ref.source, p.ref.id),
     )
     if replacements:
-        return _fact(m, "not_achieved", [ep.discharge.ref, replacements[0].ref])
+        return _fact(m, "not_achieved", [ep.discharge.ref, replacements[0].ref], replacements[0].start_date)
     said_yes = [
         f
         for month, f in sorted(ep.followups.items())
         if month <= m.window_months and f.replaced_since_discharge is True
     ]
     if said_yes:
-        return _fact(m, "not_achieved", [ep.discharge.ref, said_yes[0].ref])
+        return _fact(m, "not_achieved", [ep.discharge.ref, said_yes[0].ref], said_yes[0].assessed_on)
     own = ep.followups.get(m.window_months)
     if own is not None and own.replaced_since_discharge is False:
-        return _fact(m, "achieved", [ep.discharge.ref, own.ref])
+        return _fact(m, "achieved", [ep.discharge.ref, own.ref], own.assessed_on)
     return _pending_or(m, ep, today, "missing")
 
 
@@ -87,9 +97,9 @@ def _followup_bool(m: MeasureDefinition, ep: Episode, _: list[Episode], today: d
     followup = ep.followups.get(m.window_months)
     answer = getattr(followup, m.followup_field) if followup is not None else None
     if followup is not None and answer is True:
-        return _fact(m, "achieved", [ep.discharge.ref, followup.ref])
+        return _fact(m, "achieved", [ep.discharge.ref, followup.ref], followup.assessed_on)
     if followup is not None and answer is False:
-        return _fact(m, "not_achieved", [ep.discharge.ref, followup.ref])
+        return _fact(m, "not_achieved", [ep.discharge.ref, followup.ref], followup.assessed_on)
     return _pending_or(m, ep, today, "missing")
 
 
@@ -97,9 +107,9 @@ def _followup_living(m: MeasureDefinition, ep: Episode, _: list[Episode], today:
     assert m.window_months is not None and ep.discharge is not None
     followup = ep.followups.get(m.window_months)
     if followup is not None and followup.living_situation in m.achieved_values:
-        return _fact(m, "achieved", [ep.discharge.ref, followup.ref])
+        return _fact(m, "achieved", [ep.discharge.ref, followup.ref], followup.assessed_on)
     if followup is not None and followup.living_situation in m.not_achieved_values:
-        return _fact(m, "not_achieved", [ep.discharge.ref, followup.ref])
+        return _fact(m, "not_achieved", [ep.discharge.ref, followup.ref], followup.assessed_on)
     return _pending_or(m, ep, today, "missing")
 
 
@@ -107,7 +117,7 @@ def _followup_exists(m: MeasureDefinition, ep: Episode, _: list[Episode], today:
     assert m.window_months is not None and ep.discharge is not None
     followup = ep.followups.get(m.window_months)
     if followup is not None:
-        return _fact(m, "achieved", [ep.discharge.ref, followup.ref])
+        return _fact(m, "achieved", [ep.discharge.ref, followup.ref], followup.assessed_on)
     return _pending_or(m, ep, today, "not_achieved")
 
 
