@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib import resources
 from importlib.abc import Traversable
@@ -17,15 +18,27 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 
-from utfall_ingest.domain.personnummer import make_person_number
+from utfall_events.personnummer import PERSONNUMMER_PATTERN, make_person_number
 from utfall_platform.apikeys import generate_key, publish_keys
 from utfall_platform.clock import SystemClock
 from utfall_platform.db import migrate
 from utfall_platform.outbox import platform_ddl
-from utfall_platform.redaction import PERSONNUMMER_PATTERN
 
 T = TypeVar("T")
 _serial = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class FakeRecord:
+    """A Kafka record as a handler sees it, for driving a consumer without a broker."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    timestamp: int = 0
 
 
 async def migrate_service(pool: Any, service: str, directory: Traversable | None = None) -> None:

@@ -12,7 +12,7 @@ import zlib
 from datetime import date
 from typing import Any
 
-from utfall_ingest.domain.personnummer import luhn_check_digit
+from utfall_events.personnummer import luhn_check_digit
 from utfall_synthetic.cohort import CohortConfig, generate, renamed
 
 ORDERS = ("generated", "reversed", "adversarial")

@@ -88,9 +88,9 @@ async def test_no_personnummer_in_any_table_topic_log_or_response(fault_stack, a
     import httpx
     import orjson
 
+    from utfall_events.personnummer import find_personnummer
     from utfall_events.topics import ALL_TOPICS, CARE_EVENTS_RAW
     from utfall_ingest.settings import DEV_PSEUDONYM_KEY
-    from utfall_platform.redaction import find_personnummer
 
     from ..helpers import create_key, read_topic
 

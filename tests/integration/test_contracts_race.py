@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import asyncpg
 import pytest
@@ -17,22 +16,11 @@ from utfall_contracts.consumers import apply_definition, care_events_handler, ou
 from utfall_platform.clock import SystemClock
 from utfall_platform.db import create_pool
 
-from ..helpers import migrate_service, uid
+from ..helpers import FakeRecord, migrate_service, uid
 from .test_contracts import definition, fact_record, placement_record
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 CLOCK = SystemClock()
-
-
-@dataclass(frozen=True)
-class FakeRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    timestamp: int = 0
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -194,6 +194,8 @@ def contract(provider: str, **overrides: Any) -> ContractDefinitionV1:
         "total_cap_ore": 400,
     }
     base.update(overrides)
+    # a per-participant cap above the total cap is refused; it binds exactly as one equal to the total
+    base["per_participant_cap_ore"] = min(base["per_participant_cap_ore"], base["total_cap_ore"])  # type: ignore[type-var]
     return ContractDefinitionV1.model_validate(base)
 
 

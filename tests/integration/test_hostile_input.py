@@ -8,15 +8,18 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from datetime import date
+import re
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from utfall_events.personnummer import find_personnummer, make_person_number
 from utfall_events.topics import (
     API_KEYS,
     CARE_EVENTS,
@@ -29,11 +32,9 @@ from utfall_events.topics import (
 from utfall_gateway.app import create_app as create_gateway
 from utfall_gateway.settings import GatewaySettings
 from utfall_ingest.app import create_app as create_ingest
-from utfall_ingest.domain.personnummer import make_person_number
 from utfall_ingest.settings import IngestSettings
 from utfall_measures.app import create_app as create_measures
 from utfall_measures.settings import MeasuresSettings
-from utfall_platform.redaction import find_personnummer
 from utfall_synthetic.cli import raw_record
 
 from ..helpers import (
@@ -439,3 +440,81 @@ async def test_personnummer_detector_on_the_shapes_we_scan_for() -> None:
     assert find_personnummer(f"x {number[:8]}-{number[8:]} y")
     assert find_personnummer(f"x {number[2:]} y")
     assert not find_personnummer("offset 2147483647 and 1732470000123")
+
+
+async def test_http_details_binary_mode_allow_offline_docs_and_no_echo(world) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16 item 5 and 4b: the official CloudEvents SDK's binary mode is accepted like structured mode;
+    405 names the allowed methods; /docs loads its assets from the service itself; a personnummer in a path is
+    never echoed in problem details."""
+    from cloudevents.core.bindings.http import to_binary_event
+    from cloudevents.core.v1.event import CloudEvent
+
+    provider = uid("bm-")
+    key = await create_key(world.bootstrap, "provider", provider_id=provider)
+    number = person()
+    async with (
+        running(create_ingest(world.settings(IngestSettings, pseudonym_key=SECRET))) as ingest,
+        running(create_measures(world.settings(MeasuresSettings))),  # the read models the gateway reads
+        running(create_gateway(world.settings(GatewaySettings))) as gateway,
+    ):
+        event = template(provider)
+        attributes = {k: v for k, v in event.items() if k != "data"}
+        attributes["time"] = datetime.fromisoformat(event["time"])
+        message = to_binary_event(CloudEvent(attributes, event["data"]))
+        headers, body = message.headers, message.body
+        assert "ce-id" in {h.lower() for h in headers} and "ce-specversion" in headers
+
+        async def send() -> httpx.Response:
+            return await ingest.post(
+                "/v1/events", content=body, headers={**headers, "authorization": f"Bearer {key}"}
+            )
+
+        response = await wait_until(
+            lambda: _accepted_or_none(send()), timeout=30, what="the provider key to reach ingest"
+        )
+        assert response.json()["receipts"][0]["status"] == "accepted", response.text
+        published = await read_topic(
+            world.bootstrap, CARE_EVENTS, predicate=lambda r: header(r, "ce_id") == event["id"], expect=1
+        )
+        assert published and number not in (published[0].value or b"").decode()
+        not_json = await ingest.post(
+            "/v1/events",
+            content=b"<x/>",
+            headers={**headers, "content-type": "application/xml", "authorization": f"Bearer {key}"},
+        )
+        assert not_json.status_code == 415
+
+        for client, path, allowed in (
+            (ingest, "/v1/events", "POST"),
+            (gateway, "/v1/measures", "GET"),
+            (gateway, "/v1/admin/keys", "GET, POST"),
+        ):
+            response = await client.delete(path)
+            assert response.status_code == 405, (path, response.text)
+            assert response.headers["allow"] == allowed, path
+            assert response.headers["content-type"].startswith("application/problem+json")
+
+        for client, path in (
+            (ingest, f"/v1/events/provider/{provider}/{number}"),
+            (ingest, f"/v1/events/provider/{provider}/{number[:8]}%20{number[8:]}"),
+            (gateway, f"/v1/providers/{number}/scorecard"),
+            (gateway, f"/v1/nothing-here/{number[2:8]}-{number[8:]}"),
+        ):
+            response = await client.get(path, headers={"authorization": f"Bearer {key}"})
+            assert response.status_code >= 400, path
+            assert not find_personnummer(response.text), (path, response.text)
+            assert number[8:] not in response.text, path
+
+        for client in (ingest, gateway):
+            docs = await client.get("/docs")
+            assert docs.status_code == 200
+            assert "cdn." not in docs.text and "unpkg" not in docs.text
+            assets = re.findall(r"""(?:src|href)=["'](/[^"']+\.(?:js|css))["']""", docs.text)
+            assert len(assets) >= 2, docs.text
+            for asset in assets:
+                assert (await client.get(asset)).status_code == 200, asset
+
+
+async def _accepted_or_none(request: Any) -> httpx.Response | None:
+    response = await request
+    return response if response.status_code == 202 else None

@@ -11,12 +11,12 @@ import asyncpg
 import orjson
 import pytest
 
+from utfall_events.personnummer import find_personnummer
 from utfall_events.topics import CARE_EVENTS, CARE_EVENTS_RAW, CARE_EVENTS_REJECTED
 from utfall_ingest.app import create_app
 from utfall_ingest.expiry import expire_held
 from utfall_ingest.settings import IngestSettings
 from utfall_platform.clock import FixedClock
-from utfall_platform.redaction import find_personnummer
 from utfall_synthetic.cli import raw_record
 
 from ..helpers import (

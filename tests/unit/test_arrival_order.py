@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from utfall_ingest.domain.personnummer import make_person_number
+from utfall_events.personnummer import make_person_number
 from utfall_measures.domain.episodes import Episode, StoredEvent, fold_episodes
 from utfall_measures.domain.facts import Fact, facts_for_subject
 

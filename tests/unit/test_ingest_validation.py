@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utfall_ingest.domain.personnummer import make_person_number
+from utfall_events.personnummer import make_person_number
 from utfall_ingest.domain.pseudonym import subject_ref
 from utfall_ingest.domain.validation import CheckedEvent, PseudonymKey, Rejection, check_event
 

@@ -20,7 +20,9 @@ from pydantic import (
     StrictBool,
     StringConstraints,
 )
+from pydantic_core import PydanticCustomError
 
+from .personnummer import looks_like_personnummer
 from .vocabulary import (
     CareType,
     Destination,
@@ -53,10 +55,31 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
+def _not_a_personnummer(value: str) -> str:
+    # an identifier is published and shown: one shaped like an identity number is refused wherever it appears
+    if looks_like_personnummer(value):
+        raise PydanticCustomError(
+            "personnummer_in_identifier", "identifiers must not contain a personal identity number"
+        )
+    return value
+
+
 FreeText = Annotated[str, AfterValidator(_no_control_characters)]
-EpisodeId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
-ProviderId = Annotated[str, StringConstraints(min_length=2, max_length=63, pattern=r"^[a-z0-9][a-z0-9\-]+$")]
-UnitId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+EpisodeId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$"),
+    AfterValidator(_not_a_personnummer),
+]
+ProviderId = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=63, pattern=r"^[a-z0-9][a-z0-9\-]+$"),
+    AfterValidator(_not_a_personnummer),
+]
+UnitId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$"),
+    AfterValidator(_not_a_personnummer),
+]
 MunicipalityCode = Annotated[str, StringConstraints(pattern=r"^\d{4}$")]
 PersonId = Annotated[
     str,

@@ -5,15 +5,41 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel, ValidationError
 
 from .care import PUBLISHED_MODEL_BY_TYPE
 
 
-class UndecodableEvent(ValueError):
-    """A record that does not hold a care event: a poison message for any consumer."""
+class UndecodableRecord(ValueError):
+    """A record that does not hold a valid message of its topic: bad input, the only thing a consumer may
+    dead-letter. Raised by decoding alone; any other exception in a handler is a bug and stops the consumer."""
+
+
+class UndecodableEvent(UndecodableRecord):
+    """A record that does not hold a care event."""
+
+
+Message = TypeVar("Message", bound=BaseModel)
+
+
+def describe(error: ValidationError, limit: int = 5) -> str:
+    """Where and why a message is invalid, without the values themselves (they may hold anything)."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in error.errors()[:limit]]
+    more = error.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def decode_message(
+    model: type[Message], value: bytes | None, error: type[UndecodableRecord] = UndecodableRecord
+) -> Message:
+    """A JSON record value as a versioned model; anything else is bad input with the reasons."""
+    try:
+        return model.model_validate_json(value or b"")
+    except ValidationError as exc:
+        raise error(f"not a valid {model.__name__}: {describe(exc)}") from None
 
 
 @dataclass(frozen=True, slots=True)

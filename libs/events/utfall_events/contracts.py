@@ -5,9 +5,40 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from .care import FreeText, IsoDate, ProviderId
+from .catalogue import MEASURE_IDS
+from .reference import is_municipality
 from .vocabulary import CareType, LegalBasis, TargetGroup
+
+# Amounts stay far inside a bigint and a JSON number any client reads exactly (2**53): 100 billion SEK.
+MAX_AMOUNT_ORE = 10**13
+Amount = Annotated[int, Field(gt=0, le=MAX_AMOUNT_ORE)]
+# Enrolment windows are this century: a year 0070 or 7519 is a typo, not a contract.
+EARLIEST_ENROLMENT, LATEST_ENROLMENT = date(2000, 1, 1), date(2099, 12, 31)
+
+
+def _known_municipality(code: str) -> str:
+    if not is_municipality(code):
+        raise ValueError("not a Swedish municipality code (SCB)")
+    return code
+
+
+def _known_measure(measure_id: str) -> str:
+    if measure_id not in MEASURE_IDS:
+        raise ValueError(f"not a measure in the catalogue (one of {', '.join(MEASURE_IDS)})")
+    return measure_id
+
+
+def _enrolment_date(value: date) -> date:
+    if not EARLIEST_ENROLMENT <= value <= LATEST_ENROLMENT:
+        raise ValueError(f"must lie between {EARLIEST_ENROLMENT} and {LATEST_ENROLMENT}")
+    return value
+
+
+KnownMunicipality = Annotated[str, StringConstraints(pattern=r"^\d{4}$"), AfterValidator(_known_municipality)]
+EnrolmentDate = Annotated[IsoDate, AfterValidator(_enrolment_date)]
 
 ContractId = Annotated[str, StringConstraints(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9\-]+$")]
 
@@ -20,11 +51,11 @@ class CohortRuleV1(BaseModel):
     care_types: list[CareType] = Field(default_factory=list)
     target_groups: list[TargetGroup] = Field(default_factory=list)
     legal_bases: list[LegalBasis] = Field(default_factory=list)
-    municipalities: list[Annotated[str, StringConstraints(pattern=r"^\d{4}$")]] = Field(default_factory=list)
+    municipalities: list[KnownMunicipality] = Field(default_factory=list, max_length=290)
     min_age: int = Field(0, ge=0, le=20)
     max_age: int = Field(20, ge=0, le=20)
-    enrolment_from: date
-    enrolment_to: date
+    enrolment_from: EnrolmentDate
+    enrolment_to: EnrolmentDate
 
     @model_validator(mode="after")
     def _ranges(self) -> CohortRuleV1:
@@ -39,27 +70,31 @@ class MilestoneV1(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     milestone_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_\-]{1,64}$")]
-    measure_id: str
-    price_ore: int = Field(gt=0)
+    measure_id: Annotated[str, AfterValidator(_known_measure)]
+    price_ore: Amount
 
 
 class ContractDefinitionV1(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     contract_id: ContractId
-    name: str = Field(min_length=1, max_length=200)
-    commissioner_municipality: Annotated[str, StringConstraints(pattern=r"^\d{4}$")]
+    name: Annotated[FreeText, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+    commissioner_municipality: KnownMunicipality
     funder: Annotated[str, StringConstraints(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9\-]+$")]
-    provider_ids: list[str] = Field(min_length=1)
+    provider_ids: list[ProviderId] = Field(min_length=1, max_length=500)
     cohort: CohortRuleV1
-    milestones: list[MilestoneV1] = Field(min_length=1)
-    per_participant_cap_ore: int = Field(gt=0)
-    total_cap_ore: int = Field(gt=0)
+    milestones: list[MilestoneV1] = Field(min_length=1, max_length=50)
+    per_participant_cap_ore: Amount
+    total_cap_ore: Amount
     currency: Literal["SEK"] = "SEK"
 
     @model_validator(mode="after")
-    def _unique_milestones(self) -> ContractDefinitionV1:
+    def _consistent(self) -> ContractDefinitionV1:
         ids = [m.milestone_id for m in self.milestones]
         if len(ids) != len(set(ids)):
             raise ValueError("milestone_id values must be unique")
+        if len(set(self.provider_ids)) != len(self.provider_ids):
+            raise ValueError("provider_ids must be unique")
+        if self.per_participant_cap_ore > self.total_cap_ore:
+            raise ValueError("per_participant_cap_ore must not exceed total_cap_ore")
         return self

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from .redaction import redact
+from utfall_events.personnummer import redact
 
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from .redaction import redact
+from utfall_events.personnummer import redact
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +84,20 @@ def problem_response(
         "detail": redact(detail),
     }
     if instance:
-        body["instance"] = instance
-    body.update(extensions)
+        # the path may hold what a caller sent (an id, a provider): never echo a personnummer back
+        body["instance"] = redact(unquote(instance))
+    body.update(_redacted(extensions))
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
 
 
 _SLUGS = {
@@ -103,6 +116,21 @@ _SLUGS = {
 }
 
 
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path (RFC 9110 §15.5.6). Starlette's own Allow names only the
+    first route that matched the path, though GET and POST on one path are often two routes; asking the
+    router once per method also sees through included routers."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -113,8 +141,16 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # keep the exception's headers (a 401's challenge); a 405 lists every method the path takes
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return problem_response(
-            exc.status_code, _SLUGS.get(exc.status_code, "error"), str(exc.detail), instance=request.url.path
+            exc.status_code,
+            _SLUGS.get(exc.status_code, "error"),
+            str(exc.detail),
+            instance=request.url.path,
+            headers=headers or None,
         )
 
     @app.exception_handler(RequestValidationError)

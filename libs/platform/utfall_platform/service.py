@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -227,7 +228,9 @@ def create_service_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, version=version, lifespan=lifespan, **fastapi_kwargs)
+    # Swagger UI's assets come from a package, not a CDN: /docs works on a locked-down municipal network.
+    fastapi_kwargs.setdefault("redoc_url", None)
+    app = FastAPIOffline(title=title, version=version, lifespan=lifespan, **fastapi_kwargs)
     app.state.runtime = runtime
     install_problem_handlers(app)
     install_http_metrics(app, runtime.name)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from utfall_events.personnummer import make_person_number
 from utfall_events.reference import municipalities
-from utfall_ingest.domain.personnummer import make_person_number
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,8 @@ from importlib import resources
 
 import asyncpg
 from fastapi import FastAPI
-from pydantic import ValidationError
 
-from utfall_events.codec import UndecodableEvent
+from utfall_events.codec import UndecodableRecord
 from utfall_events.topics import CARE_EVENTS, CONTRACT_COMMANDS, CONTRACTS_DEADLETTER, OUTCOMES
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.consumer import DeadLetterPolicy
@@ -29,6 +28,9 @@ from .contract_store import load_yaml_contracts
 from .settings import ContractsSettings
 
 log = logging.getLogger(__name__)
+# Only decoding says a record is bad input; any other exception (a ValidationError our code raises included)
+# is a bug that stops the consumer.
+POISON: tuple[type[BaseException], ...] = (UndecodableRecord,)
 
 
 def create_app(settings: ContractsSettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -41,7 +43,7 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
         schema="contracts",
         migrations=resources.files("utfall_contracts").joinpath("migrations"),
     )
-    dead_letter = DeadLetterPolicy(CONTRACTS_DEADLETTER, poison=(UndecodableEvent, ValidationError))
+    dead_letter = DeadLetterPolicy(CONTRACTS_DEADLETTER, poison=POISON)
     for name, topic, handler in (
         ("contracts-commands", CONTRACT_COMMANDS, commands_handler(clock)),
         ("contracts-care-events", CARE_EVENTS, care_events_handler(clock)),

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
-from utfall_events.codec import decode_care_event
+from utfall_events.codec import UndecodableRecord, decode_care_event, decode_message
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import OutcomeFactV1
 from utfall_events.vocabulary import EVENT_RETRACTED, PLACEMENT_STARTED
@@ -18,6 +18,12 @@ from utfall_platform.db import json_texts
 from .contract_store import current_contracts, save_version
 from .reconcile import EpisodeKey, reconcile, reconcile_contract
 from .repository import PostgresRepository
+
+
+class InvalidCommand(UndecodableRecord):
+    """A contract command that is not a valid contract: dead-lettered with its reasons (and alerted on) while
+    payments go on; the gateway refuses the same with 422 before it is ever published."""
+
 
 Handler = Callable[[asyncpg.Connection, Sequence[Record]], Awaitable[None]]
 
@@ -86,7 +92,7 @@ def outcomes_handler(clock: Clock) -> Handler:
     async def handle(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
         latest: dict[tuple[str, str, str], OutcomeFactV1] = {}
         for record in records:
-            fact = OutcomeFactV1.model_validate_json(record.value or b"")
+            fact = decode_message(OutcomeFactV1, record.value)
             key = (fact.episode.provider_id, fact.episode_id, fact.measure_id)
             if key not in latest or latest[key].revision < fact.revision:
                 latest[key] = fact
@@ -127,7 +133,7 @@ def outcomes_handler(clock: Clock) -> Handler:
 def commands_handler(clock: Clock) -> Handler:
     async def handle(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
         for record in records:
-            definition = ContractDefinitionV1.model_validate_json(record.value or b"")
+            definition = decode_message(ContractDefinitionV1, record.value, InvalidCommand)
             await apply_definition(conn, definition, origin="command", clock=clock)
 
     return handle

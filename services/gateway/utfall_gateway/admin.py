@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import yaml
 from aiokafka import AIOKafkaProducer
+from pydantic import ValidationError
 
+from utfall_events.codec import describe
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.topics import CONTRACT_COMMANDS
 from utfall_platform.apikeys import KeyStore, generate_key, publish_keys
@@ -82,8 +85,48 @@ async def revoke_key(bootstrap: str, key_id: str) -> bool:
     return True
 
 
-async def load_contract(bootstrap: str, path: Path) -> str:
-    definition = ContractDefinitionV1.model_validate(yaml.safe_load(path.read_text("utf-8")))
+class AdminError(Exception):
+    """A mistake the operator can fix; printed as one line, never as a traceback."""
+
+
+def read_contract(path: Path) -> ContractDefinitionV1:
+    """A contract file, validated exactly as the gateway and the contracts service validate it."""
+    try:
+        document = yaml.safe_load(path.read_text("utf-8"))
+    except OSError as exc:
+        raise AdminError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise AdminError(f"{path} is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        raise AdminError(f"{path} is not valid YAML{at}") from None
+    try:
+        return ContractDefinitionV1.model_validate(document)
+    except ValidationError as exc:
+        raise AdminError(f"{path} is not a valid contract: {describe(exc, limit=20)}") from None
+
+
+async def stored_version(database_url: str, definition: ContractDefinitionV1, timeout: float) -> int | None:
+    """The version the contracts service stored this very definition as, waiting up to `timeout` seconds."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            version = await conn.fetchval(
+                "SELECT max(version) FROM contracts.contract_versions WHERE contract_id = $1 "
+                "AND definition = $2::jsonb",
+                definition.contract_id,
+                definition.model_dump_json(),
+            )
+            if version is not None or asyncio.get_running_loop().time() > deadline:
+                return int(version) if version is not None else None
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+async def load_contract(bootstrap: str, definition: ContractDefinitionV1) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
@@ -92,7 +135,6 @@ async def load_contract(bootstrap: str, path: Path) -> str:
         )
     finally:
         await producer.stop()
-    return definition.contract_id
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,6 +155,12 @@ def main(argv: list[str] | None = None) -> None:
     contracts = sub.add_parser("contracts", help="contracts").add_subparsers(dest="action", required=True)
     load = contracts.add_parser("load", help="create or amend a contract from a YAML file")
     load.add_argument("path", type=Path)
+    load.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the contracts service to store it (0: do not)",
+    )
     sub.add_parser(
         "rebuild", help="drop the measures projection and replay care.events.v1 (stop measures first)"
     )
@@ -143,7 +191,21 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"utfall-admin: no key {args.key_id}")
         print(f"revoked {args.key_id}")
     elif args.command == "contracts":
-        print(f"sent contract {asyncio.run(load_contract(bootstrap, args.path))} to {CONTRACT_COMMANDS}")
+        try:
+            definition = read_contract(args.path)
+        except AdminError as exc:
+            raise SystemExit(f"utfall-admin: {exc}") from None
+        asyncio.run(load_contract(bootstrap, definition))
+        print(f"sent contract {definition.contract_id} to {CONTRACT_COMMANDS}", flush=True)
+        if args.wait > 0:
+            database_url = PlatformSettings().database_url.get_secret_value()
+            version = asyncio.run(stored_version(database_url, definition, args.wait))
+            if version is None:
+                raise SystemExit(
+                    f"utfall-admin: contract {definition.contract_id} was not stored within {args.wait:g} s; "
+                    f"is the contracts service running? Its reasons for a refusal are on contracts.deadletter.v1"
+                )
+            print(f"stored contract {definition.contract_id} as version {version}")
     elif args.command == "rebuild":
         env = dict(os.environ)
         env["UTFALL_KAFKA_BOOTSTRAP"] = bootstrap

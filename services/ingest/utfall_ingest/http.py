@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -54,6 +56,22 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+def binary_mode_event(headers: Iterable[tuple[str, str]], content_type: str, data: Any) -> dict[str, Any]:
+    """One CloudEvent from the HTTP binding's binary mode: each attribute in a `ce-` header (percent-encoded,
+    CloudEvents HTTP binding §3.1.3.2), `datacontenttype` from Content-Type, the body as `data`. The result
+    is validated exactly like a structured-mode event."""
+    event: dict[str, Any] = {
+        name[3:].lower(): unquote(value) for name, value in headers if name.lower().startswith("ce-")
+    }
+    event["datacontenttype"] = content_type
+    event["data"] = data
+    return event
+
+
 def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey) -> APIRouter:
     api = APIRouter(
         prefix="/v1", tags=["events"], responses=problem_responses(400, 401, 403, 404, 413, 415, 422)
@@ -79,18 +97,28 @@ def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey)
         request: Request, provider: Annotated[ApiKeyV1, Depends(require_provider)]
     ) -> JSONResponse:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in (STRUCTURED_CONTENT_TYPE, BATCH_CONTENT_TYPE):
+        binary_mode = "ce-specversion" in request.headers
+        if binary_mode and not _is_json(content_type):
             raise Problem(
                 415,
                 "unsupported-media-type",
-                f"Send {STRUCTURED_CONTENT_TYPE} (one event) or {BATCH_CONTENT_TYPE} (a JSON array).",
+                "In CloudEvents binary mode the body is the event's data: send it as application/json.",
+            )
+        if not binary_mode and content_type not in (STRUCTURED_CONTENT_TYPE, BATCH_CONTENT_TYPE):
+            raise Problem(
+                415,
+                "unsupported-media-type",
+                f"Send {STRUCTURED_CONTENT_TYPE} (one event), {BATCH_CONTENT_TYPE} (a JSON array), or one "
+                "event in CloudEvents binary mode (ce-* headers, the data as application/json).",
             )
         body = await _read_body(request, settings.max_body_bytes)
         try:
             parsed: Any = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise Problem(400, "invalid-json", f"The body is not valid JSON (at byte {exc.pos}).") from None
-        if content_type == BATCH_CONTENT_TYPE:
+        if binary_mode:
+            events = [binary_mode_event(request.headers.items(), content_type, parsed)]
+        elif content_type == BATCH_CONTENT_TYPE:
             if not isinstance(parsed, list):
                 raise Problem(400, "not-a-batch", "A batch must be a JSON array of CloudEvents.")
             if not parsed:

@@ -6,9 +6,8 @@ from importlib import resources
 
 import asyncpg
 from fastapi import FastAPI
-from pydantic import ValidationError
 
-from utfall_events.codec import UndecodableEvent
+from utfall_events.codec import UndecodableRecord
 from utfall_events.topics import AGGREGATES, CARE_EVENTS, MEASURES_DEADLETTER
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.consumer import DeadLetterPolicy
@@ -40,7 +39,7 @@ def create_app(settings: MeasuresSettings | None = None, clock: Clock | None = N
         CONSUMER,
         CARE_EVENTS,
         care_events_handler(clock),
-        DeadLetterPolicy(MEASURES_DEADLETTER, poison=(UndecodableEvent,)),
+        DeadLetterPolicy(MEASURES_DEADLETTER, poison=(UndecodableRecord,)),
     )
     subscribe_transactional(
         runtime.broker,
@@ -54,7 +53,7 @@ def create_app(settings: MeasuresSettings | None = None, clock: Clock | None = N
         "measures-aggregates",
         AGGREGATES,
         handle_aggregates,
-        DeadLetterPolicy(MEASURES_DEADLETTER, poison=(ValidationError,)),
+        DeadLetterPolicy(MEASURES_DEADLETTER, poison=(UndecodableRecord,)),
     )
     subscribe_transactional(
         runtime.broker,

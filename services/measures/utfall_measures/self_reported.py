@@ -7,13 +7,14 @@ from collections.abc import Sequence
 import asyncpg
 
 from utfall_events.aggregates import AggregateSubmissionV1
+from utfall_events.codec import decode_message
 from utfall_platform.consumer import Record
 
 
 async def handle_aggregates(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
     latest: dict[str, AggregateSubmissionV1] = {}
     for record in records:
-        submission = AggregateSubmissionV1.model_validate_json(record.value or b"")
+        submission = decode_message(AggregateSubmissionV1, record.value)
         current = latest.get(submission.submission_key)
         if current is None or current.version < submission.version:
             latest[submission.submission_key] = submission

@@ -246,9 +246,16 @@ def _demo_keys(stack: LocalStack, path: Path) -> dict[str, object]:
         "municipality_0180": municipality.secret,
         "finance_stiftelsen-sociala-investeringar": finance.secret,
     }
-    path.write_text(json.dumps(keys, indent=2))
-    path.chmod(0o600)
+    write_secret(path, json.dumps(keys, indent=2))
     return keys
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from the first byte on (no world-readable window)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -287,7 +294,7 @@ def run(argv: list[str] | None = None) -> None:
         stack.wait_ready()
         keys = _demo_keys(stack, base / "demo-keys.json")
         provider_keys_file = base / "demo-provider-keys.json"
-        provider_keys_file.write_text(json.dumps(keys["providers"]))
+        write_secret(provider_keys_file, json.dumps(keys["providers"]))
         if os.environ.get("UTFALL_DEMO", "1") != "0":
             stack.run_other(
                 "demo",

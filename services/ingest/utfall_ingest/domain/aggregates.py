@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from utfall_events.aggregates import AggregateFiguresV1
 from utfall_events.catalogue import known_version
-from utfall_platform.redaction import redact
+from utfall_events.personnummer import redact
 
 from .validation import Reason, _from_pydantic
 

@@ -17,6 +17,13 @@ from pydantic import BaseModel, ValidationError
 
 from utfall_events.care import INBOUND_MODEL_BY_TYPE
 from utfall_events.cloudevents import CloudEventV1
+from utfall_events.personnummer import (
+    InvalidPersonNumber,
+    age_on,
+    looks_like_personnummer,
+    parse_person_number,
+    redact,
+)
 from utfall_events.reference import is_municipality
 from utfall_events.vocabulary import (
     EVENT_RETRACTED,
@@ -24,9 +31,7 @@ from utfall_events.vocabulary import (
     PLACEMENT_ENDED,
     PLACEMENT_STARTED,
 )
-from utfall_platform.redaction import looks_like_personnummer, redact
 
-from .personnummer import InvalidPersonNumber, age_on, parse_person_number
 from .pseudonym import subject_ref
 
 EARLIEST_DATE = date(2000, 1, 1)
