@@ -29,8 +29,10 @@ from utfall_measures.settings import MeasuresSettings
 from utfall_platform.apikeys import generate_key, publish_keys
 from utfall_platform.clock import SystemClock
 from utfall_platform.local.stack import LocalStack
+from utfall_platform.registry import publish_providers
 from utfall_synthetic.cli import raw_record
 from utfall_synthetic.cohort import CohortConfig, generate, renamed
+from utfall_synthetic.registry import providers_of
 
 from . import profile
 from .load import ResourceSampler, open_loop, percentile, published_records
@@ -84,7 +86,13 @@ def events_for(n: int, seed: int, prefix: str) -> list[dict[str, Any]]:
     return renamed(cohort.events[:n], prefix=f"{prefix}-", id_prefix=f"{prefix}-")
 
 
+async def register_providers(bootstrap: str, events: list[dict[str, Any]]) -> None:
+    """Register every provider the events name, as an operator would before they may send."""
+    await publish_providers(bootstrap, providers_of(events, SystemClock().now()))
+
+
 async def keys_for(bootstrap: str, events: list[dict[str, Any]]) -> dict[str, str]:
+    await register_providers(bootstrap, events)
     providers = sorted({e["source"].split("/", 1)[1] for e in events})
     new = [generate_key("provider", now=SystemClock().now(), provider_id=p) for p in providers]
     await publish_keys(bootstrap, [k.record for k in new])
@@ -235,7 +243,7 @@ async def publish_bench_contract(bootstrap: str, providers: list[str]) -> None:
                 },
             ],
             "per_participant_cap_ore": 10**12,
-            "total_cap_ore": 10**15,
+            "total_cap_ore": 10**13,  # the largest a contract may hold (MAX_AMOUNT_ORE)
         }
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
@@ -252,6 +260,7 @@ async def through_raw_topic(
     conn: asyncpg.Connection, bootstrap: str, events: list[dict[str, Any]], label: str, progress: bool
 ) -> None:
     """Produce provider events to the raw topic; return when ingest has received every one of them."""
+    await register_providers(bootstrap, events)
     await produce_all(
         bootstrap,
         CARE_EVENTS_RAW,

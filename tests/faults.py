@@ -54,7 +54,7 @@ def contract_yaml(contract_id: str, providers: list[str]) -> str:
                 for m, p in MILESTONES.items()
             ],
             "per_participant_cap_ore": 10**12,
-            "total_cap_ore": 10**15,
+            "total_cap_ore": 10**13,  # the largest a contract may hold (MAX_AMOUNT_ORE)
         }
     )
 

@@ -23,6 +23,9 @@ from utfall_platform.apikeys import generate_key, publish_keys
 from utfall_platform.clock import SystemClock
 from utfall_platform.db import migrate
 from utfall_platform.outbox import platform_ddl
+from utfall_platform.registry import publish_providers
+
+from .providers import TEST_UNITS, registered
 
 T = TypeVar("T")
 _serial = itertools.count(1)
@@ -173,10 +176,18 @@ def retraction(provider: str, target: str, reason: str = "registrerat fel", **kw
     return cloud_event("event.retracted", provider, {"retracted_event_id": target, "reason": reason}, **kw)
 
 
-async def create_key(bootstrap: str, role: str, **scope: Any) -> str:
+async def create_key(bootstrap: str, role: str, *, units: Any = None, **scope: Any) -> str:
+    """A new key; a provider key's provider is registered first, as an operator would (with `units` if given)."""
+    if role == "provider":
+        await register_provider(bootstrap, scope["provider_id"], units=units)
     new = generate_key(role, now=SystemClock().now(), **scope)  # type: ignore[arg-type]
     await publish_keys(bootstrap, [new.record])
     return new.secret
+
+
+async def register_provider(bootstrap: str, provider_id: str, *, units: Any = None, **overrides: Any) -> None:
+    extra = {"units": [*TEST_UNITS, *units]} if units else {}
+    await publish_providers(bootstrap, [registered(provider_id, **extra, **overrides)])
 
 
 def batch_headers(key: str) -> dict[str, str]:

@@ -23,6 +23,7 @@ import orjson
 import pytest
 import yaml
 
+from utfall_events.contracts import MAX_AMOUNT_ORE
 from utfall_events.topics import CARE_EVENTS_RAW
 from utfall_platform.local.stack import LocalStack
 from utfall_synthetic.cli import raw_key, raw_record
@@ -80,7 +81,7 @@ def binding_total_cap(events: list[dict[str, Any]], suffix: str, secret: str) ->
     """About half of what the cohort earns under the per-participant cap alone, falling where the next outcome
     date holds a single milestone, so no tie decides who is cut in one run and not another."""
     providers = sorted({e["source"].split("/", 1)[1] for e in events})
-    unbounded = contract("probe", providers, 10**15)
+    unbounded = contract("probe", providers, MAX_AMOUNT_ORE)
     facts = expected_facts(events, TODAY)
     participants = expected_participants(events, unbounded, pseudonym(secret))
     paid = expected_payments(unbounded, participants, facts)

@@ -5,6 +5,7 @@ in headless Chromium, and a schemathesis run against /openapi.json."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import pytest_asyncio
 from utfall_synthetic.cli import post_events
 from utfall_synthetic.cohort import PROVIDERS, CohortConfig, generate
 
-from ..helpers import create_key, wait_until
+from ..helpers import create_key, register_provider, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 MIN_CELL = 10
@@ -55,6 +56,7 @@ async def data(stack) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         }
     )
     reporter = await create_key(world.bootstrap, "provider", provider_id="egen-hvb-norr")
+    await register_provider(world.bootstrap, "hvb-test")  # the role matrix creates a key for it
     figures = [
         {
             "provider_id": "egen-hvb-norr",
@@ -101,7 +103,14 @@ async def data(stack) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 
         await wait_until(paid, timeout=120, interval=1.0, what="payments to be triggered")
     first_event = next(e for e in cohort.events if e["source"] == "provider/hvb-eken")
-    return {"keys": keys, "gateway": gateway, "event_id": first_event["id"]}
+    return {
+        "keys": keys,
+        "gateway": gateway,
+        "ingest": stack.services["ingest"].url,
+        "stack": stack,
+        "provider_keys": provider_keys,
+        "event_id": first_event["id"],
+    }
 
 
 PUBLIC_OK = ["public", "provider", "municipality", "finance", "operator"]
@@ -359,6 +368,9 @@ async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # typ
         assert len(rows) == len(api["providers"])
         for row, provider in zip(rows, api["providers"], strict=True):
             assert await row.get_attribute("data-provider") == provider["provider_id"]
+            # the registry's display name, not the id (every test provider is registered as "Testvården <id>")
+            assert provider["display_name"] == f"Testvården {provider['provider_id']}"
+            assert await row.locator("td").first.inner_text() == provider["display_name"]
             assert await row.get_attribute("data-source") == provider["source"]
             if provider["status"] == "ok":
                 achieved = await row.locator("td.achieved").inner_text()
@@ -386,17 +398,33 @@ async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # typ
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
-async def test_schemathesis_finds_no_server_errors_and_no_schema_violations(data, artifacts) -> None:  # type: ignore[no-untyped-def]
+# Checks left out, and why: `positive_data_acceptance` expects a 2xx for every schema-valid request, but some
+# rules cannot be written in JSON Schema (a Luhn check digit, a registered provider, a known municipality) and
+# answer 422 by design; `ignored_auth` and `use_after_free`/`ensure_resource_availability` are covered by the
+# role matrix above and by the stateful flows these endpoints do not link.
+EXCLUDED_CHECKS = "positive_data_acceptance,ignored_auth,use_after_free,ensure_resource_availability"
+
+
+async def test_schemathesis_on_both_apis_then_the_stack_still_works(data, artifacts) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16 item 6: schemathesis over the gateway (public, operator: admin endpoints included) and ingest
+    (a provider key), every other check; afterwards every service is ready and a valid event still becomes a
+    payment."""
     keys: Keys = data["keys"]
     st = shutil.which("schemathesis", path=os.path.dirname(sys.executable)) or "schemathesis"
-    checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
-    for who in ("public", "operator"):
+    runs = [
+        ("gateway-public", data["gateway"], None),
+        ("gateway-operator", data["gateway"], keys["operator"]),
+        ("ingest-provider", data["ingest"], data["provider_keys"]["hvb-linden"]),
+    ]
+    for name, url, key in runs:
         args = [
             st,
             "run",
-            data["gateway"] + "/openapi.json",
+            url + "/openapi.json",
             "--checks",
-            checks,
+            "all",
+            "--exclude-checks",
+            EXCLUDED_CHECKS,
             "--max-examples",
             "25",
             "--seed",
@@ -405,14 +433,68 @@ async def test_schemathesis_finds_no_server_errors_and_no_schema_violations(data
             "examples,coverage,fuzzing",
             "--workers",
             "2",
-            "--exclude-path-regex",
-            "^/v1/admin",
             "--no-color",
         ]
-        if who != "public":
-            args += ["-H", f"Authorization: Bearer {keys[who]}"]
+        if key is not None:
+            args += ["-H", f"Authorization: Bearer {key}"]
         result = await asyncio.get_running_loop().run_in_executor(
             None, lambda a=args: subprocess.run(a, capture_output=True, text=True, timeout=600)
         )
-        (artifacts / f"schemathesis-{who}.txt").write_text(result.stdout + result.stderr)
-        assert result.returncode == 0, result.stdout[-4000:]
+        (artifacts / f"schemathesis-{name}.txt").write_text(result.stdout + result.stderr)
+        assert result.returncode == 0, (name, result.stdout[-4000:])
+
+    stack = data["stack"]
+    async with httpx.AsyncClient(timeout=30) as http:
+        for service in ("ingest", "measures", "contracts", "gateway"):
+            ready = await http.get(stack.services[service].url + "/ready")
+            assert ready.status_code == 200, (service, ready.text)
+    await _a_valid_event_still_becomes_a_payment(stack, keys)
+
+
+async def _a_valid_event_still_becomes_a_payment(stack: Any, keys: Keys) -> None:
+    from ..helpers import ended, person, started, uid
+
+    provider = "hvb-granen"
+    provider_key = await create_key(stack.world.bootstrap, "provider", provider_id=provider)
+    contract_id = uid("after-fuzz-")
+    contract = {
+        "contract_id": contract_id,
+        "name": "Efter fuzzning",
+        "commissioner_municipality": "0180",
+        "funder": "fund",
+        "provider_ids": [provider],
+        "cohort": {"care_types": ["hvb"], "enrolment_from": "2024-01-01", "enrolment_to": "2025-12-31"},
+        "milestones": [{"milestone_id": "m1", "measure_id": "planned_discharge", "price_ore": 12_345}],
+        "per_participant_cap_ore": 12_345,
+        "total_cap_ore": 1_000_000,
+    }
+    episode = uid("ep-")
+    gateway, ingest = stack.services["gateway"].url, stack.services["ingest"].url
+    async with httpx.AsyncClient(timeout=30) as http:
+        sent = await http.post(
+            gateway + "/v1/admin/contracts", json=contract, headers=keys.headers("operator")
+        )
+        assert sent.status_code == 202, sent.text
+        events = [
+            started(provider, episode, person(), start="2024-03-01", unit="granen-1"),
+            ended(provider, episode, end="2024-09-01", reason="planned"),
+        ]
+        posted = await http.post(
+            ingest + "/v1/events",
+            content=json.dumps(events),
+            headers={
+                "content-type": "application/cloudevents-batch+json",
+                "authorization": f"Bearer {provider_key}",
+            },
+        )
+        assert posted.status_code == 202 and posted.json()["accepted"] == 2, posted.text
+
+        async def paid() -> bool:
+            answer = await http.get(
+                gateway + f"/v1/contracts/{contract_id}/payments", headers=keys.headers("operator")
+            )
+            return answer.status_code == 200 and any(
+                p["amount_ore"] == 12_345 for p in answer.json().get("payments", [])
+            )
+
+        await wait_until(paid, timeout=90, interval=1.0, what="the payment after fuzzing")

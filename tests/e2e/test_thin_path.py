@@ -20,9 +20,9 @@ PNR = re.compile(rb"(?<!\d)(?:\d{2})?\d{6}[-+]?\d{4}(?!\d)")
 
 async def test_event_over_http_becomes_outcome_and_payment(stack) -> None:
     world = stack.world
-    provider_key = await create_key(world.bootstrap, "provider", provider_id="hvb-eken")
-    operator_key = await create_key(world.bootstrap, "operator")
     episode, unit = uid("ep-"), uid("unit-")
+    provider_key = await create_key(world.bootstrap, "provider", provider_id="hvb-eken", units=[unit])
+    operator_key = await create_key(world.bootstrap, "operator")
     person_id = person()
     events = [
         started("hvb-eken", episode, person_id, unit=unit, start="2024-02-01"),

@@ -28,6 +28,7 @@ from ..helpers import (
     person,
     produce,
     read_topic,
+    register_provider,
     retraction,
     running,
     started,
@@ -168,6 +169,7 @@ async def test_restart_between_identical_batches_publishes_nothing_twice(world, 
 
 async def test_raw_topic_in_binary_mode_with_rejects_dead_lettered(world, settings) -> None:  # type: ignore[no-untyped-def]
     provider = uid("p-")
+    await register_provider(world.bootstrap, provider)
     episode, pid = uid("ep-"), person()
     good = [started(provider, episode, pid), ended(provider, episode), retraction(provider, "no-such-event")]
     records = [(episode.encode(), *raw_record(e)) for e in good]

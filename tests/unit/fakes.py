@@ -27,6 +27,8 @@ from utfall_ingest.domain.validation import CheckedEvent, PseudonymKey, Rejectio
 from utfall_ingest.messages import care_event_message
 from utfall_measures.domain.episodes import StoredEvent
 
+from ..providers import EveryProviderRegistered
+
 
 class FakeContractsRepository:
     """Keeps what the Postgres repository keeps; tests/integration/test_contracts_repository.py runs one
@@ -140,7 +142,12 @@ class FakeIngest:
         checked: list[CheckedEvent] = []
         for raw in raw_events:
             result = check_event(
-                raw, authenticated_provider=None, today=self.today, now=self.now, key=self.key
+                raw,
+                authenticated_provider=None,
+                providers=EveryProviderRegistered(),
+                today=self.today,
+                now=self.now,
+                key=self.key,
             )
             if isinstance(result, Rejection):
                 self.rejected.append(result)

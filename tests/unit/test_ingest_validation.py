@@ -14,8 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from utfall_events.personnummer import make_person_number
+from utfall_events.registry import ProviderV1
 from utfall_ingest.domain.pseudonym import subject_ref
 from utfall_ingest.domain.validation import CheckedEvent, PseudonymKey, Rejection, check_event
+
+from ..providers import registered
 
 TODAY = date(2026, 11, 24)
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
@@ -24,8 +27,15 @@ EXAMPLES = Path(str(resources.files("utfall_events").joinpath("examples")))
 PNR = re.compile(r"(?<!\d)(?:\d{2})?\d{6}[-+]?\d{4}(?!\d)")
 
 
-def check(event: Any, provider: str | None = "hvb-eken") -> CheckedEvent | Rejection:
-    return check_event(event, authenticated_provider=provider, today=TODAY, now=NOW, key=KEY)
+REGISTRY = {p.provider_id: p for p in (registered("hvb-eken"), registered("familjehem-vast"))}
+
+
+def check(
+    event: Any, provider: str | None = "hvb-eken", registry: dict[str, ProviderV1] = REGISTRY
+) -> CheckedEvent | Rejection:
+    return check_event(
+        event, authenticated_provider=provider, providers=registry, today=TODAY, now=NOW, key=KEY
+    )
 
 
 def load(name: str) -> dict[str, Any]:
@@ -173,3 +183,49 @@ def test_retraction_reason_free_text_is_redacted() -> None:
     result = check(event)
     assert isinstance(result, CheckedEvent)
     assert number not in result.fields["reason"] and "[redacted]" in result.fields["reason"]
+
+
+def _reason_codes(result: CheckedEvent | Rejection) -> set[tuple[str, str]]:
+    assert isinstance(result, Rejection), result
+    return {(r.field, r.code) for r in result.reasons}
+
+
+def test_a_provider_must_be_registered_and_active() -> None:
+    event = load("placement_started")
+    assert _reason_codes(check(event, provider=None, registry={})) == {("/source", "unknown_provider")}
+    retired = {"hvb-eken": registered("hvb-eken", retired_at=NOW)}
+    assert _reason_codes(check(event, provider=None, registry=retired)) == {("/source", "unknown_provider")}
+    forged = {**event, "source": "provider/200804122380"}
+    assert ("/source", "unknown_provider") in _reason_codes(check(forged, provider=None))
+
+
+def test_units_and_care_types_must_be_the_providers_own() -> None:
+    event = load("placement_started")
+    narrow = {"hvb-eken": registered("hvb-eken", units=["eken-9"], care_types=["family_home"])}
+    assert _reason_codes(check(event, registry=narrow)) == {
+        ("/data/unit_id", "unknown_unit"),
+        ("/data/care_type", "care_type_not_registered"),
+    }
+    exact = {"hvb-eken": registered("hvb-eken", units=[event["data"]["unit_id"]], care_types=["hvb"])}
+    assert isinstance(check(event, registry=exact), CheckedEvent)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("organisation_number", "200804122380"),
+        ("organisation_number", "080412-2380"),  # a sole trader's number is a personnummer
+        ("organisation_number", "556677-8890"),  # wrong check digit
+        ("provider_id", "200804122380"),
+        ("units", ["200804122380"]),
+        ("units", []),
+        ("care_types", []),
+        ("display_name", "Eken\u0000"),
+    ],
+)
+def test_the_registry_refuses_what_could_identify_a_person_or_is_incomplete(field: str, value: Any) -> None:
+    with pytest.raises(ValueError):
+        if field == "provider_id":
+            registered(value)
+        else:
+            registered("hvb-eken", **{field: value})

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import aggregates, auth, care, cloudevents, contracts, outcomes, payments
+from . import aggregates, auth, care, cloudevents, contracts, outcomes, payments, registry
 
 
 def models() -> dict[str, type[BaseModel]]:
@@ -34,6 +34,7 @@ def models() -> dict[str, type[BaseModel]]:
         "PaymentV1": payments.PaymentV1,
         "ContractDefinitionV1": contracts.ContractDefinitionV1,
         "ApiKeyV1": auth.ApiKeyV1,
+        "ProviderV1": registry.ProviderV1,
     }
     found["AggregateFiguresV1"] = aggregates.AggregateFiguresV1
     found["AggregateSubmissionV1"] = aggregates.AggregateSubmissionV1

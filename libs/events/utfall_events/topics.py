@@ -20,6 +20,7 @@ OUTCOMES = "outcomes.v1"
 PAYMENTS = "payments.v1"
 AGGREGATES = "aggregates.v1"
 API_KEYS = "auth.keys.v1"
+PROVIDER_REGISTRY = "registry.providers.v1"
 CONTRACT_COMMANDS = "contracts.commands.v1"
 MEASURES_DEADLETTER = "measures.deadletter.v1"
 CONTRACTS_DEADLETTER = "contracts.deadletter.v1"
@@ -33,6 +34,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(PAYMENTS, 3),
     TopicSpec(AGGREGATES, 3),
     TopicSpec(API_KEYS, 1, compacted=True),
+    TopicSpec(PROVIDER_REGISTRY, 1, compacted=True),
     TopicSpec(CONTRACT_COMMANDS, 1),
     TopicSpec(MEASURES_DEADLETTER, 1),
     TopicSpec(CONTRACTS_DEADLETTER, 1),

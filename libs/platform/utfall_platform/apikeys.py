@@ -6,24 +6,17 @@ key by its id, comparing the secret's hash in constant time.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
 from utfall_events.auth import ApiKeyV1, Role
 from utfall_events.topics import API_KEYS
 
-from .background import record_failure
-
-log = logging.getLogger(__name__)
+from .compacted import CompactedTable, publish_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,74 +67,18 @@ def split_key(presented: str) -> tuple[str, str] | None:
 
 
 async def publish_keys(bootstrap: str, records: list[ApiKeyV1]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        for record in records:
-            await producer.send_and_wait(
-                API_KEYS, key=record.key_id.encode(), value=record.model_dump_json().encode()
-            )
-    finally:
-        await producer.stop()
+    await publish_rows(bootstrap, API_KEYS, ((r.key_id, r) for r in records))
 
 
-class KeyStore:
+class KeyStore(CompactedTable[ApiKeyV1]):
     """The key topic, materialised in memory and followed live."""
 
     def __init__(self, bootstrap: str, service: str = "") -> None:
-        self.bootstrap = bootstrap
-        self.service = service
-        self.keys: dict[str, ApiKeyV1] = {}
-        self.caught_up = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
-        self._tp = TopicPartition(API_KEYS, 0)
+        super().__init__(bootstrap, API_KEYS, ApiKeyV1, service)
 
-    async def run(self) -> None:
-        while True:
-            # A reconnection reads the compacted topic from the start into a fresh table and swaps it in once
-            # caught up, so the keys in use stay valid while the broker is away or being re-read; the first
-            # load goes straight into the live table.
-            loading: dict[str, ApiKeyV1] | None = {} if self.caught_up.is_set() else None
-            try:
-                self._consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self.bootstrap,
-                    enable_auto_commit=False,
-                    isolation_level="read_committed",
-                )
-                await self._consumer.start()
-                self._consumer.assign([self._tp])
-                await self._consumer.seek_to_beginning(self._tp)
-                while True:
-                    batch = await self._consumer.getmany(self._tp, timeout_ms=500)
-                    for record in batch.get(self._tp, []):
-                        _apply(self.keys if loading is None else loading, record.key, record.value)
-                    if loading is not None or not self.caught_up.is_set():
-                        end = (await self._consumer.end_offsets([self._tp]))[self._tp]
-                        if await self._consumer.position(self._tp) >= end:
-                            if loading is not None:
-                                self.keys, loading = loading, None
-                            self.caught_up.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                record_failure(self.service, "key-store", exc)
-                await asyncio.sleep(1.0)
-            finally:
-                if self._consumer is not None:
-                    with contextlib.suppress(Exception):
-                        await self._consumer.stop()
-                    self._consumer = None
-
-    async def refresh(self, timeout: float = 2.0) -> None:
-        """Wait until everything on the topic right now has been read (a key created a moment ago)."""
-        consumer = self._consumer
-        if consumer is None:
-            return
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(timeout):
-                end = (await consumer.end_offsets([self._tp]))[self._tp]
-                while await consumer.position(self._tp) < end:
-                    await asyncio.sleep(0.01)
+    @property
+    def keys(self) -> dict[str, ApiKeyV1]:
+        return self.rows
 
     async def authenticate(self, presented: str | None) -> ApiKeyV1 | None:
         if not presented:
@@ -150,10 +87,10 @@ class KeyStore:
         if parts is None:
             return None
         key_id, secret = parts
-        record = self.keys.get(key_id)
+        record = self.rows.get(key_id)
         if record is None:
             await self.refresh()
-            record = self.keys.get(key_id)
+            record = self.rows.get(key_id)
         # Compare against a dummy hash when the id is unknown, so timing does not tell ids apart.
         expected = record.secret_sha256 if record is not None else hash_secret("unknown-" + key_id)
         if not hmac.compare_digest(hash_secret(secret), expected) or record is None:
@@ -161,16 +98,3 @@ class KeyStore:
         if record.revoked_at is not None:
             return None
         return record
-
-
-def _apply(keys: dict[str, ApiKeyV1], key: bytes | None, value: bytes | None) -> None:
-    if key is None:
-        return
-    key_id = key.decode()
-    if value is None:
-        keys.pop(key_id, None)
-        return
-    try:
-        keys[key_id] = ApiKeyV1.model_validate_json(value)
-    except ValueError:
-        log.error("key store: unreadable record for key id %s ignored", key_id)

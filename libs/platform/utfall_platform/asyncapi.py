@@ -26,6 +26,7 @@ from utfall_events.care import (
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import OutcomeFactV1
 from utfall_events.payments import PaymentV1
+from utfall_events.registry import ProviderV1
 
 BINARY_MODE = (
     "CloudEvents 1.0 in Kafka binary mode: the attributes travel as ce_* headers (ce_specversion, ce_id, ce_source, "
@@ -65,6 +66,11 @@ def document() -> dict[str, Any]:
         ),
         (topics.AGGREGATES, AggregateSubmissionV1, "Aggregated submissions, keyed by submission key."),
         (topics.API_KEYS, ApiKeyV1, "API keys as hashes (compacted, keyed by key id)."),
+        (
+            topics.PROVIDER_REGISTRY,
+            ProviderV1,
+            "The provider registry (compacted, keyed by provider id), written by operators only.",
+        ),
         (topics.CONTRACT_COMMANDS, ContractDefinitionV1, "Contract definitions to create or amend."),
     ]
     for name, model, description in channels:

@@ -151,8 +151,20 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--subjects", type=int, default=1500)
     run.add_argument("--rate", type=float, default=300.0)
     run.add_argument("--seed", type=int, default=2026)
+    register = sub.add_parser("register", help="register the demo providers in the provider registry")
+    register.add_argument("--kafka", default="127.0.0.1:9092")
     args = parser.parse_args(argv)
-    if args.command == "generate":
+    if args.command == "register":
+        from datetime import UTC, datetime
+
+        from utfall_platform.registry import publish_providers
+
+        from .registry import demo_providers
+
+        providers = demo_providers(datetime.now(UTC))
+        asyncio.run(publish_providers(args.kafka, providers))
+        print(f"registered {len(providers)} demo providers")
+    elif args.command == "generate":
         cohort = generate(CohortConfig(subjects=args.subjects, seed=args.seed, today=args.today))
         out = args.out.open("w") if args.out else sys.stdout
         for event in cohort.events:

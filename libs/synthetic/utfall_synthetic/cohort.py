@@ -348,6 +348,7 @@ def generate(config: CohortConfig | None = None) -> Cohort:
             j = min(len(ordered) - 1, index + rng.randrange(1, 20))
             if ordered[index]["id"] not in builder.pinned and ordered[j]["id"] not in builder.pinned:
                 ordered[index], ordered[j] = ordered[j], ordered[index]
+    _not_after_today(ordered, config.today)
     delivered: list[dict[str, Any]] = []
     for event in ordered:
         delivered.append(event)
@@ -355,6 +356,19 @@ def generate(config: CohortConfig | None = None) -> Cohort:
             delivered.append(event)
     cohort.events = delivered
     return cohort
+
+
+def _not_after_today(events: list[dict[str, Any]], today: date) -> None:
+    """Events dated `today` are stamped in the first four minutes of the day, in the same order, rather than
+    at 08:00-18:00: a cohort made for today, sent at 01:00, must not hold event times in the future (ingest
+    refuses those beyond five minutes of clock skew)."""
+    for event in events:
+        stamp = datetime.fromisoformat(event["time"])
+        if stamp.date() >= today:
+            minutes = (stamp - datetime.combine(stamp.date(), time(8, 0), UTC)).total_seconds() / 60
+            event["time"] = (
+                datetime.combine(today, time(0, 0), UTC) + timedelta(seconds=minutes * 0.4)
+            ).isoformat()
 
 
 def batches(events: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -1,4 +1,5 @@
-"""`utfall-admin`: create and revoke API keys (a new key is printed once), load contracts, rebuild projections."""
+"""`utfall-admin`: register providers, create and revoke API keys (a new key is printed once), load contracts,
+rebuild projections."""
 
 from __future__ import annotations
 
@@ -17,11 +18,47 @@ from pydantic import ValidationError
 
 from utfall_events.codec import describe
 from utfall_events.contracts import ContractDefinitionV1
+from utfall_events.registry import ProviderRegistrationV1, ProviderV1
 from utfall_events.topics import CONTRACT_COMMANDS
 from utfall_platform.apikeys import KeyStore, generate_key, publish_keys
 from utfall_platform.clock import SystemClock
 from utfall_platform.kafka import ensure_topics
+from utfall_platform.registry import ProviderRegistry, publish_providers
 from utfall_platform.settings import PlatformSettings
+
+
+class AdminError(Exception):
+    """A mistake the operator can fix; printed as one line, never as a traceback."""
+
+
+async def register_provider(bootstrap: str, registration: ProviderRegistrationV1) -> ProviderV1:
+    await ensure_topics(bootstrap)
+    registry = ProviderRegistry(bootstrap)
+    await registry.load()
+    previous = registry.rows.get(registration.provider_id)
+    record = ProviderV1(
+        **registration.model_dump(),
+        registered_at=previous.registered_at if previous is not None else SystemClock().now(),
+    )
+    await publish_providers(bootstrap, [record])
+    return record
+
+
+async def list_providers(bootstrap: str) -> list[ProviderV1]:
+    registry = ProviderRegistry(bootstrap)
+    await registry.load()
+    return sorted(registry.rows.values(), key=lambda p: p.provider_id)
+
+
+async def retire_provider(bootstrap: str, provider_id: str) -> ProviderV1:
+    registry = ProviderRegistry(bootstrap)
+    await registry.load()
+    current = registry.rows.get(provider_id)
+    if current is None:
+        raise AdminError(f"no provider {provider_id}")
+    retired = current.model_copy(update={"retired_at": current.retired_at or SystemClock().now()})
+    await publish_providers(bootstrap, [retired])
+    return retired
 
 
 async def create_key(
@@ -33,6 +70,13 @@ async def create_key(
     label: str,
 ) -> dict[str, str | None]:
     await ensure_topics(bootstrap)
+    if provider_id is not None:
+        registry = ProviderRegistry(bootstrap)
+        await registry.load()
+        if registry.active(provider_id) is None:
+            raise AdminError(
+                f"provider {provider_id} is not registered (utfall-admin providers add) or is retired"
+            )
     new = generate_key(
         role,  # type: ignore[arg-type]
         now=SystemClock().now(),
@@ -54,9 +98,7 @@ async def create_key(
 
 async def _store(bootstrap: str) -> KeyStore:
     store = KeyStore(bootstrap)
-    task = asyncio.create_task(store.run())
-    await asyncio.wait_for(store.caught_up.wait(), 30)
-    task.cancel()
+    await store.load()
     return store
 
 
@@ -83,10 +125,6 @@ async def revoke_key(bootstrap: str, key_id: str) -> bool:
         return False
     await publish_keys(bootstrap, [key.model_copy(update={"revoked_at": SystemClock().now()})])
     return True
-
-
-class AdminError(Exception):
-    """A mistake the operator can fix; printed as one line, never as a traceback."""
 
 
 def read_contract(path: Path) -> ContractDefinitionV1:
@@ -161,20 +199,53 @@ def main(argv: list[str] | None = None) -> None:
         default=30.0,
         help="seconds to wait for the contracts service to store it (0: do not)",
     )
+    providers = sub.add_parser("providers", help="the provider registry").add_subparsers(
+        dest="action", required=True
+    )
+    add = providers.add_parser("add", help="register a provider, or change its registration")
+    add.add_argument("provider_id")
+    add.add_argument("--name", required=True, help="display name shown on the public page")
+    add.add_argument("--organisation-number", required=True, help="NNNNNN-NNNN")
+    add.add_argument("--care-type", action="append", required=True, dest="care_types")
+    add.add_argument("--unit", action="append", required=True, dest="units")
+    providers.add_parser("list", help="every registered provider")
+    retire = providers.add_parser("retire", help="retire a provider: its keys and events are refused")
+    retire.add_argument("provider_id")
     sub.add_parser(
         "rebuild", help="drop the measures projection and replay care.events.v1 (stop measures first)"
     )
     args = parser.parse_args(argv)
     bootstrap = args.bootstrap or PlatformSettings().kafka_bootstrap
 
-    if args.command == "keys" and args.action == "create":
+    if args.command == "providers":
+        try:
+            if args.action == "add":
+                registration = ProviderRegistrationV1(
+                    provider_id=args.provider_id,
+                    display_name=args.name,
+                    organisation_number=args.organisation_number,
+                    care_types=args.care_types,
+                    units=args.units,
+                )
+                print(asyncio.run(register_provider(bootstrap, registration)).model_dump_json())
+            elif args.action == "list":
+                for provider in asyncio.run(list_providers(bootstrap)):
+                    print(provider.model_dump_json())
+            else:
+                retired = asyncio.run(retire_provider(bootstrap, args.provider_id))
+                print(f"retired {retired.provider_id}")
+        except ValidationError as exc:
+            raise SystemExit(f"utfall-admin: not a valid provider: {describe(exc, limit=20)}") from None
+        except AdminError as exc:
+            raise SystemExit(f"utfall-admin: {exc}") from None
+    elif args.command == "keys" and args.action == "create":
         try:
             out = asyncio.run(
                 create_key(
                     bootstrap, args.role, args.provider_id, args.municipality_code, args.funder, args.label
                 )
             )
-        except ValueError as exc:
+        except (ValueError, AdminError) as exc:
             raise SystemExit(f"utfall-admin: {exc}") from None
         if args.json:
             print(json.dumps(out))

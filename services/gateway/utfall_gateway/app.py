@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from utfall_platform.apikeys import KeyStore
 from utfall_platform.clock import Clock, SystemClock
 from utfall_platform.logging import setup_logging
+from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
 from .cache import TtlCache
@@ -49,10 +50,12 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         database_url=settings.gateway_database_url.get_secret_value(),
     )
     keys = KeyStore(settings.kafka_bootstrap, service="gateway")
+    providers = ProviderRegistry(settings.kafka_bootstrap, service="gateway")
     state = GatewayState(runtime, settings, clock)
 
     async def start_background() -> None:
         runtime.spawn(keys.run(), "key-store")
+        runtime.spawn(providers.run(), "provider-registry")
 
     runtime.on_start(start_background)
     app = create_service_app(
@@ -70,6 +73,8 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     )
     app.state.keys = keys
     runtime.readiness_checks["api_keys"] = keys.caught_up.is_set
+    app.state.providers = providers
+    runtime.readiness_checks["provider_registry"] = providers.caught_up.is_set
     app.state.gateway = state
     if settings.cors_origins:
         app.add_middleware(

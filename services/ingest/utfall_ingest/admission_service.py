@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from utfall_events.registry import ProviderV1
 from utfall_platform.clock import Clock
 from utfall_platform.outbox import OutboxMessage, enqueue
 
@@ -49,6 +51,7 @@ async def admit(
     channel: str,
     clock: Clock,
     key: PseudonymKey,
+    providers: Mapping[str, ProviderV1],
     positions: list[str | None] | None = None,
 ) -> list[Receipt]:
     """Validate, deduplicate, decide and write; the caller owns the transaction."""
@@ -57,7 +60,9 @@ async def admit(
     checked: list[tuple[int, CheckedEvent]] = []
     rejections: list[tuple[int, Rejection]] = []
     for index, raw in enumerate(raw_events):
-        result = check_event(raw, authenticated_provider=provider_id, today=today, now=now, key=key)
+        result = check_event(
+            raw, authenticated_provider=provider_id, providers=providers, today=today, now=now, key=key
+        )
         if isinstance(result, Rejection):
             rejections.append((index, result))
         else:

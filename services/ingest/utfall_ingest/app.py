@@ -15,10 +15,11 @@ from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.consumer import DeadLetterPolicy, Record
 from utfall_platform.kafka import subscribe_transactional
 from utfall_platform.logging import setup_logging
+from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
 from .admission_service import admit
-from .domain.validation import PseudonymKey
+from .domain.validation import PseudonymKey, named_providers
 from .expiry import expire_held
 from .http import router
 from .raw_consumer import decode_all
@@ -39,10 +40,20 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
         migrations=resources.files("utfall_ingest").joinpath("migrations"),
     )
     keys = KeyStore(settings.kafka_bootstrap, service="ingest")
+    providers = ProviderRegistry(settings.kafka_bootstrap, service="ingest")
 
     async def handle_raw(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
         raws, positions = decode_all(records)
-        await admit(conn, raws, provider_id=None, channel="kafka", clock=clock, key=key, positions=positions)
+        await admit(
+            conn,
+            raws,
+            provider_id=None,
+            channel="kafka",
+            clock=clock,
+            key=key,
+            providers=await providers.ensure(named_providers(raws)),
+            positions=positions,
+        )
 
     raw_consumer = runtime.consumer(
         "ingest-raw", CARE_EVENTS_RAW, handle_raw, DeadLetterPolicy(CARE_EVENTS_REJECTED)
@@ -59,6 +70,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
         if settings.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:
             log.warning("UTFALL_PSEUDONYM_KEY is the development default; set a secret key in production")
         runtime.spawn(keys.run(), "key-store")
+        runtime.spawn(providers.run(), "provider-registry")
         runtime.every(300, lambda: expire_held(runtime.pool, clock, settings.hold_days), "held-expiry")
 
     runtime.on_start(start_background)
@@ -70,8 +82,10 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
         ),
     )
     app.state.keys = keys
+    app.state.providers = providers
     runtime.readiness_checks["api_keys"] = keys.caught_up.is_set
-    app.include_router(router(runtime, settings, key))
+    runtime.readiness_checks["provider_registry"] = providers.caught_up.is_set
+    app.include_router(router(runtime, settings, key, providers))
     return app
 
 

@@ -7,6 +7,7 @@ from fastapi import Request
 from utfall_events.auth import ApiKeyV1
 from utfall_platform.apikeys import KeyStore
 from utfall_platform.problems import Problem
+from utfall_platform.registry import ProviderRegistry
 
 
 def presented_key(request: Request) -> str | None:
@@ -23,4 +24,10 @@ async def require_provider(request: Request) -> ApiKeyV1:
         raise Problem(401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).")
     if key.role != "provider" or not key.provider_id:
         raise Problem(403, "forbidden", "Only provider keys may send events.")
+    registry: ProviderRegistry = request.app.state.providers
+    await registry.ensure([key.provider_id])
+    if registry.active(key.provider_id) is None:
+        raise Problem(
+            403, "unknown-provider", "The key's provider is not (or no longer) registered; ask an operator."
+        )
     return key

@@ -15,6 +15,7 @@ from utfall_events.auth import ApiKeyV1
 from utfall_events.cloudevents import BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE
 from utfall_events.schemas import load_schema, schema_names
 from utfall_platform.problems import Problem, problem_responses
+from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime
 
 from . import store
@@ -72,7 +73,9 @@ def binary_mode_event(headers: Iterable[tuple[str, str]], content_type: str, dat
     return event
 
 
-def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey) -> APIRouter:
+def router(
+    runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey, providers: ProviderRegistry
+) -> APIRouter:
     api = APIRouter(
         prefix="/v1", tags=["events"], responses=problem_responses(400, 401, 403, 404, 413, 415, 422)
     )
@@ -88,7 +91,11 @@ def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey)
                 "required": True,
                 "content": {
                     STRUCTURED_CONTENT_TYPE: {"schema": {"type": "object"}},
-                    BATCH_CONTENT_TYPE: {"schema": {"type": "array", "items": {"type": "object"}}},
+                    # each item is validated on its own and answered in its receipt, so the batch takes any
+                    # JSON values; a malformed one is refused beside the valid ones, never with them
+                    BATCH_CONTENT_TYPE: {
+                        "schema": {"type": "array", "items": {"description": "one CloudEvent"}}
+                    },
                 },
             }
         },
@@ -136,7 +143,13 @@ def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey)
             events = [parsed]
         async with runtime.pool.acquire() as conn, conn.transaction():
             receipts = await admit(
-                conn, events, provider_id=provider.provider_id, channel="http", clock=runtime.clock, key=key
+                conn,
+                events,
+                provider_id=provider.provider_id,
+                channel="http",
+                clock=runtime.clock,
+                key=key,
+                providers=providers.rows,
             )
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
         for r in receipts:
@@ -186,7 +199,9 @@ def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey)
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                    "application/json": {
+                        "schema": {"description": "one row object, or an array of them, each receipted"}
+                    },
                     "text/csv": {"schema": {"type": "string"}},
                 },
             }
@@ -214,6 +229,14 @@ def router(runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey)
                 raise Problem(400, "invalid-encoding", "The CSV must be UTF-8.") from None
             rows, pre_rejected = parse_csv(text)
             channel = "csv"
+            header = next((r for r in pre_rejected if r.row == 0), None)
+            if header is not None:  # no row can be read without the header: the whole sheet is refused
+                raise Problem(
+                    422,
+                    "invalid-csv-header",
+                    "The CSV header lacks required columns or has unknown ones (see the CSV template).",
+                    errors=[{"field": r.field, "in": "body", "message": r.message} for r in header.reasons],
+                )
         else:
             raise Problem(415, "unsupported-media-type", "Send application/json or text/csv.")
         if not rows and not pre_rejected:

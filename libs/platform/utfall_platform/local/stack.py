@@ -292,6 +292,10 @@ def run(argv: list[str] | None = None) -> None:
         for name in SERVICES:
             stack.start_service(name)
         stack.wait_ready()
+        # The local operator registers the demo providers before anyone may send as them.
+        subprocess.run(
+            [sys.executable, "-m", "utfall_synthetic.cli", "register", "--kafka", stack.bootstrap], check=True
+        )
         keys = _demo_keys(stack, base / "demo-keys.json")
         provider_keys_file = base / "demo-provider-keys.json"
         write_secret(provider_keys_file, json.dumps(keys["providers"]))

@@ -1,4 +1,5 @@
-"""Operator endpoints: API keys (shown once) and contracts (sent to the contracts service over Kafka)."""
+"""Operator endpoints: API keys (shown once), the provider registry, and contracts (sent to the contracts service
+over Kafka). Every provider a key or contract names must be registered and active."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from pydantic import BaseModel, Field
 
 from utfall_events.auth import ApiKeyV1
 from utfall_events.contracts import ContractDefinitionV1
-from utfall_events.topics import API_KEYS, CONTRACT_COMMANDS
+from utfall_events.registry import ProviderRegistrationV1, ProviderV1
+from utfall_events.topics import API_KEYS, CONTRACT_COMMANDS, PROVIDER_REGISTRY
 from utfall_platform.apikeys import generate_key
 from utfall_platform.problems import Problem, problem_responses
+from utfall_platform.registry import ProviderRegistry
 
 from ..auth import Operator
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403, 404, 422))
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(400, 401, 403, 404, 422))
 
 
 class KeyRequest(BaseModel):
@@ -40,9 +43,28 @@ def _key_out(k: ApiKeyV1) -> dict[str, Any]:
     }
 
 
+def _unregistered(request: Request, provider_ids: list[str], field: str) -> None:
+    """422 naming each provider that is not (or no longer) in the registry."""
+    registry: ProviderRegistry = request.app.state.providers
+    unknown = registry.unknown(provider_ids)
+    if unknown:
+        raise Problem(
+            422,
+            "unknown-provider",
+            "Register a provider (POST /v1/admin/providers) before naming it.",
+            errors=[
+                {"field": field, "in": "body", "message": f"{p} is not an active provider in the registry"}
+                for p in unknown
+            ],
+        )
+
+
 @router.post("/keys", status_code=201, summary="Create an API key; the key is in this response only")
 async def create_key(request: Request, who: Operator, body: KeyRequest) -> JSONResponse:
     gw = request.app.state.gateway
+    if body.provider_id is not None:
+        await request.app.state.providers.ensure([body.provider_id])
+        _unregistered(request, [body.provider_id], "provider_id")
     try:
         new = generate_key(
             body.role,
@@ -78,9 +100,57 @@ async def revoke_key(request: Request, who: Operator, key_id: str) -> dict[str, 
 @router.post("/contracts", status_code=202, summary="Create or amend a contract (a new version is kept)")
 async def put_contract(request: Request, who: Operator, body: ContractDefinitionV1) -> dict[str, Any]:
     gw = request.app.state.gateway
+    await request.app.state.providers.ensure(body.provider_ids)
+    _unregistered(request, body.provider_ids, "provider_ids")
     await gw.publish(CONTRACT_COMMANDS, body.model_dump_json().encode(), key=body.contract_id.encode())
     return {
         "contract_id": body.contract_id,
         "status": "accepted",
         "detail": "The contracts service stores it as a new version if it differs from the current one.",
     }
+
+
+def provider_out(p: ProviderV1) -> dict[str, Any]:
+    return p.model_dump(mode="json")
+
+
+@router.post(
+    "/providers",
+    status_code=201,
+    summary="Register a provider, or change its registration (units, care types)",
+)
+async def register_provider(request: Request, who: Operator, body: ProviderRegistrationV1) -> dict[str, Any]:
+    gw = request.app.state.gateway
+    registry: ProviderRegistry = request.app.state.providers
+    await registry.ensure([body.provider_id])
+    previous = registry.rows.get(body.provider_id)
+    record = ProviderV1(
+        **body.model_dump(),
+        registered_at=previous.registered_at if previous is not None else gw.clock.now(),
+    )
+    await gw.publish(PROVIDER_REGISTRY, record.model_dump_json().encode(), key=record.provider_id.encode())
+    return provider_out(record)
+
+
+@router.get("/providers", summary="Every registered provider, retired ones included")
+async def list_providers(request: Request, who: Operator) -> dict[str, Any]:
+    registry: ProviderRegistry = request.app.state.providers
+    await registry.refresh()
+    return {
+        "providers": [provider_out(p) for p in sorted(registry.rows.values(), key=lambda p: p.provider_id)]
+    }
+
+
+@router.delete(
+    "/providers/{provider_id}", summary="Retire a provider: its keys and events are refused from now on"
+)
+async def retire_provider(request: Request, who: Operator, provider_id: str) -> dict[str, Any]:
+    gw = request.app.state.gateway
+    registry: ProviderRegistry = request.app.state.providers
+    await registry.ensure([provider_id])
+    current = registry.rows.get(provider_id)
+    if current is None:
+        raise Problem(404, "not-found", "No provider with this id.")
+    retired = current.model_copy(update={"retired_at": current.retired_at or gw.clock.now()})
+    await gw.publish(PROVIDER_REGISTRY, retired.model_dump_json().encode(), key=provider_id.encode())
+    return provider_out(retired)

@@ -8,11 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from utfall_platform.problems import Problem, problem_responses
+from utfall_platform.registry import ProviderRegistry
 from utfall_stats.disclosure import suppress
 from utfall_stats.quantiles import quantile
 
 from ..auth import Anyone, Principal, principal
 from ..pagination import cursor_int, encode_cursor
+from ..providers import display_name, with_display_names
 from ..results import (
     DIMENSIONS,
     ResultsQuery,
@@ -230,7 +232,24 @@ async def comparisons(
             min_cell=min_cell,
         ),
     )
-    return result  # type: ignore[no-any-return]  # FastAPI serialises dict answers with pydantic-core
+    return with_display_names(result, request.app.state.providers)
+
+
+@router.get("/providers", summary="The registered, active providers with their display names (public)")
+async def providers(request: Request) -> dict[str, Any]:
+    registry: ProviderRegistry = request.app.state.providers
+    return {
+        "providers": [
+            {
+                "provider_id": p.provider_id,
+                "display_name": p.display_name,
+                "organisation_number": p.organisation_number,
+                "care_types": p.care_types,
+            }
+            for p in sorted(registry.rows.values(), key=lambda p: p.display_name)
+            if p.active
+        ]
+    }
 
 
 @router.get(
@@ -280,6 +299,7 @@ async def scorecard(
     own = who.role == "operator" or (who.role == "provider" and who.provider_id == provider_id)
     return {
         "provider_id": provider_id,
+        "display_name": display_name(request.app.state.providers, provider_id),
         "year": year,
         "exact": own,
         "measures": measures,

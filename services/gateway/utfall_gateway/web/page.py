@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..auth import PUBLIC
+from ..providers import with_display_names
 from ..results import comparison
 
 router = APIRouter(include_in_schema=False)
@@ -90,6 +91,7 @@ def chart_rows(providers: list[dict[str, Any]]) -> list[dict[str, Any]]:
         item: dict[str, Any] = {
             "y": y,
             "provider_id": p["provider_id"],
+            "display_name": p.get("display_name", p["provider_id"]),
             "source": p.get("source", "events"),
             "status": p["status"],
         }
@@ -134,6 +136,7 @@ async def home(
                 gw.pool, measure, year=year, filters={}, principal=PUBLIC, min_cell=gw.settings.min_cell
             ),
         )
+    data = with_display_names(data, request.app.state.providers)
     providers = [p for p in data["providers"] if source == "all" or p.get("source", "events") == source]
     labels = {k: v.format(n=gw.settings.min_cell) for k, v in LABELS[lang].items()}
     html = templates.get_template("index.html").render(

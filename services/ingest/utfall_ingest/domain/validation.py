@@ -1,7 +1,8 @@
 """Validation of one provider event, as pure functions: raw JSON value in, checked event or reasons out.
 
-Stage 1 (`check_event`) needs nothing but the event, the authenticated provider, the clock's today and
-the pseudonym key: envelope, type, schema, personnummer, municipality, dates, provider.
+Stage 1 (`check_event`) needs nothing but the event, the authenticated provider, the provider registry, the
+clock's today and the pseudonym key: envelope, type, schema, personnummer, municipality, dates, provider (known
+to the registry, with the unit and care type it registered).
 Stage 2 (`check_against_episode`) compares with what ingest already knows of the episode (date order).
 Every reason points at a field (JSON Pointer) and never echoes a submitted value.
 """
@@ -9,6 +10,7 @@ Every reason points at a field (JSON Pointer) and never echoes a submitted value
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -25,6 +27,7 @@ from utfall_events.personnummer import (
     redact,
 )
 from utfall_events.reference import is_municipality
+from utfall_events.registry import ProviderV1
 from utfall_events.vocabulary import (
     EVENT_RETRACTED,
     FOLLOWUP_RECORDED,
@@ -130,8 +133,41 @@ def _date_reasons(pointer: str, value: date, today: date) -> list[Reason]:
     return []
 
 
+def named_providers(raw_events: list[Any]) -> set[str]:
+    """The provider ids the events' sources name (to bring the registry up to date before deciding)."""
+    return {
+        raw["source"].removeprefix("provider/")
+        for raw in raw_events
+        if isinstance(raw, dict) and isinstance(raw.get("source"), str)
+    }
+
+
+def _registry_reasons(data: BaseModel, provider: ProviderV1) -> list[Reason]:
+    """A unit or care type the provider has not registered: a typo or a forged event, never counted."""
+    reasons = []
+    unit = getattr(data, "unit_id", None)
+    if unit is not None and unit not in provider.units:
+        reasons.append(Reason("/data/unit_id", "unknown_unit", "not one of the provider's registered units"))
+    care_type = getattr(data, "care_type", None)
+    if care_type is not None and care_type not in provider.care_types:
+        reasons.append(
+            Reason(
+                "/data/care_type",
+                "care_type_not_registered",
+                "the provider is not registered for this care type",
+            )
+        )
+    return reasons
+
+
 def check_event(
-    raw: Any, *, authenticated_provider: str | None, today: date, now: datetime, key: PseudonymKey
+    raw: Any,
+    *,
+    authenticated_provider: str | None,
+    providers: Mapping[str, ProviderV1],
+    today: date,
+    now: datetime,
+    key: PseudonymKey,
 ) -> CheckedEvent | Rejection:
     if not isinstance(raw, dict):
         return Rejection(None, None, None, (Reason("", "not_an_object", "each event must be a JSON object"),))
@@ -163,6 +199,11 @@ def check_event(
         reasons.append(
             Reason("/source", "source_mismatch", "source does not match the provider the API key belongs to")
         )
+    registered = providers.get(provider_id)
+    if registered is None or not registered.active:
+        reasons.append(
+            Reason("/source", "unknown_provider", "source names no active provider in the provider registry")
+        )
     if envelope.time > now + CLOCK_SKEW:
         reasons.append(Reason("/time", "future_time", "the event time is in the future"))
     model = INBOUND_MODEL_BY_TYPE.get(envelope.type)
@@ -184,6 +225,8 @@ def check_event(
                     "identifiers must not contain a personal identity number",
                 )
             )
+    if registered is not None:
+        reasons += _registry_reasons(data, registered)
     episode_id: str | None = getattr(data, "episode_id", None)
     if episode_id is not None and envelope.subject is not None and envelope.subject != episode_id:
         reasons.append(Reason("/subject", "subject_mismatch", "subject must equal data.episode_id"))
