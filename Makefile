@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen --no-sync
 
 install: .state/installed
 .state/installed: uv.lock pyproject.toml deploy/local/kafka/pom.xml scripts/bootstrap.sh
-	scripts/bootstrap.sh
+	scripts/bootstrap.sh --system  # the tools the tests call too (promtool, docker-compose, chromium), where apt can
 	@mkdir -p .state && touch $@
 
 run: install                     ## the whole stack, with a demo provider streaming data (UTFALL_DEMO=0 for none)
