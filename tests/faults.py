@@ -73,6 +73,8 @@ class FaultReport:
     missing_payments: int = 0
     doubled_payment_ids: int = 0
     duplicate_deliveries: int = 0
+    ledger_entries_not_on_topic: int = 0
+    topic_entries_not_in_ledger: int = 0
     payment_differences: list[str] = field(default_factory=list)
     seconds: float = 0.0
     payment_diagnostics: list[dict[str, Any]] = field(default_factory=list)
@@ -311,7 +313,7 @@ async def _run_scenario(
 
         async def ledger() -> tuple[list[Any], Counter[tuple[str, ...]]]:
             rows = await conn.fetch(
-                "SELECT payment_id, kind, subject_ref, provider_id, episode_id, measure_id, "
+                "SELECT entry_id, payment_id, kind, subject_ref, provider_id, episode_id, measure_id, "
                 "occurrence FROM contracts.ledger WHERE contract_id = $1",
                 contract_id,
             )
@@ -338,6 +340,7 @@ async def _run_scenario(
         for difference in report.payment_differences:
             report.payment_diagnostics.append(await _diagnose(conn, contract_id, difference))
         report.ledger_entries = len(rows)
+        ledger_entry_ids = {str(r["entry_id"]) for r in rows}
         ids = Counter((r["payment_id"], r["kind"]) for r in rows)
         report.doubled_payment_ids = sum(c - 1 for c in ids.values())
         for r in rows:
@@ -363,6 +366,9 @@ async def _run_scenario(
     )
     entry_ids = Counter(orjson.loads(r.value)["entry_id"] for r in on_topic)
     report.duplicate_deliveries = sum(c - 1 for c in entry_ids.values())
+    # the topic against the ledger: every entry published, nothing published that the ledger lacks
+    report.ledger_entries_not_on_topic = len(ledger_entry_ids - set(entry_ids))
+    report.topic_entries_not_in_ledger = len(set(entry_ids) - ledger_entry_ids)
     report.seconds = time.monotonic() - started
     report.stage, report.stage_detail = "done", ""
     return report

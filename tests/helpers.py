@@ -235,7 +235,7 @@ async def read_topic(
     settle: float = 0.0,
 ) -> list[Any]:
     """Every committed record of a topic matching the predicate, from the beginning. With `expect`, waits until
-    that many match (then `settle` seconds more to catch extras)."""
+    that many match (then `settle` seconds more to catch extras), and fails if fewer arrive in `timeout`."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
     )
@@ -269,6 +269,8 @@ async def read_topic(
                 break
     finally:
         await consumer.stop()
+    if expect is not None and len(found) < expect:
+        raise AssertionError(f"{topic}: {len(found)} of {expect} expected records within {timeout:g} s")
     return found
 
 

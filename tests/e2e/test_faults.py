@@ -78,6 +78,8 @@ async def test_faults_lose_and_double_nothing(fault_stack, infra, artifacts, rec
     assert report.fact_mismatches == 0
     assert report.missing_payments == 0
     assert report.doubled_payment_ids == 0
+    assert report.duplicate_deliveries == 0  # payments.v1 read_committed: each ledger entry once
+    assert report.ledger_entries_not_on_topic == 0 and report.topic_entries_not_in_ledger == 0
     assert report.ledger_entries > 0
 
 

@@ -6,6 +6,7 @@ consumers do; the ledgers must come out the same, entry for entry."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -19,10 +20,10 @@ from utfall_contracts.domain.book import EpisodeKey, FactInfo
 from utfall_contracts.domain.cohort import PlacementFacts
 from utfall_contracts.domain.ledger import MilestoneState
 from utfall_contracts.reconcile import reconcile, reconcile_contract
-from utfall_contracts.repository import ContractsRepository, PostgresRepository
+from utfall_contracts.repository import ContractsRepository, FactUpdate, PostgresRepository, StartedPlacement
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import EventRef
-from utfall_platform.db import create_pool, json_texts
+from utfall_platform.db import create_pool
 
 from ..helpers import migrate_service, uid
 from ..reference import expected_payments
@@ -37,8 +38,31 @@ Entry = tuple[
 ]  # kind, payment id, episode, milestone, amount, occurrence, capped
 
 
+_revisions = itertools.count(1)  # placements and facts arrive in this order: the latest counts
+
+
+def started_event(
+    placement: PlacementFacts, event_id: str | None = None, seconds: int | None = None
+) -> StartedPlacement:
+    step = next(_revisions) if seconds is None else seconds
+    return StartedPlacement(
+        f"provider/{placement.provider_id}",
+        event_id or uid("start-"),
+        NOW + timedelta(seconds=step),
+        placement,
+    )
+
+
+def fact_update(key: EpisodeKey, measure: str, fact: FactInfo | None) -> FactUpdate:
+    # a fact taken back is stored void, as measures publishes it
+    stored = fact or FactInfo("void", 1, (), "v1:X", None)
+    return FactUpdate(key, measure, next(_revisions), stored)
+
+
 class Backend(Protocol):
     async def place(self, placement: PlacementFacts) -> None: ...
+    async def place_event(self, event: StartedPlacement) -> None: ...
+    async def retract(self, source: str, event_id: str, key: EpisodeKey) -> None: ...
     async def fact(self, key: EpisodeKey, measure: str, fact: FactInfo | None) -> None: ...
     async def sync(self, definition: ContractDefinitionV1, keys: Sequence[EpisodeKey]) -> None: ...
     async def amend(self, definition: ContractDefinitionV1, version: int) -> None: ...
@@ -51,13 +75,18 @@ class FakeBackend:
         self.repo = FakeContractsRepository()
 
     async def place(self, placement: PlacementFacts) -> None:
-        self.repo.placements[(placement.provider_id, placement.episode_id)] = placement
+        await self.repo.store_placements([started_event(placement)])
 
     async def fact(self, key: EpisodeKey, measure: str, fact: FactInfo | None) -> None:
-        if fact is None:
-            self.repo.fact_status.pop((key, measure), None)
-        else:
-            self.repo.fact_status[(key, measure)] = fact
+        await self.repo.store_facts([fact_update(key, measure, fact)], NOW)
+
+    async def retract(self, source: str, event_id: str, key: EpisodeKey) -> None:
+        await self.repo.store_retractions([(source, event_id)])
+        await self.repo.apply_retractions([key])
+
+    async def place_event(self, event: StartedPlacement) -> None:
+        await self.repo.store_placements([event])
+        await self.repo.apply_retractions([(event.facts.provider_id, event.facts.episode_id)])
 
     async def sync(self, definition: ContractDefinitionV1, keys: Sequence[EpisodeKey]) -> None:
         await reconcile(self.repo, {definition.contract_id: (1, definition)}, keys, now=NOW, reason="test")
@@ -81,50 +110,25 @@ class FakeBackend:
 class PostgresBackend:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self.revision = 0  # facts and placements arrive in this order: the latest placement counts
 
     async def place(self, placement: PlacementFacts) -> None:
-        await self.pool.execute(
-            "INSERT INTO contracts.placements (source, event_id, provider_id, episode_id, subject_ref, "
-            "municipality_code, care_type, legal_basis, target_group, age_at_start, start_date, time) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            f"provider/{placement.provider_id}",
-            uid("start-"),
-            placement.provider_id,
-            placement.episode_id,
-            placement.subject_ref,
-            placement.municipality_code,
-            placement.care_type,
-            placement.legal_basis,
-            placement.target_group,
-            placement.age_at_start,
-            placement.start_date,
-            NOW + timedelta(seconds=self._next()),
-        )
+        await self.place_event(started_event(placement))
 
-    def _next(self) -> int:
-        self.revision += 1
-        return self.revision
+    async def place_event(self, event: StartedPlacement) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            repository = PostgresRepository(conn)
+            await repository.store_placements([event])
+            await repository.apply_retractions([(event.facts.provider_id, event.facts.episode_id)])
 
     async def fact(self, key: EpisodeKey, measure: str, fact: FactInfo | None) -> None:
-        self._next()
-        await self.pool.execute(
-            "INSERT INTO contracts.fact_status AS f (provider_id, episode_id, measure_id, measure_version, "
-            "subject_ref, status, revision, evidence, outcome_date, updated_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9, $10) ON CONFLICT (provider_id, episode_id, "
-            "measure_id) DO UPDATE SET status = EXCLUDED.status, revision = EXCLUDED.revision, "
-            "outcome_date = EXCLUDED.outcome_date, evidence = EXCLUDED.evidence",
-            key[0],
-            key[1],
-            measure,
-            fact.measure_version if fact else 1,
-            fact.subject_ref if fact else "v1:X",
-            fact.status if fact else "void",
-            self.revision,
-            json_texts([[e.model_dump() for e in fact.evidence] if fact else []])[0],
-            fact.outcome_date if fact else None,
-            NOW,
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await PostgresRepository(conn).store_facts([fact_update(key, measure, fact)], NOW)
+
+    async def retract(self, source: str, event_id: str, key: EpisodeKey) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            repository = PostgresRepository(conn)
+            await repository.store_retractions([(source, event_id)])
+            await repository.apply_retractions([key])
 
     async def sync(self, definition: ContractDefinitionV1, keys: Sequence[EpisodeKey]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -339,3 +343,43 @@ async def test_the_same_random_history_gives_the_same_ledger_on_both(pool: async
     participants = {(provider, e): f"v1:{e.upper()}" for e, care in final_care.items() if care == "hvb"}
     want = expected_payments(definition.model_dump(mode="json"), participants, final_facts)
     assert {k: v for k, v in net.items() if v} == want
+
+
+async def test_the_latest_live_placement_counts_whatever_the_order_of_retractions(backend: Backend) -> None:
+    """A correction and the retraction of the placement it replaces, in either order, leave the correction;
+    a retraction that arrives before its placement still takes it out."""
+    provider = uid("p-")
+    key = (provider, uid("e-"))
+    repo = await backend.repository()
+    try:
+        first = started_event(placement(provider, key[1], care_type="hvb"), "s-1", seconds=1)
+        corrected = started_event(placement(provider, key[1], care_type="family_home"), "s-2", seconds=2)
+        await backend.place_event(corrected)
+        await backend.place_event(first)
+        assert (await repo.current_placements([key]))[key].care_type == "family_home"  # the later one
+        await backend.retract(first.source, "s-2", key)
+        assert (await repo.current_placements([key]))[key].care_type == "hvb"
+        await backend.retract(first.source, "s-3", key)  # before its placement
+        await backend.place_event(
+            started_event(placement(provider, key[1], care_type="sis"), "s-3", seconds=3)
+        )
+        assert (await repo.current_placements([key]))[key].care_type == "hvb"
+        await backend.retract(first.source, "s-1", key)
+        assert await repo.current_placements([key]) == {}
+    finally:
+        if isinstance(backend, PostgresBackend):
+            await backend.pool.release(repo.conn)  # type: ignore[attr-defined]
+
+
+async def test_an_older_fact_revision_never_overwrites_a_newer_one(backend: Backend) -> None:
+    key = (uid("p-"), uid("e-"))
+    repo = await backend.repository()
+    try:
+        newer = FactUpdate(key, "planned_discharge", 5, achieved(key[1], date(2025, 1, 1)))
+        older = FactUpdate(key, "planned_discharge", 3, achieved(key[1], date(2025, 1, 1), "not_achieved"))
+        assert await repo.store_facts([newer], NOW) == {key}
+        assert await repo.store_facts([older], NOW) == set()
+        assert (await repo.facts([key]))[(key, "planned_discharge")].status == "achieved"
+    finally:
+        if isinstance(backend, PostgresBackend):
+            await backend.pool.release(repo.conn)  # type: ignore[attr-defined]

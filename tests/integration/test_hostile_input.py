@@ -19,6 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from utfall_contracts.app import create_app as create_contracts
+from utfall_contracts.settings import ContractsSettings
 from utfall_events.personnummer import find_personnummer, make_person_number
 from utfall_events.topics import (
     API_KEYS,
@@ -386,7 +388,7 @@ async def test_hostile_kafka_producers_are_each_refused_with_a_reason(world) -> 
     assert {"unknown_provider", "personnummer_in_identifier"} <= codes, codes
 
 
-async def test_poison_on_internal_topics_is_dead_lettered_and_processing_goes_on(world) -> None:  # type: ignore[no-untyped-def]
+async def test_poison_on_internal_topics_is_dead_lettered_and_processing_goes_on(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
     provider = uid("po-")
     key = await create_key(world.bootstrap, "provider", provider_id=provider)
     marker = uid("poison-")
@@ -406,6 +408,7 @@ async def test_poison_on_internal_topics_is_dead_lettered_and_processing_goes_on
     async with (
         running(create_ingest(world.settings(IngestSettings))) as client,
         running(create_measures(world.settings(MeasuresSettings))),
+        running(create_contracts(world.settings(ContractsSettings, contracts_dir=tmp_path))),
     ):
         await produce(world.bootstrap, CARE_EVENTS, poison)
         await produce(
@@ -435,10 +438,24 @@ async def test_poison_on_internal_topics_is_dead_lettered_and_processing_goes_on
             await wait_until(projected, what="the valid events after the poison")
         finally:
             await conn.close()
+        contract_letters = await read_topic(
+            world.bootstrap,
+            CONTRACTS_DEADLETTER,
+            predicate=lambda r: r.key == marker.encode(),
+            expect=3,  # contracts reads care.events.v1 too: its two poison records, and the outcome
+            timeout=60,
+        )
     reasons = {orjson.loads(r.value)["reason"] for r in letters}
     assert reasons == {"UndecodableEvent"}
     assert all(orjson.loads(r.value)["topic"] == CARE_EVENTS for r in letters)
-    _ = CONTRACTS_DEADLETTER
+    assert len(letters) == 2
+    assert sorted(
+        (orjson.loads(r.value)["topic"], orjson.loads(r.value)["reason"]) for r in contract_letters
+    ) == [
+        (CARE_EVENTS, "UndecodableEvent"),
+        (CARE_EVENTS, "UndecodableEvent"),
+        (OUTCOMES, "UndecodableRecord"),
+    ]
 
 
 async def test_keys_are_stored_only_as_hashes(world) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from typing import Any
 from utfall_contracts.domain.book import ContractBook, EpisodeKey, FactInfo, StateKey
 from utfall_contracts.domain.cohort import PlacementFacts
 from utfall_contracts.domain.ledger import MilestoneState, Order
+from utfall_contracts.repository import FactUpdate, StartedPlacement
 from utfall_events.codec import decode_care_event
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.payments import PaymentV1
@@ -42,6 +43,58 @@ class FakeContractsRepository:
         self.totals: dict[str, tuple[int, int]] = {}  # contract -> (paid net, entitled)
         self.ledger: list[PaymentV1] = []
         self.locked: list[str] = []
+        self.started: dict[tuple[str, str], StartedPlacement] = {}  # (source, event id) -> the event
+        self.retracted: set[tuple[str, str]] = set()  # retractions seen, their target known or not
+        self.applied: set[tuple[str, str]] = set()  # placements marked retracted
+        self.revisions: dict[tuple[EpisodeKey, str], int] = {}
+        self.pending: set[str] = set()
+
+    async def pending_reallocations(self) -> list[str]:
+        return sorted(self.pending)
+
+    async def reallocated(self, contract_id: str) -> None:
+        self.pending.discard(contract_id)
+
+    async def store_placements(self, started: Sequence[StartedPlacement]) -> None:
+        for placement in started:
+            self.started.setdefault((placement.source, placement.event_id), placement)
+        self._materialise({(p.facts.provider_id, p.facts.episode_id) for p in started})
+
+    async def store_retractions(self, retracted: Sequence[tuple[str, str]]) -> None:
+        self.retracted.update(retracted)
+
+    async def apply_retractions(self, keys: Sequence[EpisodeKey]) -> None:
+        wanted = set(keys)
+        for event_key, placement in self.started.items():
+            if (
+                event_key in self.retracted
+                and (placement.facts.provider_id, placement.facts.episode_id) in wanted
+            ):
+                self.applied.add(event_key)
+        self._materialise(wanted)
+
+    def _materialise(self, keys: set[EpisodeKey]) -> None:
+        """The latest live placement.started of each episode, by (time, event id), as Postgres selects it."""
+        for key in keys:
+            live = [
+                p
+                for event_key, p in self.started.items()
+                if (p.facts.provider_id, p.facts.episode_id) == key and event_key not in self.applied
+            ]
+            if live:
+                self.placements[key] = max(live, key=lambda p: (p.time, p.event_id)).facts
+            else:
+                self.placements.pop(key, None)
+
+    async def store_facts(self, updates: Sequence[FactUpdate], now: datetime) -> set[EpisodeKey]:
+        changed = set()
+        for update in updates:
+            slot = (update.key, update.measure_id)
+            if self.revisions.get(slot, -1) < update.revision:
+                self.revisions[slot] = update.revision
+                self.fact_status[slot] = update.fact
+                changed.add(update.key)
+        return changed
 
     async def lock_contracts(self, contract_ids: Sequence[str]) -> None:
         self.locked.extend(sorted(contract_ids))

@@ -49,22 +49,20 @@ def subscribe_transactional(
     group_id: str,
     consumer: Callable[[], TransactionalBatchConsumer],
     settings: PlatformSettings,
-    commit_policy: CommitPolicy | None = None,
-    max_records: int | None = None,
 ) -> Any:
     """Register a batch subscriber whose records go through a TransactionalBatchConsumer.
 
     `consumer` is called per batch so the service can build it once its pool exists (nothing connects at
     import or wiring time). Offsets are acknowledged to Kafka only after the database commit.
     """
-    policy = commit_policy or CommitPolicy()
+    policy = CommitPolicy()
     listener = SeekToStoredPositions(lambda: consumer())
 
     subscriber = broker.subscriber(
         topic,
         group_id=group_id,
         batch=True,
-        max_records=max_records or settings.consumer_max_records,
+        max_records=settings.consumer_max_records,
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
@@ -182,7 +180,6 @@ class LagSampler:
         self.schema = schema
         self.consumers = consumers  # consumer name -> topic
         self.interval = interval
-        self.last: dict[tuple[str, int], int] = {}
         self._client: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
@@ -234,8 +231,4 @@ class LagSampler:
                 lag = max(0, end - position - (marker if end > position else 0))
                 out[(topic, tp.partition)] = lag
                 metrics.CONSUMER_LAG.labels(self.service, topic, str(tp.partition)).set(lag)
-        self.last = out
         return out
-
-
-Starter = Callable[[], Awaitable[None]]

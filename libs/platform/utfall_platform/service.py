@@ -28,7 +28,7 @@ from .background import run_periodically
 from .clock import Clock
 from .consumer import DeadLetterPolicy, Handler, TransactionalBatchConsumer
 from .db import create_pool, grant_readers, migrate
-from .kafka import LagSampler, ensure_topics, make_broker
+from .kafka import LagSampler, ensure_topics, make_broker, subscribe_transactional
 from .outbox import OutboxRelay, platform_ddl
 from .problems import install_problem_handlers
 from .settings import PlatformSettings
@@ -95,6 +95,17 @@ class ServiceRuntime:
             return existing
 
         return get
+
+    def subscribe(self, name: str, topic: str, handler: Handler, dead_letter: DeadLetterPolicy) -> None:
+        """One transactional consumer of `topic`: its name keys its positions in Postgres, its metrics and,
+        with the instance suffix, its Kafka consumer group."""
+        subscribe_transactional(
+            self.broker,
+            topic,
+            group_id=self.settings.group_id(name),
+            consumer=self.consumer(name, topic, handler, dead_letter),
+            settings=self.settings,
+        )
 
     def on_start(self, fn: Callable[[], Awaitable[None]]) -> None:
         self._on_start.append(fn)

@@ -12,7 +12,6 @@ from utfall_events.codec import UndecodableRecord
 from utfall_events.topics import CARE_EVENTS, CONTRACT_COMMANDS, CONTRACTS_DEADLETTER, OUTCOMES
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.consumer import DeadLetterPolicy
-from utfall_platform.kafka import subscribe_transactional
 from utfall_platform.logging import setup_logging
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
@@ -49,13 +48,7 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
         ("contracts-care-events", CARE_EVENTS, care_events_handler(clock)),
         ("contracts-outcomes", OUTCOMES, outcomes_handler(clock)),
     ):
-        subscribe_transactional(
-            runtime.broker,
-            topic,
-            group_id=settings.group_id(name),
-            consumer=runtime.consumer(name, topic, handler, dead_letter),
-            settings=settings,
-        )
+        runtime.subscribe(name, topic, handler, dead_letter)
 
     async def load_contract_files() -> None:
         runtime.every(

@@ -4,6 +4,7 @@ unit tests replace with an in-memory fake."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -26,7 +27,40 @@ from .domain.ledger import MilestoneState, Order
 SCHEMA = "contracts"
 
 
+@dataclass(frozen=True, slots=True)
+class StartedPlacement:
+    """A placement.started event as contracts keep it: the latest live one of an episode counts."""
+
+    source: str
+    event_id: str
+    time: datetime
+    facts: PlacementFacts
+
+
+@dataclass(frozen=True, slots=True)
+class FactUpdate:
+    """One outcome fact at a revision; an older revision never overwrites a newer one."""
+
+    key: EpisodeKey
+    measure_id: str
+    revision: int
+    fact: FactInfo
+
+
 class ContractsRepository(Protocol):
+    async def store_placements(self, started: Sequence[StartedPlacement]) -> None: ...
+    async def store_retractions(self, retracted: Sequence[tuple[str, str]]) -> None:
+        """(source, retracted event id) pairs; a retraction may arrive before what it retracts."""
+        ...
+
+    async def apply_retractions(self, keys: Sequence[EpisodeKey]) -> None:
+        """Mark every placement of these episodes that a known retraction names as retracted."""
+        ...
+
+    async def store_facts(self, updates: Sequence[FactUpdate], now: datetime) -> set[EpisodeKey]:
+        """Keep each fact at its newest revision; the episodes whose facts changed."""
+        ...
+
     async def lock_contracts(self, contract_ids: Sequence[str]) -> None:
         """Serialise reconciliations of these contracts until the transaction ends (taken in id order)."""
         ...
@@ -97,6 +131,82 @@ def _state(r: asyncpg.Record) -> tuple[StateKey, MilestoneState]:
 class PostgresRepository:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+
+    async def pending_reallocations(self) -> list[str]:
+        """Contracts a migration listed for re-allocation under the current payment rule."""
+        rows = await self.conn.fetch("SELECT contract_id FROM contracts.pending_reallocation ORDER BY 1")
+        return [r["contract_id"] for r in rows]
+
+    async def reallocated(self, contract_id: str) -> None:
+        await self.conn.execute(
+            "DELETE FROM contracts.pending_reallocation WHERE contract_id = $1", contract_id
+        )
+
+    async def store_placements(self, started: Sequence[StartedPlacement]) -> None:
+        if not started:
+            return
+        await self.conn.execute(
+            "INSERT INTO contracts.placements (source, event_id, provider_id, episode_id, subject_ref, "
+            "municipality_code, care_type, legal_basis, target_group, age_at_start, start_date, time) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+            "$7::text[], $8::text[], $9::text[], $10::int[], $11::date[], $12::timestamptz[]) "
+            "ON CONFLICT DO NOTHING",
+            [s.source for s in started],
+            [s.event_id for s in started],
+            [s.facts.provider_id for s in started],
+            [s.facts.episode_id for s in started],
+            [s.facts.subject_ref for s in started],
+            [s.facts.municipality_code for s in started],
+            [s.facts.care_type for s in started],
+            [s.facts.legal_basis for s in started],
+            [s.facts.target_group for s in started],
+            [s.facts.age_at_start for s in started],
+            [s.facts.start_date for s in started],
+            [s.time for s in started],
+        )
+
+    async def store_retractions(self, retracted: Sequence[tuple[str, str]]) -> None:
+        if not retracted:
+            return
+        await self.conn.execute(
+            "INSERT INTO contracts.retractions (source, retracted_event_id) SELECT * FROM "
+            "unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+            [source for source, _ in retracted],
+            [event_id for _, event_id in retracted],
+        )
+
+    async def apply_retractions(self, keys: Sequence[EpisodeKey]) -> None:
+        await self.conn.execute(
+            "UPDATE contracts.placements p SET retracted = true FROM contracts.retractions r "
+            "WHERE NOT p.retracted AND r.source = p.source AND r.retracted_event_id = p.event_id "
+            "AND (p.provider_id, p.episode_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            *_unnest(keys),
+        )
+
+    async def store_facts(self, updates: Sequence[FactUpdate], now: datetime) -> set[EpisodeKey]:
+        if not updates:
+            return set()
+        rows = await self.conn.fetch(
+            "INSERT INTO contracts.fact_status AS f (provider_id, episode_id, measure_id, measure_version, "
+            "subject_ref, status, revision, evidence, outcome_date, updated_at) SELECT *, $10::timestamptz FROM "
+            "unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::int[], "
+            "$8::text[]::jsonb[], $9::date[]) "
+            "ON CONFLICT (provider_id, episode_id, measure_id) DO UPDATE SET measure_version = EXCLUDED.measure_version, "
+            "subject_ref = EXCLUDED.subject_ref, status = EXCLUDED.status, revision = EXCLUDED.revision, "
+            "evidence = EXCLUDED.evidence, outcome_date = EXCLUDED.outcome_date, updated_at = EXCLUDED.updated_at "
+            "WHERE f.revision < EXCLUDED.revision RETURNING provider_id, episode_id",
+            [u.key[0] for u in updates],
+            [u.key[1] for u in updates],
+            [u.measure_id for u in updates],
+            [u.fact.measure_version for u in updates],
+            [u.fact.subject_ref for u in updates],
+            [u.fact.status for u in updates],
+            [u.revision for u in updates],
+            json_texts([[e.model_dump() for e in u.fact.evidence] for u in updates]),
+            [u.fact.outcome_date for u in updates],
+            now,
+        )
+        return {(r["provider_id"], r["episode_id"]) for r in rows}
 
     async def lock_contracts(self, contract_ids: Sequence[str]) -> None:
         ids = sorted(set(contract_ids))

@@ -12,4 +12,3 @@ class GatewaySettings(PlatformSettings):
     min_cell: int = 10
     results_cache_seconds: float = 1.0
     cors_origins: str = ""  # closed by default; comma-separated origins to open
-    page_size: int = 100

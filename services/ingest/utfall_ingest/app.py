@@ -13,7 +13,6 @@ from utfall_events.topics import CARE_EVENTS_RAW, CARE_EVENTS_REJECTED
 from utfall_platform.apikeys import KeyStore
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.consumer import DeadLetterPolicy, Record
-from utfall_platform.kafka import subscribe_transactional
 from utfall_platform.logging import setup_logging
 from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
@@ -55,16 +54,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
             positions=positions,
         )
 
-    raw_consumer = runtime.consumer(
-        "ingest-raw", CARE_EVENTS_RAW, handle_raw, DeadLetterPolicy(CARE_EVENTS_REJECTED)
-    )
-    subscribe_transactional(
-        runtime.broker,
-        CARE_EVENTS_RAW,
-        group_id=settings.group_id("ingest-raw"),
-        consumer=raw_consumer,
-        settings=settings,
-    )
+    runtime.subscribe("ingest-raw", CARE_EVENTS_RAW, handle_raw, DeadLetterPolicy(CARE_EVENTS_REJECTED))
 
     async def start_background() -> None:
         if settings.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:

@@ -11,7 +11,6 @@ from utfall_events.codec import UndecodableRecord
 from utfall_events.topics import AGGREGATES, CARE_EVENTS, MEASURES_DEADLETTER
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.consumer import DeadLetterPolicy
-from utfall_platform.kafka import subscribe_transactional
 from utfall_platform.logging import setup_logging
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
@@ -35,33 +34,9 @@ def create_app(settings: MeasuresSettings | None = None, clock: Clock | None = N
         schema="measures",
         migrations=resources.files("utfall_measures").joinpath("migrations"),
     )
-    consumer = runtime.consumer(
-        CONSUMER,
-        CARE_EVENTS,
-        care_events_handler(clock),
-        DeadLetterPolicy(MEASURES_DEADLETTER, poison=(UndecodableRecord,)),
-    )
-    subscribe_transactional(
-        runtime.broker,
-        CARE_EVENTS,
-        group_id=settings.group_id("measures"),
-        consumer=consumer,
-        settings=settings,
-    )
-
-    aggregates = runtime.consumer(
-        "measures-aggregates",
-        AGGREGATES,
-        handle_aggregates,
-        DeadLetterPolicy(MEASURES_DEADLETTER, poison=(UndecodableRecord,)),
-    )
-    subscribe_transactional(
-        runtime.broker,
-        AGGREGATES,
-        group_id=settings.group_id("measures-aggregates"),
-        consumer=aggregates,
-        settings=settings,
-    )
+    dead_letter = DeadLetterPolicy(MEASURES_DEADLETTER, poison=(UndecodableRecord,))
+    runtime.subscribe(CONSUMER, CARE_EVENTS, care_events_handler(clock), dead_letter)
+    runtime.subscribe("measures-aggregates", AGGREGATES, handle_aggregates, dead_letter)
 
     async def start_background() -> None:
         # Hold the projection lock shared while running; a rebuild takes it exclusively.

@@ -14,6 +14,7 @@ import orjson
 from utfall_events.cloudevents import binary_headers
 from utfall_events.codec import decode_care_event
 from utfall_events.outcomes import OUTCOME_FACT_TYPE, EpisodeDimensions, EventRef, OutcomeFactV1
+from utfall_events.reference import county_of
 from utfall_events.topics import OUTCOMES
 from utfall_platform.consumer import Record
 from utfall_platform.db import json_texts
@@ -269,7 +270,7 @@ async def _write_episodes(conn: asyncpg.Connection, episodes: list[Episode], now
         cols["subject_ref"].append(ep.subject_ref)
         cols["unit_id"].append(p.unit_id if p else None)
         cols["municipality_code"].append(p.municipality_code if p else None)
-        cols["county_code"].append(p.municipality_code[:2] if p else None)
+        cols["county_code"].append(county_of(p.municipality_code) if p else None)
         cols["care_type"].append(p.care_type if p else None)
         cols["legal_basis"].append(p.legal_basis if p else None)
         cols["target_group"].append(p.target_group if p else None)
@@ -345,7 +346,7 @@ async def _write_facts(
             fact.closes_on,
             p.unit_id,
             p.municipality_code,
-            p.municipality_code[:2],
+            county_of(p.municipality_code),
             p.care_type,
             p.legal_basis,
             p.target_group,
