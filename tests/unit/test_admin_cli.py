@@ -59,3 +59,27 @@ def test_secrets_are_owner_only_from_the_start(tmp_path: Path) -> None:
     write_secret(path, '{"a": "secret"}')
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text() == '{"a": "secret"}'
+
+
+def test_an_invalid_provider_registration_is_one_clear_line() -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(
+            [
+                "--bootstrap",
+                "127.0.0.1:1",
+                "providers",
+                "add",
+                "hvb-x",
+                "--name",
+                "HVB X",
+                "--organisation-number",
+                "080412-2380",  # a sole trader's personnummer
+                "--care-type",
+                "hvb",
+                "--unit",
+                "x-1",
+            ]
+        )
+    message = str(exited.value.code)
+    assert message.startswith("utfall-admin: not a valid provider: organisation_number")
+    assert "2380" not in message

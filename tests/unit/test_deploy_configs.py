@@ -96,3 +96,21 @@ def test_dashboard_panels_query_the_provisioned_prometheus(name: str) -> None:
         assert panel["datasource"]["uid"] == uid and panel["targets"]
         for target in panel["targets"]:
             assert target["expr"].strip()
+
+
+def test_run_observability_follows_the_service_ports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from utfall_platform.local.observability import local_config, service_ports
+
+    monkeypatch.setenv("UTFALL_GATEWAY_PORT", "18080")
+    monkeypatch.setenv("UTFALL_INGEST_PORT", "18081")
+    ports = service_ports()
+    assert ports["gateway"] == 18080 and ports["ingest"] == 18081 and ports["contracts"] == 8083
+    config_path = local_config(tmp_path / "prometheus.yml", ports)
+    config = yaml.safe_load(config_path.read_text())
+    targets = {
+        t["labels"]["service"]: t["targets"]
+        for job in config["scrape_configs"]
+        for t in job["static_configs"]
+    }
+    assert targets["gateway"] == ["127.0.0.1:18080"] and targets["ingest"] == ["127.0.0.1:18081"]
+    run(tool("promtool"), "check", "config", str(config_path))  # rules found by absolute path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -361,7 +362,7 @@ def test_outcome_messages_match_the_published_model() -> None:
     import orjson
 
     from utfall_events.outcomes import OutcomeFactV1
-    from utfall_measures.projection import _fact_message
+    from utfall_measures.messages import fact_message as _fact_message
 
     events = [start(), end(day="2024-01-31"), follow(month=12, day="2025-02-05")]
     (episode,) = fold_episodes(events).values()
@@ -374,3 +375,59 @@ def test_outcome_messages_match_the_published_model() -> None:
             and model.episode.end_date == date(2024, 1, 31)
         )
         assert message.key == SUBJECT.encode()
+
+
+def _stored(plan_fact: Any, episode: Any, revision: int, **changes: Any) -> Any:
+    """What write_facts would have stored for this fact (the row the next fold reads back)."""
+    from utfall_measures.domain.revisions import StoredFact, evidence_json
+
+    p, d = episode.placement, episode.discharge
+    row = StoredFact(
+        episode.provider_id,
+        episode.episode_id,
+        plan_fact.measure_id,
+        plan_fact.measure_version,
+        plan_fact.status,
+        revision,
+        evidence_json(plan_fact),
+        plan_fact.closes_on,
+        plan_fact.outcome_date,
+        episode.subject_ref,
+        p.unit_id,
+        p.municipality_code,
+        p.care_type,
+        p.legal_basis,
+        p.target_group,
+        p.sex,
+        p.age_at_start,
+        p.start_date,
+        d.end_date,
+    )
+    return replace(row, **changes)
+
+
+def test_revisions_publish_status_and_outcome_date_changes_and_voids_once() -> None:
+    from utfall_measures.domain.facts import facts_for_subject
+    from utfall_measures.domain.revisions import plan_revisions
+
+    today = date(2026, 6, 1)
+    episodes = fold_episodes([start(), end(reason="planned")])
+    ((key, episode),) = episodes.items()
+    facts = facts_for_subject([episode], today, CATALOGUE)
+    first = plan_revisions({}, facts, episodes)
+    assert {w.revision for w in first.writes} == {1} and len(first.publish) == len(facts) == len(CATALOGUE)
+    stored = {k: _stored(f, episode, 1) for k, f in facts.items()}
+    again = plan_revisions(stored, facts, episodes)
+    assert again.writes == [] and again.publish == []  # nothing changed: nothing written, nothing published
+    planned = (key, "planned_discharge")
+    detail = {**stored, planned: _stored(facts[planned], episode, 1, closes_on=date(2030, 1, 1))}
+    rewritten = plan_revisions(detail, facts, episodes)
+    assert [(w.measure_id, w.revision) for w in rewritten.writes] == [("planned_discharge", 1)]
+    assert rewritten.publish == []  # a detail changed: rewritten at the same revision, not published
+    flipped = {**stored, planned: _stored(facts[planned], episode, 3, status="not_achieved")}
+    changed = plan_revisions(flipped, facts, episodes)
+    assert [(p.revision, p.previous_status) for p in changed.publish] == [(4, "not_achieved")]
+    gone = plan_revisions(stored, {}, {})
+    assert {(w.revision, w.fact) for w in gone.writes} == {(2, None)} and len(gone.publish) == len(CATALOGUE)
+    voided = {k: replace(v, status="void", revision=2) for k, v in stored.items()}
+    assert plan_revisions(voided, {}, {}).publish == []  # a void is published once

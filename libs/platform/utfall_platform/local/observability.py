@@ -3,13 +3,40 @@ with Utfall's alert rules loaded. Grafana with the provisioned dashboards comes 
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
 import threading
+from pathlib import Path
+
+import yaml
 
 from .paths import repo_root, state_dir
 from .procs import spawn, terminate
+
+
+def service_ports() -> dict[str, int]:
+    """The ports `make run` used: UTFALL_<SERVICE>_PORT, as the stack reads them."""
+    from .stack import DEFAULT_PORTS
+
+    return {
+        name: int(os.environ.get(f"UTFALL_{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()
+    }
+
+
+def local_config(path: Path, ports: dict[str, int]) -> Path:
+    """deploy/prometheus/prometheus.yml with the scrape targets on these ports and the rules by absolute path."""
+    deploy = repo_root() / "deploy" / "prometheus"
+    config = yaml.safe_load((deploy / "prometheus.yml").read_text())
+    config["rule_files"] = [str(deploy / name) for name in config.get("rule_files", [])]
+    for job in config["scrape_configs"]:
+        for target in job.get("static_configs", []):
+            service = target.get("labels", {}).get("service")
+            if service in ports:
+                target["targets"] = [f"127.0.0.1:{ports[service]}"]
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def main() -> None:
@@ -18,9 +45,11 @@ def main() -> None:
         raise SystemExit(
             "Prometheus is not installed: apt-get install prometheus (scripts/bootstrap.sh --system)"
         )
-    config = repo_root() / "deploy" / "prometheus" / "prometheus.yml"
     data = state_dir() / "prometheus"
-    port = 9090
+    data.mkdir(parents=True, exist_ok=True)
+    ports = service_ports()
+    config = local_config(data / "prometheus.yml", ports)
+    port = int(os.environ.get("UTFALL_PROMETHEUS_PORT", 9090))
     proc = spawn(
         [
             binary,
@@ -31,7 +60,9 @@ def main() -> None:
         ]
     )
     print(
-        f"Prometheus on http://127.0.0.1:{port}/ scraping 127.0.0.1:8080-8083 (alerts: /alerts). Ctrl-C stops it.",
+        f"Prometheus on http://127.0.0.1:{port}/ scraping "
+        + ", ".join(f"{name} :{p}" for name, p in ports.items())
+        + " (alerts: /alerts). Ctrl-C stops it.",
         flush=True,
     )
     stop = threading.Event()
