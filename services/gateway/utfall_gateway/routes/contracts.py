@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from utfall_platform.problems import Problem, problem_responses
 
+from .. import readmodel
 from ..auth import Authenticated, Principal
 from ..pagination import cursor_int, decode_cursor, encode_cursor
 
@@ -56,9 +57,7 @@ def _contract_out(r: Any) -> dict[str, Any]:
 
 
 async def _contract(request: Request, who: Principal, contract_id: str) -> Any:
-    row = await _pool(request).fetchrow(
-        "SELECT * FROM contracts_read.contracts WHERE contract_id = $1", contract_id
-    )
+    row = await readmodel.contract(_pool(request), contract_id)
     if row is None:
         raise Problem(404, "not-found", "No contract with this id.")
     if not _visible(who, row):
@@ -68,7 +67,7 @@ async def _contract(request: Request, who: Principal, contract_id: str) -> Any:
 
 @router.get("/contracts", summary="Contracts in your scope, with totals and cap left")
 async def list_contracts(request: Request, who: Authenticated) -> dict[str, Any]:
-    rows = await _pool(request).fetch("SELECT * FROM contracts_read.contracts ORDER BY contract_id")
+    rows = await readmodel.contracts(_pool(request))
     return {"contracts": [_contract_out(r) for r in rows if _visible(who, r)]}
 
 
@@ -80,11 +79,7 @@ async def get_contract(request: Request, who: Authenticated, contract_id: Contra
 @router.get("/contracts/{contract_id}/versions", summary="Every version of a contract")
 async def contract_versions(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
     await _contract(request, who, contract_id)
-    rows = await _pool(request).fetch(
-        "SELECT version, definition, origin, created_at FROM contracts_read.contract_versions WHERE contract_id = $1 "
-        "ORDER BY version",
-        contract_id,
-    )
+    rows = await readmodel.contract_versions(_pool(request), contract_id)
     return {
         "contract_id": contract_id,
         "versions": [
@@ -114,26 +109,17 @@ async def participants(
         raise Problem(403, "forbidden", "Finance keys see payments, not participants.")
     await _contract(request, who, contract_id)
     after = decode_cursor(cursor)
-    args: list[Any] = [contract_id, str(after.get("p", "")), str(after.get("e", "")), limit + 1]
-    provider_clause = ""
-    if who.role == "provider":
-        args.append(who.provider_id)
-        provider_clause = f" AND provider_id = ${len(args)}"
-    rows = await _pool(request).fetch(
-        "SELECT * FROM contracts_read.participants WHERE contract_id = $1 AND (provider_id, episode_id) > ($2, $3)"
-        f"{provider_clause} ORDER BY provider_id, episode_id LIMIT $4",
-        *args,
+    rows = await readmodel.participants(
+        _pool(request),
+        contract_id,
+        (str(after.get("p", "")), str(after.get("e", ""))),
+        limit + 1,
+        who.provider_id if who.role == "provider" else None,
     )
     more = len(rows) > limit
     rows = rows[:limit]
     keys = [(r["provider_id"], r["episode_id"]) for r in rows]
-    milestones = await _pool(request).fetch(
-        "SELECT * FROM contracts_read.participant_milestones WHERE contract_id = $1 AND (provider_id, episode_id) IN "
-        "(SELECT * FROM unnest($2::text[], $3::text[])) ORDER BY milestone_id",
-        contract_id,
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-    )
+    milestones = await readmodel.participant_milestones(_pool(request), contract_id, keys)
     by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for m in milestones:
         by_key.setdefault((m["provider_id"], m["episode_id"]), []).append(
@@ -199,15 +185,8 @@ async def _payments(
     request: Request, who: Principal, contract_ids: list[str], cursor: str | None, limit: int
 ) -> dict[str, Any]:
     after = cursor_int(cursor, "seq")
-    args: list[Any] = [contract_ids, after, limit + 1]
-    provider_clause = ""
-    if who.role == "provider":
-        args.append(who.provider_id)
-        provider_clause = f" AND provider_id = ${len(args)}"
-    rows = await _pool(request).fetch(
-        f"SELECT * FROM contracts_read.ledger WHERE contract_id = ANY($1::text[]) AND seq > $2{provider_clause} "
-        "ORDER BY seq LIMIT $3",
-        *args,
+    rows = await readmodel.ledger(
+        _pool(request), contract_ids, after, limit + 1, who.provider_id if who.role == "provider" else None
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -243,6 +222,6 @@ async def all_payments(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> dict[str, Any]:
-    rows = await _pool(request).fetch("SELECT * FROM contracts_read.contracts")
+    rows = await readmodel.contracts(_pool(request))
     visible = [r["contract_id"] for r in rows if _visible(who, r)]
     return await _payments(request, who, visible, cursor, limit)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from utfall_platform.problems import Problem, problem_responses
 
+from .. import readmodel
 from ..auth import Authenticated
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=problem_responses(401, 403, 404, 422))
@@ -24,33 +25,17 @@ async def event_status(
         raise Problem(403, "forbidden", "Only the provider that sent the event (or an operator) may see it.")
     pool = request.app.state.gateway.pool
     source = f"provider/{provider_id}"
-    receipt = await pool.fetchrow(
-        "SELECT * FROM ingest_read.event_receipts WHERE source = $1 AND event_id = $2", source, event_id
-    )
+    receipt = await readmodel.receipt(pool, source, event_id)
     if receipt is None:
         raise Problem(404, "not-found", "No event with this id has been received from this provider.")
-    projected = await pool.fetchrow(
-        "SELECT * FROM measures_read.event_status WHERE source = $1 AND event_id = $2", source, event_id
-    )
+    projected = await readmodel.projected_event(pool, source, event_id)
     outcomes: list[dict[str, Any]] = []
     payments: list[dict[str, Any]] = []
     if projected is not None:
         ref = [{"source": source, "id": event_id}]
-        facts = await pool.fetch(
-            "SELECT measure_id, measure_version, status, revision, evidence FROM measures_read.outcome_facts "
-            "WHERE provider_id = $1 AND episode_id = $2 AND evidence @> $3::jsonb ORDER BY measure_id",
-            projected["provider_id"],
-            projected["episode_id"],
-            ref,
-        )
+        facts = await readmodel.facts_citing(pool, projected["provider_id"], projected["episode_id"], ref)
         outcomes = [dict(f) for f in facts]
-        rows = await pool.fetch(
-            "SELECT contract_id, payment_id, kind, milestone_id, amount_ore, determined_at FROM contracts_read.ledger "
-            "WHERE provider_id = $1 AND episode_id = $2 AND evidence @> $3::jsonb ORDER BY seq",
-            projected["provider_id"],
-            projected["episode_id"],
-            ref,
-        )
+        rows = await readmodel.payments_citing(pool, projected["provider_id"], projected["episode_id"], ref)
         payments = [{**dict(r), "determined_at": r["determined_at"].isoformat()} for r in rows]
     stage = "rejected" if receipt["status"] == "rejected" else "accepted"
     if receipt["held"]:

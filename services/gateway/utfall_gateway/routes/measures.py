@@ -12,6 +12,7 @@ from utfall_platform.registry import ProviderRegistry
 from utfall_stats.disclosure import suppress
 from utfall_stats.quantiles import quantile
 
+from .. import readmodel
 from ..auth import Anyone, Principal, principal
 from ..pagination import cursor_int, encode_cursor
 from ..providers import display_name, with_display_names
@@ -45,8 +46,7 @@ def _deps(request: Request) -> tuple[Any, Any, int]:
 
 
 async def _catalogue(pool: Any) -> list[dict[str, Any]]:
-    rows = await pool.fetch("SELECT * FROM measures_read.measure_catalogue ORDER BY id, version")
-    return [dict(r) for r in rows]
+    return await readmodel.catalogue(pool)
 
 
 def _measure_out(r: dict[str, Any]) -> dict[str, Any]:
@@ -288,14 +288,9 @@ async def scorecard(
             }
         )
     if all(m["provider"] is None and m["self_reported"] is None for m in measures):
-        exists = await pool.fetchval(
-            "SELECT 1 FROM measures_read.episodes WHERE provider_id = $1 LIMIT 1", provider_id
-        )
-        if not exists:
+        if not await readmodel.provider_has_episodes(pool, provider_id):
             raise Problem(404, "not-found", "No data for this provider.")
-    errors = await pool.fetch(
-        "SELECT error, episodes FROM measures_read.data_errors WHERE provider_id = $1", provider_id
-    )
+    errors = await readmodel.data_errors(pool, provider_id)
     own = who.role == "operator" or (who.role == "provider" and who.provider_id == provider_id)
     return {
         "provider_id": provider_id,
@@ -303,7 +298,7 @@ async def scorecard(
         "year": year,
         "exact": own,
         "measures": measures,
-        "data_errors": {r["error"]: int(r["episodes"]) for r in errors},
+        "data_errors": errors,
         "length_of_stay": await _length_of_stay(
             pool, ("provider_id",), {"provider_id": provider_id}, year, who, min_cell
         ),
@@ -318,21 +313,7 @@ async def _length_of_stay(
     who: Principal,
     min_cell: int,
 ) -> list[dict[str, Any]]:
-    clauses: list[str] = ["length_of_stay_days IS NOT NULL"]
-    args: list[Any] = []
-    for name, value in sorted(filters.items()):
-        args.append(value)
-        clauses.append(f"{name} = ${len(args)}")
-    if year is not None:
-        args.append(year)
-        clauses.append(f"discharge_year = ${len(args)}")
-    cols = ", ".join(groups) if groups else "'all'::text AS all_episodes"
-    group_sql = f"GROUP BY {', '.join(groups)}" if groups else ""
-    rows = await pool.fetch(
-        f"SELECT {cols}, count(*) AS n, array_agg(length_of_stay_days ORDER BY length_of_stay_days) AS days "
-        f"FROM measures_read.episodes WHERE {' AND '.join(clauses)} {group_sql}",
-        *args,
-    )
+    rows = await readmodel.length_of_stay_days(pool, groups, filters, year)
     from ..results import is_own
 
     cells = {tuple(r[g] for g in groups): int(r["n"]) for r in rows}

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from .. import readmodel
 from ..auth import PUBLIC
 from ..providers import with_display_names
 from ..results import comparison
@@ -113,21 +114,11 @@ async def home(
     source: str = Query("all", pattern="^(all|events|self_reported)$"),
 ) -> HTMLResponse:
     gw = request.app.state.gateway
-    catalogue = [
-        r
-        for r in await gw.pool.fetch(
-            "SELECT id, title_sv, title_en FROM measures_read.measure_catalogue WHERE is_current ORDER BY id"
-        )
-    ]
+    catalogue = await readmodel.current_measure_titles(gw.pool)
     ids = [r["id"] for r in catalogue]
     if measure not in ids and ids:
         measure = ids[0]
-    years = [
-        r["y"]
-        for r in await gw.pool.fetch(
-            "SELECT DISTINCT discharge_year AS y FROM measures_read.outcome_facts ORDER BY 1 DESC"
-        )
-    ]
+    years = await readmodel.discharge_years(gw.pool)
     data: dict[str, Any] = {"providers": [], "total": None}
     if measure in ids:
         data = await gw.cache.get(

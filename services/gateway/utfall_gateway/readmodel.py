@@ -1,0 +1,178 @@
+"""Every query the gateway's routes and page make of the read models (`*_read` views the services publish).
+Routes decide who may see what and shape answers; the SQL lives here. (The results and comparison counts
+are fetched in `results.py`, beside the statistics applied to them.)"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+Pool = Any  # an asyncpg pool (the gateway's read-only role)
+Row = Any  # an asyncpg record: read by column name
+
+
+# --- contracts ------------------------------------------------------------------------------------------
+async def contract(pool: Pool, contract_id: str) -> Row | None:
+    return await pool.fetchrow("SELECT * FROM contracts_read.contracts WHERE contract_id = $1", contract_id)
+
+
+async def contracts(pool: Pool) -> list[Row]:
+    return list(await pool.fetch("SELECT * FROM contracts_read.contracts ORDER BY contract_id"))
+
+
+async def contract_versions(pool: Pool, contract_id: str) -> list[Row]:
+    return list(
+        await pool.fetch(
+            "SELECT version, definition, origin, created_at FROM contracts_read.contract_versions "
+            "WHERE contract_id = $1 ORDER BY version",
+            contract_id,
+        )
+    )
+
+
+async def participants(
+    pool: Pool, contract_id: str, after: tuple[str, str], limit: int, provider_id: str | None
+) -> list[Row]:
+    """Up to `limit` participants after the (provider, episode) cursor; only one provider's when given."""
+    args: list[Any] = [contract_id, after[0], after[1], limit]
+    provider_clause = ""
+    if provider_id is not None:
+        args.append(provider_id)
+        provider_clause = f" AND provider_id = ${len(args)}"
+    return list(
+        await pool.fetch(
+            "SELECT * FROM contracts_read.participants WHERE contract_id = $1 AND (provider_id, episode_id) > "
+            f"($2, $3){provider_clause} ORDER BY provider_id, episode_id LIMIT $4",
+            *args,
+        )
+    )
+
+
+async def participant_milestones(pool: Pool, contract_id: str, keys: Sequence[tuple[str, str]]) -> list[Row]:
+    return list(
+        await pool.fetch(
+            "SELECT * FROM contracts_read.participant_milestones WHERE contract_id = $1 AND "
+            "(provider_id, episode_id) IN (SELECT * FROM unnest($2::text[], $3::text[])) ORDER BY milestone_id",
+            contract_id,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+    )
+
+
+async def ledger(
+    pool: Pool, contract_ids: Sequence[str], after_seq: int, limit: int, provider_id: str | None
+) -> list[Row]:
+    args: list[Any] = [list(contract_ids), after_seq, limit]
+    provider_clause = ""
+    if provider_id is not None:
+        args.append(provider_id)
+        provider_clause = f" AND provider_id = ${len(args)}"
+    return list(
+        await pool.fetch(
+            f"SELECT * FROM contracts_read.ledger WHERE contract_id = ANY($1::text[]) AND seq > $2{provider_clause} "
+            "ORDER BY seq LIMIT $3",
+            *args,
+        )
+    )
+
+
+# --- one event's way through the services ------------------------------------------------------------------
+async def receipt(pool: Pool, source: str, event_id: str) -> Row | None:
+    return await pool.fetchrow(
+        "SELECT * FROM ingest_read.event_receipts WHERE source = $1 AND event_id = $2", source, event_id
+    )
+
+
+async def projected_event(pool: Pool, source: str, event_id: str) -> Row | None:
+    return await pool.fetchrow(
+        "SELECT * FROM measures_read.event_status WHERE source = $1 AND event_id = $2", source, event_id
+    )
+
+
+async def facts_citing(pool: Pool, provider_id: str, episode_id: str, ref: list[dict[str, str]]) -> list[Row]:
+    return list(
+        await pool.fetch(
+            "SELECT measure_id, measure_version, status, revision, evidence FROM measures_read.outcome_facts "
+            "WHERE provider_id = $1 AND episode_id = $2 AND evidence @> $3::jsonb ORDER BY measure_id",
+            provider_id,
+            episode_id,
+            ref,
+        )
+    )
+
+
+async def payments_citing(
+    pool: Pool, provider_id: str, episode_id: str, ref: list[dict[str, str]]
+) -> list[Row]:
+    return list(
+        await pool.fetch(
+            "SELECT contract_id, payment_id, kind, milestone_id, amount_ore, determined_at FROM contracts_read.ledger "
+            "WHERE provider_id = $1 AND episode_id = $2 AND evidence @> $3::jsonb ORDER BY seq",
+            provider_id,
+            episode_id,
+            ref,
+        )
+    )
+
+
+# --- measures -----------------------------------------------------------------------------------------------
+async def catalogue(pool: Pool) -> list[dict[str, Any]]:
+    return [
+        dict(r)
+        for r in await pool.fetch("SELECT * FROM measures_read.measure_catalogue ORDER BY id, version")
+    ]
+
+
+async def current_measure_titles(pool: Pool) -> list[Row]:
+    return list(
+        await pool.fetch(
+            "SELECT id, title_sv, title_en FROM measures_read.measure_catalogue WHERE is_current ORDER BY id"
+        )
+    )
+
+
+async def discharge_years(pool: Pool) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT DISTINCT discharge_year AS y FROM measures_read.outcome_facts ORDER BY 1 DESC"
+    )
+    return [r["y"] for r in rows]
+
+
+async def provider_has_episodes(pool: Pool, provider_id: str) -> bool:
+    return bool(
+        await pool.fetchval(
+            "SELECT 1 FROM measures_read.episodes WHERE provider_id = $1 LIMIT 1", provider_id
+        )
+    )
+
+
+async def data_errors(pool: Pool, provider_id: str) -> dict[str, int]:
+    rows = await pool.fetch(
+        "SELECT error, episodes FROM measures_read.data_errors WHERE provider_id = $1", provider_id
+    )
+    return {r["error"]: int(r["episodes"]) for r in rows}
+
+
+async def length_of_stay_days(
+    pool: Pool, groups: Sequence[str], filters: dict[str, str], year: int | None
+) -> list[Row]:
+    """Per group: the number of ended episodes and their lengths of stay, sorted. `groups` and the filter
+    names are dimension columns the caller has checked against its allow-list."""
+    clauses: list[str] = ["length_of_stay_days IS NOT NULL"]
+    args: list[Any] = []
+    for name, value in sorted(filters.items()):
+        args.append(value)
+        clauses.append(f"{name} = ${len(args)}")
+    if year is not None:
+        args.append(year)
+        clauses.append(f"discharge_year = ${len(args)}")
+    cols = ", ".join(groups) if groups else "'all'::text AS all_episodes"
+    group_sql = f"GROUP BY {', '.join(groups)}" if groups else ""
+    return list(
+        await pool.fetch(
+            f"SELECT {cols}, count(*) AS n, array_agg(length_of_stay_days ORDER BY length_of_stay_days) AS days "
+            f"FROM measures_read.episodes WHERE {' AND '.join(clauses)} {group_sql}",
+            *args,
+        )
+    )
