@@ -3,7 +3,7 @@ projection lives here; the rules that decide what to write live in `domain/`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -115,6 +115,35 @@ async def delete_episodes(conn: asyncpg.Connection, keys: Sequence[EpisodeKey]) 
         )
 
 
+# Every column but the key is replaced on conflict.
+_EPISODE_UPDATED = (
+    "subject_ref",
+    "unit_id",
+    "municipality_code",
+    "county_code",
+    "care_type",
+    "legal_basis",
+    "target_group",
+    "sex",
+    "birth_year",
+    "age_at_start",
+    "age_band",
+    "start_date",
+    "end_date",
+    "end_reason",
+    "destination",
+    "length_of_stay_days",
+    "discharge_year",
+    "discharge_quarter",
+    "data_errors",
+    "updated_at",
+)
+
+
+def _replace_all(names: Iterable[str]) -> str:
+    return ", ".join(f"{name} = EXCLUDED.{name}" for name in names)
+
+
 _FACT_COLUMNS = (
     "provider_id, episode_id, measure_id, measure_version, status, revision, evidence, closes_on, outcome_date, "
     "subject_ref, unit_id, municipality_code, care_type, legal_basis, target_group, sex, age_at_start, start_date, "
@@ -197,15 +226,7 @@ async def write_episodes(conn: asyncpg.Connection, episodes: list[Episode], now:
         "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::int[], "
         "$13::text[], $14::date[], $15::date[], $16::text[], $17::text[], $18::int[], $19::int[], $20::int[], "
         f"$21::text[]) AS x({', '.join(names)}) "
-        "ON CONFLICT (provider_id, episode_id) DO UPDATE SET subject_ref = EXCLUDED.subject_ref, "
-        "unit_id = EXCLUDED.unit_id, municipality_code = EXCLUDED.municipality_code, "
-        "county_code = EXCLUDED.county_code, care_type = EXCLUDED.care_type, legal_basis = EXCLUDED.legal_basis, "
-        "target_group = EXCLUDED.target_group, sex = EXCLUDED.sex, birth_year = EXCLUDED.birth_year, "
-        "age_at_start = EXCLUDED.age_at_start, age_band = EXCLUDED.age_band, start_date = EXCLUDED.start_date, "
-        "end_date = EXCLUDED.end_date, end_reason = EXCLUDED.end_reason, destination = EXCLUDED.destination, "
-        "length_of_stay_days = EXCLUDED.length_of_stay_days, discharge_year = EXCLUDED.discharge_year, "
-        "discharge_quarter = EXCLUDED.discharge_quarter, data_errors = EXCLUDED.data_errors, "
-        "updated_at = EXCLUDED.updated_at",
+        f"ON CONFLICT (provider_id, episode_id) DO UPDATE SET {_replace_all(_EPISODE_UPDATED)}",
         *cols.values(),
         now,
     )
@@ -296,13 +317,6 @@ async def write_facts(conn: asyncpg.Connection, writes: Sequence[FactWrite], now
         "$6::text[], $7::int[], $8::text[]::jsonb[], $9::date[], $10::text[], $11::text[], $12::text[], $13::text[], "
         "$14::text[], $15::text[], $16::text[], $17::int[], $18::text[], $19::date[], $20::date[], $21::int[], "
         "$22::int[], $23::timestamptz[], $24::date[]) ON CONFLICT (provider_id, episode_id, measure_id) DO UPDATE SET "
-        "measure_version = EXCLUDED.measure_version, subject_ref = EXCLUDED.subject_ref, status = EXCLUDED.status, "
-        "revision = EXCLUDED.revision, evidence = EXCLUDED.evidence, closes_on = EXCLUDED.closes_on, "
-        "unit_id = EXCLUDED.unit_id, municipality_code = EXCLUDED.municipality_code, "
-        "county_code = EXCLUDED.county_code, care_type = EXCLUDED.care_type, legal_basis = EXCLUDED.legal_basis, "
-        "target_group = EXCLUDED.target_group, sex = EXCLUDED.sex, age_at_start = EXCLUDED.age_at_start, "
-        "age_band = EXCLUDED.age_band, start_date = EXCLUDED.start_date, end_date = EXCLUDED.end_date, "
-        "discharge_year = EXCLUDED.discharge_year, discharge_quarter = EXCLUDED.discharge_quarter, "
-        "determined_at = EXCLUDED.determined_at, outcome_date = EXCLUDED.outcome_date",
+        + _replace_all([name for name in columns if name not in ("provider_id", "episode_id", "measure_id")]),
         *columns.values(),
     )

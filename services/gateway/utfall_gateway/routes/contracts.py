@@ -13,6 +13,8 @@ from ..auth import Authenticated, Principal
 from ..pagination import cursor_int, decode_cursor, encode_cursor
 
 ContractId = Annotated[str, Path(max_length=64, examples=["hvb-ungdom-stockholm"])]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Cursor = Annotated[str | None, Query(max_length=300)]
 
 router = APIRouter(prefix="/v1", tags=["contracts"], responses=problem_responses(400, 401, 403, 404, 422))
 
@@ -102,8 +104,8 @@ async def participants(
     request: Request,
     who: Authenticated,
     contract_id: ContractId,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=300)] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     if who.role == "finance":
         raise Problem(403, "forbidden", "Finance keys see payments, not participants.")
@@ -206,8 +208,8 @@ async def contract_payments(
     request: Request,
     who: Authenticated,
     contract_id: ContractId,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=300)] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     await _contract(request, who, contract_id)
     return {"contract_id": contract_id, **await _payments(request, who, [contract_id], cursor, limit)}
@@ -219,8 +221,8 @@ async def contract_payments(
 async def all_payments(
     request: Request,
     who: Authenticated,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=300)] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     rows = await readmodel.contracts(_pool(request))
     visible = [r["contract_id"] for r in rows if _visible(who, r)]
