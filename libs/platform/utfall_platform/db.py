@@ -8,7 +8,6 @@ advisory lock so replicas starting together do not race.
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Awaitable, Callable
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 
 import asyncpg
 import orjson
+
+from .locks import migration_lock
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ async def migrate(
 ) -> list[str]:
     """Apply pending migrations of one schema; returns the names applied."""
     applied: list[str] = []
-    lock_key = zlib.crc32(f"utfall-migrate-{schema}".encode())
+    lock_key = migration_lock(schema)
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
         try:

@@ -17,7 +17,6 @@ import functools
 import hashlib
 import logging
 import time
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from . import metrics
 from .background import record_failure
+from .locks import session_lock
 
 log = logging.getLogger(__name__)
 _random_partitioner = DefaultPartitioner()
@@ -168,7 +168,7 @@ class OutboxRelay:
     async def _lead(self) -> None:
         lock_conn: asyncpg.Connection = await asyncpg.connect(self.dsn)
         try:
-            lock_key = zlib.crc32(self.transactional_id.encode())
+            lock_key = session_lock(self.transactional_id)
             while not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
                 await asyncio.sleep(1.0)  # another replica relays; stand by
             await lock_conn.add_listener(f"{self.schema}_outbox", self._on_notify)

@@ -11,6 +11,7 @@ import orjson
 import yaml
 
 from utfall_events.contracts import ContractDefinitionV1
+from utfall_platform import locks
 
 
 def definition_hash(definition: ContractDefinitionV1) -> str:
@@ -35,7 +36,11 @@ async def save_version(
     conn: asyncpg.Connection, definition: ContractDefinitionV1, *, origin: str, now: datetime
 ) -> int | None:
     """Store a new version if the definition changed; returns the new version number or None."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 13))", definition.contract_id)
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
+        definition.contract_id,
+        locks.CONTRACT_VERSION,
+    )
     digest = definition_hash(definition)
     row = await conn.fetchrow(
         "SELECT version, definition_sha256 FROM contracts.contract_versions WHERE contract_id = $1 "

@@ -10,6 +10,7 @@ import asyncpg
 
 from utfall_events.aggregates import AggregateFiguresV1, AggregateSubmissionV1
 from utfall_events.topics import AGGREGATES
+from utfall_platform import locks
 from utfall_platform.clock import Clock
 from utfall_platform.outbox import OutboxMessage, enqueue
 
@@ -27,7 +28,9 @@ async def submit(
     pre_rejected: Sequence[RowRejection] = (),
 ) -> list[dict[str, Any]]:
     now, today = clock.now(), clock.today()
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 17))", provider_id)
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", provider_id, locks.AGGREGATE_PROVIDER
+    )
     receipts: list[dict[str, Any]] = []
     messages: list[OutboxMessage] = []
     rejected_rows = {r.row: r for r in pre_rejected}

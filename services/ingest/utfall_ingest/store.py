@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from utfall_events.vocabulary import EVENT_RETRACTED
+from utfall_platform import locks
 from utfall_platform.db import json_texts
 
 from .domain.admission import Candidate, Decision, Episode, EpisodeKey, EventKey, HeldEvent, KnownEvent
@@ -20,7 +21,9 @@ SCHEMA = "ingest"
 async def lock_sources(conn: asyncpg.Connection, sources: Iterable[str]) -> None:
     # One batch at a time per provider: dedup and episode checks then never race (providers don't share).
     for source in sorted(set(sources)):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", source)
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", source, locks.INGEST_SOURCE
+        )
 
 
 async def load_context(

@@ -17,7 +17,6 @@ import asyncio
 import logging
 import sys
 import time
-import zlib
 from dataclasses import dataclass
 
 import asyncpg
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from utfall_events.codec import UndecodableEvent
 from utfall_events.topics import CARE_EVENTS
+from utfall_platform import locks
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.db import create_pool, json_texts
 
@@ -35,7 +35,7 @@ from .settings import MeasuresSettings
 
 log = logging.getLogger(__name__)
 CONSUMER = "measures-care-events"
-PROJECTION_LOCK = zlib.crc32(b"utfall-measures-projection")
+PROJECTION_LOCK = locks.MEASURES_PROJECTION
 
 
 @dataclass

@@ -10,14 +10,13 @@ from typing import Any
 import asyncpg
 
 from utfall_events.reference import county_of
+from utfall_platform import locks
 from utfall_platform.db import json_texts
 
 from .domain.episodes import Episode, EpisodeKey, StoredEvent
 from .domain.revisions import FactKey, FactWrite, StoredFact, evidence_json
 from .domain.windows import quarter_of
 from .incoming import Incoming
-
-SUBJECT_LOCK_NAMESPACE = 11  # hashtextextended(subject_ref, 11): one advisory lock per subject
 
 
 async def store_events(conn: asyncpg.Connection, incoming: Sequence[Incoming]) -> list[Incoming]:
@@ -101,7 +100,7 @@ async def lock_subjects(conn: asyncpg.Connection, subjects: set[str]) -> None:
         "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(s, $2) AS h "
         "FROM unnest($1::text[]) AS s ORDER BY 1) AS ordered",
         sorted(subjects),
-        SUBJECT_LOCK_NAMESPACE,
+        locks.MEASURES_SUBJECT,
     )
 
 

@@ -1,0 +1,27 @@
+"""Every Postgres advisory lock Utfall takes, in one place, so that no two uses can collide.
+
+Transaction locks on a text key use `pg_advisory_xact_lock(hashtextextended(<key>, <namespace>))`; the
+namespaces below keep keys of different kinds apart. Session locks use a 32-bit number derived from a name.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+# Transaction-lock namespaces (the seed of hashtextextended)
+INGEST_SOURCE = 7  # a provider source's events are admitted one batch at a time
+MEASURES_SUBJECT = 11  # a subject's episodes are re-folded one transaction at a time
+CONTRACT_VERSION = 13  # a contract's versions are numbered one at a time
+AGGREGATE_PROVIDER = 17  # a provider's aggregated submissions are versioned one at a time
+
+
+def session_lock(name: str) -> int:
+    """A session lock's number: migrations of a schema, an outbox relay, the measures projection."""
+    return zlib.crc32(name.encode())
+
+
+def migration_lock(schema: str) -> int:
+    return session_lock(f"utfall-migrate-{schema}")
+
+
+MEASURES_PROJECTION = session_lock("utfall-measures-projection")  # shared while running, exclusive to rebuild
