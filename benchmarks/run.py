@@ -23,11 +23,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tqdm import tqdm
 
-from utfall_events.topics import CARE_EVENTS, CARE_EVENTS_RAW, OUTCOMES
+from utfall_events.topics import CARE_EVENTS, OUTCOMES, raw_topic
 from utfall_measures.rebuild import rebuild
 from utfall_measures.settings import MeasuresSettings
 from utfall_platform.apikeys import generate_key, publish_keys
 from utfall_platform.clock import SystemClock
+from utfall_platform.kafka_access import KafkaAccess
+from utfall_platform.kafka_acl import KafkaProvisioner, new_password
 from utfall_platform.local.stack import LocalStack
 from utfall_platform.registry import publish_providers
 from utfall_synthetic.cli import raw_record
@@ -86,22 +88,24 @@ def events_for(n: int, seed: int, prefix: str) -> list[dict[str, Any]]:
     return renamed(cohort.events[:n], prefix=f"{prefix}-", id_prefix=f"{prefix}-")
 
 
-async def register_providers(bootstrap: str, events: list[dict[str, Any]]) -> None:
+async def register_providers(kafka: KafkaAccess, events: list[dict[str, Any]]) -> None:
     """Register every provider the events name, as an operator would before they may send."""
-    await publish_providers(bootstrap, providers_of(events, SystemClock().now()))
+    await publish_providers(kafka, providers_of(events, SystemClock().now()))
 
 
-async def keys_for(bootstrap: str, events: list[dict[str, Any]]) -> dict[str, str]:
-    await register_providers(bootstrap, events)
+async def keys_for(kafka: KafkaAccess, events: list[dict[str, Any]]) -> dict[str, str]:
+    await register_providers(kafka, events)
     providers = sorted({e["source"].split("/", 1)[1] for e in events})
     new = [generate_key("provider", now=SystemClock().now(), provider_id=p) for p in providers]
-    await publish_keys(bootstrap, [k.record for k in new])
+    await publish_keys(kafka, [k.record for k in new])
     return {p: k.secret for p, k in zip(providers, new, strict=True)}
 
 
-async def produce_all(bootstrap: str, topic: str, records: list[Any], *, desc: str, progress: bool) -> float:
+async def produce_all(
+    kafka: KafkaAccess, topic: str, records: list[Any], *, desc: str, progress: bool
+) -> float:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(),
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
@@ -125,20 +129,18 @@ async def produce_all(bootstrap: str, topic: str, records: list[Any], *, desc: s
     return time.perf_counter() - started
 
 
-async def floor(bootstrap: str, records: list[Any], progress: bool) -> dict[str, Any]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def floor(kafka: KafkaAccess, records: list[Any], progress: bool) -> dict[str, Any]:
+    admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
         if FLOOR_TOPIC not in await admin.list_topics():
             await admin.create_topics([NewTopic(FLOOR_TOPIC, 6, 1)])
     finally:
         await admin.close()
-    produce_seconds = await produce_all(
-        bootstrap, FLOOR_TOPIC, records, desc="floor: produce", progress=progress
-    )
+    produce_seconds = await produce_all(kafka, FLOOR_TOPIC, records, desc="floor: produce", progress=progress)
     consumer = AIOKafkaConsumer(
         FLOOR_TOPIC,
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(),
         group_id=f"bench-floor-{time.time()}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -216,7 +218,7 @@ async def http_ingest(
     }
 
 
-async def publish_bench_contract(bootstrap: str, providers: list[str]) -> None:
+async def publish_bench_contract(kafka: KafkaAccess, providers: list[str]) -> None:
     from utfall_events.contracts import ContractDefinitionV1
     from utfall_events.topics import CONTRACT_COMMANDS
 
@@ -246,7 +248,7 @@ async def publish_bench_contract(bootstrap: str, providers: list[str]) -> None:
             "total_cap_ore": 10**13,  # the largest a contract may hold (MAX_AMOUNT_ORE)
         }
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka.client_options(), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -256,17 +258,36 @@ async def publish_bench_contract(bootstrap: str, providers: list[str]) -> None:
         await producer.stop()
 
 
+async def raw_senders(
+    kafka: KafkaAccess, events: list[dict[str, Any]]
+) -> dict[str, tuple[KafkaAccess, list[Any]]]:
+    """Register the events' providers and give each its Kafka principal, as an operator would; each provider's
+    records then go to its own raw topic as itself. Ingest's pattern subscription picks the topics up."""
+    await register_providers(kafka, events)
+    by_provider: dict[str, list[Any]] = {}
+    for e in events:
+        by_provider.setdefault(e["source"].split("/", 1)[1], []).append((b"k", *raw_record(e)))
+    provisioner = KafkaProvisioner(kafka)
+    senders = {
+        p: (await provisioner.provision_provider(p, new_password()), r) for p, r in by_provider.items()
+    }
+    await asyncio.sleep(3)  # ingest's metadata refresh (1 s here) and the rebalance onto the new topics
+    return senders
+
+
 async def through_raw_topic(
-    conn: asyncpg.Connection, bootstrap: str, events: list[dict[str, Any]], label: str, progress: bool
+    conn: asyncpg.Connection,
+    senders: dict[str, tuple[KafkaAccess, list[Any]]],
+    events: list[dict[str, Any]],
+    label: str,
+    progress: bool,
 ) -> None:
-    """Produce provider events to the raw topic; return when ingest has received every one of them."""
-    await register_providers(bootstrap, events)
-    await produce_all(
-        bootstrap,
-        CARE_EVENTS_RAW,
-        [(b"k", *raw_record(e)) for e in events],
-        desc=f"{label}: produce",
-        progress=progress,
+    """Produce provider events to their raw topics; return when ingest has received every one of them."""
+    await asyncio.gather(
+        *(
+            produce_all(access, raw_topic(p).name, records, desc=f"{label}: produce {p}", progress=progress)
+            for p, (access, records) in senders.items()
+        )
     )
     await wait_for(
         conn,
@@ -330,8 +351,10 @@ async def until_projected(conn: asyncpg.Connection, sources: list[str], *, desc:
     )
 
 
-async def caught_up(conn: asyncpg.Connection, bootstrap: str, consumer: str, schema: str, topic: str) -> bool:
-    client = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+async def caught_up(
+    conn: asyncpg.Connection, kafka: KafkaAccess, consumer: str, schema: str, topic: str
+) -> bool:
+    client = AIOKafkaConsumer(**kafka.client_options(), isolation_level="read_committed")
     await client.start()
     try:
         tps = [TopicPartition(topic, p) for p in sorted(client.partitions_for_topic(topic) or [])]
@@ -355,7 +378,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     progress = not args.no_progress and sys.stderr.isatty()
     base = Path(tempfile.mkdtemp(prefix="utfall-bench-"))
     log = (base / "services.log").open("w")
-    extra_env = {"UTFALL_LOG_LEVEL": "WARNING", "UTFALL_TICK_SECONDS": "3600"}
+    extra_env = {
+        "UTFALL_LOG_LEVEL": "WARNING",
+        "UTFALL_TICK_SECONDS": "3600",
+        "UTFALL_KAFKA_METADATA_MAX_AGE_MS": "1000",
+    }
     profile_dir = base / "profiles"
     if args.profile:
         extra_env["UTFALL_PROFILE_DIR"] = str(profile_dir)
@@ -383,22 +410,23 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         # 1. the floor: raw aiokafka on the same broker, the same messages, no validation, no database
         floor_events = events_for(size["floor"], 11, "fl")
         with ResourceSampler(pids) as sampler:
-            result = await floor(stack.bootstrap, [(b"k", *raw_record(e)) for e in floor_events], progress)
+            result = await floor(stack.admin, [(b"k", *raw_record(e)) for e in floor_events], progress)
         report["steps"]["floor"] = {**result, "resources": sampler.summary()}
         floor_rate = result["floor_per_s"]
 
         # 2a. HTTP ingest, batched
         http_events = events_for(size["http"], 12, "ht")
-        keys = await keys_for(stack.bootstrap, http_events)
+        keys = await keys_for(stack.admin, http_events)
         with ResourceSampler(pids) as sampler:
             result = await http_ingest(stack.services["ingest"].url, keys, http_events, progress)
         report["steps"]["http_ingest"] = {**result, "resources": sampler.summary()}
 
         # 2b. Kafka raw-topic ingest: produce, then time until ingest has received every event
         raw_events = events_for(size["raw"], 13, "rw")
+        senders = await raw_senders(stack.admin, raw_events)
         with ResourceSampler(pids) as sampler:
             started = time.perf_counter()
-            await through_raw_topic(conn, stack.bootstrap, raw_events, "raw topic", progress)
+            await through_raw_topic(conn, senders, raw_events, "raw topic", progress)
             seconds = time.perf_counter() - started
         report["steps"]["raw_topic_ingest"] = {
             "events": len(raw_events),
@@ -422,20 +450,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             max(size["raw"], int(rate_guess * size["pipeline_seconds"] * 1.1)), 14, "pl"
         )
         await publish_bench_contract(
-            stack.bootstrap, sorted({e["source"].split("/", 1)[1] for e in pipeline_events})
+            stack.admin, sorted({e["source"].split("/", 1)[1] for e in pipeline_events})
         )
-        await asyncio.sleep(2)
+        senders = await raw_senders(stack.admin, pipeline_events)
         sources = sorted({e["source"] for e in pipeline_events})
         profiled = {name: pids[name] for name in ("ingest", "measures", "contracts")}
         if args.profile:
             profile.toggle(profiled)
         with ResourceSampler(pids) as sampler:
             started = time.perf_counter()
-            await through_raw_topic(conn, stack.bootstrap, pipeline_events, "pipeline", progress)
+            await through_raw_topic(conn, senders, pipeline_events, "pipeline", progress)
             await until_projected(conn, sources, desc="pipeline: measures", progress=progress)
             while not (
                 await outbox_empty(conn, "measures")
-                and await caught_up(conn, stack.bootstrap, "contracts-outcomes", "contracts", OUTCOMES)
+                and await caught_up(conn, stack.admin, "contracts-outcomes", "contracts", OUTCOMES)
                 and await outbox_empty(conn, "contracts")
             ):
                 await asyncio.sleep(0.2)
@@ -509,9 +537,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if missing > 0:
             top_up = list(published_records(events_for(missing, 16, "rb")))
             await produce_all(
-                stack.bootstrap, CARE_EVENTS, top_up, desc="rebuild: fill care.events.v1", progress=progress
+                stack.admin, CARE_EVENTS, top_up, desc="rebuild: fill care.events.v1", progress=progress
             )
-        settings = MeasuresSettings(kafka_bootstrap=stack.bootstrap, database_url=stack.database_url)
+        measures = stack.cluster.principal("measures")
+        settings = MeasuresSettings(
+            kafka_bootstrap=measures.bootstrap,
+            kafka_username=measures.username or "",
+            kafka_password=measures.password or "",
+            database_url=stack.database_url,
+        )
         with ResourceSampler({"postgres": pg_pid, "kafka": pids["kafka"], "rebuild": os.getpid()}) as sampler:
             result = await rebuild(settings, SystemClock(), progress=progress)
         report["steps"]["rebuild"] = {
@@ -545,7 +579,7 @@ async def latency_at(
 ) -> dict[str, Any]:
     """End-to-end latency at a fixed offered load over HTTP: ingest accepted -> committed in measures."""
     latency_events = events_for(int(rate * seconds), seed, prefix)
-    lkeys = await keys_for(stack.bootstrap, latency_events)
+    lkeys = await keys_for(stack.admin, latency_events)
     sources = sorted({e["source"] for e in latency_events})
     with ResourceSampler(pids) as sampler:
         async with httpx.AsyncClient(

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Utfall needs on a fresh machine: uv, the locked Python environment, Kafka's jars (Maven
 # Central). With --system (CI, or a root shell) it also installs missing Debian packages: Java 17, Maven,
-# Chromium (browser tests), Prometheus (promtool), docker-compose (config checks) and wrk (the gateway
-# benchmark's load generator).
+# Chromium (browser tests), Prometheus (promtool), docker-compose (config checks), wrk (the gateway
+# benchmark's load generator) and kcat (a third-party Kafka client the tests use; see scripts/kcat).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,7 @@ if [[ "${1:-}" == "--system" ]]; then
   command -v promtool >/dev/null || need+=(prometheus)
   command -v docker-compose >/dev/null || need+=(docker-compose)
   command -v wrk >/dev/null || need+=(wrk)
+  command -v kcat >/dev/null || need+=(kcat)
   if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
       echo "installing Debian packages: ${need[*]}"

@@ -56,7 +56,7 @@ async def stack(world: World, tmp_path_factory: pytest.TempPathFactory) -> Async
     sink = log.open("w")
     stack = LocalStack(
         tmp_path_factory.mktemp("stack"),
-        kafka_bootstrap=world.bootstrap,
+        kafka=world.cluster,
         database_url=world.database_url,
         gateway_database_url=world.gateway_database_url,
         log_sink=sink,

@@ -24,11 +24,12 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from utfall_contracts.domain.ledger import payment_id
-from utfall_events.topics import CARE_EVENTS_RAW, PAYMENTS
+from utfall_events.topics import PAYMENTS, raw_topic
+from utfall_platform.kafka_access import KafkaAccess
 from utfall_synthetic.cli import raw_key, raw_record
 from utfall_synthetic.cohort import CohortConfig, generate, renamed
 
-from .helpers import create_key, read_topic, wait_until
+from .helpers import create_key, provider_access, read_topic, wait_until
 from .reference import expected_facts
 
 MILESTONES = {"planned_discharge": 100_000, "no_replacement_12m": 200_000, "education_or_work_12m": 300_000}
@@ -112,17 +113,21 @@ async def resilient_post(
     raise AssertionError(f"ingest did not take a batch for three minutes; last answer: {last}")
 
 
-async def resilient_produce(bootstrap: str, records: list[Any], report: FaultReport) -> None:
+async def resilient_produce(
+    admin: KafkaAccess, provider_id: str, records: list[Any], report: FaultReport
+) -> None:
+    """Produce as the provider to its own raw topic, retrying while the broker is down."""
+    access = await provider_access(admin, provider_id)
     give_up = time.monotonic() + 180
     last: Exception | None = None
     while time.monotonic() < give_up:
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, request_timeout_ms=10000
+            **access.client_options(), acks="all", enable_idempotence=True, request_timeout_ms=10000
         )
         try:
             await producer.start()
             futures = [
-                await producer.send(CARE_EVENTS_RAW, value, key=key, headers=headers)
+                await producer.send(raw_topic(provider_id).name, value, key=key, headers=headers)
                 for key, value, headers in records
             ]
             await asyncio.gather(*futures)
@@ -180,7 +185,7 @@ async def _run_scenario(
     events = renamed(cohort.events, suffix=f"-{suffix}")
     report.events = len(events)
     providers = sorted({e["source"].split("/", 1)[1] for e in events})
-    keys = {p: await create_key(world.bootstrap, "provider", provider_id=p) for p in providers}
+    keys = {p: await create_key(world.kafka, "provider", provider_id=p) for p in providers}
     kafka_provider = next(p for p in providers if p.startswith("sis-"))
     rng = random.Random(seed)
     loop = asyncio.get_running_loop()
@@ -195,7 +200,7 @@ async def _run_scenario(
                 for provider, items in by_provider.items():
                     if provider == kafka_provider:
                         records = [(raw_key(e), *raw_record(e)) for e in items]
-                        await resilient_produce(world.bootstrap, records, report)
+                        await resilient_produce(world.kafka, provider, records, report)
                         report.posted_kafka += len(items)
                     else:
                         await resilient_post(client, "/v1/events", keys[provider], items, report)
@@ -357,7 +362,7 @@ async def _run_scenario(
         await conn.close()
     report.stage = "payments on the topic"
     on_topic = await read_topic(
-        world.bootstrap,
+        world.kafka,
         PAYMENTS,
         predicate=lambda r: r.key == contract_id.encode(),
         expect=report.ledger_entries,

@@ -19,9 +19,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 
 from utfall_events.personnummer import PERSONNUMMER_PATTERN, make_person_number
+from utfall_events.topics import raw_topic
 from utfall_platform.apikeys import generate_key, publish_keys
 from utfall_platform.clock import SystemClock
 from utfall_platform.db import migrate
+from utfall_platform.kafka_access import KafkaAccess
+from utfall_platform.kafka_acl import KafkaProvisioner, new_password
 from utfall_platform.outbox import platform_ddl
 from utfall_platform.registry import publish_providers
 
@@ -176,18 +179,20 @@ def retraction(provider: str, target: str, reason: str = "registrerat fel", **kw
     return cloud_event("event.retracted", provider, {"retracted_event_id": target, "reason": reason}, **kw)
 
 
-async def create_key(bootstrap: str, role: str, *, units: Any = None, **scope: Any) -> str:
+async def create_key(kafka: KafkaAccess, role: str, *, units: Any = None, **scope: Any) -> str:
     """A new key; a provider key's provider is registered first, as an operator would (with `units` if given)."""
     if role == "provider":
-        await register_provider(bootstrap, scope["provider_id"], units=units)
+        await register_provider(kafka, scope["provider_id"], units=units)
     new = generate_key(role, now=SystemClock().now(), **scope)  # type: ignore[arg-type]
-    await publish_keys(bootstrap, [new.record])
+    await publish_keys(kafka, [new.record])
     return new.secret
 
 
-async def register_provider(bootstrap: str, provider_id: str, *, units: Any = None, **overrides: Any) -> None:
+async def register_provider(
+    kafka: KafkaAccess, provider_id: str, *, units: Any = None, **overrides: Any
+) -> None:
     extra = {"units": [*TEST_UNITS, *units]} if units else {}
-    await publish_providers(bootstrap, [registered(provider_id, **extra, **overrides)])
+    await publish_providers(kafka, [registered(provider_id, **extra, **overrides)])
 
 
 def batch_headers(key: str) -> dict[str, str]:
@@ -226,7 +231,7 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def read_topic(
-    bootstrap: str,
+    kafka: KafkaAccess,
     topic: str,
     *,
     predicate: Callable[[Any], bool] = lambda _: True,
@@ -237,7 +242,7 @@ async def read_topic(
     """Every committed record of a topic matching the predicate, from the beginning. With `expect`, waits until
     that many match (then `settle` seconds more to catch extras), and fails if fewer arrive in `timeout`."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
+        **kafka.client_options(), isolation_level="read_committed", enable_auto_commit=False
     )
     await consumer.start()
     found: list[Any] = []
@@ -274,10 +279,28 @@ async def read_topic(
     return found
 
 
-async def produce(
-    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]
-) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+RawRecords = list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]
+_PROVIDER_ACCESS: dict[tuple[str, str], KafkaAccess] = {}
+
+
+async def provider_access(admin: KafkaAccess, provider_id: str) -> KafkaAccess:
+    """The provider's own Kafka principal, created once per test session as an operator would create it."""
+    if not admin.username:
+        return admin  # a broker without authentication (testcontainers)
+    key = (admin.bootstrap, provider_id)
+    if key not in _PROVIDER_ACCESS:
+        _PROVIDER_ACCESS[key] = await KafkaProvisioner(admin).provision_provider(provider_id, new_password())
+    return _PROVIDER_ACCESS[key]
+
+
+async def produce_raw(admin: KafkaAccess, provider_id: str, records: RawRecords) -> None:
+    """Produce as the provider itself, to its own raw topic (the only one its principal may write)."""
+    access = await provider_access(admin, provider_id)
+    await produce(access, raw_topic(provider_id).name, records)
+
+
+async def produce(kafka: KafkaAccess, topic: str, records: RawRecords) -> None:
+    producer = AIOKafkaProducer(**kafka.client_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for key, value, headers in records:

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from utfall_platform.kafka import ensure_topics
+from utfall_platform.kafka_access import ClusterAccess, KafkaAccess
+from utfall_platform.kafka_acl import SERVICES, KafkaProvisioner, new_password
 
 
 def docker_engine_answers() -> bool:
@@ -35,7 +37,7 @@ def _with_database(dsn: str, database: str) -> str:
 
 @dataclass
 class Infra:
-    bootstrap: str
+    kafka: ClusterAccess
     admin_dsn: str  # may CREATE DATABASE
     app_role: str = "utfall"
     gateway_role: str | None = "utfall_gateway"
@@ -71,11 +73,16 @@ class Infra:
 
 
 def start_infra(base: Path) -> Infra:
+    """An external cluster (UTFALL_KAFKA_BOOTSTRAP with an administrator's UTFALL_KAFKA_USERNAME/PASSWORD) gets
+    one principal per service with fresh passwords, as the local cluster does."""
     bootstrap = os.environ.get("UTFALL_KAFKA_BOOTSTRAP")
     database = os.environ.get("UTFALL_DATABASE_URL")
     if bootstrap and database:
+        admin = KafkaAccess(
+            bootstrap, os.environ.get("UTFALL_KAFKA_USERNAME"), os.environ.get("UTFALL_KAFKA_PASSWORD")
+        )
         infra = Infra(
-            bootstrap,
+            ClusterAccess(admin, {name: new_password() for name in (*SERVICES, "finance")}),
             database,
             app_role=urlsplit(database).username or "postgres",
             gateway_role=None,
@@ -90,8 +97,9 @@ def start_infra(base: Path) -> Infra:
         pg = PostgresContainer("postgres:17", username="postgres", password="postgres", dbname="postgres")
         pg.start()
         dsn = pg.get_connection_url().replace("postgresql+psycopg2", "postgresql")
+        # The container's broker runs without authentication: every client connects anonymously.
         infra = Infra(
-            kafka.get_bootstrap_server(),
+            ClusterAccess(KafkaAccess(kafka.get_bootstrap_server())),
             dsn,
             app_role="postgres",
             gateway_role=None,
@@ -107,13 +115,16 @@ def start_infra(base: Path) -> Infra:
         kafka = LocalKafka(base / "kafka")
         kafka.start()
         infra = Infra(
-            kafka.bootstrap,
+            kafka.cluster,
             pg.superuser_dsn,
             stoppers=[pg.stop, kafka.stop],
             local_postgres=pg,
             local_kafka=kafka,
         )
-    asyncio.run(ensure_topics(infra.bootstrap))
+    if infra.kafka.admin.username:
+        asyncio.run(KafkaProvisioner(infra.kafka.admin).provision_services(infra.kafka.passwords))
+    else:
+        asyncio.run(ensure_topics(infra.kafka.admin))
     return infra
 
 
@@ -123,7 +134,7 @@ class World:
     outbox producer identities (the `instance` setting); topics are shared, so tests use unique ids."""
 
     name: str
-    bootstrap: str
+    cluster: ClusterAccess
     database_url: str
     gateway_database_url: str
 
@@ -131,9 +142,15 @@ class World:
     def instance(self) -> str:
         return self.name
 
+    @property
+    def kafka(self) -> KafkaAccess:
+        """The administrator's access: what the tests themselves read and write topics with, as an operator."""
+        return self.cluster.admin
+
     def env(self) -> dict[str, str]:
+        """Settings for service processes; each gets its own Kafka principal from the stack."""
         return {
-            "UTFALL_KAFKA_BOOTSTRAP": self.bootstrap,
+            "UTFALL_KAFKA_METADATA_MAX_AGE_MS": "1000",
             "UTFALL_DATABASE_URL": self.database_url,
             "UTFALL_GATEWAY_DATABASE_URL": self.gateway_database_url,
             "UTFALL_INSTANCE": self.instance,
@@ -143,8 +160,13 @@ class World:
         }
 
     def settings(self, cls: type, **overrides: Any) -> Any:
+        """A service's settings as that service (`cls.SERVICE`): its own Kafka principal, this world's database."""
+        access = self.cluster.principal(cls.SERVICE)
         values: dict[str, Any] = {
-            "kafka_bootstrap": self.bootstrap,
+            "kafka_bootstrap": access.bootstrap,
+            "kafka_username": access.username or "",
+            "kafka_password": access.password or "",
+            "kafka_metadata_max_age_ms": 1000,
             "database_url": self.database_url,
             "instance": self.instance,
             "lag_sample_seconds": 1.0,
@@ -158,4 +180,4 @@ class World:
 async def new_world(infra: Infra, prefix: str) -> World:
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     app, gateway = await infra.create_database(name)
-    return World(name, infra.bootstrap, app, gateway)
+    return World(name, infra.kafka, app, gateway)

@@ -24,11 +24,11 @@ import pytest
 import yaml
 
 from utfall_events.contracts import MAX_AMOUNT_ORE
-from utfall_events.topics import CARE_EVENTS_RAW
+from utfall_platform.kafka_access import KafkaAccess
 from utfall_platform.local.stack import LocalStack
 from utfall_synthetic.cli import raw_key, raw_record
 
-from ..helpers import create_key, produce, uid, wait_until
+from ..helpers import create_key, produce_raw, uid, wait_until
 from ..infra import new_world
 from ..orders import ORDERS, base_provider, cohort, for_run, over_kafka, phases
 from ..reference import expected_facts, expected_participants, expected_payments
@@ -100,16 +100,20 @@ def binding_total_cap(events: list[dict[str, Any]], suffix: str, secret: str) ->
 
 
 async def send(
-    client: httpx.AsyncClient, bootstrap: str, keys: dict[str, str], events: list[dict[str, Any]]
+    client: httpx.AsyncClient, kafka: KafkaAccess, keys: dict[str, str], events: list[dict[str, Any]]
 ) -> None:
+    """HTTP with each provider's key, and for some providers their own raw topic as their own principal."""
     for start in range(0, len(events), 40):
         chunk = events[start : start + 40]
-        records = [(raw_key(e), *raw_record(e)) for e in chunk if over_kafka(e)]
         by_provider: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_topic: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for e in chunk:
-            if not over_kafka(e):
-                by_provider[e["source"].split("/", 1)[1]].append(e)
-        sending = [produce(bootstrap, CARE_EVENTS_RAW, records)] if records else []
+            provider = e["source"].split("/", 1)[1]
+            (by_topic if over_kafka(e) else by_provider)[provider].append(e)
+        sending = [
+            produce_raw(kafka, provider, [(raw_key(e), *raw_record(e)) for e in batch])
+            for provider, batch in by_topic.items()
+        ]
         for provider, batch in by_provider.items():
             sending.append(post(client, keys[provider], batch))
         await asyncio.gather(*sending)
@@ -173,7 +177,7 @@ async def run_order(run: Run, total_cap: int, tmp: Any, artifacts: Any) -> dict[
     sink = (artifacts / f"{run.world.name}.log").open("w")
     stack = LocalStack(
         tmp / "stack",
-        kafka_bootstrap=run.world.bootstrap,
+        kafka=run.world.cluster,
         database_url=run.world.database_url,
         gateway_database_url=run.world.gateway_database_url,
         log_sink=sink,
@@ -191,13 +195,13 @@ async def run_order(run: Run, total_cap: int, tmp: Any, artifacts: Any) -> dict[
     report: dict[str, Any] = {"order": run.order}
     try:
         await loop.run_in_executor(None, stack.wait_ready, services)
-        keys = {p: await create_key(run.world.bootstrap, "provider", provider_id=p) for p in run.providers}
+        keys = {p: await create_key(run.world.kafka, "provider", provider_id=p) for p in run.providers}
         conn = await asyncpg.connect(run.world.database_url)
         try:
             async with httpx.AsyncClient(base_url=stack.services["ingest"].url, timeout=60) as client:
                 sent: list[dict[str, Any]] = []
                 for index, phase in enumerate(phases(run.events, run.order)):
-                    await send(client, run.world.bootstrap, keys, phase)
+                    await send(client, run.world.kafka, keys, phase)
                     sent += phase
                     want_facts, want_net = run.reference(sent, total_cap)
 

@@ -39,24 +39,21 @@ class Keys(dict[str, str]):
 async def data(stack) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     world = stack.world
     provider_keys = {
-        p.provider_id: await create_key(world.bootstrap, "provider", provider_id=p.provider_id)
-        for p in PROVIDERS
+        p.provider_id: await create_key(world.kafka, "provider", provider_id=p.provider_id) for p in PROVIDERS
     }
     keys = Keys(
         {
-            "operator": await create_key(world.bootstrap, "operator"),
+            "operator": await create_key(world.kafka, "operator"),
             "provider": provider_keys["hvb-eken"],
             "other_provider": provider_keys["familjehem-norr"],
-            "municipality": await create_key(world.bootstrap, "municipality", municipality_code="0180"),
-            "other_municipality": await create_key(world.bootstrap, "municipality", municipality_code="2584"),
-            "finance": await create_key(
-                world.bootstrap, "finance", funder="stiftelsen-sociala-investeringar"
-            ),
-            "other_finance": await create_key(world.bootstrap, "finance", funder="vast-impact-fund"),
+            "municipality": await create_key(world.kafka, "municipality", municipality_code="0180"),
+            "other_municipality": await create_key(world.kafka, "municipality", municipality_code="2584"),
+            "finance": await create_key(world.kafka, "finance", funder="stiftelsen-sociala-investeringar"),
+            "other_finance": await create_key(world.kafka, "finance", funder="vast-impact-fund"),
         }
     )
-    reporter = await create_key(world.bootstrap, "provider", provider_id="egen-hvb-norr")
-    await register_provider(world.bootstrap, "hvb-test")  # the role matrix creates a key for it
+    reporter = await create_key(world.kafka, "provider", provider_id="egen-hvb-norr")
+    await register_provider(world.kafka, "hvb-test")  # the role matrix creates a key for it
     figures = [
         {
             "provider_id": "egen-hvb-norr",
@@ -455,7 +452,7 @@ async def _a_valid_event_still_becomes_a_payment(stack: Any, keys: Keys) -> None
     from ..helpers import ended, person, started, uid
 
     provider = "hvb-granen"
-    provider_key = await create_key(stack.world.bootstrap, "provider", provider_id=provider)
+    provider_key = await create_key(stack.world.kafka, "provider", provider_id=provider)
     contract_id = uid("after-fuzz-")
     contract = {
         "contract_id": contract_id,

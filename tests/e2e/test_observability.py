@@ -64,7 +64,7 @@ async def test_every_dashboard_query_returns_series(stack, tmp_path, artifacts) 
     world = stack.world
     try:
         keys = {
-            p.provider_id: await create_key(world.bootstrap, "provider", provider_id=p.provider_id)
+            p.provider_id: await create_key(world.kafka, "provider", provider_id=p.provider_id)
             for p in PROVIDERS
         }
         cohort = generate(CohortConfig(subjects=800, seed=8080, today=date(2026, 10, 31)))

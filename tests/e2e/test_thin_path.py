@@ -22,8 +22,8 @@ PNR = re.compile(rb"(?<!\d)(?:\d{2})?\d{6}[-+]?\d{4}(?!\d)")
 async def test_event_over_http_becomes_outcome_and_payment(stack) -> None:
     world = stack.world
     episode, unit = uid("ep-"), uid("unit-")
-    provider_key = await create_key(world.bootstrap, "provider", provider_id="hvb-eken", units=[unit])
-    operator_key = await create_key(world.bootstrap, "operator")
+    provider_key = await create_key(world.kafka, "provider", provider_id="hvb-eken", units=[unit])
+    operator_key = await create_key(world.kafka, "operator")
     person_id = person()
     events = [
         started("hvb-eken", episode, person_id, unit=unit, start="2024-02-01"),
@@ -86,7 +86,7 @@ async def test_event_over_http_becomes_outcome_and_payment(stack) -> None:
     assert paid["evidence"] == [{"source": "provider/hvb-eken", "id": events[1]["id"]}]
 
     ours = await read_topic(
-        world.bootstrap,
+        world.kafka,
         PAYMENTS,
         predicate=lambda r: episode.encode() in (r.value or b""),
         expect=1,
@@ -97,10 +97,10 @@ async def test_event_over_http_becomes_outcome_and_payment(stack) -> None:
     assert message["payment_id"] == expected_id and message["amount_ore"] == 5_000_000
     assert header(ours[0], "ce_type") == "se.utfall.payment.triggered.v1"
     published = await read_topic(
-        world.bootstrap, CARE_EVENTS, predicate=lambda r: episode.encode() in (r.value or b""), expect=2
+        world.kafka, CARE_EVENTS, predicate=lambda r: episode.encode() in (r.value or b""), expect=2
     )
     outcomes = await read_topic(
-        world.bootstrap,
+        world.kafka,
         OUTCOMES,
         predicate=lambda r: episode.encode() in (r.value or b""),
         expect=len(CATALOGUE),  # one fact per measure of the ended episode

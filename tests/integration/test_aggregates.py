@@ -23,7 +23,7 @@ HEADER = "provider_id,measure_id,measure_version,period,target_group,numerator,d
 async def test_csv_json_and_events_side_by_side(world) -> None:  # type: ignore[no-untyped-def]
     csv_provider, json_provider, event_provider = uid("csv-"), uid("json-"), uid("ev-")
     keys = {
-        p: await create_key(world.bootstrap, "provider", provider_id=p)
+        p: await create_key(world.kafka, "provider", provider_id=p)
         for p in (csv_provider, json_provider, event_provider)
     }
     sheet = (
@@ -180,7 +180,7 @@ async def test_csv_json_and_events_side_by_side(world) -> None:  # type: ignore[
         page = await gw.get("/", params={"measure": "planned_discharge", "year": 2025})
         assert "självrapporterat" in page.text and f'data-provider="{csv_provider}"' in page.text
     on_topic = await read_topic(
-        world.bootstrap,
+        world.kafka,
         AGGREGATES,
         predicate=lambda r: json_provider.encode() in (r.key or b""),
         expect=3,

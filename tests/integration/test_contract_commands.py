@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+import pytest_asyncio
 from pydantic import ValidationError
 
 from utfall_contracts.app import create_app as create_contracts
@@ -24,9 +25,25 @@ from utfall_platform.clock import SystemClock
 from utfall_platform.consumer import ConsumerHalted, DeadLetterPolicy, TransactionalBatchConsumer
 from utfall_platform.db import create_pool
 
-from ..helpers import FakeRecord, create_key, migrate_service, produce, read_topic, running, uid, wait_until
+from ..helpers import (
+    FakeRecord,
+    create_key,
+    migrate_service,
+    produce,
+    read_topic,
+    register_provider,
+    running,
+    uid,
+    wait_until,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session", autouse=True)
+async def registered_provider(world) -> None:  # type: ignore[no-untyped-def]
+    """The provider the commands name is registered, as an operator would have done before."""
+    await register_provider(world.kafka, "hvb-eken")
 
 
 def valid_command(provider: str = "hvb-eken") -> dict[str, Any]:
@@ -71,7 +88,7 @@ HOSTILE = {
 
 
 async def test_invalid_commands_are_refused_at_the_gateway_with_problem_details(world) -> None:  # type: ignore[no-untyped-def]
-    operator = await create_key(world.bootstrap, "operator")
+    operator = await create_key(world.kafka, "operator")
     auth = {"authorization": f"Bearer {operator}"}
     async with running(create_gateway(world.settings(GatewaySettings))) as gateway:
 
@@ -107,12 +124,12 @@ async def test_invalid_commands_on_the_topic_are_dead_lettered_and_valid_ones_st
     good = valid_command()
     settings = world.settings(ContractsSettings, contracts_dir=tmp_path)
     async with running(create_contracts(settings)) as contracts:
-        await produce(world.bootstrap, CONTRACT_COMMANDS, hostile)
+        await produce(world.kafka, CONTRACT_COMMANDS, hostile)
         await produce(
-            world.bootstrap, CONTRACT_COMMANDS, [(good["contract_id"].encode(), orjson.dumps(good), [])]
+            world.kafka, CONTRACT_COMMANDS, [(good["contract_id"].encode(), orjson.dumps(good), [])]
         )
         letters = await read_topic(
-            world.bootstrap,
+            world.kafka,
             CONTRACTS_DEADLETTER,
             predicate=lambda r: r.key == marker.encode(),
             expect=len(hostile),
@@ -194,10 +211,12 @@ async def test_the_admin_cli_confirms_that_the_contract_was_stored(
     path = tmp_path / "contract.yaml"
     path.write_text(yaml.safe_dump(command, allow_unicode=True))
     monkeypatch.setenv("UTFALL_DATABASE_URL", world.database_url)
+    for name, value in world.kafka.env().items():  # the operator's own Kafka access
+        monkeypatch.setenv(name, value)
     settings = world.settings(ContractsSettings, contracts_dir=tmp_path / "none")
     async with running(create_contracts(settings)):
         await asyncio.get_running_loop().run_in_executor(
-            None, admin, ["--bootstrap", world.bootstrap, "contracts", "load", str(path), "--wait", "60"]
+            None, admin, ["contracts", "load", str(path), "--wait", "60"]
         )
     out = capsys.readouterr().out
     assert f"sent contract {command['contract_id']}" in out

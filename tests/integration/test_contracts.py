@@ -193,7 +193,7 @@ async def settled(world: Any, contract_id: str, expected: Counter[Any], timeout:
 
 async def payments_on_topic(world: Any, contract_id: str, n: int) -> list[Any]:
     return await read_topic(
-        world.bootstrap,
+        world.kafka,
         PAYMENTS,
         predicate=lambda r: r.key == contract_id.encode(),
         expect=n,
@@ -206,7 +206,7 @@ async def payments_on_topic(world: Any, contract_id: str, n: int) -> list[Any]:
 async def contracts_process(world, tmp_path):  # type: ignore[no-untyped-def]
     stack = LocalStack(
         tmp_path,
-        kafka_bootstrap=world.bootstrap,
+        kafka=world.cluster,
         database_url=world.database_url,
         gateway_database_url=world.gateway_database_url,
         log_sink=(tmp_path / "contracts.log").open("w"),
@@ -221,7 +221,7 @@ async def contracts_process(world, tmp_path):  # type: ignore[no-untyped-def]
 async def test_replays_and_restart_change_nothing(world, contracts_process) -> None:  # type: ignore[no-untyped-def]
     scenario = Scenario(200)
     await produce(
-        world.bootstrap,
+        world.kafka,
         CONTRACT_COMMANDS,
         [
             (
@@ -231,13 +231,13 @@ async def test_replays_and_restart_change_nothing(world, contracts_process) -> N
             )
         ],
     )
-    await produce(world.bootstrap, CARE_EVENTS, scenario.placements())
-    await produce(world.bootstrap, OUTCOMES, scenario.facts(1))
+    await produce(world.kafka, CARE_EVENTS, scenario.placements())
+    await produce(world.kafka, OUTCOMES, scenario.facts(1))
     expected = scenario.expected_ledger(1)
     assert await settled(world, scenario.contract_id, expected) == expected
-    await produce(world.bootstrap, OUTCOMES, scenario.facts(1))  # the same outcomes again
+    await produce(world.kafka, OUTCOMES, scenario.facts(1))  # the same outcomes again
     await asyncio.get_running_loop().run_in_executor(None, contracts_process.restart, "contracts")
-    await produce(world.bootstrap, OUTCOMES, scenario.facts(1))  # and again after a restart
+    await produce(world.kafka, OUTCOMES, scenario.facts(1))  # and again after a restart
     await asyncio.sleep(3)
     assert await ledger(world, scenario.contract_id) == expected
     published = await payments_on_topic(world, scenario.contract_id, sum(expected.values()))
@@ -250,7 +250,7 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(
 ) -> None:  # type: ignore[no-untyped-def]
     scenario = Scenario(2600)  # 10,400 outcome facts in wave 1
     await produce(
-        world.bootstrap,
+        world.kafka,
         CONTRACT_COMMANDS,
         [
             (
@@ -260,7 +260,7 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(
             )
         ],
     )
-    await produce(world.bootstrap, CARE_EVENTS, scenario.placements())
+    await produce(world.kafka, CARE_EVENTS, scenario.placements())
     facts = scenario.facts(1)
     assert len(facts) >= 10_000
     loop = asyncio.get_running_loop()
@@ -281,14 +281,14 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(
         await loop.run_in_executor(None, contracts_process.wait_ready, ("contracts",))
 
     wave1 = scenario.expected_ledger(1)
-    producing = asyncio.create_task(produce(world.bootstrap, OUTCOMES, facts))
+    producing = asyncio.create_task(produce(world.kafka, OUTCOMES, facts))
     await kill_when(0.3, sum(wave1.values()))
     await producing
     await kill_when(0.7, sum(wave1.values()))
     assert await settled(world, scenario.contract_id, wave1) == wave1
 
     wave2 = scenario.expected_ledger(2)
-    await produce(world.bootstrap, OUTCOMES, scenario.facts(2))
+    await produce(world.kafka, OUTCOMES, scenario.facts(2))
     await kill_when(0.5, sum(wave2.values()) - sum(wave1.values()), baseline=sum(wave1.values()))
     final = await settled(world, scenario.contract_id, wave2)
     assert final == wave2

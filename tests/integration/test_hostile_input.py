@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import orjson
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,11 +26,11 @@ from utfall_events.personnummer import find_personnummer, make_person_number
 from utfall_events.topics import (
     API_KEYS,
     CARE_EVENTS,
-    CARE_EVENTS_RAW,
     CARE_EVENTS_REJECTED,
     CONTRACTS_DEADLETTER,
     MEASURES_DEADLETTER,
     OUTCOMES,
+    raw_topic,
 )
 from utfall_gateway.app import create_app as create_gateway
 from utfall_gateway.settings import GatewaySettings
@@ -37,6 +38,7 @@ from utfall_ingest.app import create_app as create_ingest
 from utfall_ingest.settings import IngestSettings
 from utfall_measures.app import create_app as create_measures
 from utfall_measures.settings import MeasuresSettings
+from utfall_platform.kafka_access import KafkaAccess
 from utfall_synthetic.cli import raw_record
 
 from ..helpers import (
@@ -46,6 +48,7 @@ from ..helpers import (
     header,
     person,
     produce,
+    produce_raw,
     read_topic,
     register_provider,
     running,
@@ -189,7 +192,7 @@ def collect(strategy: st.SearchStrategy[Any], n: int) -> list[Any]:
 async def test_http_battery(world, caplog) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.INFO)
     provider = uid("hb-")
-    key = await create_key(world.bootstrap, "provider", provider_id=provider)
+    key = await create_key(world.kafka, "provider", provider_id=provider)
     events = collect(hostile(provider), 300)
     outcomes: dict[str, int] = {}
     settings_ = world.settings(IngestSettings, pseudonym_key=SECRET)
@@ -238,7 +241,7 @@ async def test_http_battery(world, caplog) -> None:  # type: ignore[no-untyped-d
 
         async def all_valid_published() -> bool:
             published = await read_topic(
-                world.bootstrap,
+                world.kafka,
                 CARE_EVENTS,
                 predicate=lambda r: header(r, "ce_source") == f"provider/{provider}",
             )
@@ -295,7 +298,7 @@ def hostile_record(draw: st.DrawFn, provider: str) -> tuple[bytes, bytes | None,
 
 async def test_raw_topic_battery(world) -> None:  # type: ignore[no-untyped-def]
     provider = uid("rb-")
-    await register_provider(world.bootstrap, provider)
+    await register_provider(world.kafka, provider)
     records = collect(hostile_record(provider), 150)
     valid = [template(provider) for _ in range(15)]
     mixed: list[Any] = []
@@ -304,9 +307,9 @@ async def test_raw_topic_battery(world) -> None:  # type: ignore[no-untyped-def]
         if i % 10 == 0:
             mixed.append((b"v", *raw_record(valid[i // 10])))
     async with running(create_ingest(world.settings(IngestSettings, pseudonym_key=SECRET))) as client:
-        await produce(world.bootstrap, CARE_EVENTS_RAW, mixed)
+        await produce_raw(world.kafka, provider, mixed)
         published = await read_topic(
-            world.bootstrap,
+            world.kafka,
             CARE_EVENTS,
             predicate=lambda r: header(r, "ce_source") == f"provider/{provider}",
             expect=len(valid),
@@ -316,7 +319,7 @@ async def test_raw_topic_battery(world) -> None:  # type: ignore[no-untyped-def]
         assert (await client.get("/health")).status_code == 200
     assert {e["id"] for e in valid} <= {header(r, "ce_id") for r in published}
     rejected = await read_topic(
-        world.bootstrap,
+        world.kafka,
         CARE_EVENTS_REJECTED,
         predicate=lambda r: b'"channel":"kafka"' in (r.value or b"") and b"raw_position" in (r.value or b""),
     )
@@ -329,9 +332,10 @@ async def test_hostile_kafka_producers_are_each_refused_with_a_reason(world) -> 
     """Issue 16 item 6, the raw-topic battery: a forged source (a provider that is not registered), a personnummer
     in every identifier and free-text field, an oversize record, a wrong content type. Each is refused on
     `care.events.rejected.v1` with a reason that echoes no number, and the valid events beside them are published.
-    (Producers without credentials are not refused yet: the broker does not authenticate; see the trust model.)"""
+    A producer without credentials, or with a wrong password, is refused by the broker itself and nothing it
+    tried to send is published."""
     provider = uid("hk-")
-    await register_provider(world.bootstrap, provider)
+    await register_provider(world.kafka, provider)
     number = person()
     hostile: dict[str, tuple[bytes | None, list[tuple[str, bytes]]]] = {}
     forged = started(uid("forged-"), uid("ep-"), person())
@@ -355,10 +359,15 @@ async def test_hostile_kafka_producers_are_each_refused_with_a_reason(world) -> 
     valid = [started(provider, uid("ep-"), person()) for _ in range(3)]
     records = [(name.encode(), v, h) for name, (v, h) in hostile.items()]
     records += [(e["id"].encode(), *raw_record(e)) for e in valid]
+    anonymous = started(provider, uid("ep-"), person())
+    topic = raw_topic(provider).name
+    for who in (KafkaAccess(world.kafka.bootstrap), world.kafka.as_user(f"provider-{provider}", "wrong")):
+        with pytest.raises(KafkaConnectionError):
+            await produce(who, topic, [(anonymous["id"].encode(), *raw_record(anonymous))])
     async with running(create_ingest(world.settings(IngestSettings, pseudonym_key=SECRET))):
-        await produce(world.bootstrap, CARE_EVENTS_RAW, records)
+        await produce_raw(world.kafka, provider, records)
         published = await read_topic(
-            world.bootstrap,
+            world.kafka,
             CARE_EVENTS,
             predicate=lambda r: header(r, "ce_source") == f"provider/{provider}",
             expect=len(valid),
@@ -366,31 +375,32 @@ async def test_hostile_kafka_producers_are_each_refused_with_a_reason(world) -> 
             settle=2.0,
         )
         positions = {
-            f"{CARE_EVENTS_RAW}/{r.partition}/{r.offset}"
+            f"{topic}/{r.partition}/{r.offset}"
             for r in await read_topic(
-                world.bootstrap, CARE_EVENTS_RAW, predicate=lambda r: (r.key or b"").decode() in hostile
+                world.kafka, topic, predicate=lambda r: (r.key or b"").decode() in hostile
             )
         }
         rejected = await read_topic(
-            world.bootstrap,
+            world.kafka,
             CARE_EVENTS_REJECTED,
             predicate=lambda r: orjson.loads(r.value).get("raw_position") in positions,
             expect=len(hostile),
             timeout=60,
         )
     assert {header(r, "ce_id") for r in published} == {e["id"] for e in valid}
+    assert anonymous["id"] not in {header(r, "ce_id") for r in await read_topic(world.kafka, topic)}
     assert len(rejected) == len(hostile)
     for r in rejected:
         body = orjson.loads(r.value)
         assert body["reasons"] and all(reason["code"] for reason in body["reasons"])
         assert not find_personnummer(r.value.decode()) and number[8:] not in r.value.decode()
     codes = {code for r in rejected for code in (x["code"] for x in orjson.loads(r.value)["reasons"])}
-    assert {"unknown_provider", "personnummer_in_identifier"} <= codes, codes
+    assert {"unknown_provider", "source_mismatch", "personnummer_in_identifier"} <= codes, codes
 
 
 async def test_poison_on_internal_topics_is_dead_lettered_and_processing_goes_on(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
     provider = uid("po-")
-    key = await create_key(world.bootstrap, "provider", provider_id=provider)
+    key = await create_key(world.kafka, "provider", provider_id=provider)
     marker = uid("poison-")
     poison = [
         (
@@ -410,10 +420,8 @@ async def test_poison_on_internal_topics_is_dead_lettered_and_processing_goes_on
         running(create_measures(world.settings(MeasuresSettings))),
         running(create_contracts(world.settings(ContractsSettings, contracts_dir=tmp_path))),
     ):
-        await produce(world.bootstrap, CARE_EVENTS, poison)
-        await produce(
-            world.bootstrap, OUTCOMES, [(marker.encode(), b"{broken", [("ce_id", marker.encode())])]
-        )
+        await produce(world.kafka, CARE_EVENTS, poison)
+        await produce(world.kafka, OUTCOMES, [(marker.encode(), b"{broken", [("ce_id", marker.encode())])])
         episode = uid("ep-")
         await client.post(
             "/v1/events",
@@ -421,7 +429,7 @@ async def test_poison_on_internal_topics_is_dead_lettered_and_processing_goes_on
             headers=batch_headers(key),
         )
         letters = await read_topic(
-            world.bootstrap,
+            world.kafka,
             MEASURES_DEADLETTER,
             predicate=lambda r: marker.encode() in (r.value or b""),
             expect=2,
@@ -439,7 +447,7 @@ async def test_poison_on_internal_topics_is_dead_lettered_and_processing_goes_on
         finally:
             await conn.close()
         contract_letters = await read_topic(
-            world.bootstrap,
+            world.kafka,
             CONTRACTS_DEADLETTER,
             predicate=lambda r: r.key == marker.encode(),
             expect=3,  # contracts reads care.events.v1 too: its two poison records, and the outcome
@@ -459,9 +467,9 @@ async def test_poison_on_internal_topics_is_dead_lettered_and_processing_goes_on
 
 
 async def test_keys_are_stored_only_as_hashes(world) -> None:  # type: ignore[no-untyped-def]
-    secret = await create_key(world.bootstrap, "operator")
+    secret = await create_key(world.kafka, "operator")
     records = await read_topic(
-        world.bootstrap, API_KEYS, predicate=lambda r: secret.split("_")[1].encode() in (r.key or b"")
+        world.kafka, API_KEYS, predicate=lambda r: secret.split("_")[1].encode() in (r.key or b"")
     )
     assert records
     for r in records:
@@ -532,7 +540,7 @@ async def test_http_details_binary_mode_allow_offline_docs_and_no_echo(world) ->
     from cloudevents.core.v1.event import CloudEvent
 
     provider = uid("bm-")
-    key = await create_key(world.bootstrap, "provider", provider_id=provider)
+    key = await create_key(world.kafka, "provider", provider_id=provider)
     number = person()
     async with (
         running(create_ingest(world.settings(IngestSettings, pseudonym_key=SECRET))) as ingest,
@@ -556,7 +564,7 @@ async def test_http_details_binary_mode_allow_offline_docs_and_no_echo(world) ->
         )
         assert response.json()["receipts"][0]["status"] == "accepted", response.text
         published = await read_topic(
-            world.bootstrap, CARE_EVENTS, predicate=lambda r: header(r, "ce_id") == event["id"], expect=1
+            world.kafka, CARE_EVENTS, predicate=lambda r: header(r, "ce_id") == event["id"], expect=1
         )
         assert published and number not in (published[0].value or b"").decode()
         not_json = await ingest.post(

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from utfall_events.personnummer import find_personnummer
-from utfall_events.topics import CARE_EVENTS, CARE_EVENTS_RAW, CARE_EVENTS_REJECTED
+from utfall_events.topics import CARE_EVENTS, CARE_EVENTS_REJECTED, raw_topic
 from utfall_ingest.app import create_app
 from utfall_ingest.expiry import expire_held
 from utfall_ingest.settings import IngestSettings
@@ -26,7 +26,7 @@ from ..helpers import (
     followup,
     header,
     person,
-    produce,
+    produce_raw,
     read_topic,
     register_provider,
     retraction,
@@ -60,7 +60,7 @@ def settings(world) -> IngestSettings:  # type: ignore[no-untyped-def]
 async def test_single_batch_duplicate_partial_and_the_messages_on_each_topic(world, settings, caplog) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.DEBUG)
     provider = uid("p-")
-    key = await create_key(world.bootstrap, "provider", provider_id=provider)
+    key = await create_key(world.kafka, "provider", provider_id=provider)
     episode, pid = uid("ep-"), person()
     first = started(provider, episode, pid)
     batch = [ended(provider, episode), followup(provider, episode)]
@@ -100,10 +100,10 @@ async def test_single_batch_duplicate_partial_and_the_messages_on_each_topic(wor
         )
         assert accepted_lookup.json()["status"] == "accepted"
         published = await read_topic(
-            world.bootstrap, CARE_EVENTS, predicate=of_source(f"provider/{provider}"), expect=3, settle=1.5
+            world.kafka, CARE_EVENTS, predicate=of_source(f"provider/{provider}"), expect=3, settle=1.5
         )
         rejected = await read_topic(
-            world.bootstrap,
+            world.kafka,
             CARE_EVENTS_REJECTED,
             predicate=of_source(f"provider/{provider}"),
             expect=1,
@@ -149,7 +149,7 @@ async def test_single_batch_duplicate_partial_and_the_messages_on_each_topic(wor
 
 async def test_restart_between_identical_batches_publishes_nothing_twice(world, settings) -> None:  # type: ignore[no-untyped-def]
     provider = uid("p-")
-    key = await create_key(world.bootstrap, "provider", provider_id=provider)
+    key = await create_key(world.kafka, "provider", provider_id=provider)
     events = []
     for _ in range(20):
         episode = uid("ep-")
@@ -161,7 +161,7 @@ async def test_restart_between_identical_batches_publishes_nothing_twice(world, 
         second = await client.post("/v1/events", content=orjson.dumps(events), headers=batch_headers(key))
         assert second.json()["duplicates"] == 40 and second.json()["accepted"] == 0
         published = await read_topic(
-            world.bootstrap, CARE_EVENTS, predicate=of_source(f"provider/{provider}"), expect=40, settle=2.0
+            world.kafka, CARE_EVENTS, predicate=of_source(f"provider/{provider}"), expect=40, settle=2.0
         )
     ids = [header(r, "ce_id") for r in published]
     assert len(ids) == 40 and len(set(ids)) == 40
@@ -169,7 +169,7 @@ async def test_restart_between_identical_batches_publishes_nothing_twice(world, 
 
 async def test_raw_topic_in_binary_mode_with_rejects_dead_lettered(world, settings) -> None:  # type: ignore[no-untyped-def]
     provider = uid("p-")
-    await register_provider(world.bootstrap, provider)
+    await register_provider(world.kafka, provider)
     episode, pid = uid("ep-"), person()
     good = [started(provider, episode, pid), ended(provider, episode), retraction(provider, "no-such-event")]
     records = [(episode.encode(), *raw_record(e)) for e in good]
@@ -188,9 +188,9 @@ async def test_raw_topic_in_binary_mode_with_rejects_dead_lettered(world, settin
     )
     app = create_app(settings)
     async with running(app):
-        await produce(world.bootstrap, CARE_EVENTS_RAW, records)
+        await produce_raw(world.kafka, provider, records)
         published = await read_topic(
-            world.bootstrap,
+            world.kafka,
             CARE_EVENTS,
             predicate=of_source(f"provider/{provider}"),
             expect=2,
@@ -211,7 +211,7 @@ async def test_raw_topic_in_binary_mode_with_rejects_dead_lettered(world, settin
         later = FixedClock(runtime.clock.now() + timedelta(days=settings.hold_days + 1))
         assert await expire_held(runtime.pool, later, settings.hold_days) >= 1
         rejected = await read_topic(
-            world.bootstrap,
+            world.kafka,
             CARE_EVENTS_REJECTED,
             predicate=of_source(f"provider/{provider}"),
             expect=3,
@@ -229,7 +229,7 @@ async def test_raw_topic_in_binary_mode_with_rejects_dead_lettered(world, settin
         body = orjson.loads(r.value)
         assert body["channel"] == "kafka"
         if body["reasons"][0]["code"] != "unknown_event":  # refused on arrival: the record's position
-            assert body["raw_position"].startswith(CARE_EVENTS_RAW + "/")
+            assert body["raw_position"].startswith(raw_topic(provider).name + "/")
         assert not find_personnummer(r.value.decode())
 
 
@@ -248,7 +248,7 @@ async def test_raw_topic_in_binary_mode_with_rejects_dead_lettered(world, settin
 async def test_whole_request_errors_are_problem_details(
     world, settings, content_type, body, status, slug
 ) -> None:  # type: ignore[no-untyped-def]
-    key = await create_key(world.bootstrap, "provider", provider_id=uid("p-"))
+    key = await create_key(world.kafka, "provider", provider_id=uid("p-"))
     async with running(create_app(settings)) as client:
         response = await client.post(
             "/v1/events",
@@ -265,8 +265,8 @@ async def test_keys_missing_wrong_revoked_or_of_another_role(world, settings) ->
     from utfall_gateway.admin import revoke_key
 
     provider = uid("p-")
-    key = await create_key(world.bootstrap, "provider", provider_id=provider)
-    operator = await create_key(world.bootstrap, "operator")
+    key = await create_key(world.kafka, "provider", provider_id=provider)
+    operator = await create_key(world.kafka, "operator")
     event = orjson.dumps([started(provider, uid("ep-"), person())])
     async with running(create_app(settings)) as client:
         for headers, status in [
@@ -282,7 +282,7 @@ async def test_keys_missing_wrong_revoked_or_of_another_role(world, settings) ->
             )
             assert response.status_code == status, headers
             assert response.headers["content-type"].startswith("application/problem+json")
-        await revoke_key(world.bootstrap, key.split("_")[1])
+        await revoke_key(world.kafka, key.split("_")[1])
 
         async def refused() -> bool:
             r = await client.post("/v1/events", content=event, headers=batch_headers(key))
@@ -291,7 +291,7 @@ async def test_keys_missing_wrong_revoked_or_of_another_role(world, settings) ->
         await wait_until(refused, what="the revoked key to be refused")
         other = await client.get(
             f"/v1/events/provider/{uid('p-')}/x",
-            headers={"x-api-key": (await create_key(world.bootstrap, "provider", provider_id=uid("p-")))},
+            headers={"x-api-key": (await create_key(world.kafka, "provider", provider_id=uid("p-")))},
         )
         assert other.status_code == 403
 

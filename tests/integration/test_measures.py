@@ -65,7 +65,7 @@ async def test_cohort_facts_and_aggregates_match_an_independent_recomputation(
     suffix = world.name[-6:]
     events = renamed(cohort.events, suffix=f"-{suffix}")
     providers = {provider_of(e) for e in events}
-    keys = {p: await create_key(world.bootstrap, "provider", provider_id=p) for p in providers}
+    keys = {p: await create_key(world.kafka, "provider", provider_id=p) for p in providers}
     ingest = create_ingest(world.settings(IngestSettings, pseudonym_key="cohort-key"), clock=CLOCK)
     measures = create_measures(world.settings(MeasuresSettings, tick_seconds=3600), clock=CLOCK)
     totals: Counter[str] = Counter()

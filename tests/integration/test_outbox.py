@@ -32,7 +32,7 @@ SCHEMA = "relaytest"
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def topic(world) -> str:  # type: ignore[no-untyped-def]
     name = uid("outbox.test.")
-    admin = AIOKafkaAdminClient(bootstrap_servers=world.bootstrap)
+    admin = AIOKafkaAdminClient(**world.kafka.client_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])
@@ -56,7 +56,7 @@ def relay(world, pool: asyncpg.Pool) -> OutboxRelay:  # type: ignore[no-untyped-
         pool=pool,
         dsn=world.database_url,
         schema=SCHEMA,
-        bootstrap=world.bootstrap,
+        kafka=world.kafka,
         idle_poll_seconds=0.2,
         instance=world.instance,
     )
@@ -91,7 +91,7 @@ async def test_every_row_is_published_once_in_order_per_key(world, pool, topic) 
     async with relaying(world, pool) as r:
         await wait_until(lambda: drained(pool), what="an empty outbox")
         assert r.published_total == 120
-    records = await read_topic(world.bootstrap, topic, predicate=lambda x: header(x, "run") == run)
+    records = await read_topic(world.kafka, topic, predicate=lambda x: header(x, "run") == run)
     values = [x.value.decode() for x in records]
     assert sorted(values) == sorted(f"{run}:{i}" for i in range(120))
     for key in {x.key for x in records}:
@@ -112,7 +112,7 @@ async def test_rows_already_on_kafka_are_not_sent_again_but_rows_reusing_an_id_a
     on_kafka = [(r["key"], r["value"], str(r["id"])) for r in rows[:20]]
     on_kafka += [(r["key"], b"older:" + r["value"], str(r["id"])) for r in rows[20:25]]
     await produce(
-        world.bootstrap,
+        world.kafka,
         topic,
         [
             (
@@ -126,7 +126,7 @@ async def test_rows_already_on_kafka_are_not_sent_again_but_rows_reusing_an_id_a
     async with relaying(world, pool) as r:
         await wait_until(lambda: drained(pool), what="an empty outbox")
         assert r.published_total == 10
-    records = await read_topic(world.bootstrap, topic, predicate=lambda x: header(x, "run") == run)
+    records = await read_topic(world.kafka, topic, predicate=lambda x: header(x, "run") == run)
     values = sorted(x.value.decode() for x in records)
     expected = [f"{run}:{i}" for i in range(30)] + [f"older:{run}:{i}" for i in range(20, 25)]
     assert values == sorted(expected)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from utfall_events.topics import CARE_EVENTS, CARE_EVENTS_RAW, CARE_EVENTS_REJECTED
+from utfall_events.topics import CARE_EVENTS, CARE_EVENTS_REJECTED
 from utfall_gateway.app import create_app as create_gateway
 from utfall_gateway.settings import GatewaySettings
 from utfall_ingest.app import create_app as create_ingest
@@ -19,7 +19,7 @@ from ..helpers import (
     create_key,
     header,
     person,
-    produce,
+    produce_raw,
     read_topic,
     register_provider,
     running,
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_operators_register_and_retire_providers_and_nothing_names_an_unknown_one(world) -> None:  # type: ignore[no-untyped-def]
-    operator = await create_key(world.bootstrap, "operator")
+    operator = await create_key(world.kafka, "operator")
     auth = {"authorization": f"Bearer {operator}"}
     provider = uid("reg-")
     registration = {
@@ -130,9 +130,10 @@ async def test_operators_register_and_retire_providers_and_nothing_names_an_unkn
 
 
 async def test_the_raw_topic_refuses_forged_and_unknown_providers(world) -> None:  # type: ignore[no-untyped-def]
-    """Before issue 16 a record with source=provider/200804122380 made a personnummer a provider id."""
+    """Before issue 16 a record with source=provider/200804122380 made a personnummer a provider id. Now a
+    provider writes only its own raw topic, and a source naming anyone else is refused as a forgery."""
     registered = uid("rawreg-")
-    await register_provider(world.bootstrap, registered)
+    await register_provider(world.kafka, registered)
     unknown = uid("nobody-")
     events = {
         "valid": started(registered, uid("ep-"), person()),
@@ -140,11 +141,11 @@ async def test_the_raw_topic_refuses_forged_and_unknown_providers(world) -> None
         "personnummer": started("200804122380", uid("ep-"), person()),
     }
     async with running(create_ingest(world.settings(IngestSettings))):
-        await produce(
-            world.bootstrap, CARE_EVENTS_RAW, [(e["id"].encode(), *raw_record(e)) for e in events.values()]
+        await produce_raw(
+            world.kafka, registered, [(e["id"].encode(), *raw_record(e)) for e in events.values()]
         )
         published = await read_topic(
-            world.bootstrap,
+            world.kafka,
             CARE_EVENTS,
             predicate=lambda r: header(r, "ce_id") in {e["id"] for e in events.values()},
             expect=1,
@@ -152,7 +153,7 @@ async def test_the_raw_topic_refuses_forged_and_unknown_providers(world) -> None
             settle=1.0,
         )
         rejected = await read_topic(
-            world.bootstrap,
+            world.kafka,
             CARE_EVENTS_REJECTED,
             predicate=lambda r: (
                 header(r, "ce_id") in {events["unknown"]["id"], events["personnummer"]["id"]}
@@ -164,6 +165,6 @@ async def test_the_raw_topic_refuses_forged_and_unknown_providers(world) -> None
         )
     assert [header(r, "ce_id") for r in published] == [events["valid"]["id"]]
     codes = [{reason["code"] for reason in orjson.loads(r.value)["reasons"]} for r in rejected]
-    assert all("unknown_provider" in c for c in codes), codes
+    assert all({"unknown_provider", "source_mismatch"} <= c for c in codes), codes
     for r in rejected:
         assert "200804122380" not in (r.value or b"").decode()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from utfall_gateway.admin import AdminError, main, read_contract
-from utfall_platform.local.stack import write_secret
+from utfall_platform.local.paths import write_secret
 
 EXAMPLE = next((Path(__file__).resolve().parents[2] / "deploy" / "contracts").glob("*.yaml"))
 

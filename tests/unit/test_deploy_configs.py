@@ -53,6 +53,18 @@ def test_compose_file_parses() -> None:
         "grafana",
     } <= set(config["services"])
     assert config["services"]["kafka"]["image"].startswith("apache/kafka:")
+    # Kafka authenticates and authorises (issue 16): SCRAM on the client listener, ACLs, no anonymous access;
+    # every service connects as its own principal, after the setup job has created it.
+    kafka = config["services"]["kafka"]["environment"]
+    assert kafka["KAFKA_LISTENERS"].startswith("SASL_PLAINTEXT://")
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert config["services"]["kafka-setup"]["command"] == ["utfall-admin", "kafka", "setup"]
+    for name in ("ingest", "measures", "contracts", "gateway"):
+        service = config["services"][name]
+        assert service["environment"]["UTFALL_KAFKA_USERNAME"] == name
+        assert service["depends_on"]["kafka-setup"]["condition"] == "service_completed_successfully"
 
 
 def test_kubernetes_manifests_validate_strictly() -> None:
@@ -67,6 +79,11 @@ def test_kubernetes_manifests_validate_strictly() -> None:
                 container = doc["spec"]["template"]["spec"]["containers"][0]
                 assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
                 assert container["resources"]["requests"]
+                env = {e["name"]: e for e in container["env"]}
+                assert env["UTFALL_KAFKA_USERNAME"]["value"] == doc["metadata"]["name"]
+                secret = env["UTFALL_KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"]
+                assert secret == {"name": "utfall-kafka-principals", "key": doc["metadata"]["name"]}
+    assert "Job" in kinds  # kafka-setup: topics, principals, ACLs
 
 
 def dashboards() -> dict[str, dict[str, object]]:

@@ -13,7 +13,12 @@ class TopicSpec:
     retention_ms: int = -1  # keep forever: measures rebuilds replay care.events.v1 from the start
 
 
+# Providers that produce to Kafka write their own raw topic, `care.events.raw.v1.<provider id>`, which only they
+# may write (a literal ACL): ingest takes the provider from the topic, so a producer cannot speak for another.
 CARE_EVENTS_RAW = "care.events.raw.v1"
+RAW_TOPIC_PREFIX = CARE_EVENTS_RAW + "."
+# FastStream's subscription syntax for every provider's raw topic (a regex `care.events.raw.v1..*` to the client).
+RAW_TOPICS_PATTERN = RAW_TOPIC_PREFIX + "{provider}"
 CARE_EVENTS = "care.events.v1"
 CARE_EVENTS_REJECTED = "care.events.rejected.v1"
 OUTCOMES = "outcomes.v1"
@@ -26,8 +31,6 @@ MEASURES_DEADLETTER = "measures.deadletter.v1"
 CONTRACTS_DEADLETTER = "contracts.deadletter.v1"
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    # Providers' own input, personnummer included: kept one day only, as the boundary of ingest.
-    TopicSpec(CARE_EVENTS_RAW, 6, retention_ms=24 * 3600 * 1000),
     TopicSpec(CARE_EVENTS, 6),
     TopicSpec(CARE_EVENTS_REJECTED, 3),
     TopicSpec(OUTCOMES, 6),
@@ -53,3 +56,13 @@ TRANSACTIONAL_TOPICS: frozenset[str] = frozenset(
         CONTRACTS_DEADLETTER,
     }
 )
+
+
+def raw_topic(provider_id: str) -> TopicSpec:
+    """A provider's own raw topic: its input, personnummer included, kept one day only as the boundary of ingest."""
+    return TopicSpec(RAW_TOPIC_PREFIX + provider_id, 3, retention_ms=24 * 3600 * 1000)
+
+
+def provider_of_raw_topic(topic: str) -> str | None:
+    provider = topic.removeprefix(RAW_TOPIC_PREFIX)
+    return provider if provider != topic and provider else None

@@ -17,6 +17,7 @@ from utfall_events.auth import ApiKeyV1, Role
 from utfall_events.topics import API_KEYS
 
 from .compacted import CompactedTable, publish_rows
+from .kafka_access import KafkaAccess
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +67,15 @@ def split_key(presented: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-async def publish_keys(bootstrap: str, records: list[ApiKeyV1]) -> None:
-    await publish_rows(bootstrap, API_KEYS, ((r.key_id, r) for r in records))
+async def publish_keys(kafka: KafkaAccess, records: list[ApiKeyV1]) -> None:
+    await publish_rows(kafka, API_KEYS, ((r.key_id, r) for r in records))
 
 
 class KeyStore(CompactedTable[ApiKeyV1]):
     """The key topic, materialised in memory and followed live."""
 
-    def __init__(self, bootstrap: str, service: str = "") -> None:
-        super().__init__(bootstrap, API_KEYS, ApiKeyV1, service)
+    def __init__(self, kafka: KafkaAccess, service: str = "") -> None:
+        super().__init__(kafka, API_KEYS, ApiKeyV1, service)
 
     @property
     def keys(self) -> dict[str, ApiKeyV1]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from faststream.kafka import KafkaBroker
+from faststream.security import SASLScram512
 from faststream.specification import AsyncAPI
 
 from utfall_events import topics
@@ -35,12 +36,18 @@ BINARY_MODE = (
 
 
 def document() -> dict[str, Any]:
-    broker = KafkaBroker("kafka:9092", description="Utfall's Kafka topics")
+    # Every client authenticates (SASL/SCRAM-SHA-512); the document declares the scheme, never a credential.
+    broker = KafkaBroker(
+        "kafka:9092",
+        description="Utfall's Kafka topics",
+        security=SASLScram512(username="<principal>", password="<password>"),  # noqa: S106
+    )
     channels = [
         (
-            topics.CARE_EVENTS_RAW,
+            topics.RAW_TOPICS_PATTERN,
             PlacementStartedDataV1,
-            "Providers producing directly: any care event type "
+            "Providers producing directly, each to its own topic (`care.events.raw.v1.<provider id>`, which "
+            "only the provider's SASL/SCRAM principal may write; the topic names the sender): any care event type "
             "(placement.started shown; see the JSON Schemas for the others). " + BINARY_MODE,
         ),
         (
@@ -83,7 +90,11 @@ def document() -> dict[str, Any]:
         description="Event contracts between Utfall's services and with providers and finance systems. "
         f"The decoded whole of a care event is {CareEventV1.__name__}.",
     )
-    return dict(json.loads(spec.to_specification().to_json()))
+    out = dict(json.loads(spec.to_specification().to_json()))
+    for channel in out["channels"].values():
+        if "{provider}" in channel["address"]:
+            channel["parameters"] = {"provider": {"description": "The provider id, as registered"}}
+    return out
 
 
 def main() -> None:

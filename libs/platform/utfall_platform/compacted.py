@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel, ValidationError
 
 from .background import record_failure
+from .kafka_access import KafkaAccess
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,8 @@ Row = TypeVar("Row", bound=BaseModel)
 class CompactedTable(Generic[Row]):
     """One single-partition compacted topic as a dict from key to the newest row."""
 
-    def __init__(self, bootstrap: str, topic: str, model: type[Row], service: str = "") -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaAccess, topic: str, model: type[Row], service: str = "") -> None:
+        self.kafka = kafka
         self.topic = topic
         self.model = model
         self.service = service
@@ -40,7 +41,7 @@ class CompactedTable(Generic[Row]):
             loading: dict[str, Row] | None = {} if self.caught_up.is_set() else None
             try:
                 self._consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self.bootstrap,
+                    **self.kafka.client_options(),
                     enable_auto_commit=False,
                     isolation_level="read_committed",
                 )
@@ -103,8 +104,8 @@ class CompactedTable(Generic[Row]):
             log.error("%s: unreadable record for key %s ignored", self.topic, name)
 
 
-async def publish_rows(bootstrap: str, topic: str, rows: Iterable[tuple[str, BaseModel]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+async def publish_rows(kafka: KafkaAccess, topic: str, rows: Iterable[tuple[str, BaseModel]]) -> None:
+    producer = AIOKafkaProducer(**kafka.client_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for key, row in rows:

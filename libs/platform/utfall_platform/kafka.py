@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
@@ -22,6 +22,7 @@ from utfall_events.topics import ALL_TOPICS, TRANSACTIONAL_TOPICS, TopicSpec
 from . import metrics
 from .background import run_periodically
 from .consumer import CommitPolicy, TransactionalBatchConsumer, records_of
+from .kafka_access import KafkaAccess
 from .settings import PlatformSettings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,10 @@ def make_broker(settings: PlatformSettings, service: str) -> KafkaBroker:
     """A FastStream broker (not yet connected): Prometheus middleware, idempotent producer."""
     return KafkaBroker(
         settings.kafka_bootstrap,
+        security=settings.kafka.security,
         client_id=f"utfall-{service}",
+        # How soon a pattern subscription (every provider's raw topic) sees a topic created after it started.
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
         middlewares=[KafkaPrometheusMiddleware(registry=metrics.registry, app_name=f"utfall-{service}")],
         logger=logging.getLogger(f"utfall.{service}.kafka"),
         enable_idempotence=True,
@@ -52,14 +56,20 @@ def subscribe_transactional(
 ) -> Any:
     """Register a batch subscriber whose records go through a TransactionalBatchConsumer.
 
+    `topic` may be a FastStream pattern (`care.events.raw.v1.{provider}`): every matching topic, also those
+    created later, is consumed by the same group.
+
     `consumer` is called per batch so the service can build it once its pool exists (nothing connects at
     import or wiring time). Offsets are acknowledged to Kafka only after the database commit.
     """
     policy = CommitPolicy()
     listener = SeekToStoredPositions(lambda: consumer())
 
+    is_pattern = "{" in topic
     subscriber = broker.subscriber(
-        topic,
+        # Topics are provisioned (utfall-admin kafka setup); a service's principal may not create them.
+        *(() if is_pattern else (Topic(topic, declare=False),)),
+        pattern=topic if is_pattern else None,
         group_id=group_id,
         batch=True,
         max_records=settings.consumer_max_records,
@@ -139,9 +149,9 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
             await kafka_consumer.seek_to_beginning(*from_start)
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec] = ALL_TOPICS) -> list[str]:
+async def ensure_topics(kafka: KafkaAccess, topics: Iterable[TopicSpec] = ALL_TOPICS) -> list[str]:
     """Create missing topics (idempotent); returns those created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="utfall-topics")
+    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="utfall-topics")
     await admin.start()
     created: list[str] = []
     try:
@@ -161,6 +171,26 @@ async def ensure_topics(bootstrap: str, topics: Iterable[TopicSpec] = ALL_TOPICS
     return created
 
 
+class MissingTopics(RuntimeError):
+    """Topics a service needs are not there, or its principal may not see them: the cluster is not provisioned."""
+
+
+async def require_topics(kafka: KafkaAccess, names: Iterable[str]) -> None:
+    """Services never create topics (their principals may not): they wait for the provisioning step."""
+    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="utfall-topics")
+    await admin.start()
+    try:
+        visible = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    missing = sorted(set(names) - visible)
+    if missing:
+        raise MissingTopics(
+            f"{', '.join(missing)}: missing, or {kafka.principal} may not describe them "
+            "(provision the cluster: utfall-admin kafka setup)"
+        )
+
+
 class LagSampler:
     """Samples end offsets against the positions a consumer committed in Postgres (the truth)."""
 
@@ -168,17 +198,17 @@ class LagSampler:
         self,
         *,
         service: str,
-        bootstrap: str,
+        kafka: KafkaAccess,
         pool: asyncpg.Pool,
         schema: str,
         consumers: dict[str, str],
         interval: float = 5.0,
     ) -> None:
         self.service = service
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.pool = pool
         self.schema = schema
-        self.consumers = consumers  # consumer name -> topic
+        self.consumers = consumers  # consumer name -> topic or FastStream pattern
         self.interval = interval
         self._client: AIOKafkaConsumer | None = None
 
@@ -196,7 +226,7 @@ class LagSampler:
 
     async def sample_once(self) -> dict[tuple[str, int], int]:
         if self._client is None:
-            client = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, isolation_level="read_committed")
+            client = AIOKafkaConsumer(**self.kafka.client_options(), isolation_level="read_committed")
             self._client = client
             await client.start()
         return await self.sample(self._client)
@@ -209,26 +239,42 @@ class LagSampler:
 
     async def sample(self, client: AIOKafkaConsumer) -> dict[tuple[str, int], int]:
         out: dict[tuple[str, int], int] = {}
-        for name, topic in self.consumers.items():
-            parts = client.partitions_for_topic(topic)
-            if not parts:
-                await client._client.force_metadata_update()
-                parts = client.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            if not tps:
-                continue
-            ends = await client.end_offsets(tps)
-            rows = await self.pool.fetch(
-                f'SELECT partition, next_offset FROM "{self.schema}".consumer_positions '
-                "WHERE consumer = $1 AND topic = $2",
-                name,
-                topic,
-            )
-            done = {r["partition"]: r["next_offset"] for r in rows}
-            marker = 1 if topic in TRANSACTIONAL_TOPICS else 0
-            for tp in tps:
-                end, position = ends[tp], done.get(tp.partition, 0)
-                lag = max(0, end - position - (marker if end > position else 0))
-                out[(topic, tp.partition)] = lag
-                metrics.CONSUMER_LAG.labels(self.service, topic, str(tp.partition)).set(lag)
+        for name, subscribed in self.consumers.items():
+            for topic in await _topics_of(client, subscribed):
+                out.update(await self._sample_topic(client, name, topic))
         return out
+
+    async def _sample_topic(
+        self, client: AIOKafkaConsumer, name: str, topic: str
+    ) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        parts = client.partitions_for_topic(topic)
+        if not parts:
+            await client._client.force_metadata_update()
+            parts = client.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return out
+        ends = await client.end_offsets(tps)
+        rows = await self.pool.fetch(
+            f'SELECT partition, next_offset FROM "{self.schema}".consumer_positions '
+            "WHERE consumer = $1 AND topic = $2",
+            name,
+            topic,
+        )
+        done = {r["partition"]: r["next_offset"] for r in rows}
+        marker = 1 if topic in TRANSACTIONAL_TOPICS else 0
+        for tp in tps:
+            end, position = ends[tp], done.get(tp.partition, 0)
+            lag = max(0, end - position - (marker if end > position else 0))
+            out[(topic, tp.partition)] = lag
+            metrics.CONSUMER_LAG.labels(self.service, topic, str(tp.partition)).set(lag)
+        return out
+
+
+async def _topics_of(client: AIOKafkaConsumer, subscribed: str) -> list[str]:
+    """The topic itself, or every topic a pattern subscription (`prefix{name}`) covers right now."""
+    if "{" not in subscribed:
+        return [subscribed]
+    prefix = subscribed.split("{", 1)[0]
+    return sorted(t for t in await client.topics() if t.startswith(prefix) and t != prefix)

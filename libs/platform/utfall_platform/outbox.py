@@ -27,6 +27,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from . import metrics
 from .background import record_failure
+from .kafka_access import KafkaAccess
 from .locks import session_lock
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class OutboxRelay:
         pool: asyncpg.Pool,
         dsn: str,
         schema: str,
-        bootstrap: str,
+        kafka: KafkaAccess,
         batch_size: int = 2000,
         idle_poll_seconds: float = 1.0,
         linger_ms: int = 5,
@@ -136,13 +137,16 @@ class OutboxRelay:
         self.pool = pool
         self.dsn = dsn
         self.schema = schema
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.batch_size = batch_size
         self.idle_poll_seconds = idle_poll_seconds
         self.linger_ms = linger_ms
         # One writer per (deployment, schema): the id fences a zombie predecessor; the header marks its rows.
+        # The transactional id starts with `utfall-<service>-`, the prefix the service's ACL allows.
         self.identity = f"{instance}/{schema}" if instance else schema
-        self.transactional_id = f"utfall-outbox-{self.identity.replace('/', '-')}"
+        self.transactional_id = f"utfall-{schema}-outbox" + (f"-{instance}" if instance else "")
+        # The relay's leader lock keeps its earlier name, so an old and a new replica exclude each other too.
+        self.lock_name = f"utfall-outbox-{self.identity.replace('/', '-')}"
         self._wakeup = asyncio.Event()
         self._stopping = False
         self.is_leader = False
@@ -168,12 +172,12 @@ class OutboxRelay:
     async def _lead(self) -> None:
         lock_conn: asyncpg.Connection = await asyncpg.connect(self.dsn)
         try:
-            lock_key = session_lock(self.transactional_id)
+            lock_key = session_lock(self.lock_name)
             while not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
                 await asyncio.sleep(1.0)  # another replica relays; stand by
             await lock_conn.add_listener(f"{self.schema}_outbox", self._on_notify)
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
+                **self.kafka.client_options(),
                 transactional_id=self.transactional_id,
                 enable_idempotence=True,
                 acks="all",
@@ -253,7 +257,7 @@ class OutboxRelay:
         if not pending:
             return
         topics = [r["topic"] for r in pending]
-        found = await read_outbox_ids_at_tail(self.bootstrap, topics, self.identity, self.batch_size + 16)
+        found = await read_outbox_ids_at_tail(self.kafka, topics, self.identity, self.batch_size + 16)
         if not found:
             return
         # The id alone is not proof: after a database restore, ids are handed out again. A row counts as sent
@@ -282,12 +286,12 @@ def _digest(value: bytes) -> bytes:
 
 
 async def read_outbox_ids_at_tail(
-    bootstrap: str, topics: list[str], identity: str, depth: int
+    kafka: KafkaAccess, topics: list[str], identity: str, depth: int
 ) -> dict[int, bytes]:
     """The outbox ids of the last `depth` committed records of every partition of the topics, each with a
     digest of the record's value."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+        **kafka.client_options(), enable_auto_commit=False, isolation_level="read_committed"
     )
     await consumer.start()
     found: dict[int, bytes] = {}

@@ -8,11 +8,12 @@ from utfall_events.registry import ProviderV1
 from utfall_events.topics import PROVIDER_REGISTRY
 
 from .compacted import CompactedTable, publish_rows
+from .kafka_access import KafkaAccess
 
 
 class ProviderRegistry(CompactedTable[ProviderV1]):
-    def __init__(self, bootstrap: str, service: str = "") -> None:
-        super().__init__(bootstrap, PROVIDER_REGISTRY, ProviderV1, service)
+    def __init__(self, kafka: KafkaAccess, service: str = "") -> None:
+        super().__init__(kafka, PROVIDER_REGISTRY, ProviderV1, service)
 
     def active(self, provider_id: str) -> ProviderV1 | None:
         provider = self.rows.get(provider_id)
@@ -29,5 +30,5 @@ class ProviderRegistry(CompactedTable[ProviderV1]):
         return sorted({p for p in provider_ids if self.active(p) is None})
 
 
-async def publish_providers(bootstrap: str, providers: Iterable[ProviderV1]) -> None:
-    await publish_rows(bootstrap, PROVIDER_REGISTRY, ((p.provider_id, p) for p in providers))
+async def publish_providers(kafka: KafkaAccess, providers: Iterable[ProviderV1]) -> None:
+    await publish_rows(kafka, PROVIDER_REGISTRY, ((p.provider_id, p) for p in providers))

@@ -28,7 +28,8 @@ from .background import run_periodically
 from .clock import Clock
 from .consumer import DeadLetterPolicy, Handler, TransactionalBatchConsumer
 from .db import create_pool, grant_readers, migrate
-from .kafka import LagSampler, ensure_topics, make_broker, subscribe_transactional
+from .kafka import LagSampler, make_broker, require_topics, subscribe_transactional
+from .kafka_acl import SERVICE_GRANTS
 from .outbox import OutboxRelay, platform_ddl
 from .problems import install_problem_handlers
 from .settings import PlatformSettings
@@ -151,14 +152,15 @@ class ServiceRuntime:
                 await grant_readers(conn, schema)
 
             await migrate(self.pool, schema, self.migrations, after=platform_tables)
-        await _retry(lambda: ensure_topics(s.kafka_bootstrap), f"{self.name}: kafka topics")
+        needed = SERVICE_GRANTS[self.name].topics
+        await _retry(lambda: require_topics(s.kafka, needed), f"{self.name}: kafka topics")
         if self.with_relay:
             assert self.schema is not None
             self.relay = OutboxRelay(
                 pool=self.pool,
                 dsn=self.database_url,
                 schema=self.schema,
-                bootstrap=s.kafka_bootstrap,
+                kafka=s.kafka,
                 batch_size=s.outbox_batch_size,
                 instance=s.instance,
             )
@@ -169,7 +171,7 @@ class ServiceRuntime:
         if self._consumer_topics and self.schema is not None:
             sampler = LagSampler(
                 service=self.name,
-                bootstrap=s.kafka_bootstrap,
+                kafka=s.kafka,
                 pool=self.pool,
                 schema=self.schema,
                 consumers=self._consumer_topics,

@@ -7,11 +7,18 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .kafka_access import KafkaAccess
+
 
 class PlatformSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="UTFALL_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # The service's own Kafka principal (SASL/SCRAM-SHA-512); empty only for a broker without authentication.
+    kafka_username: str = ""
+    kafka_password: SecretStr = SecretStr("")
+    # How often clients refresh topic metadata: a new provider's raw topic is consumed within this time.
+    kafka_metadata_max_age_ms: int = 10_000
     # Names this deployment's consumer groups and outbox producers, so two stacks can share one Kafka
     # (tests do); empty in a normal deployment.
     instance: str = ""
@@ -26,6 +33,12 @@ class PlatformSettings(BaseSettings):
     consumer_batch_timeout_ms: int = 50
     outbox_batch_size: int = 2000
     lag_sample_seconds: float = 5.0
+
+    @property
+    def kafka(self) -> KafkaAccess:
+        return KafkaAccess(
+            self.kafka_bootstrap, self.kafka_username or None, self.kafka_password.get_secret_value() or None
+        )
 
     def group_id(self, name: str) -> str:
         return f"utfall-{name}-{self.instance}" if self.instance else f"utfall-{name}"

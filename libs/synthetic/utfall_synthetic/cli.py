@@ -16,7 +16,8 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from utfall_events.topics import CARE_EVENTS_RAW
+from utfall_events.topics import raw_topic
+from utfall_platform.kafka_access import KafkaAccess
 
 from .cohort import CohortConfig, batches, generate
 
@@ -40,16 +41,18 @@ async def post_events(
     *,
     batch: int = 500,
     rate: float | None = None,
-    kafka: str | None = None,
-    kafka_providers: set[str] | None = None,
+    kafka: dict[str, KafkaAccess] | None = None,
     quiet: bool = False,
 ) -> dict[str, int]:
-    """Send events: batched over HTTP with each provider's key, or to the raw topic for `kafka_providers`."""
+    """Send events: batched over HTTP with each provider's key, or, for the providers in `kafka`, to their own
+    raw topic as themselves (each provider's Kafka principal may write only its own topic)."""
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "kafka": 0}
-    producer = None
-    if kafka and kafka_providers:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", enable_idempotence=True, linger_ms=5)
-        await producer.start()
+    producers: dict[str, AIOKafkaProducer] = {}
+    for provider, access in (kafka or {}).items():
+        producers[provider] = AIOKafkaProducer(
+            **access.client_options(), acks="all", enable_idempotence=True, linger_ms=5
+        )
+        await producers[provider].start()
     started = time.monotonic()
     sent = 0
     try:
@@ -59,11 +62,12 @@ async def post_events(
                 for event in chunk:
                     by_provider.setdefault(event["source"].removeprefix("provider/"), []).append(event)
                 for provider, items in by_provider.items():
-                    if producer is not None and kafka_providers and provider in kafka_providers:
+                    producer = producers.get(provider)
+                    if producer is not None:
                         for event in items:
                             value, headers = raw_record(event)
                             await producer.send(
-                                CARE_EVENTS_RAW,
+                                raw_topic(provider).name,
                                 value,
                                 key=raw_key(event),
                                 headers=headers,
@@ -91,16 +95,21 @@ async def post_events(
                 if not quiet:
                     print(f"\rsent {sent}/{len(events)} {counts}", end="", file=sys.stderr, flush=True)
     finally:
-        if producer is not None:
+        for producer in producers.values():
             await producer.stop()
     if not quiet:
         print(file=sys.stderr)
     return counts
 
 
-async def demo(url: str, keys: dict[str, str], kafka: str, subjects: int, rate: float, seed: int) -> None:
+# The demo provider that produces to Kafka (its own raw topic) rather than over HTTP.
+DEMO_KAFKA_PROVIDERS = ("sis-ljungen",)
+
+
+async def demo(
+    url: str, keys: dict[str, str], kafka: dict[str, KafkaAccess], subjects: int, rate: float, seed: int
+) -> None:
     """The demo provider of `make run`: a cohort streamed at a steady rate, then a new small cohort now and then."""
-    kafka_providers = {"sis-ljungen"}
     today = date.today()
     cohort = generate(CohortConfig(subjects=subjects, seed=seed, today=today))
     print(
@@ -116,7 +125,6 @@ async def demo(url: str, keys: dict[str, str], kafka: str, subjects: int, rate: 
         batch=200,
         rate=rate,
         kafka=kafka,
-        kafka_providers=kafka_providers,
         quiet=True,
     )
     print(f"demo provider: initial cohort sent: {counts}", file=sys.stderr, flush=True)
@@ -125,9 +133,38 @@ async def demo(url: str, keys: dict[str, str], kafka: str, subjects: int, rate: 
         await asyncio.sleep(10)
         round_ += 1
         more = generate(CohortConfig(subjects=5, seed=seed * 1000 + round_, today=today))
-        await post_events(
-            url, keys, more.events, batch=100, kafka=kafka, kafka_providers=kafka_providers, quiet=True
-        )
+        await post_events(url, keys, more.events, batch=100, kafka=kafka, quiet=True)
+
+
+async def register_demo(credentials_file: Path) -> None:
+    from datetime import UTC, datetime
+
+    from utfall_platform.kafka_acl import KafkaProvisioner, new_password
+    from utfall_platform.local.paths import write_secret
+    from utfall_platform.registry import publish_providers
+    from utfall_platform.settings import PlatformSettings
+
+    from .registry import demo_providers
+
+    admin = PlatformSettings().kafka
+    providers = demo_providers(datetime.now(UTC))
+    await publish_providers(admin, providers)
+    provisioner = KafkaProvisioner(admin)
+    access = {p: await provisioner.provision_provider(p, new_password()) for p in DEMO_KAFKA_PROVIDERS}
+    write_secret(
+        credentials_file,
+        json.dumps(
+            {
+                p: {"bootstrap": a.bootstrap, "username": a.username, "password": a.password}
+                for p, a in access.items()
+            }
+        ),
+    )
+    print(f"registered {len(providers)} demo providers; Kafka principals for {', '.join(access)}")
+
+
+def read_kafka_credentials(path: Path) -> dict[str, KafkaAccess]:
+    return {p: KafkaAccess(**values) for p, values in json.loads(path.read_text()).items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,24 +183,22 @@ def main(argv: list[str] | None = None) -> None:
     post.add_argument("--rate", type=float, default=None)
     run = sub.add_parser("demo", help="the demo provider: stream a cohort, then keep sending a little")
     run.add_argument("--url", default="http://127.0.0.1:8081")
-    run.add_argument("--kafka", default="127.0.0.1:9092")
     run.add_argument("--keys", type=Path, required=True)
+    run.add_argument(
+        "--kafka-credentials", type=Path, help="JSON file {provider_id: {bootstrap, username, password}}"
+    )
     run.add_argument("--subjects", type=int, default=1500)
     run.add_argument("--rate", type=float, default=300.0)
     run.add_argument("--seed", type=int, default=2026)
-    register = sub.add_parser("register", help="register the demo providers in the provider registry")
-    register.add_argument("--kafka", default="127.0.0.1:9092")
+    register = sub.add_parser(
+        "register",
+        help="register the demo providers (Kafka administrator's access from UTFALL_KAFKA_*) and give the "
+        "Kafka-producing one its principal",
+    )
+    register.add_argument("--kafka-credentials", type=Path, required=True, help="where to write them (0600)")
     args = parser.parse_args(argv)
     if args.command == "register":
-        from datetime import UTC, datetime
-
-        from utfall_platform.registry import publish_providers
-
-        from .registry import demo_providers
-
-        providers = demo_providers(datetime.now(UTC))
-        asyncio.run(publish_providers(args.kafka, providers))
-        print(f"registered {len(providers)} demo providers")
+        asyncio.run(register_demo(args.kafka_credentials))
     elif args.command == "generate":
         cohort = generate(CohortConfig(subjects=args.subjects, seed=args.seed, today=args.today))
         out = args.out.open("w") if args.out else sys.stdout
@@ -180,8 +215,9 @@ def main(argv: list[str] | None = None) -> None:
         print(asyncio.run(post_events(args.url, keys, cohort.events, rate=args.rate)))
     elif args.command == "demo":
         keys = json.loads(args.keys.read_text())
+        kafka = read_kafka_credentials(args.kafka_credentials) if args.kafka_credentials else {}
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(demo(args.url, keys, args.kafka, args.subjects, args.rate, args.seed))
+            asyncio.run(demo(args.url, keys, kafka, args.subjects, args.rate, args.seed))
 
 
 if __name__ == "__main__":

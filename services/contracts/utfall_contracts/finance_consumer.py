@@ -1,7 +1,10 @@
 """A reference finance consumer: subscribes to `payments.v1`, deduplicates on (payment id, kind) and prints
 a running balance per contract. Documentation for finance systems, and a test client.
 
-    utfall-finance-example --bootstrap 127.0.0.1:9092 [--group my-finance-system] [--contract ID]
+    UTFALL_KAFKA_USERNAME=finance UTFALL_KAFKA_PASSWORD=... \
+    utfall-finance-example --bootstrap 127.0.0.1:9092 [--group finance-my-system] [--contract ID]
+
+The `finance` principal may read payments.v1 only, under consumer groups that start with `finance-`.
 
 Delivery is at-least-once from Kafka's side (a consumer restart may see a message again); the payment id
 makes it exactly-once for the books: a payment id is triggered at most once and reversed at most once.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 
 import orjson
@@ -18,6 +22,8 @@ from aiokafka import AIOKafkaConsumer
 
 from utfall_events.payments import PaymentV1
 from utfall_events.topics import PAYMENTS
+from utfall_platform.kafka_access import KafkaAccess
+from utfall_platform.settings import PlatformSettings
 
 
 @dataclass
@@ -45,7 +51,7 @@ def kronor(ore: int) -> str:
 
 
 async def follow(
-    bootstrap: str,
+    kafka: KafkaAccess,
     group: str | None,
     contract: str | None,
     books: Books,
@@ -55,7 +61,7 @@ async def follow(
 ) -> Books:
     consumer = AIOKafkaConsumer(
         PAYMENTS,
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(),
         group_id=group,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
@@ -91,14 +97,17 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--bootstrap", default=None, help="default UTFALL_KAFKA_BOOTSTRAP")
     parser.add_argument(
         "--group", default=None, help="consumer group (commits offsets); none reads from the start"
     )
     parser.add_argument("--contract", default=None)
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     args = parser.parse_args(argv)
-    books = asyncio.run(follow(args.bootstrap, args.group, args.contract, Books(), stop_after=args.seconds))
+    access = PlatformSettings().kafka
+    if args.bootstrap:
+        access = dataclasses.replace(access, bootstrap=args.bootstrap)
+    books = asyncio.run(follow(access, args.group, args.contract, Books(), stop_after=args.seconds))
     for contract_id, balance in sorted(books.balance_ore.items()):
         print(f"{contract_id}: {kronor(balance)} ({books.duplicates} duplicate deliveries ignored)")
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import asyncpg
@@ -19,10 +20,12 @@ from pydantic import ValidationError
 from utfall_events.codec import describe
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.registry import ProviderRegistrationV1, ProviderV1
-from utfall_events.topics import CONTRACT_COMMANDS
+from utfall_events.topics import CONTRACT_COMMANDS, raw_topic
 from utfall_platform.apikeys import KeyStore, generate_key, publish_keys
 from utfall_platform.clock import SystemClock
 from utfall_platform.kafka import ensure_topics
+from utfall_platform.kafka_access import KafkaAccess
+from utfall_platform.kafka_acl import SERVICE_GRANTS, KafkaProvisioner, new_password
 from utfall_platform.registry import ProviderRegistry, publish_providers
 from utfall_platform.settings import PlatformSettings
 
@@ -31,47 +34,79 @@ class AdminError(Exception):
     """A mistake the operator can fix; printed as one line, never as a traceback."""
 
 
-async def register_provider(bootstrap: str, registration: ProviderRegistrationV1) -> ProviderV1:
-    await ensure_topics(bootstrap)
-    registry = ProviderRegistry(bootstrap)
+async def register_provider(kafka: KafkaAccess, registration: ProviderRegistrationV1) -> ProviderV1:
+    await ensure_topics(kafka)
+    registry = ProviderRegistry(kafka)
     await registry.load()
     previous = registry.rows.get(registration.provider_id)
     record = ProviderV1(
         **registration.model_dump(),
         registered_at=previous.registered_at if previous is not None else SystemClock().now(),
     )
-    await publish_providers(bootstrap, [record])
+    await publish_providers(kafka, [record])
     return record
 
 
-async def list_providers(bootstrap: str) -> list[ProviderV1]:
-    registry = ProviderRegistry(bootstrap)
+async def list_providers(kafka: KafkaAccess) -> list[ProviderV1]:
+    registry = ProviderRegistry(kafka)
     await registry.load()
     return sorted(registry.rows.values(), key=lambda p: p.provider_id)
 
 
-async def retire_provider(bootstrap: str, provider_id: str) -> ProviderV1:
-    registry = ProviderRegistry(bootstrap)
+async def retire_provider(kafka: KafkaAccess, provider_id: str) -> ProviderV1:
+    registry = ProviderRegistry(kafka)
     await registry.load()
     current = registry.rows.get(provider_id)
     if current is None:
         raise AdminError(f"no provider {provider_id}")
     retired = current.model_copy(update={"retired_at": current.retired_at or SystemClock().now()})
-    await publish_providers(bootstrap, [retired])
+    await publish_providers(kafka, [retired])
+    await KafkaProvisioner(kafka).revoke_provider(provider_id)
     return retired
 
 
+async def provider_kafka_access(kafka: KafkaAccess, provider_id: str) -> KafkaAccess:
+    """Create (or rotate) a registered provider's Kafka principal: it may write its own raw topic, nothing else."""
+    registry = ProviderRegistry(kafka)
+    await registry.load()
+    if registry.active(provider_id) is None:
+        raise AdminError(
+            f"provider {provider_id} is not registered (utfall-admin providers add) or is retired"
+        )
+    return await KafkaProvisioner(kafka).provision_provider(provider_id, new_password())
+
+
+def service_passwords(env: Mapping[str, str]) -> dict[str, str]:
+    """Each service principal's password from UTFALL_KAFKA_PASSWORD_<SERVICE>; every one must be set."""
+    passwords = {name: env.get(f"UTFALL_KAFKA_PASSWORD_{name.upper()}", "") for name in SERVICE_GRANTS}
+    missing = sorted(f"UTFALL_KAFKA_PASSWORD_{n.upper()}" for n, pw in passwords.items() if not pw)
+    if missing:
+        raise AdminError(f"set {', '.join(missing)}")
+    return passwords
+
+
+def operator_access(bootstrap: str | None) -> KafkaAccess:
+    """The operator's Kafka access: UTFALL_KAFKA_* or, on a developer's machine, the local stack's administrator."""
+    settings = PlatformSettings()
+    access = settings.kafka
+    if not access.username:
+        from utfall_platform.local.kafka import local_admin
+
+        access = local_admin(access.bootstrap) or access
+    return KafkaAccess(bootstrap, access.username, access.password) if bootstrap else access
+
+
 async def create_key(
-    bootstrap: str,
+    kafka: KafkaAccess,
     role: str,
     provider_id: str | None,
     municipality_code: str | None,
     funder: str | None,
     label: str,
 ) -> dict[str, str | None]:
-    await ensure_topics(bootstrap)
+    await ensure_topics(kafka)
     if provider_id is not None:
-        registry = ProviderRegistry(bootstrap)
+        registry = ProviderRegistry(kafka)
         await registry.load()
         if registry.active(provider_id) is None:
             raise AdminError(
@@ -85,7 +120,7 @@ async def create_key(
         funder=funder,
         label=label,
     )
-    await publish_keys(bootstrap, [new.record])
+    await publish_keys(kafka, [new.record])
     return {
         "key_id": new.record.key_id,
         "role": role,
@@ -96,14 +131,14 @@ async def create_key(
     }
 
 
-async def _store(bootstrap: str) -> KeyStore:
-    store = KeyStore(bootstrap)
+async def _store(kafka: KafkaAccess) -> KeyStore:
+    store = KeyStore(kafka)
     await store.load()
     return store
 
 
-async def list_keys(bootstrap: str) -> list[dict[str, object]]:
-    store = await _store(bootstrap)
+async def list_keys(kafka: KafkaAccess) -> list[dict[str, object]]:
+    store = await _store(kafka)
     return [
         {
             "key_id": k.key_id,
@@ -118,12 +153,12 @@ async def list_keys(bootstrap: str) -> list[dict[str, object]]:
     ]
 
 
-async def revoke_key(bootstrap: str, key_id: str) -> bool:
-    store = await _store(bootstrap)
+async def revoke_key(kafka: KafkaAccess, key_id: str) -> bool:
+    store = await _store(kafka)
     key = store.keys.get(key_id)
     if key is None:
         return False
-    await publish_keys(bootstrap, [key.model_copy(update={"revoked_at": SystemClock().now()})])
+    await publish_keys(kafka, [key.model_copy(update={"revoked_at": SystemClock().now()})])
     return True
 
 
@@ -164,8 +199,8 @@ async def stored_version(database_url: str, definition: ContractDefinitionV1, ti
         await conn.close()
 
 
-async def load_contract(bootstrap: str, definition: ContractDefinitionV1) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+async def load_contract(kafka: KafkaAccess, definition: ContractDefinitionV1) -> None:
+    producer = AIOKafkaProducer(**kafka.client_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -209,13 +244,29 @@ def main(argv: list[str] | None = None) -> None:
     add.add_argument("--care-type", action="append", required=True, dest="care_types")
     add.add_argument("--unit", action="append", required=True, dest="units")
     providers.add_parser("list", help="every registered provider")
-    retire = providers.add_parser("retire", help="retire a provider: its keys and events are refused")
+    retire = providers.add_parser(
+        "retire", help="retire a provider: its keys, its Kafka principal and its events are refused"
+    )
     retire.add_argument("provider_id")
+    kafka_access = providers.add_parser(
+        "kafka-access",
+        help="create or rotate the provider's Kafka principal (writes care.events.raw.v1.<id> only); "
+        "the password is shown once",
+    )
+    kafka_access.add_argument("provider_id")
     sub.add_parser(
         "rebuild", help="drop the measures projection and replay care.events.v1 (stop measures first)"
     )
+    kafka_cmd = sub.add_parser("kafka", help="the cluster's topics, principals and ACLs").add_subparsers(
+        dest="action", required=True
+    )
+    kafka_cmd.add_parser(
+        "setup",
+        help="create the topics, one SCRAM principal per service (passwords from "
+        "UTFALL_KAFKA_PASSWORD_<SERVICE>) and their ACLs; idempotent",
+    )
     args = parser.parse_args(argv)
-    bootstrap = args.bootstrap or PlatformSettings().kafka_bootstrap
+    kafka = operator_access(args.bootstrap)
 
     if args.command == "providers":
         try:
@@ -227,12 +278,27 @@ def main(argv: list[str] | None = None) -> None:
                     care_types=args.care_types,
                     units=args.units,
                 )
-                print(asyncio.run(register_provider(bootstrap, registration)).model_dump_json())
+                print(asyncio.run(register_provider(kafka, registration)).model_dump_json())
             elif args.action == "list":
-                for provider in asyncio.run(list_providers(bootstrap)):
+                for provider in asyncio.run(list_providers(kafka)):
                     print(provider.model_dump_json())
+            elif args.action == "kafka-access":
+                access = asyncio.run(provider_kafka_access(kafka, args.provider_id))
+                print(
+                    json.dumps(
+                        {
+                            "bootstrap": access.bootstrap,
+                            "security_protocol": "SASL_PLAINTEXT",
+                            "sasl_mechanism": "SCRAM-SHA-512",
+                            "username": access.username,
+                            "password": access.password,
+                            "topic": raw_topic(args.provider_id).name,
+                        }
+                    )
+                )
+                print("(this is the only time the password is shown; store it now)", file=sys.stderr)
             else:
-                retired = asyncio.run(retire_provider(bootstrap, args.provider_id))
+                retired = asyncio.run(retire_provider(kafka, args.provider_id))
                 print(f"retired {retired.provider_id}")
         except ValidationError as exc:
             raise SystemExit(f"utfall-admin: not a valid provider: {describe(exc, limit=20)}") from None
@@ -242,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             out = asyncio.run(
                 create_key(
-                    bootstrap, args.role, args.provider_id, args.municipality_code, args.funder, args.label
+                    kafka, args.role, args.provider_id, args.municipality_code, args.funder, args.label
                 )
             )
         except (ValueError, AdminError) as exc:
@@ -255,10 +321,10 @@ def main(argv: list[str] | None = None) -> None:
                 "(this is the only time the key is shown; store it now)"
             )
     elif args.command == "keys" and args.action == "list":
-        for k in asyncio.run(list_keys(bootstrap)):
+        for k in asyncio.run(list_keys(kafka)):
             print(json.dumps(k))
     elif args.command == "keys" and args.action == "revoke":
-        if not asyncio.run(revoke_key(bootstrap, args.key_id)):
+        if not asyncio.run(revoke_key(kafka, args.key_id)):
             raise SystemExit(f"utfall-admin: no key {args.key_id}")
         print(f"revoked {args.key_id}")
     elif args.command == "contracts":
@@ -266,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
             definition = read_contract(args.path)
         except AdminError as exc:
             raise SystemExit(f"utfall-admin: {exc}") from None
-        asyncio.run(load_contract(bootstrap, definition))
+        asyncio.run(load_contract(kafka, definition))
         print(f"sent contract {definition.contract_id} to {CONTRACT_COMMANDS}", flush=True)
         if args.wait > 0:
             database_url = PlatformSettings().database_url.get_secret_value()
@@ -277,7 +343,13 @@ def main(argv: list[str] | None = None) -> None:
                     f"is the contracts service running? Its reasons for a refusal are on contracts.deadletter.v1"
                 )
             print(f"stored contract {definition.contract_id} as version {version}")
+    elif args.command == "kafka":
+        try:
+            passwords = service_passwords(os.environ)
+        except AdminError as exc:
+            raise SystemExit(f"utfall-admin: {exc}") from None
+        asyncio.run(KafkaProvisioner(kafka).provision_services(passwords))
+        print(f"topics, principals and ACLs in place for {', '.join(sorted(passwords))}")
     elif args.command == "rebuild":
-        env = dict(os.environ)
-        env["UTFALL_KAFKA_BOOTSTRAP"] = bootstrap
+        env = {**os.environ, **kafka.env()}
         raise SystemExit(subprocess.call([sys.executable, "-m", "utfall_measures.rebuild"], env=env))

@@ -49,8 +49,8 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         relay=False,
         database_url=settings.gateway_database_url.get_secret_value(),
     )
-    keys = KeyStore(settings.kafka_bootstrap, service="gateway")
-    providers = ProviderRegistry(settings.kafka_bootstrap, service="gateway")
+    keys = KeyStore(settings.kafka, service="gateway")
+    providers = ProviderRegistry(settings.kafka, service="gateway")
     state = GatewayState(runtime, settings, clock)
 
     async def start_background() -> None:

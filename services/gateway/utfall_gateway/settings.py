@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import SecretStr
 
 from utfall_platform.settings import PlatformSettings
 
 
 class GatewaySettings(PlatformSettings):
+    SERVICE: ClassVar[str] = "gateway"  # its Kafka principal and ACLs (utfall_platform.kafka_acl)
     port: int = 8080
     # The gateway reads the *_read views only, through a read-only role.
     gateway_database_url: SecretStr = SecretStr("postgresql://utfall_gateway@127.0.0.1:5433/utfall")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,21 +47,25 @@ async def admit(
     conn: asyncpg.Connection,
     raw_events: list[Any],
     *,
-    provider_id: str | None,
+    provider_id: str | Sequence[str | None] | None,
     channel: str,
     clock: Clock,
     key: PseudonymKey,
     providers: Mapping[str, ProviderV1],
     positions: list[str | None] | None = None,
 ) -> list[Receipt]:
-    """Validate, deduplicate, decide and write; the caller owns the transaction."""
+    """Validate, deduplicate, decide and write; the caller owns the transaction.
+
+    `provider_id` is who sent the events, authenticated outside them: the provider of the HTTP request's API key,
+    or per record the provider whose raw topic it was read from (only that provider's principal may write it)."""
     now = clock.now()
     today = clock.today()
     checked: list[tuple[int, CheckedEvent]] = []
     rejections: list[tuple[int, Rejection]] = []
     for index, raw in enumerate(raw_events):
+        sender = provider_id if provider_id is None or isinstance(provider_id, str) else provider_id[index]
         result = check_event(
-            raw, authenticated_provider=provider_id, providers=providers, today=today, now=now, key=key
+            raw, authenticated_provider=sender, providers=providers, today=today, now=now, key=key
         )
         if isinstance(result, Rejection):
             rejections.append((index, result))

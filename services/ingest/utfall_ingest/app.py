@@ -9,7 +9,7 @@ from importlib import resources
 import asyncpg
 from fastapi import FastAPI
 
-from utfall_events.topics import CARE_EVENTS_RAW, CARE_EVENTS_REJECTED
+from utfall_events.topics import CARE_EVENTS_REJECTED, RAW_TOPICS_PATTERN
 from utfall_platform.apikeys import KeyStore
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.consumer import DeadLetterPolicy, Record
@@ -38,15 +38,15 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
         schema="ingest",
         migrations=resources.files("utfall_ingest").joinpath("migrations"),
     )
-    keys = KeyStore(settings.kafka_bootstrap, service="ingest")
-    providers = ProviderRegistry(settings.kafka_bootstrap, service="ingest")
+    keys = KeyStore(settings.kafka, service="ingest")
+    providers = ProviderRegistry(settings.kafka, service="ingest")
 
     async def handle_raw(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-        raws, positions = decode_all(records)
+        raws, positions, senders = decode_all(records)
         await admit(
             conn,
             raws,
-            provider_id=None,
+            provider_id=senders,
             channel="kafka",
             clock=clock,
             key=key,
@@ -54,7 +54,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
             positions=positions,
         )
 
-    runtime.subscribe("ingest-raw", CARE_EVENTS_RAW, handle_raw, DeadLetterPolicy(CARE_EVENTS_REJECTED))
+    runtime.subscribe("ingest-raw", RAW_TOPICS_PATTERN, handle_raw, DeadLetterPolicy(CARE_EVENTS_REJECTED))
 
     async def start_background() -> None:
         if settings.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:

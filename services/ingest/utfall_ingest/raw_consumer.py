@@ -1,4 +1,6 @@
-"""Kafka entrypoint for providers that produce directly: `care.events.raw.v1`, CloudEvents binary mode.
+"""Kafka entrypoint for providers that produce directly: each to its own `care.events.raw.v1.<provider id>`,
+in CloudEvents binary mode. The topic says who sent a record (only that provider's principal may write it), so
+a record whose `source` names another provider is refused as `source_mismatch`.
 
 Each record becomes the same raw event dict HTTP would have parsed, then goes through the same admission
 in the consumer's transaction. Invalid input is never retried: it is a rejection with reasons, published
@@ -13,6 +15,7 @@ from typing import Any
 import orjson
 
 from utfall_events.cloudevents import STRUCTURED_CONTENT_TYPE
+from utfall_events.topics import provider_of_raw_topic
 from utfall_platform.cloudevents_headers import header_text
 from utfall_platform.consumer import Record
 
@@ -47,5 +50,11 @@ def position_of(record: Record) -> str:
     return f"{record.topic}/{record.partition}/{record.offset}"
 
 
-def decode_all(records: Sequence[Record]) -> tuple[list[Any], list[str | None]]:
-    return [decode_record(r) for r in records], [position_of(r) for r in records]
+def decode_all(records: Sequence[Record]) -> tuple[list[Any], list[str | None], list[str]]:
+    """Raw event dicts, their positions, and the provider each was sent by (from its topic; a topic that names
+    no provider matches no source, so its records are refused)."""
+    return (
+        [decode_record(r) for r in records],
+        [position_of(r) for r in records],
+        [provider_of_raw_topic(r.topic) or "" for r in records],
+    )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import SecretStr
 
 from utfall_platform.settings import PlatformSettings
@@ -8,6 +10,7 @@ DEV_PSEUDONYM_KEY = "utfall-local-development-key-not-for-production"
 
 
 class IngestSettings(PlatformSettings):
+    SERVICE: ClassVar[str] = "ingest"  # its Kafka principal and ACLs (utfall_platform.kafka_acl)
     port: int = 8081
     pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
     pseudonym_key_version: str = "v1"

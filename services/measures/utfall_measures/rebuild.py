@@ -28,6 +28,7 @@ from utfall_events.topics import CARE_EVENTS
 from utfall_platform import locks
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.db import create_pool, json_texts
+from utfall_platform.kafka_access import KafkaAccess
 
 from .domain.episodes import Episode, StoredEvent, fold_episodes
 from .projection import apply_fold, decode, refold
@@ -55,7 +56,7 @@ class RebuildReport:
 
 async def replay(
     pool: asyncpg.Pool,
-    bootstrap: str,
+    kafka: KafkaAccess,
     *,
     progress: bool,
     report: RebuildReport,
@@ -65,7 +66,7 @@ async def replay(
     """Copy every committed record into measures.events; with `keep`, also hold them in memory by episode, so
     the fold that follows need not read them back."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(),
         enable_auto_commit=False,
         isolation_level="read_committed",
         max_partition_fetch_bytes=16 * 1024 * 1024,
@@ -227,7 +228,7 @@ async def rebuild(
             )
         started = time.perf_counter()
         kept: dict[tuple[str, str], list[StoredEvent]] | None = {} if in_memory else None
-        ends = await replay(pool, settings.kafka_bootstrap, progress=progress, report=report, keep=kept)
+        ends = await replay(pool, settings.kafka, progress=progress, report=report, keep=kept)
         report.replay_seconds = time.perf_counter() - started
         started = time.perf_counter()
         await refold_all(pool, clock, progress=progress, report=report, kept=kept)

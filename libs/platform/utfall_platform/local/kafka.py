@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -17,7 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
-from .paths import cache_dir, free_port, repo_root
+from ..kafka_access import MECHANISM, ClusterAccess, KafkaAccess
+from .paths import cache_dir, free_port, repo_root, write_secret
 from .procs import spawn, terminate
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,15 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
+# Every principal the local cluster starts with; providers get theirs when an operator registers them.
+LOCAL_PRINCIPALS = ("admin", "controller", "ingest", "measures", "contracts", "gateway", "finance")
+
+
 class LocalKafka:
+    """Clients authenticate with SASL/SCRAM-SHA-512 and are authorised by ACLs (KRaft's StandardAuthorizer);
+    `admin` is the only super user besides the controller's own (PLAIN) principal. Passwords are generated once
+    per data folder and kept in `credentials.json` there, readable by its owner only."""
+
     def __init__(self, data_dir: Path, port: int | None = None, heap: str = "768m") -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
@@ -92,20 +102,63 @@ class LocalKafka:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _write_config(self) -> Path:
+    @property
+    def credentials_file(self) -> Path:
+        return self.data_dir / "credentials.json"
+
+    def passwords(self) -> dict[str, str]:
+        if self.credentials_file.exists():
+            return dict(json.loads(self.credentials_file.read_text()))
+        if (self.data_dir / "logs" / "meta.properties").exists():
+            raise RuntimeError(
+                f"the Kafka data in {self.data_dir} predates authentication; delete the local state "
+                "(make clean, or utfall-local run --fresh) to start with credentials"
+            )
+        from ..kafka_acl import new_password
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        passwords = {name: new_password() for name in LOCAL_PRINCIPALS}
+        write_secret(self.credentials_file, json.dumps(passwords, indent=2))
+        return passwords
+
+    @property
+    def cluster(self) -> ClusterAccess:
+        passwords = self.passwords()
+        admin = KafkaAccess(self.bootstrap, "admin", passwords["admin"])
+        services = {k: v for k, v in passwords.items() if k not in ("admin", "controller")}
+        return ClusterAccess(admin, services)
+
+    def _write_config(self, passwords: dict[str, str]) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "server.properties"
-        config.write_text(
+        controller = passwords["controller"]
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        write_secret(
+            config,
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"listeners=SASL_PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{self.port}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+                    "inter.broker.listener.name=SASL_PLAINTEXT",
+                    # Clients and the broker itself: SCRAM, whose credentials live in the cluster metadata.
+                    f"sasl.enabled.mechanisms={MECHANISM}",
+                    f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
+                    f"listener.name.sasl_plaintext.{MECHANISM.lower()}.sasl.jaas.config={scram} required "
+                    f'username="admin" password="{passwords["admin"]}";',
+                    # The controller listener cannot use SCRAM (it serves the metadata SCRAM is stored in): PLAIN.
+                    "sasl.mechanism.controller.protocol=PLAIN",
+                    "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+                    f"listener.name.controller.plain.sasl.jaas.config={plain} required "
+                    f'username="controller" password="{controller}" user_controller="{controller}";',
+                    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                    "super.users=User:admin;User:controller",
+                    "allow.everyone.if.no.acl.found=false",
                     f"log.dirs={self.data_dir / 'logs'}",
                     "num.partitions=6",
                     "offsets.topic.replication.factor=1",
@@ -121,14 +174,15 @@ class LocalKafka:
                     "transaction.abort.timed.out.transaction.cleanup.interval.ms=5000",
                     "",
                 ]
-            )
+            ),
         )
         (self.data_dir / "log4j2.properties").write_text(LOG4J2.format(log_file=self.log_file))
         return config
 
     def start(self, timeout: float = 90.0) -> str:
         libs = fetch_jars()
-        config = self._write_config()
+        passwords = self.passwords()
+        config = self._write_config(passwords)
         java = shutil.which("java") or "java"
         classpath = f"{libs}/*"
         log4j = f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}"
@@ -144,6 +198,8 @@ class LocalKafka:
                     "--standalone",
                     f"--cluster-id={_cluster_id()}",  # an id may start with '-': never a separate argument
                     f"--config={config}",
+                    # The administrator exists from the first start on; it creates every other principal.
+                    f"--add-scram={MECHANISM}=[name=admin,password={passwords['admin']}]",
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,
@@ -186,6 +242,16 @@ class LocalKafka:
             os.killpg(self.proc.pid, 9)
             self.proc.wait()
         self.proc = None
+
+
+def local_admin(bootstrap: str) -> KafkaAccess | None:
+    """The administrator of the local stack's Kafka (`make run`), if there is one on this machine."""
+    from .paths import state_dir
+
+    credentials = state_dir() / "local" / "kafka" / "credentials.json"
+    if not credentials.exists():
+        return None
+    return KafkaAccess(bootstrap, "admin", json.loads(credentials.read_text())["admin"])
 
 
 def main() -> None:

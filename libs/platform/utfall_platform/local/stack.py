@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from ..kafka_access import ClusterAccess, KafkaAccess
 from .kafka import LocalKafka
-from .paths import free_port, state_dir
+from .paths import free_port, state_dir, write_secret
 from .postgres import GATEWAY_ROLE, LocalPostgres
 from .procs import spawn, terminate
 
@@ -80,16 +81,16 @@ class LocalStack:
         log_sink: IO[str] | None = sys.stdout,
         colour: bool = False,
         extra_env: dict[str, str] | None = None,
-        kafka_bootstrap: str | None = None,
+        kafka: ClusterAccess | None = None,
         database_url: str | None = None,
         gateway_database_url: str | None = None,
     ) -> None:
         self.base = base
-        self.kafka = None if kafka_bootstrap else LocalKafka(base / "kafka", port=kafka_port)
+        self.kafka = None if kafka else LocalKafka(base / "kafka", port=kafka_port)
         self.postgres = (
             None if database_url else LocalPostgres(base / "postgres", port=postgres_port, durable=durable)
         )
-        self._bootstrap = kafka_bootstrap
+        self._cluster = kafka
         self._database_url = database_url
         self._gateway_database_url = gateway_database_url
         ports = ports or {name: free_port() for name in SERVICES}
@@ -101,8 +102,20 @@ class LocalStack:
         self.others: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
+    def cluster(self) -> ClusterAccess:
+        if self._cluster is None:
+            assert self.kafka is not None
+            self._cluster = self.kafka.cluster
+        return self._cluster
+
+    @property
+    def admin(self) -> KafkaAccess:
+        """The operator's access (a super user): the local stack's own tools and `utfall-admin` use it."""
+        return self.cluster.admin
+
+    @property
     def bootstrap(self) -> str:
-        return self._bootstrap or (self.kafka.bootstrap if self.kafka else "")
+        return self.cluster.bootstrap
 
     @property
     def database_url(self) -> str:
@@ -121,15 +134,15 @@ class LocalStack:
             self.postgres.start()
         if self.kafka is not None:
             self.kafka.start()
-        from ..kafka import ensure_topics
+            from ..kafka_acl import KafkaProvisioner
 
-        asyncio.run(ensure_topics(self.bootstrap))
+            asyncio.run(KafkaProvisioner(self.admin).provision_services(self.cluster.passwords))
 
     def service_env(self, name: str) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self.cluster.principal(name).env())
         env.update(
             {
-                "UTFALL_KAFKA_BOOTSTRAP": self.bootstrap,
                 "UTFALL_DATABASE_URL": self.database_url,
                 "UTFALL_GATEWAY_DATABASE_URL": self.gateway_database_url,
                 "UTFALL_PORT": str(self.services[name].port),
@@ -239,7 +252,7 @@ def _demo_keys(stack: LocalStack, path: Path) -> dict[str, object]:
     municipality = generate_key("municipality", now=now, municipality_code="0180", label="Stockholms stad")
     finance = generate_key("finance", now=now, funder="stiftelsen-sociala-investeringar", label="demo funder")
     records = [k.record for k in (*providers.values(), operator, municipality, finance)]
-    asyncio.run(publish_keys(stack.bootstrap, records))
+    asyncio.run(publish_keys(stack.admin, records))
     keys: dict[str, object] = {
         "providers": {p: k.secret for p, k in providers.items()},
         "operator": operator.secret,
@@ -248,14 +261,6 @@ def _demo_keys(stack: LocalStack, path: Path) -> dict[str, object]:
     }
     write_secret(path, json.dumps(keys, indent=2))
     return keys
-
-
-def write_secret(path: Path, text: str) -> None:
-    """Write a file only its owner can read, from the first byte on (no world-readable window)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(text)
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -288,13 +293,25 @@ def run(argv: list[str] | None = None) -> None:
     try:
         print("starting PostgreSQL and Apache Kafka (KRaft) ...", flush=True)
         stack.start_infrastructure()
-        print(f"  kafka     {stack.bootstrap}\n  postgres  {stack.database_url}", flush=True)
+        where = stack.kafka.credentials_file if stack.kafka else "UTFALL_KAFKA_*"
+        print(f"  kafka     {stack.bootstrap} (SASL/SCRAM-SHA-512; principals in {where})", flush=True)
+        print(f"  postgres  {stack.database_url}", flush=True)
         for name in SERVICES:
             stack.start_service(name)
         stack.wait_ready()
         # The local operator registers the demo providers before anyone may send as them.
+        kafka_credentials = base / "demo-provider-kafka.json"
         subprocess.run(
-            [sys.executable, "-m", "utfall_synthetic.cli", "register", "--kafka", stack.bootstrap], check=True
+            [
+                sys.executable,
+                "-m",
+                "utfall_synthetic.cli",
+                "register",
+                "--kafka-credentials",
+                str(kafka_credentials),
+            ],
+            env={**os.environ, **stack.admin.env()},
+            check=True,
         )
         keys = _demo_keys(stack, base / "demo-keys.json")
         provider_keys_file = base / "demo-provider-keys.json"
@@ -309,10 +326,10 @@ def run(argv: list[str] | None = None) -> None:
                     "demo",
                     "--url",
                     stack.services["ingest"].url,
-                    "--kafka",
-                    stack.bootstrap,
                     "--keys",
                     str(provider_keys_file),
+                    "--kafka-credentials",
+                    str(kafka_credentials),
                 ],
             )
         print(

@@ -197,7 +197,11 @@ def check_event(
     provider_id = envelope.source.removeprefix("provider/")
     if authenticated_provider is not None and provider_id != authenticated_provider:
         reasons.append(
-            Reason("/source", "source_mismatch", "source does not match the provider the API key belongs to")
+            Reason(
+                "/source",
+                "source_mismatch",
+                "source does not match the authenticated provider (its API key, or its own raw topic)",
+            )
         )
     registered = providers.get(provider_id)
     if registered is None or not registered.active:
