@@ -29,6 +29,7 @@ from utfall_platform.kafka_access import KafkaAccess
 from utfall_synthetic.cli import raw_key, raw_record
 from utfall_synthetic.cohort import CohortConfig, generate, renamed
 
+from .builders import EVERY_CARE_TYPE, contract_document
 from .helpers import create_key, provider_access, read_topic, wait_until
 from .reference import expected_facts
 
@@ -37,26 +38,17 @@ MILESTONES = {"planned_discharge": 100_000, "no_replacement_12m": 200_000, "educ
 
 def contract_yaml(contract_id: str, providers: list[str]) -> str:
     return yaml.safe_dump(
-        {
-            "contract_id": contract_id,
-            "name": "fault injection",
-            "commissioner_municipality": "0180",
-            "funder": "fault-fund",
-            "provider_ids": providers,
-            "cohort": {
-                "care_types": ["hvb", "family_home", "supported_housing", "sis"],
-                "min_age": 0,
-                "max_age": 20,
-                "enrolment_from": "2000-01-01",
-                "enrolment_to": "2030-12-31",
-            },
-            "milestones": [
-                {"milestone_id": m.replace("_", "-"), "measure_id": m, "price_ore": p}
-                for m, p in MILESTONES.items()
-            ],
-            "per_participant_cap_ore": 10**12,
-            "total_cap_ore": 10**13,  # the largest a contract may hold (MAX_AMOUNT_ORE)
-        }
+        contract_document(
+            contract_id,
+            providers,
+            MILESTONES,
+            per_participant_cap_ore=10**12,
+            total_cap_ore=10**13,  # the largest a contract may hold (MAX_AMOUNT_ORE)
+            care_types=EVERY_CARE_TYPE,
+            enrolment=("2000-01-01", "2030-12-31"),
+            name="fault injection",
+            funder="fault-fund",
+        )
     )
 
 

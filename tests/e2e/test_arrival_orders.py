@@ -28,6 +28,7 @@ from utfall_platform.kafka_access import KafkaAccess
 from utfall_platform.local.stack import LocalStack
 from utfall_synthetic.cli import raw_key, raw_record
 
+from ..builders import EVERY_CARE_TYPE, contract_document
 from ..helpers import create_key, produce_raw, uid, wait_until
 from ..infra import new_world
 from ..orders import ORDERS, base_provider, cohort, for_run, over_kafka, phases
@@ -43,30 +44,20 @@ MILESTONES = {
     "education_or_work_12m": 150_000,
 }
 PER_PARTICIPANT_CAP = 300_000  # binds for a participant with three or more outcomes
-CARE_TYPES = ["hvb", "family_home", "supported_housing", "sis"]
 
 
 def contract(contract_id: str, providers: list[str], total_cap: int) -> dict[str, Any]:
-    return {
-        "contract_id": contract_id,
-        "name": "arrival orders",
-        "commissioner_municipality": "0180",
-        "funder": "order-fund",
-        "provider_ids": providers,
-        "cohort": {
-            "care_types": CARE_TYPES,
-            "min_age": 0,
-            "max_age": 20,
-            "enrolment_from": "2000-01-01",
-            "enrolment_to": "2030-12-31",
-        },
-        "milestones": [
-            {"milestone_id": m.replace("_", "-"), "measure_id": m, "price_ore": p}
-            for m, p in MILESTONES.items()
-        ],
-        "per_participant_cap_ore": PER_PARTICIPANT_CAP,
-        "total_cap_ore": total_cap,
-    }
+    return contract_document(
+        contract_id,
+        providers,
+        MILESTONES,
+        per_participant_cap_ore=PER_PARTICIPANT_CAP,
+        total_cap_ore=total_cap,
+        care_types=EVERY_CARE_TYPE,
+        enrolment=("2000-01-01", "2030-12-31"),
+        name="arrival orders",
+        funder="order-fund",
+    )
 
 
 def pseudonym(secret: str) -> Any:

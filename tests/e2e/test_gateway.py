@@ -10,13 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 
+from utfall_measures.domain.windows import add_months
 from utfall_synthetic.cli import post_events
 from utfall_synthetic.cohort import PROVIDERS, CohortConfig, generate
 
@@ -320,6 +321,42 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+async def test_right_censored_cohorts_are_preliminary_in_the_api_and_on_the_page(data) -> None:  # type: ignore[no-untyped-def]
+    """Issue 18 item 1: for no_replacement_24m a re-placement decides "not achieved" at once, success only after
+    24 months: a discharge year whose windows are not all closed has no rate anywhere, only its share closed."""
+    async with httpx.AsyncClient(base_url=data["gateway"], timeout=30) as http:
+        measure = (await http.get("/v1/measures/no_replacement_24m")).json()
+        months, grace = measure["window_months"], measure["grace_days"]
+        assert "preliminary" in measure["final_when"]
+        rows = (
+            await http.get("/v1/measures/no_replacement_24m/results", params={"source": "events"})
+        ).json()["rows"]
+        # every discharge year together holds the latest one, whose windows are still open
+        comp = (await http.get("/v1/comparisons/no_replacement_24m")).json()
+        shown = [p for p in comp["providers"] if p["status"] == "ok" and p["source"] == "events"]
+        assert shown
+        for p in shown:
+            assert p["result"] == "preliminary" and p["observed_rate"] is None and p["funnel"] is None, p
+            assert 0 <= p["windows_closed_share"] < 1 and p["risk_adjusted"] is None
+        assert comp["total"]["result"] == "preliminary" and comp["funnel"] is None
+        today = date.today()
+        for r in rows:
+            if r["status"] != "ok":
+                continue
+            last_closes = add_months(date(r["discharge_year"], 12, 31), months) + timedelta(days=grace)
+            first_closes = add_months(date(r["discharge_year"], 1, 1), months) + timedelta(days=grace)
+            if last_closes < today:
+                assert r["result"] == "final" and r["observed_rate"] is not None, r
+            elif first_closes >= today:
+                assert (
+                    r["result"] == "preliminary"
+                    and r["observed_rate"] is None
+                    and r["windows_closed_share"] == 0
+                )
+        page = (await http.get("/", params={"measure": "no_replacement_24m"})).text
+        assert "Preliminärt" in page and 'id="funnel"' not in page
+
+
 async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # type: ignore[no-untyped-def]
     from playwright.async_api import async_playwright
 
@@ -385,6 +422,19 @@ async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # typ
         assert points == sum(
             1 for p in api["providers"] if p["status"] == "ok" and p["observed_rate"] is not None
         )
+        # the funnel plot: one dot per provider judged, labelled as the API labels it; the national row
+        judged = {p["provider_id"]: p["funnel"]["label"] for p in api["providers"] if p["funnel"]}
+        assert api["funnel"] is not None and judged
+        dots = page.locator("#funnel circle.dot")
+        assert await dots.count() == len(judged)
+        for i in range(await dots.count()):
+            dot = dots.nth(i)
+            assert judged[await dot.get_attribute("data-provider") or ""] == await dot.get_attribute(
+                "data-label"
+            )
+        national = await page.locator("#national td.rate").inner_text()
+        assert national == f"{api['total']['observed_rate'] * 100:.1f} %"
+        assert await page.locator("#national-line").count() == 1
         assert await page.locator("#definition").get_attribute("href") == "/v1/measures/no_replacement_6m"
         shot = artifacts / "public-page.png"
         await page.screenshot(path=str(shot), full_page=True)

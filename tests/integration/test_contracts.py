@@ -21,6 +21,7 @@ from utfall_events.outcomes import OUTCOME_FACT_TYPE, EpisodeDimensions, EventRe
 from utfall_events.topics import CARE_EVENTS, CONTRACT_COMMANDS, OUTCOMES, PAYMENTS
 from utfall_platform.local.stack import LocalStack
 
+from ..builders import contract_definition
 from ..helpers import produce, read_topic, uid, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -34,27 +35,14 @@ PRICES = {
 
 
 def definition(contract_id: str, provider: str) -> ContractDefinitionV1:
-    return ContractDefinitionV1.model_validate(
-        {
-            "contract_id": contract_id,
-            "name": "integration",
-            "commissioner_municipality": "0180",
-            "funder": "fund",
-            "provider_ids": [provider],
-            "cohort": {
-                "care_types": ["hvb"],
-                "min_age": 0,
-                "max_age": 20,
-                "enrolment_from": "2020-01-01",
-                "enrolment_to": "2030-12-31",
-            },
-            "milestones": [
-                {"milestone_id": m.replace("_", "-"), "measure_id": m, "price_ore": PRICES[m]}
-                for m in MEASURES
-            ],
-            "per_participant_cap_ore": 10**9,
-            "total_cap_ore": 10**12,
-        }
+    prices = {m: PRICES[m] for m in MEASURES}
+    return contract_definition(
+        contract_id,
+        [provider],
+        prices,
+        per_participant_cap_ore=10**9,
+        total_cap_ore=10**12,
+        name="integration",
     )
 
 

@@ -25,6 +25,7 @@ from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import EventRef
 from utfall_platform.db import create_pool
 
+from ..builders import contract_definition, milestones
 from ..helpers import migrate_service, uid
 from ..reference import expected_payments
 from ..unit.fakes import FakeContractsRepository
@@ -177,30 +178,11 @@ def backend(request: pytest.FixtureRequest, pool: asyncpg.Pool) -> Backend:
 
 
 def contract(provider: str, **overrides: Any) -> ContractDefinitionV1:
-    base: dict[str, Any] = {
-        "contract_id": uid("c-"),
-        "name": "suite",
-        "commissioner_municipality": "0180",
-        "funder": "fund",
-        "provider_ids": [provider],
-        "cohort": {
-            "care_types": ["hvb"],
-            "min_age": 0,
-            "max_age": 20,
-            "enrolment_from": "2020-01-01",
-            "enrolment_to": "2030-12-31",
-        },
-        "milestones": [
-            {"milestone_id": f"m-{m}", "measure_id": m, "price_ore": p}
-            for m, p in zip(MEASURES, (100, 80, 60), strict=True)
-        ],
-        "per_participant_cap_ore": 150,
-        "total_cap_ore": 400,
-    }
-    base.update(overrides)
-    # a per-participant cap above the total cap is refused; it binds exactly as one equal to the total
-    base["per_participant_cap_ore"] = min(base["per_participant_cap_ore"], base["total_cap_ore"])  # type: ignore[type-var]
-    return ContractDefinitionV1.model_validate(base)
+    prices = {m: p for m, p in zip(MEASURES, (100, 80, 60), strict=True)}
+    caps: dict[str, Any] = {"per_participant_cap_ore": 150, "total_cap_ore": 400, **overrides}
+    return contract_definition(
+        uid("c-"), [provider], milestones(prices, ids={m: f"m-{m}" for m in prices}), name="suite", **caps
+    )
 
 
 def placement(provider: str, episode: str, **kw: Any) -> PlacementFacts:

@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from utfall_gateway.auth import Principal
-from utfall_gateway.results import DIMENSIONS, ResultsQuery, fetch_counts
+from utfall_gateway.readmodel import outcome_counts
+from utfall_gateway.results import DIMENSIONS, ResultsQuery
 from utfall_ingest.app import create_app as create_ingest
 from utfall_ingest.settings import IngestSettings
 from utfall_measures.app import create_app as create_measures
@@ -148,7 +149,7 @@ async def test_cohort_facts_and_aggregates_match_an_independent_recomputation(
                     # the shared topic carries other tests' providers too: group by provider as well, keep ours
                     grouping = group if "provider_id" in group else ("provider_id", *group)
                     q = ResultsQuery(measure, period, grouping)
-                    rows = await fetch_counts(pool, q)
+                    rows = await outcome_counts(pool, q)
                     got = Counter()
                     for r in rows:
                         if r["provider_id"] not in providers:

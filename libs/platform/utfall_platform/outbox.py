@@ -4,9 +4,11 @@ Publishing is exactly-once as seen by read_committed consumers:
 - one relay per schema at a time (a Postgres advisory lock held on a dedicated connection), using a
   transactional producer whose fixed transactional id fences any zombie predecessor;
 - each relay batch is one Kafka transaction, then its rows are deleted from the outbox (sent);
-- a crash between the Kafka commit and the Postgres update leaves rows unsent that are already on Kafka.
+- a crash between the Kafka commit and the Postgres delete leaves rows in the outbox that are already on Kafka.
   On start the relay reads the tail of every partition it writes (only it writes those topics), collects
-  the `utfall-outbox-id` headers it finds, and marks those rows sent instead of sending them again.
+  the `utfall-outbox-id` headers it finds, and deletes those rows instead of sending them again.
+
+The outbox holds only what is owed: every row in it is unsent.
 """
 
 from __future__ import annotations
@@ -69,10 +71,11 @@ def platform_ddl(schema: str) -> str:
         key bytea,
         value bytea NOT NULL,
         headers text[] NOT NULL DEFAULT '{{}}',
-        created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-        sent_at timestamptz
+        created_at timestamptz NOT NULL DEFAULT clock_timestamp()
     );
-    CREATE INDEX IF NOT EXISTS outbox_unsent ON "{schema}".outbox (id) WHERE sent_at IS NULL;
+    -- Sent rows were once marked, now they are deleted: the column and its index are gone (idempotent).
+    DROP INDEX IF EXISTS "{schema}".outbox_unsent;
+    ALTER TABLE "{schema}".outbox DROP COLUMN IF EXISTS sent_at;
     -- A queue table: every row is inserted, relayed and deleted within seconds. Under default autovacuum
     -- throttling the dead rows outgrew the live ones by far (the measures outbox passed 100,000 pages in the
     -- full benchmark) and every relay query waded through them; vacuum it early and unthrottled.
@@ -211,8 +214,7 @@ class OutboxRelay:
 
     async def _relay_once(self, producer: AIOKafkaProducer) -> int:
         rows = await self.pool.fetch(
-            f'SELECT id, topic, key, value, headers FROM "{self.schema}".outbox '
-            "WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+            f'SELECT id, topic, key, value, headers FROM "{self.schema}".outbox ORDER BY id LIMIT $1',
             self.batch_size,
         )
         if not rows:
@@ -244,16 +246,14 @@ class OutboxRelay:
     async def _observe_backlog(self) -> None:
         row = await self.pool.fetchrow(
             f"SELECT count(*) AS n, extract(epoch FROM clock_timestamp() - min(created_at)) AS age "
-            f'FROM "{self.schema}".outbox WHERE sent_at IS NULL'
+            f'FROM "{self.schema}".outbox'
         )
         metrics.OUTBOX_BACKLOG.labels(self.schema).set(row["n"] if row else 0)
         metrics.OUTBOX_OLDEST_AGE.labels(self.schema).set(float(row["age"] or 0) if row else 0)
 
     async def _recover(self) -> None:
-        """Mark as sent the unsent rows that a crashed predecessor already committed to Kafka."""
-        pending = await self.pool.fetch(
-            f'SELECT DISTINCT topic FROM "{self.schema}".outbox WHERE sent_at IS NULL'
-        )
+        """Delete the rows that a crashed predecessor already committed to Kafka."""
+        pending = await self.pool.fetch(f'SELECT DISTINCT topic FROM "{self.schema}".outbox')
         if not pending:
             return
         topics = [r["topic"] for r in pending]

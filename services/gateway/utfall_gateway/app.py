@@ -4,7 +4,6 @@ until the app starts."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -16,25 +15,10 @@ from utfall_platform.logging import setup_logging
 from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
-from .cache import TtlCache
 from .routes import admin, contracts, events, measures
 from .settings import GatewaySettings
+from .state import GatewayState
 from .web import page
-
-
-class GatewayState:
-    def __init__(self, runtime: ServiceRuntime, settings: GatewaySettings, clock: Clock) -> None:
-        self.runtime = runtime
-        self.settings = settings
-        self.clock = clock
-        self.cache = TtlCache(settings.results_cache_seconds)
-
-    @property
-    def pool(self) -> Any:
-        return self.runtime.pool
-
-    async def publish(self, topic: str, value: bytes, *, key: bytes) -> None:
-        await self.runtime.broker.publish(value, topic, key=key, headers={"content-type": "application/json"})
 
 
 def create_app(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:

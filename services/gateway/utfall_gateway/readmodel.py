@@ -1,14 +1,135 @@
 """Every query the gateway's routes and page make of the read models (`*_read` views the services publish).
-Routes decide who may see what and shape answers; the SQL lives here. (The results and comparison counts
-are fetched in `results.py`, beside the statistics applied to them.)"""
+Routes decide who may see what and shape answers; `results.py` computes over what is fetched; the SQL lives
+here, with one filter builder (`results_where`) for every results query."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from .results import PERIOD_COLUMNS, STRATA, ResultsQuery
+
 Pool = Any  # an asyncpg pool (the gateway's read-only role)
 Row = Any  # an asyncpg record: read by column name
+
+# --- outcome results and comparisons -------------------------------------------------------------------
+_STATUS_COUNTS = (
+    "count(*) FILTER (WHERE status = 'achieved') AS achieved, "
+    "count(*) FILTER (WHERE status = 'not_achieved') AS not_achieved, "
+    "count(*) FILTER (WHERE status = 'missing') AS missing, "
+    "count(*) FILTER (WHERE status = 'pending') AS pending"
+)
+_REPORTED_COUNTS = (
+    "sum(achieved) AS achieved, sum(not_achieved) AS not_achieved, sum(missing) AS missing, 0 AS pending"
+)
+# The last day of a submission's discharge period (a year, or the quarter it names).
+_PERIOD_END = "(make_date(discharge_year, coalesce(discharge_quarter * 3, 12), 1) + interval '1 month' - interval '1 day')"
+
+
+def _window_params(q: ResultsQuery, args: list[Any]) -> tuple[str, str, str] | None:
+    if q.window is None:
+        return None
+    args += [q.window.months, q.window.grace_days, q.window.today]
+    return f"${len(args) - 2}::int", f"${len(args) - 1}::int", f"${len(args)}::date"
+
+
+def _windows_closed(q: ResultsQuery, args: list[Any]) -> str:
+    """How many of the episodes counted have their outcome window closed (results.Window)."""
+    window = _window_params(q, args)
+    if window is None:
+        return "count(*) AS windows_closed"
+    months, grace, today = window
+    return (
+        f"count(*) FILTER (WHERE {months} IS NULL OR "
+        f"(end_date + make_interval(months => {months}, days => {grace}))::date < {today}) AS windows_closed"
+    )
+
+
+def _reported_windows_closed(q: ResultsQuery, args: list[Any]) -> str:
+    """Submissions have no discharge dates: all their episodes' windows have closed once the period's last
+    day's has."""
+    window = _window_params(q, args)
+    closed = "achieved + not_achieved + missing"
+    if window is None:
+        return f"sum({closed}) AS windows_closed"
+    months, grace, today = window
+    return (
+        f"sum(CASE WHEN {months} IS NULL OR ({_PERIOD_END} + make_interval(months => {months}, days => {grace}))"
+        f"::date < {today} THEN {closed} ELSE 0 END) AS windows_closed"
+    )
+
+
+def results_where(q: ResultsQuery, fixed: tuple[str, ...] = ()) -> tuple[str, list[Any]]:
+    """The WHERE of a results query: the measure, the whitelisted filters, the period; `fixed` adds clauses
+    without parameters."""
+    clauses = ["measure_id = $1", *fixed]
+    args: list[Any] = [q.measure_id]
+    for name, value in q.filters:
+        assert name in q.filterable  # whitelisted: column names are never taken from input
+        args.append(value)
+        clauses.append(f"{name} = ${len(args)}")
+    if q.year is not None:
+        args.append(q.year)
+        clauses.append(f"discharge_year = ${len(args)}")
+    if q.quarter is not None:
+        args.append(q.quarter)
+        clauses.append(f"discharge_quarter = ${len(args)}")
+    return " AND ".join(clauses), args
+
+
+def _grouping(q: ResultsQuery) -> str:
+    columns = [*q.period_columns, *q.group_by]
+    assert all(c in q.filterable or c in PERIOD_COLUMNS for c in columns)  # whitelisted, as above
+    return ", ".join(columns)
+
+
+async def outcome_counts(pool: Pool, q: ResultsQuery) -> list[Row]:
+    """Closed and pending episodes by status, per period and grouping, from the outcome facts."""
+    where, args = results_where(q)
+    columns = _grouping(q)
+    windows = _windows_closed(q, args)
+    return list(
+        await pool.fetch(
+            f"SELECT {columns}, {_STATUS_COUNTS}, {windows} FROM measures_read.outcome_facts WHERE {where} "
+            f"GROUP BY {columns} ORDER BY {columns}",
+            *args,
+        )
+    )
+
+
+async def self_reported_counts(pool: Pool, q: ResultsQuery, fixed: tuple[str, ...]) -> list[Row]:
+    """Providers' aggregated submissions, per period and grouping; `fixed` picks the breakdown that fits."""
+    where, args = results_where(q, fixed)
+    columns = _grouping(q)
+    windows = _reported_windows_closed(q, args)
+    return list(
+        await pool.fetch(
+            f"SELECT {columns}, {_REPORTED_COUNTS}, {windows} FROM measures_read.self_reported WHERE {where} "
+            f"GROUP BY {columns} ORDER BY {columns}",
+            *args,
+        )
+    )
+
+
+async def comparison_strata(pool: Pool, q: ResultsQuery) -> list[Row]:
+    """Counts per provider and risk stratum (what indirect standardisation takes)."""
+    where, args = results_where(q)
+    columns = ", ".join(("provider_id", *STRATA))
+    windows = _windows_closed(q, args)
+    return list(
+        await pool.fetch(
+            f"SELECT {columns}, {_STATUS_COUNTS}, {windows} FROM measures_read.outcome_facts WHERE {where} "
+            f"GROUP BY {columns}",
+            *args,
+        )
+    )
+
+
+async def data_errors_by_provider(pool: Pool) -> dict[str, int]:
+    rows = await pool.fetch(
+        "SELECT provider_id, sum(episodes) AS n FROM measures_read.data_errors GROUP BY 1"
+    )
+    return {r["provider_id"]: int(r["n"]) for r in rows}
 
 
 # --- contracts ------------------------------------------------------------------------------------------

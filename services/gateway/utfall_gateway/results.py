@@ -1,15 +1,15 @@
-"""Outcome results and comparisons: counts from the measures read model, then intervals and disclosure
-control applied for the reader (pure functions over fetched counts)."""
+"""Outcome results and comparisons: intervals, risk adjustment and disclosure control applied for the reader,
+as pure functions over the counts `readmodel.py` fetches (`views.py` puts the two together)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any
 
-import asyncpg
-
 from utfall_stats.disclosure import suppress
+from utfall_stats.funnel import Unit, funnel
 from utfall_stats.risk import StratumCount, indirect_standardisation
 from utfall_stats.wilson import wilson_interval
 
@@ -30,8 +30,25 @@ DIMENSIONS: tuple[str, ...] = (
 PERIODS: dict[str, tuple[str, ...]] = {
     "year": ("discharge_year",),
     "quarter": ("discharge_year", "discharge_quarter"),
+    "all": (),  # every discharge period together (a comparison of one year or of all)
 }
+PERIOD_COLUMNS = ("discharge_year", "discharge_quarter")
 COUNTS = ("achieved", "not_achieved", "missing", "pending")
+# ...and how many of those episodes have their outcome window closed (see `Window`)
+TALLIES = (*COUNTS, "windows_closed")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A measure's outcome window, and the day results are read on. An episode's window has closed when its
+    discharge date plus `months` plus `grace_days` lies before `today`; a measure without a window (decided at
+    discharge) has every window closed. A cohort's result is final only when every member's window has closed:
+    until then early outcomes (a re-placement decides "not achieved" at once, success only at the window's
+    end) would bias its rate, so it is preliminary and has no rate (right-censoring)."""
+
+    months: int | None
+    grace_days: int
+    today: date
 
 
 @dataclass(frozen=True)
@@ -42,45 +59,15 @@ class ResultsQuery:
     filters: tuple[tuple[str, str], ...] = ()
     year: int | None = None
     quarter: int | None = None
+    window: Window | None = None  # None: results are read as final
 
     @property
     def period_columns(self) -> tuple[str, ...]:
         return PERIODS[self.period]
 
-
-def _where(q: ResultsQuery, first_param: int = 1, fixed: tuple[str, ...] = ()) -> tuple[str, list[Any]]:
-    """The WHERE of a results query: the measure, the whitelisted filters, the period; `fixed` adds clauses
-    without parameters."""
-    clauses = ["measure_id = $1", *fixed]
-    args: list[Any] = [q.measure_id]
-    for name, value in q.filters:
-        assert name in DIMENSIONS  # whitelisted: column names are never taken from input
-        args.append(value)
-        clauses.append(f"{name} = ${len(args)}")
-    if q.year is not None:
-        args.append(q.year)
-        clauses.append(f"discharge_year = ${len(args)}")
-    if q.quarter is not None:
-        args.append(q.quarter)
-        clauses.append(f"discharge_quarter = ${len(args)}")
-    return " AND ".join(clauses), args
-
-
-async def fetch_counts(conn: asyncpg.Connection | asyncpg.Pool, q: ResultsQuery) -> list[asyncpg.Record]:
-    columns = [*q.period_columns, *q.group_by]
-    for c in columns:
-        assert c in DIMENSIONS or c in ("discharge_year", "discharge_quarter")
-    where, args = _where(q, 1)
-    select_cols = ", ".join(columns)
-    sql = (
-        f"SELECT {select_cols}, "
-        "count(*) FILTER (WHERE status = 'achieved') AS achieved, "
-        "count(*) FILTER (WHERE status = 'not_achieved') AS not_achieved, "
-        "count(*) FILTER (WHERE status = 'missing') AS missing, "
-        "count(*) FILTER (WHERE status = 'pending') AS pending "
-        f"FROM measures_read.outcome_facts WHERE {where} GROUP BY {select_cols} ORDER BY {select_cols}"
-    )
-    return list(await conn.fetch(sql, *args))
+    @property
+    def filterable(self) -> tuple[str, ...]:
+        return DIMENSIONS
 
 
 @dataclass
@@ -117,17 +104,30 @@ def row(
     exact: bool,
     source: str = "events",
 ) -> dict[str, Any]:
+    """One published row: counts and rates, or nothing but the dimensions when suppressed. A preliminary
+    cohort (not every member's window closed) shows its counts so far and the share of windows closed, and
+    no rate: a rate that can still only fall or only rise is not one to compare."""
     out: dict[str, Any] = dict(cell_dims)
     out["source"] = source
     if counts is None:
-        out.update({k: None for k in (*COUNTS, "closed", "observed_rate", "itt_rate", "ci_low", "ci_high")})
+        out.update(dict.fromkeys((*TALLIES, *SHOWN), None))
     else:
-        out.update(counts)
+        out.update({k: counts[k] for k in COUNTS})
+        members = sum(counts[k] for k in COUNTS)
+        closed_windows = counts.get("windows_closed", members)
+        final = closed_windows >= members
         out["closed"] = counts["achieved"] + counts["not_achieved"] + counts["missing"]
-        out.update(rates(counts))
+        out["windows_closed"] = closed_windows
+        out["windows_closed_share"] = closed_windows / members if members else None
+        out["result"] = "final" if final else "preliminary"
+        out.update(rates(counts) if final else dict.fromkeys(RATES, None))
     out["status"] = status
     out["exact"] = exact
     return out
+
+
+RATES = ("observed_rate", "itt_rate", "ci_low", "ci_high")
+SHOWN = ("closed", "windows_closed_share", "result", *RATES)
 
 
 def is_own(principal: Principal, dims: dict[str, Any], filters: dict[str, str]) -> bool:
@@ -164,7 +164,7 @@ def disclose(
             cells = [c for c in period_cells if c.source == source]
             known = frozenset(c.key for c in cells if c.own)
             result = suppress({c.key: c.closed for c in cells}, min_cell=min_cell, known=known)
-            total_counts = {k: sum(c.counts[k] for c in cells) for k in COUNTS}
+            total_counts = {k: sum(c.counts.get(k, 0) for c in cells) for k in TALLIES}
             all_own = bool(cells) and all(c.own for c in cells)
             for cell in cells:
                 if cell.own or cell.key not in result.cells:
@@ -225,27 +225,15 @@ SELF_REPORTED_DIMS = ("provider_id", "target_group", "care_type", "legal_basis",
 OPTIONAL_SELF_REPORTED = ("care_type", "legal_basis", "sex", "age_band")
 
 
-async def self_reported_cells(
-    conn: asyncpg.Connection | asyncpg.Pool, q: ResultsQuery, principal: Principal
-) -> tuple[dict[tuple[Any, ...], list[Cell]], dict[tuple[Any, ...], dict[str, Any]]]:
-    """Aggregated submissions fitting this query. A submission fits when it is broken down by exactly the
-    optional dimensions the query groups or filters by (so totals and breakdowns never double count), for the
-    same kind of period."""
+def self_reported_fit(q: ResultsQuery) -> tuple[str, ...] | None:
+    """Which aggregated submissions fit this query, as WHERE clauses; None when none can. A submission fits when
+    it is broken down by exactly the optional dimensions the query groups or filters by (so totals and
+    breakdowns never double count), for the same kind of period (yearly unless the query is by quarter)."""
     used = set(q.group_by) | {name for name, _ in q.filters}
     if not used <= set(SELF_REPORTED_DIMS):
-        return {}, {}
+        return None
     fixed = tuple(f"{name} IS {'NOT ' if name in used else ''}NULL" for name in OPTIONAL_SELF_REPORTED)
-    fixed += ("discharge_quarter IS NULL" if q.period == "year" else "discharge_quarter IS NOT NULL",)
-    where, args = _where(q, fixed=fixed)
-    columns = [*q.period_columns, *q.group_by]
-    select_cols = ", ".join(columns)
-    records = await conn.fetch(
-        f"SELECT {select_cols}, sum(achieved) AS achieved, sum(not_achieved) AS not_achieved, "
-        f"sum(missing) AS missing, 0 AS pending FROM measures_read.self_reported WHERE {where} "
-        f"GROUP BY {select_cols} ORDER BY {select_cols}",
-        *args,
-    )
-    return build_cells(records, q, principal, source="self_reported")
+    return (*fixed, "discharge_quarter IS NOT NULL" if q.period == "quarter" else "discharge_quarter IS NULL")
 
 
 def merge_cells(
@@ -261,7 +249,7 @@ def merge_cells(
 
 
 def build_cells(
-    records: Sequence[asyncpg.Record], q: ResultsQuery, principal: Principal, source: str = "events"
+    records: Sequence[Mapping[str, Any]], q: ResultsQuery, principal: Principal, source: str = "events"
 ) -> tuple[dict[tuple[Any, ...], list[Cell]], dict[tuple[Any, ...], dict[str, Any]]]:
     filters = dict(q.filters)
     by_period: dict[tuple[Any, ...], list[Cell]] = {}
@@ -270,7 +258,7 @@ def build_cells(
         period_key = tuple(r[c] for c in q.period_columns)
         period_dims[period_key] = {c: r[c] for c in q.period_columns}
         dims = {**period_dims[period_key], **{c: r[c] for c in q.group_by}}
-        cell = Cell((*tuple(r[c] for c in q.group_by), source), dims, {k: int(r[k]) for k in COUNTS}, source)
+        cell = Cell((*tuple(r[c] for c in q.group_by), source), dims, {k: int(r[k]) for k in TALLIES}, source)
         cell.own = is_own(principal, dims, filters)
         by_period.setdefault(period_key, []).append(cell)
     return by_period, period_dims
@@ -279,71 +267,29 @@ def build_cells(
 STRATA = ("age_band", "sex", "legal_basis", "target_group")
 
 
-async def _self_reported_providers(
-    conn: asyncpg.Connection | asyncpg.Pool, measure_id: str, year: int | None, filters: dict[str, str]
-) -> list[Cell]:
-    """Providers' yearly aggregated submissions fitting the comparison's filters (see self_reported_cells)."""
-    if not set(filters) <= set(SELF_REPORTED_DIMS):
-        return []
-    clauses = ["measure_id = $1", "discharge_quarter IS NULL"]
-    args: list[Any] = [measure_id]
-    for name in OPTIONAL_SELF_REPORTED:
-        clauses.append(f"{name} IS {'NOT ' if name in filters else ''}NULL")
-    for name, value in sorted(filters.items()):
-        args.append(value)
-        clauses.append(f"{name} = ${len(args)}")
-    if year is not None:
-        args.append(year)
-        clauses.append(f"discharge_year = ${len(args)}")
-    rows = await conn.fetch(
-        "SELECT provider_id, sum(achieved) AS achieved, sum(not_achieved) AS not_achieved, sum(missing) AS missing "
-        f"FROM measures_read.self_reported WHERE {' AND '.join(clauses)} GROUP BY provider_id ORDER BY provider_id",
-        *args,
-    )
-    return [
-        Cell(
-            (r["provider_id"], "self_reported"),
-            {"provider_id": r["provider_id"]},
-            {
-                "achieved": int(r["achieved"]),
-                "not_achieved": int(r["not_achieved"]),
-                "missing": int(r["missing"]),
-                "pending": 0,
-            },
-            "self_reported",
-        )
-        for r in rows
-    ]
+def comparison_query(measure_id: str, year: int | None, filters: Mapping[str, str]) -> ResultsQuery:
+    """Providers side by side over one discharge year, or all of them."""
+    return ResultsQuery(measure_id, "all", ("provider_id",), tuple(sorted(filters.items())), year)
 
 
-async def comparison(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    measure_id: str,
+def compare(
+    strata_rows: Sequence[Mapping[str, Any]],
+    reported_rows: Sequence[Mapping[str, Any]],
+    errors: Mapping[str, int],
+    q: ResultsQuery,
     *,
-    year: int | None,
-    filters: dict[str, str],
     principal: Principal,
     min_cell: int,
 ) -> dict[str, Any]:
     """Providers side by side: suppressed counts, observed and ITT rates with Wilson intervals, and
     risk-adjusted observed/expected by indirect standardisation on age band, sex, legal basis and target
-    group."""
-    q = ResultsQuery(measure_id, "year", ("provider_id", *STRATA), tuple(sorted(filters.items())), year)
-    where, args = _where(q, 1)
-    records = await conn.fetch(
-        "SELECT provider_id, age_band, sex, legal_basis, target_group, "
-        "count(*) FILTER (WHERE status = 'achieved') AS achieved, "
-        "count(*) FILTER (WHERE status = 'not_achieved') AS not_achieved, "
-        "count(*) FILTER (WHERE status = 'missing') AS missing, "
-        "count(*) FILTER (WHERE status = 'pending') AS pending "
-        f"FROM measures_read.outcome_facts WHERE {where} GROUP BY 1, 2, 3, 4, 5",
-        *args,
-    )
+    group. `strata_rows` are counts per provider and stratum, `reported_rows` the fitting aggregated
+    submissions per provider, `errors` data errors per provider."""
     per_provider: dict[str, dict[str, int]] = {}
     strata: list[StratumCount] = []
-    for r in records:
-        counts = per_provider.setdefault(r["provider_id"], dict.fromkeys(COUNTS, 0))
-        for k in COUNTS:
+    for r in strata_rows:
+        counts = per_provider.setdefault(r["provider_id"], dict.fromkeys(TALLIES, 0))
+        for k in TALLIES:
             counts[k] += int(r[k])
         strata.append(
             StratumCount(
@@ -354,14 +300,16 @@ async def comparison(
             )
         )
     adjusted = indirect_standardisation(strata)
-    errors = {
-        r["provider_id"]: int(r["n"])
-        for r in await conn.fetch(
-            "SELECT provider_id, sum(episodes) AS n FROM measures_read.data_errors GROUP BY 1"
-        )
-    }
     cells = [Cell((p, "events"), {"provider_id": p}, c) for p, c in sorted(per_provider.items())]
-    cells += await _self_reported_providers(conn, measure_id, year, filters)
+    cells += [
+        Cell(
+            (r["provider_id"], "self_reported"),
+            {"provider_id": r["provider_id"]},
+            {k: int(r[k]) for k in TALLIES},
+            "self_reported",
+        )
+        for r in reported_rows
+    ]
     for cell in cells:
         cell.own = is_own(principal, cell.dims, {})
     cells.sort(key=lambda c: (c.dims["provider_id"], c.source))
@@ -371,7 +319,7 @@ async def comparison(
     for cell in cells:
         out = rows_by_key[(cell.dims["provider_id"], cell.source)]
         standardised = adjusted.get(cell.dims["provider_id"]) if cell.source == "events" else None
-        if out["status"] == "ok" and standardised is not None:
+        if out["status"] == "ok" and out["result"] == "final" and standardised is not None:
             out["risk_adjusted"] = {
                 "observed": standardised.observed,
                 "expected": round(standardised.expected, 3),
@@ -386,12 +334,80 @@ async def comparison(
         providers.append(out)
     totals = {t["source"]: t for t in table.totals}
     return {
-        "measure_id": measure_id,
-        "year": year,
-        "filters": filters,
+        "measure_id": q.measure_id,
+        "year": q.year,
+        "filters": dict(q.filters),
         "providers": providers,
         "total": totals.get("events"),
         "self_reported_total": totals.get("self_reported"),
+        "funnel": funnel_of(providers, totals.get("events")),
         "min_cell": min_cell,
         "risk_adjustment": {"method": "indirect standardisation", "strata": list(STRATA)},
     }
+
+
+def funnel_of(providers: list[dict[str, Any]], national: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Each shown, final, event-based provider's risk-adjusted rate (observed when it cannot be adjusted)
+    against its number of closed episodes with an observed outcome, judged against the national rate with
+    95 % and 99.8 % limits (overdispersion-adjusted, additive, when the data need it). Each such provider gets
+    its label; the others (suppressed, preliminary, self-reported) none. None when there is no final national
+    rate to judge against."""
+    for p in providers:
+        p["funnel"] = None
+    if national is None or national["status"] != "ok" or national["observed_rate"] is None:
+        return None
+    judged_rows = {}
+    units = []
+    for p in providers:
+        n = (p["achieved"] or 0) + (p["not_achieved"] or 0) if p["status"] == "ok" else 0
+        if p["source"] != "events" or p["status"] != "ok" or p["result"] != "final" or n == 0:
+            continue
+        adjusted = (p.get("risk_adjusted") or {}).get("adjusted_rate")
+        units.append(Unit(p["provider_id"], p["achieved"], n, rate=adjusted))
+        judged_rows[p["provider_id"]] = p
+    result = funnel(units, national["observed_rate"], method="additive")
+    for judged in result.units:
+        judged_rows[judged.unit_id]["funnel"] = {
+            "label": judged.label,
+            "beyond_998": judged.beyond_998,
+            "n": judged.n,
+            "rate": judged.rate,
+            "limits": asdict(judged.limits),
+        }
+    top = max([u.n for u in units] + [1]) * 2
+    return {
+        "target": result.target,
+        "method": result.method,
+        "phi": result.phi,
+        "tau2": result.tau2,
+        "curve": [{"n": n, **asdict(result.limits_at(n))} for n in _curve_points(top)],
+    }
+
+
+def _curve_points(top: int) -> list[int]:
+    """Where to draw the limits: dense at small n, where they curve most."""
+    points = {
+        1,
+        2,
+        3,
+        5,
+        7,
+        10,
+        15,
+        20,
+        30,
+        50,
+        75,
+        100,
+        150,
+        200,
+        300,
+        500,
+        750,
+        1000,
+        1500,
+        2000,
+        3000,
+        5000,
+    }
+    return sorted(n for n in points | {top} if n <= top)

@@ -95,17 +95,9 @@ def void_message(previous: StoredFact, revision: int, now: datetime) -> OutboxMe
         revision=revision,
         evidence=[EventRef(**e) for e in previous.evidence],
         determined_at=now,
+        # a stored fact carries every dimension of its episode under the same names
         episode=EpisodeDimensions(
-            provider_id=previous.provider_id,
-            unit_id=previous.unit_id,
-            municipality_code=previous.municipality_code,
-            care_type=previous.care_type,
-            legal_basis=previous.legal_basis,
-            target_group=previous.target_group,
-            sex=previous.sex,
-            age_at_start=previous.age_at_start,
-            start_date=previous.start_date,
-            end_date=previous.end_date,
+            **{name: getattr(previous, name) for name in EpisodeDimensions.model_fields}
         ),
     )
     return _model_message(body, now)

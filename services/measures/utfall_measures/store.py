@@ -3,6 +3,7 @@ projection lives here; the rules that decide what to write live in `domain/`."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -114,40 +115,67 @@ async def delete_episodes(conn: asyncpg.Connection, keys: Sequence[EpisodeKey]) 
         )
 
 
-# Every column but the key is replaced on conflict.
-_EPISODE_UPDATED = (
-    "subject_ref",
-    "unit_id",
-    "municipality_code",
-    "county_code",
-    "care_type",
-    "legal_basis",
-    "target_group",
-    "sex",
-    "birth_year",
-    "age_at_start",
-    "age_band",
-    "start_date",
-    "end_date",
-    "end_reason",
-    "destination",
-    "length_of_stay_days",
-    "discharge_year",
-    "discharge_quarter",
-    "data_errors",
-    "updated_at",
+# The episodes table's columns as written, each with the array type unnest takes it in. One list: the INSERT,
+# the SELECT from unnest and the ON CONFLICT update are all generated from it.
+_EPISODE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("provider_id", "text"),
+    ("episode_id", "text"),
+    ("subject_ref", "text"),
+    ("unit_id", "text"),
+    ("municipality_code", "text"),
+    ("county_code", "text"),
+    ("care_type", "text"),
+    ("legal_basis", "text"),
+    ("target_group", "text"),
+    ("sex", "text"),
+    ("birth_year", "int"),
+    ("age_at_start", "int"),
+    ("age_band", "text"),
+    ("start_date", "date"),
+    ("end_date", "date"),
+    ("end_reason", "text"),
+    ("destination", "text"),
+    ("length_of_stay_days", "int"),
+    ("discharge_year", "int"),
+    ("discharge_quarter", "int"),
+    ("data_errors", "text"),  # comma-joined: unnest cannot take an array of arrays
 )
+_EPISODE_KEY = ("provider_id", "episode_id")
+_EPISODE_SELECT = {"data_errors": "coalesce(string_to_array(nullif(data_errors, ''), ','), '{}')"}
+
+
+def _episode_row(ep: Episode) -> dict[str, Any]:
+    p, d = ep.placement, ep.discharge
+    return {
+        "provider_id": ep.provider_id,
+        "episode_id": ep.episode_id,
+        "subject_ref": ep.subject_ref,
+        "unit_id": p.unit_id if p else None,
+        "municipality_code": p.municipality_code if p else None,
+        "county_code": county_of(p.municipality_code) if p else None,
+        "care_type": p.care_type if p else None,
+        "legal_basis": p.legal_basis if p else None,
+        "target_group": p.target_group if p else None,
+        "sex": p.sex if p else None,
+        "birth_year": p.birth_year if p else None,
+        "age_at_start": p.age_at_start if p else None,
+        "age_band": p.age_band if p else None,
+        "start_date": p.start_date if p else None,
+        "end_date": d.end_date if d else None,
+        "end_reason": d.end_reason if d else None,
+        "destination": d.destination if d else None,
+        "length_of_stay_days": ep.length_of_stay_days,
+        "discharge_year": d.end_date.year if d else None,
+        "discharge_quarter": quarter_of(d.end_date) if d else None,
+        "data_errors": ",".join(ep.data_errors),
+    }
 
 
 def _replace_all(names: Iterable[str]) -> str:
     return ", ".join(f"{name} = EXCLUDED.{name}" for name in names)
 
 
-_FACT_COLUMNS = (
-    "provider_id, episode_id, measure_id, measure_version, status, revision, evidence, closes_on, outcome_date, "
-    "subject_ref, unit_id, municipality_code, care_type, legal_basis, target_group, sex, age_at_start, start_date, "
-    "end_date"
-)
+_FACT_COLUMNS = ", ".join(f.name for f in dataclasses.fields(StoredFact))  # a stored fact is its row
 
 
 async def stored_facts(conn: asyncpg.Connection, keys: Sequence[EpisodeKey]) -> dict[FactKey, StoredFact]:
@@ -163,70 +191,17 @@ async def stored_facts(conn: asyncpg.Connection, keys: Sequence[EpisodeKey]) -> 
 async def write_episodes(conn: asyncpg.Connection, episodes: list[Episode], now: datetime) -> None:
     if not episodes:
         return
-    cols: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "provider_id",
-            "episode_id",
-            "subject_ref",
-            "unit_id",
-            "municipality_code",
-            "county_code",
-            "care_type",
-            "legal_basis",
-            "target_group",
-            "sex",
-            "birth_year",
-            "age_at_start",
-            "age_band",
-            "start_date",
-            "end_date",
-            "end_reason",
-            "destination",
-            "los",
-            "year",
-            "quarter",
-            "errors",
-        )
-    }
-    for ep in episodes:
-        p, d = ep.placement, ep.discharge
-        cols["provider_id"].append(ep.provider_id)
-        cols["episode_id"].append(ep.episode_id)
-        cols["subject_ref"].append(ep.subject_ref)
-        cols["unit_id"].append(p.unit_id if p else None)
-        cols["municipality_code"].append(p.municipality_code if p else None)
-        cols["county_code"].append(county_of(p.municipality_code) if p else None)
-        cols["care_type"].append(p.care_type if p else None)
-        cols["legal_basis"].append(p.legal_basis if p else None)
-        cols["target_group"].append(p.target_group if p else None)
-        cols["sex"].append(p.sex if p else None)
-        cols["birth_year"].append(p.birth_year if p else None)
-        cols["age_at_start"].append(p.age_at_start if p else None)
-        cols["age_band"].append(p.age_band if p else None)
-        cols["start_date"].append(p.start_date if p else None)
-        cols["end_date"].append(d.end_date if d else None)
-        cols["end_reason"].append(d.end_reason if d else None)
-        cols["destination"].append(d.destination if d else None)
-        cols["los"].append(ep.length_of_stay_days)
-        cols["year"].append(d.end_date.year if d else None)
-        cols["quarter"].append(quarter_of(d.end_date) if d else None)
-        cols["errors"].append(",".join(ep.data_errors))
+    rows = [_episode_row(ep) for ep in episodes]
+    names = [name for name, _ in _EPISODE_COLUMNS]
+    arrays = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_EPISODE_COLUMNS, start=1))
+    updated = [name for name in names if name not in _EPISODE_KEY] + ["updated_at"]
     # unnest(...) AS x(<the table's own column names>): each value lands in the column named for it
-    names = list(cols)
     await conn.execute(
-        "INSERT INTO measures.episodes AS e (provider_id, episode_id, subject_ref, unit_id, municipality_code, "
-        "county_code, care_type, legal_basis, target_group, sex, birth_year, age_at_start, age_band, start_date, "
-        "end_date, end_reason, destination, length_of_stay_days, discharge_year, discharge_quarter, data_errors, "
-        "updated_at) SELECT provider_id, episode_id, subject_ref, unit_id, municipality_code, county_code, "
-        "care_type, legal_basis, target_group, sex, birth_year, age_at_start, age_band, start_date, end_date, "
-        "end_reason, destination, los, year, quarter, coalesce(string_to_array(nullif(errors, ''), ','), '{}'), "
-        "$22 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
-        "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::int[], "
-        "$13::text[], $14::date[], $15::date[], $16::text[], $17::text[], $18::int[], $19::int[], $20::int[], "
-        f"$21::text[]) AS x({', '.join(names)}) "
-        f"ON CONFLICT (provider_id, episode_id) DO UPDATE SET {_replace_all(_EPISODE_UPDATED)}",
-        *cols.values(),
+        f"INSERT INTO measures.episodes AS e ({', '.join(names)}, updated_at) "
+        f"SELECT {', '.join(_EPISODE_SELECT.get(n, n) for n in names)}, ${len(names) + 1} "
+        f"FROM unnest({arrays}) AS x({', '.join(names)}) "
+        f"ON CONFLICT (provider_id, episode_id) DO UPDATE SET {_replace_all(updated)}",
+        *([row[name] for row in rows] for name in names),
         now,
     )
 

@@ -18,6 +18,7 @@ from utfall_platform.problems import Problem, problem_responses
 from utfall_platform.registry import ProviderRegistry
 
 from ..auth import Operator
+from ..state import gateway_state
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(400, 401, 403, 404, 422))
 
@@ -61,7 +62,7 @@ def _unregistered(request: Request, provider_ids: list[str], field: str) -> None
 
 @router.post("/keys", status_code=201, summary="Create an API key; the key is in this response only")
 async def create_key(request: Request, who: Operator, body: KeyRequest) -> JSONResponse:
-    gw = request.app.state.gateway
+    gw = gateway_state(request)
     if body.provider_id is not None:
         await request.app.state.providers.ensure([body.provider_id])
         _unregistered(request, [body.provider_id], "provider_id")
@@ -88,7 +89,7 @@ async def list_keys(request: Request, who: Operator) -> dict[str, Any]:
 
 @router.delete("/keys/{key_id}", summary="Revoke an API key")
 async def revoke_key(request: Request, who: Operator, key_id: str) -> dict[str, Any]:
-    gw = request.app.state.gateway
+    gw = gateway_state(request)
     key = request.app.state.keys.keys.get(key_id)
     if key is None:
         raise Problem(404, "not-found", "No key with this id.")
@@ -99,7 +100,7 @@ async def revoke_key(request: Request, who: Operator, key_id: str) -> dict[str, 
 
 @router.post("/contracts", status_code=202, summary="Create or amend a contract (a new version is kept)")
 async def put_contract(request: Request, who: Operator, body: ContractDefinitionV1) -> dict[str, Any]:
-    gw = request.app.state.gateway
+    gw = gateway_state(request)
     await request.app.state.providers.ensure(body.provider_ids)
     _unregistered(request, body.provider_ids, "provider_ids")
     await gw.publish(CONTRACT_COMMANDS, body.model_dump_json().encode(), key=body.contract_id.encode())
@@ -120,7 +121,7 @@ def provider_out(p: ProviderV1) -> dict[str, Any]:
     summary="Register a provider, or change its registration (units, care types)",
 )
 async def register_provider(request: Request, who: Operator, body: ProviderRegistrationV1) -> dict[str, Any]:
-    gw = request.app.state.gateway
+    gw = gateway_state(request)
     registry: ProviderRegistry = request.app.state.providers
     await registry.ensure([body.provider_id])
     previous = registry.rows.get(body.provider_id)
@@ -145,7 +146,7 @@ async def list_providers(request: Request, who: Operator) -> dict[str, Any]:
     "/providers/{provider_id}", summary="Retire a provider: its keys and events are refused from now on"
 )
 async def retire_provider(request: Request, who: Operator, provider_id: str) -> dict[str, Any]:
-    gw = request.app.state.gateway
+    gw = gateway_state(request)
     registry: ProviderRegistry = request.app.state.providers
     await registry.ensure([provider_id])
     current = registry.rows.get(provider_id)

@@ -11,6 +11,7 @@ from utfall_platform.problems import Problem, problem_responses
 from .. import readmodel
 from ..auth import Authenticated, Principal
 from ..pagination import cursor_int, decode_cursor, encode_cursor
+from ..state import gateway_state
 
 ContractId = Annotated[str, Path(max_length=64, examples=["hvb-ungdom-stockholm"])]
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["contracts"], responses=problem_responses
 
 
 def _pool(request: Request) -> Any:
-    return request.app.state.gateway.pool
+    return gateway_state(request).pool
 
 
 def _visible(who: Principal, contract: Any) -> bool:

@@ -10,6 +10,7 @@ from utfall_platform.problems import Problem, problem_responses
 
 from .. import readmodel
 from ..auth import Authenticated
+from ..state import gateway_state
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=problem_responses(401, 403, 404, 422))
 
@@ -23,7 +24,7 @@ async def event_status(
 ) -> dict[str, Any]:
     if not (who.role == "operator" or (who.role == "provider" and who.provider_id == provider_id)):
         raise Problem(403, "forbidden", "Only the provider that sent the event (or an operator) may see it.")
-    pool = request.app.state.gateway.pool
+    pool = gateway_state(request).pool
     source = f"provider/{provider_id}"
     receipt = await readmodel.receipt(pool, source, event_id)
     if receipt is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -16,16 +15,9 @@ from .. import readmodel
 from ..auth import Anyone, Principal, principal
 from ..pagination import cursor_int, encode_cursor
 from ..providers import display_name, with_display_names
-from ..results import (
-    DIMENSIONS,
-    ResultsQuery,
-    build_cells,
-    comparison,
-    disclose,
-    fetch_counts,
-    merge_cells,
-    self_reported_cells,
-)
+from ..results import DIMENSIONS, ResultsQuery, is_own
+from ..state import GatewayState, gateway_state
+from ..views import catalogue, comparison, results_table, scope
 
 router = APIRouter(
     prefix="/v1",
@@ -40,13 +32,8 @@ Dim = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")
 YearQ = Annotated[int | None, Query(ge=2000, le=2100)]
 
 
-def _deps(request: Request) -> tuple[Any, Any, int]:
-    gw = request.app.state.gateway
-    return gw.pool, gw.cache, gw.settings.min_cell
-
-
-async def _catalogue(pool: Any) -> list[dict[str, Any]]:
-    return await readmodel.catalogue(pool)
+async def _catalogue(gw: GatewayState) -> list[dict[str, Any]]:
+    return await catalogue(gw)
 
 
 def _measure_out(r: dict[str, Any]) -> dict[str, Any]:
@@ -60,20 +47,25 @@ def _measure_out(r: dict[str, Any]) -> dict[str, Any]:
         "source_fields": list(r["source_fields"]),
         "current": r["is_current"],
         "rule": r["kind"],
+        "final_when": (
+            "at discharge: the outcome is known when the placement ends"
+            if r["window_months"] is None
+            else f"when every episode of the discharge period has passed {r['window_months']} months and "
+            f"{r['grace_days'] or 0} days after its discharge; until then the period's result is preliminary, "
+            "shown with the share of windows closed and without a rate"
+        ),
     }
 
 
 @router.get("/measures", summary="The measure catalogue (current versions)")
 async def list_measures(request: Request) -> dict[str, Any]:
-    pool, cache, _ = _deps(request)
-    rows = await cache.get(("catalogue",), lambda: _catalogue(pool))
+    rows = await _catalogue(gateway_state(request))
     return {"measures": [_measure_out(r) for r in rows if r["is_current"]]}
 
 
 @router.get("/measures/{measure_id}", summary="One measure's definition, with every version")
 async def get_measure(request: Request, measure_id: MeasureId) -> dict[str, Any]:
-    pool, cache, _ = _deps(request)
-    rows = [r for r in await cache.get(("catalogue",), lambda: _catalogue(pool)) if r["id"] == measure_id]
+    rows = [r for r in await _catalogue(gateway_state(request)) if r["id"] == measure_id]
     if not rows:
         raise Problem(404, "not-found", "No measure with this id.")
     current = next((r for r in rows if r["is_current"]), rows[-1])
@@ -81,18 +73,13 @@ async def get_measure(request: Request, measure_id: MeasureId) -> dict[str, Any]
 
 
 async def _known_measure(request: Request, measure_id: str) -> None:
-    pool, cache, _ = _deps(request)
-    rows = await cache.get(("catalogue",), lambda: _catalogue(pool))
+    rows = await _catalogue(gateway_state(request))
     if not any(r["id"] == measure_id for r in rows):
         raise Problem(404, "not-found", "No measure with this id.")
 
 
 def _filters(**values: str | None) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in values.items() if v is not None))
-
-
-def _scope(principal: Principal) -> tuple[str, str | None]:
-    return (principal.role, principal.provider_id or principal.municipality_code)
 
 
 @router.get(
@@ -155,30 +142,8 @@ async def results(
         year,
         quarter,
     )
-    pool, cache, min_cell = _deps(request)
-
-    async def compute() -> dict[str, Any]:
-        records = await fetch_counts(pool, q)
-        reported = await self_reported_cells(pool, q, who) if source != "events" else None
-
-        def assemble() -> dict[str, Any]:
-            events = build_cells(records, q, who)
-            if reported is None:
-                by_period, period_dims = events
-            else:
-                by_period, period_dims = (
-                    reported if source == "self_reported" else merge_cells(events, reported)
-                )
-            table = disclose(
-                by_period, period_dims, principal=who, filters=dict(q.filters), min_cell=min_cell
-            )
-            return {"rows": table.rows, "totals": table.totals}
-
-        # Cells and suppression are CPU work of tens of ms on a large grouping; in a thread the event loop
-        # still gets the GIL every few ms, so answers from the cache are not held up behind a refresh.
-        return await asyncio.to_thread(assemble)
-
-    table = await cache.get(("results", q, source, _scope(who)), compute)
+    gw = gateway_state(request)
+    table = await results_table(gw, q, source, who)
     offset = cursor_int(cursor, "offset")
     page = table["rows"][offset : offset + limit]
     next_offset = offset + limit
@@ -187,7 +152,7 @@ async def results(
         "period": period,
         "group_by": list(groups),
         "filters": dict(q.filters),
-        "min_cell": min_cell,
+        "min_cell": gw.min_cell,
         "rows": page,
         "totals": table["totals"],
         "next_cursor": encode_cursor({"offset": next_offset}) if next_offset < len(table["rows"]) else None,
@@ -210,7 +175,6 @@ async def comparisons(
     county_code: Dim = None,
 ) -> dict[str, Any]:
     await _known_measure(request, measure_id)
-    pool, cache, min_cell = _deps(request)
     filters = dict(
         _filters(
             target_group=target_group,
@@ -220,18 +184,7 @@ async def comparisons(
             county_code=county_code,
         )
     )
-    key = ("comparison", measure_id, year, tuple(sorted(filters.items())), _scope(who))
-    result = await cache.get(
-        key,
-        lambda: comparison(
-            pool,
-            measure_id,
-            year=year,
-            filters=filters,
-            principal=who,
-            min_cell=min_cell,
-        ),
-    )
+    result = await comparison(gateway_state(request), measure_id, year=year, filters=filters, principal=who)
     return with_display_names(result, request.app.state.providers)
 
 
@@ -259,14 +212,12 @@ async def providers(request: Request) -> dict[str, Any]:
 async def scorecard(
     request: Request, who: Anyone, provider_id: ProviderIdPath, year: YearQ = None
 ) -> dict[str, Any]:
-    pool, cache, min_cell = _deps(request)
-    catalogue = [r for r in await cache.get(("catalogue",), lambda: _catalogue(pool)) if r["is_current"]]
+    gw = gateway_state(request)
+    pool = gw.pool
+    catalogue = [r for r in await _catalogue(gw) if r["is_current"]]
     measures = []
     for m in catalogue:
-        comp = await cache.get(
-            ("comparison", m["id"], year, (), _scope(who)),
-            lambda m=m: comparison(pool, m["id"], year=year, filters={}, principal=who, min_cell=min_cell),
-        )
+        comp = await comparison(gw, m["id"], year=year, filters={}, principal=who)
         mine = next(
             (p for p in comp["providers"] if p["provider_id"] == provider_id and p["source"] == "events"),
             None,
@@ -300,7 +251,7 @@ async def scorecard(
         "measures": measures,
         "data_errors": errors,
         "length_of_stay": await _length_of_stay(
-            pool, ("provider_id",), {"provider_id": provider_id}, year, who, min_cell
+            pool, ("provider_id",), {"provider_id": provider_id}, year, who, gw.min_cell
         ),
     }
 
@@ -314,7 +265,6 @@ async def _length_of_stay(
     min_cell: int,
 ) -> list[dict[str, Any]]:
     rows = await readmodel.length_of_stay_days(pool, groups, filters, year)
-    from ..results import is_own
 
     cells = {tuple(r[g] for g in groups): int(r["n"]) for r in rows}
     own = {k for k, r in zip(cells, rows, strict=True) if is_own(who, {g: r[g] for g in groups}, filters)}
@@ -355,7 +305,7 @@ async def length_of_stay(
         raise Problem(
             422, "invalid-parameters", "group_by takes distinct names among: " + ", ".join(DIMENSIONS)
         )
-    pool, cache, min_cell = _deps(request)
+    gw = gateway_state(request)
     filters = dict(
         _filters(
             provider_id=provider_id,
@@ -364,8 +314,8 @@ async def length_of_stay(
             care_type=care_type,
         )
     )
-    rows = await cache.get(
-        ("los", groups, tuple(sorted(filters.items())), year, _scope(who)),
-        lambda: _length_of_stay(pool, groups, filters, year, who, min_cell),
+    rows = await gw.cache.get(
+        ("los", groups, tuple(sorted(filters.items())), year, scope(who)),
+        lambda: _length_of_stay(gw.pool, groups, filters, year, who, gw.min_cell),
     )
     return {"group_by": list(groups), "filters": filters, "year": year, "rows": rows}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -11,7 +12,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from .. import readmodel
 from ..auth import PUBLIC
 from ..providers import with_display_names
-from ..results import comparison
+from ..state import gateway_state
+from ..views import comparison
 
 router = APIRouter(include_in_schema=False)
 templates = Environment(
@@ -22,7 +24,7 @@ LABELS = {
     "sv": {
         "title": "Öppna jämförelser: utfall av placeringar",
         "measure": "Mått",
-        "year": "År",
+        "year": "Utskrivningsår",
         "all_years": "Alla år",
         "show": "Visa",
         "provider": "Utförare",
@@ -47,11 +49,24 @@ LABELS = {
         "both": "Båda",
         "about": "Andelar visas med 95 % Wilson-intervall. Celler med färre än {n} avslutade "
         "placeringar undertrycks, liksom celler som annars kunde räknas fram ur totalen.",
+        "national": "Riket (alla utförare)",
+        "judgement": "Jämfört med riket",
+        "higher": "Högre än förväntat",
+        "lower": "Lägre än förväntat",
+        "no_different": "Ingen skillnad",
+        "preliminary": "Preliminärt: {{share}} av uppföljningsfönstren stängda",
+        "funnel": "Trattdiagram: andel (riskjusterad) mot antal avslutade placeringar, med 95 % och 99,8 % "
+        "kontrollgränser kring rikets andel",
+        "cases": "Avslutade placeringar med känt utfall",
+        "censoring": "Ett års resultat är slutligt först när alla placeringars uppföljningsfönster har stängts; "
+        "innan dess visas det som preliminärt, utan andel.",
+        "itt_help": "ITT: saknade uppföljningar räknas som ej uppnått.",
+        "oe_help": "O/E: observerat delat med förväntat givet utförarens sammansättning (1 = som riket).",
     },
     "en": {
         "title": "Open comparisons: outcomes of out-of-home care",
         "measure": "Measure",
-        "year": "Year",
+        "year": "Discharge year",
         "all_years": "All years",
         "show": "Show",
         "provider": "Provider",
@@ -76,6 +91,19 @@ LABELS = {
         "both": "Both",
         "about": "Rates are shown with 95% Wilson intervals. Cells with fewer than {n} closed placements are "
         "suppressed, as are cells that could otherwise be derived from the total.",
+        "national": "National (all providers)",
+        "judgement": "Compared with national",
+        "higher": "Higher than expected",
+        "lower": "Lower than expected",
+        "no_different": "No different",
+        "preliminary": "Preliminary: {{share}} of follow-up windows closed",
+        "funnel": "Funnel plot: rate (risk-adjusted) against closed placements, with 95% and 99.8% control "
+        "limits around the national rate",
+        "cases": "Closed placements with a known outcome",
+        "censoring": "A year's result is final only once every placement's follow-up window has closed; "
+        "until then it is shown as preliminary, without a rate.",
+        "itt_help": "ITT: missing follow-ups count as not achieved.",
+        "oe_help": "O/E: observed divided by expected given the provider's case mix (1 = as nationally).",
     },
 }
 
@@ -101,8 +129,57 @@ def chart_rows(providers: list[dict[str, Any]]) -> list[dict[str, Any]]:
             item["x_low"] = LABEL_WIDTH + (p["ci_low"] or 0) * span
             item["x_high"] = LABEL_WIDTH + (p["ci_high"] or 0) * span
             item["rate"] = p["observed_rate"]
+        elif p["status"] == "ok" and p.get("result") == "preliminary":
+            item["preliminary"] = p["windows_closed_share"]
         rows.append(item)
     return rows
+
+
+FUNNEL_WIDTH, FUNNEL_HEIGHT, FUNNEL_MARGIN = 640, 360, 48
+
+
+def funnel_plot(funnel: dict[str, Any] | None, providers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Coordinates for the funnel SVG: x the number of cases (square-root scale, so small providers are not
+    crowded into the corner), y the rate from 0 to 100 %."""
+    if funnel is None:
+        return None
+    points = [p for p in providers if p.get("funnel")]
+    top = int(max([c["n"] for c in funnel["curve"]] + [1]))
+    plot_w, plot_h = FUNNEL_WIDTH - 2 * FUNNEL_MARGIN, FUNNEL_HEIGHT - 2 * FUNNEL_MARGIN
+
+    def x(n: float) -> float:
+        return round(FUNNEL_MARGIN + plot_w * math.sqrt(n / top), 1)
+
+    def y(rate: float) -> float:
+        return round(FUNNEL_MARGIN + plot_h * (1 - rate), 1)
+
+    def line(key: str) -> str:
+        return " ".join(f"{x(c['n'])},{y(c[key])}" for c in funnel["curve"])
+
+    return {
+        "width": FUNNEL_WIDTH,
+        "height": FUNNEL_HEIGHT,
+        "left": FUNNEL_MARGIN,
+        "right": FUNNEL_WIDTH - FUNNEL_MARGIN,
+        "top": FUNNEL_MARGIN,
+        "bottom": FUNNEL_HEIGHT - FUNNEL_MARGIN,
+        "target_y": y(funnel["target"]),
+        "target": funnel["target"],
+        "max_n": top,
+        "lines": {key: line(key) for key in ("low_95", "high_95", "low_998", "high_998")},
+        "points": [
+            {
+                "x": x(p["funnel"]["n"]),
+                "y": y(p["funnel"]["rate"]),
+                "label": p["funnel"]["label"],
+                "provider_id": p["provider_id"],
+                "display_name": p.get("display_name", p["provider_id"]),
+                "rate": p["funnel"]["rate"],
+                "n": p["funnel"]["n"],
+            }
+            for p in points
+        ],
+    }
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -113,7 +190,7 @@ async def home(
     lang: str = Query("sv", pattern="^(sv|en)$"),
     source: str = Query("all", pattern="^(all|events|self_reported)$"),
 ) -> HTMLResponse:
-    gw = request.app.state.gateway
+    gw = gateway_state(request)
     catalogue = await readmodel.current_measure_titles(gw.pool)
     ids = [r["id"] for r in catalogue]
     if measure not in ids and ids:
@@ -121,12 +198,7 @@ async def home(
     years = await readmodel.discharge_years(gw.pool)
     data: dict[str, Any] = {"providers": [], "total": None}
     if measure in ids:
-        data = await gw.cache.get(
-            ("page", measure, year),
-            lambda: comparison(
-                gw.pool, measure, year=year, filters={}, principal=PUBLIC, min_cell=gw.settings.min_cell
-            ),
-        )
+        data = await comparison(gw, measure, year=year, filters={}, principal=PUBLIC)
     data = with_display_names(data, request.app.state.providers)
     providers = [p for p in data["providers"] if source == "all" or p.get("source", "events") == source]
     labels = {k: v.format(n=gw.settings.min_cell) for k, v in LABELS[lang].items()}
@@ -140,6 +212,12 @@ async def home(
         providers=providers,
         total=data["total"],
         rows=chart_rows(providers),
+        funnel=funnel_plot(data.get("funnel"), providers),
+        national_x=(
+            LABEL_WIDTH + data["total"]["observed_rate"] * (CHART_WIDTH - LABEL_WIDTH - 20)
+            if data["total"] and data["total"].get("observed_rate") is not None
+            else None
+        ),
         source=source,
         chart_width=CHART_WIDTH,
         label_width=LABEL_WIDTH,
