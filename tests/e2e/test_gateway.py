@@ -355,6 +355,18 @@ async def test_right_censored_cohorts_are_preliminary_in_the_api_and_on_the_page
                 )
         page = (await http.get("/", params={"measure": "no_replacement_24m"})).text
         assert "Preliminärt" in page and 'id="funnel"' not in page
+        # the trend by discharge year: a line through final years only; open years are marked, not plotted
+        national = {
+            t["discharge_year"]: t
+            for t in (
+                await http.get("/v1/measures/no_replacement_24m/results", params={"source": "events"})
+            ).json()["totals"]
+        }
+        final_years = [y for y, t in national.items() if t["status"] == "ok" and t["result"] == "final"]
+        open_years = [y for y, t in national.items() if t["result"] == "preliminary"]
+        assert open_years and page.count('class="trend-point"') == len(final_years)
+        for year in open_years:
+            assert f'class="trend-open" data-year="{year}"' in page
 
 
 async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # type: ignore[no-untyped-def]
@@ -435,7 +447,22 @@ async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # typ
         national = await page.locator("#national td.rate").inner_text()
         assert national == f"{api['total']['observed_rate'] * 100:.1f} %"
         assert await page.locator("#national-line").count() == 1
-        assert await page.locator("#definition").get_attribute("href") == "/v1/measures/no_replacement_6m"
+        assert (
+            await page.locator("#definition").get_attribute("href") == "/measures/no_replacement_6m?lang=sv"
+        )
+        # the measure's readable definition, generated from the catalogue, in both languages
+        definition = await browser.new_page()
+        await definition.goto(gateway + "/measures/no_replacement_6m?lang=sv")
+        assert await definition.locator("h1").inner_text() == "Ingen ny placering inom 6 månader"
+        assert "6 månader efter utskrivningsdagen" in await definition.locator("#window").inner_text()
+        assert "ITT" in await definition.locator("#denominator").inner_text()
+        assert await definition.locator("#versions li").count() >= 1
+        await definition.click("#language")
+        assert await definition.locator("h1").inner_text() == "No re-placement within 6 months"
+        assert "preliminary" in await definition.locator("#final").inner_text()
+        await definition.click("#back")
+        assert await definition.locator("#measure").input_value() == "no_replacement_6m"
+        await definition.close()
         shot = artifacts / "public-page.png"
         await page.screenshot(path=str(shot), full_page=True)
         await page.click("#language")

@@ -18,7 +18,7 @@ from utfall_platform.service import ServiceRuntime, create_service_app, serve
 from .routes import admin, contracts, events, measures
 from .settings import GatewaySettings
 from .state import GatewayState
-from .web import page
+from .web import definitions, page
 
 
 def create_app(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -67,7 +67,14 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
             allow_methods=["GET"],
             allow_headers=["Authorization"],
         )
-    for router in (measures.router, contracts.router, events.router, admin.router, page.router):
+    for router in (
+        measures.router,
+        contracts.router,
+        events.router,
+        admin.router,
+        page.router,
+        definitions.router,
+    ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     return app

@@ -12,8 +12,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from .. import readmodel
 from ..auth import PUBLIC
 from ..providers import with_display_names
+from ..results import ResultsQuery
 from ..state import gateway_state
-from ..views import comparison
+from ..views import comparison, results_table
 
 router = APIRouter(include_in_schema=False)
 templates = Environment(
@@ -62,6 +63,9 @@ LABELS = {
         "innan dess visas det som preliminärt, utan andel.",
         "itt_help": "ITT: saknade uppföljningar räknas som ej uppnått.",
         "oe_help": "O/E: observerat delat med förväntat givet utförarens sammansättning (1 = som riket).",
+        "trend": "Utveckling per utskrivningsår: riket och varje utförare",
+        "prel": "prel.",
+        "suppr": "–",
     },
     "en": {
         "title": "Open comparisons: outcomes of out-of-home care",
@@ -104,9 +108,17 @@ LABELS = {
         "until then it is shown as preliminary, without a rate.",
         "itt_help": "ITT: missing follow-ups count as not achieved.",
         "oe_help": "O/E: observed divided by expected given the provider's case mix (1 = as nationally).",
+        "trend": "By discharge year: national and every provider",
+        "prel": "prel.",
+        "suppr": "–",
     },
 }
 
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 CHART_WIDTH = 640
 LABEL_WIDTH = 200
 ROW_HEIGHT = 28
@@ -182,6 +194,58 @@ def funnel_plot(funnel: dict[str, Any] | None, providers: list[dict[str, Any]]) 
     }
 
 
+TREND_WIDTH, TREND_HEIGHT, TREND_MARGIN = 640, 200, 40
+
+
+def trend(national: dict[str, Any], by_provider: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """The measure by discharge year: the national rate as a line (final years only; a preliminary year is an
+    open marker at the axis, with no value), and a table of every provider's rate per year."""
+    years = sorted({t["discharge_year"] for t in national["totals"]})
+    totals = {t["discharge_year"]: t for t in national["totals"] if t["source"] == "events"}
+    cells: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in by_provider["rows"]:
+        if r["source"] == "events":
+            cells.setdefault(r["provider_id"], {})[r["discharge_year"]] = r
+    span = max(1, len(years) - 1)
+
+    def x(i: int) -> float:
+        return round(TREND_MARGIN + (TREND_WIDTH - 2 * TREND_MARGIN) * i / span, 1)
+
+    def y(rate: float) -> float:
+        return round(TREND_MARGIN / 2 + (TREND_HEIGHT - TREND_MARGIN) * (1 - rate), 1)
+
+    points = []
+    for i, year in enumerate(years):
+        total = totals.get(year)
+        rate = total["observed_rate"] if total and total["status"] == "ok" else None
+        points.append(
+            {
+                "year": year,
+                "x": x(i),
+                "y": y(rate) if rate is not None else TREND_HEIGHT - TREND_MARGIN / 2,
+                "rate": rate,
+                "result": total["result"] if total else None,
+                "share": total["windows_closed_share"] if total else None,
+            }
+        )
+    final = [p for p in points if p["rate"] is not None]
+    return {
+        "width": TREND_WIDTH,
+        "height": TREND_HEIGHT,
+        "points": points,
+        "line": " ".join(f"{p['x']},{p['y']}" for p in final),
+        "years": years,
+        "rows": [
+            {
+                "provider_id": pid,
+                "display_name": names.get(pid, pid),
+                "cells": [by_year.get(yr) for yr in years],
+            }
+            for pid, by_year in sorted(cells.items())
+        ],
+    }
+
+
 @router.get("/", response_class=HTMLResponse)
 async def home(
     request: Request,
@@ -200,6 +264,14 @@ async def home(
     if measure in ids:
         data = await comparison(gw, measure, year=year, filters={}, principal=PUBLIC)
     data = with_display_names(data, request.app.state.providers)
+    trends = None
+    if measure in ids:
+        national = await results_table(gw, ResultsQuery(measure, "year"), "events", PUBLIC)
+        per_provider = await results_table(
+            gw, ResultsQuery(measure, "year", ("provider_id",)), "events", PUBLIC
+        )
+        names = {p["provider_id"]: p.get("display_name", p["provider_id"]) for p in data["providers"]}
+        trends = trend(national, per_provider, names)
     providers = [p for p in data["providers"] if source == "all" or p.get("source", "events") == source]
     labels = {k: v.format(n=gw.settings.min_cell) for k, v in LABELS[lang].items()}
     html = templates.get_template("index.html").render(
@@ -213,6 +285,7 @@ async def home(
         total=data["total"],
         rows=chart_rows(providers),
         funnel=funnel_plot(data.get("funnel"), providers),
+        trend=trends,
         national_x=(
             LABEL_WIDTH + data["total"]["observed_rate"] * (CHART_WIDTH - LABEL_WIDTH - 20)
             if data["total"] and data["total"].get("observed_rate") is not None
@@ -225,11 +298,4 @@ async def home(
         title_key="title_sv" if lang == "sv" else "title_en",
         other_lang="en" if lang == "sv" else "sv",
     )
-    return HTMLResponse(
-        html,
-        headers={
-            "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-        },
-    )
+    return HTMLResponse(html, headers=SECURITY_HEADERS)
