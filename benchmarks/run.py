@@ -171,6 +171,57 @@ async def floor(kafka: KafkaAccess, records: list[Any], progress: bool) -> dict[
     }
 
 
+def note(message: str) -> None:
+    """A progress line, on a terminal or not (a CI log shows where a long run is)."""
+    print(f"[bench {datetime.now(UTC).strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    """The JSON as measured so far, replaced atomically: a run that dies keeps every finished step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(report, indent=2, default=str))
+    partial.replace(path)
+
+
+class StepLog(dict[str, Any]):
+    """The steps measured so far: each is written to the JSON file and announced as it completes."""
+
+    def __init__(self, report: dict[str, Any], path: Path) -> None:
+        super().__init__()
+        self.report = report
+        self.path = path
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        figures = {k: v for k, v in value.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        note(f"{key} done: " + ", ".join(f"{k} {v}" for k, v in list(figures.items())[:6]))
+        write_report(self.report, self.path)
+
+
+TRANSIENT = (httpx.TransportError,)
+
+
+async def post_retrying(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    content: bytes,
+    headers: dict[str, str],
+    errors: list[str],
+    attempts: int = 4,
+) -> httpx.Response | None:
+    """POST, retrying a transient client error (a reset connection, a read error) with a short backoff;
+    each one is counted in `errors`. None if every attempt failed: the caller counts the batch as lost."""
+    for attempt in range(attempts):
+        try:
+            return await client.post(url, content=content, headers=headers)
+        except TRANSIENT as exc:
+            errors.append(type(exc).__name__)
+            await asyncio.sleep(0.2 * 2**attempt)
+    return None
+
+
 async def http_ingest(
     url: str, keys: dict[str, str], events: list[dict[str, Any]], progress: bool, concurrency: int = 4
 ) -> dict[str, Any]:
@@ -186,19 +237,27 @@ async def http_ingest(
     bar = tqdm(total=len(events), desc="HTTP ingest", disable=not progress, file=sys.stderr, unit="ev")
     accepted = 0
 
+    errors: list[str] = []
+    lost = 0
+
     async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal accepted
+        nonlocal accepted, lost
         while not queue.empty():
             provider, items = queue.get_nowait()
             body = orjson.dumps(items)
-            response = await client.post(
+            response = await post_retrying(
+                client,
                 "/v1/events",
                 content=body,
                 headers={
                     "content-type": "application/cloudevents-batch+json",
                     "authorization": f"Bearer {keys[provider]}",
                 },
+                errors=errors,
             )
+            if response is None:
+                lost += len(items)
+                continue
             response.raise_for_status()
             accepted += response.json()["accepted"]
             bar.update(len(items))
@@ -215,6 +274,8 @@ async def http_ingest(
         "events_per_s": round(len(events) / seconds),
         "batch": 1000,
         "concurrency": concurrency,
+        "client_errors_retried": len(errors),
+        "events_not_sent": lost,
     }
 
 
@@ -370,8 +431,8 @@ async def caught_up(
     return all(ends[tp] - done.get(tp.partition, 0) <= 2 for tp in tps)
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    mode = "smoke" if args.smoke else args.size
+async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
+    mode = report["mode"]
     size = SIZES[mode]
     progress = not args.no_progress and sys.stderr.isatty()
     base = Path(tempfile.mkdtemp(prefix="utfall-bench-"))
@@ -385,16 +446,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if args.profile:
         extra_env["UTFALL_PROFILE_DIR"] = str(profile_dir)
     stack = LocalStack(base, durable=not args.smoke, log_sink=log, extra_env=extra_env)
-    report: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(),
-        "mode": mode,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "steps": {},
-    }
     loop = asyncio.get_running_loop()
     print(f"starting the stack in {base} ...", file=sys.stderr, flush=True)
     await loop.run_in_executor(None, stack.start)
@@ -406,6 +457,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     conn = await asyncpg.connect(stack.database_url)
     try:
         # 1. the floor: raw aiokafka on the same broker, the same messages, no validation, no database
+        note("step 1: the floor")
         floor_events = events_for(size["floor"], 11, "fl")
         with ResourceSampler(pids) as sampler:
             result = await floor(stack.admin, [(b"k", *raw_record(e)) for e in floor_events], progress)
@@ -413,13 +465,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         floor_rate = result["floor_per_s"]
 
         # 2a. HTTP ingest, batched
+        note("step 2a: HTTP ingest, batched")
         http_events = events_for(size["http"], 12, "ht")
         keys = await keys_for(stack.admin, http_events)
         with ResourceSampler(pids) as sampler:
             result = await http_ingest(stack.services["ingest"].url, keys, http_events, progress)
-        report["steps"]["http_ingest"] = {**result, "resources": sampler.summary()}
+        report["steps"]["http_ingest"] = {
+            "ratio_to_floor": round(result["events_per_s"] / floor_rate, 3),
+            **result,
+            "resources": sampler.summary(),
+        }
 
         # 2b. Kafka raw-topic ingest: produce, then time until ingest has received every event
+        note("step 2b: Kafka raw-topic ingest")
         raw_events = events_for(size["raw"], 13, "rw")
         senders = await raw_senders(stack.admin, raw_events)
         with ResourceSampler(pids) as sampler:
@@ -427,6 +485,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await through_raw_topic(conn, senders, raw_events, "raw topic", progress)
             seconds = time.perf_counter() - started
         report["steps"]["raw_topic_ingest"] = {
+            "ratio_to_floor": round(len(raw_events) / seconds / floor_rate, 3),
             "events": len(raw_events),
             "seconds": round(seconds, 2),
             "events_per_s": round(len(raw_events) / seconds),
@@ -443,6 +502,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         )
 
         # 3. the full pipeline, raw event to payment, sustained; a contract enrols the pipeline's providers
+        note("step 3: the full pipeline, raw event to payment, sustained")
         rate_guess = max(200, report["steps"]["raw_topic_ingest"]["events_per_s"] // 2)
         pipeline_events = events_for(
             max(size["raw"], int(rate_guess * size["pipeline_seconds"] * 1.1)), 14, "pl"
@@ -479,15 +539,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         )  # let the tail of the pipeline (payments relayed) settle before measuring latency
         rate = len(pipeline_events) / seconds
         report["steps"]["pipeline"] = {
+            # the ratio first: absolute rates move with the machine, the ratio to the raw floor holds
+            "ratio_to_floor": round(rate / floor_rate, 3),
             "events": len(pipeline_events),
             "seconds": round(seconds, 1),
             "events_per_s": round(rate),
-            "ratio_to_floor": round(rate / floor_rate, 3),
             "ledger_entries_total": payments,
             "resources": sampler.summary(),
         }
 
         # 4. latency at fixed offered loads: accepted by ingest -> committed in the measures read model; at a
+        note("step 4: latency at fixed offered loads")
         # sustainable rate, and at the issue's target rate
         for step, rate_key, seed in (
             ("latency", "latency_rate", 15),
@@ -505,6 +567,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             )
 
         # 6. the gateway's results endpoint under a steady open-loop load
+        note("step 6: the gateway's results endpoint under a steady open-loop load")
         params = [
             {"group_by": g}
             for g in (
@@ -528,6 +591,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         }
 
         # 5. rebuild of the measures projection from care.events.v1, topped up to the target size
+        note("step 5: rebuild of the measures projection from care.events.v1, topped up to the target size")
         await loop.run_in_executor(None, stack.stop_service, "measures")
         await loop.run_in_executor(None, stack.stop_service, "contracts")
         present = await count(conn, "SELECT count(*) FROM measures.events")
@@ -578,6 +642,7 @@ async def latency_at(
     """End-to-end latency at a fixed offered load over HTTP: ingest accepted -> committed in measures."""
     latency_events = events_for(int(rate * seconds), seed, prefix)
     lkeys = await keys_for(stack.admin, latency_events)
+    client_errors: list[str] = []
     sources = sorted({e["source"] for e in latency_events})
     with ResourceSampler(pids) as sampler:
         async with httpx.AsyncClient(
@@ -597,21 +662,26 @@ async def latency_at(
                 for provider, items in by_provider.items():
                     inflight.append(
                         asyncio.create_task(
-                            client.post(
+                            post_retrying(
+                                client,
                                 "/v1/events",
                                 content=orjson.dumps(items),
                                 headers={
                                     "content-type": "application/cloudevents-batch+json",
                                     "authorization": f"Bearer {lkeys[provider]}",
                                 },
+                                errors=client_errors,
                             )
                         )
                     )
                 delay = begin + (i // per_tick + 1) * tick - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            await asyncio.gather(*inflight)
+            answers = await asyncio.gather(*inflight)
             offered = len(latency_events) / (time.perf_counter() - begin)
+        if any(a is None for a in answers):
+            # a batch that never got through: measure what did (the drain waits for accepted events only)
+            note(f"latency at {rate}: {sum(a is None for a in answers)} batches not sent after retries")
         await until_projected(conn, sources, desc=f"latency at {rate}: drain", progress=progress)
     # An event that arrives before its episode's placement.started is held by ingest until the start arrives
     # (the synthetic providers send some late); its wait is the provider's order, not the pipeline's latency.
@@ -646,6 +716,8 @@ async def latency_at(
         "held_for_their_placement": sum(1 for r in rows if r["waited"]),
         "p99_ms_since_accepted_incl_held": round((percentile(since_accepted, 0.99) or 0) * 1000, 1),
         "measured": "ingest accepted (or its placement.started accepted, if later) -> measures committed",
+        "client_errors_retried": len(client_errors),
+        "batches_not_sent": sum(a is None for a in answers),
         "resources": sampler.summary(),
     }
 
@@ -795,9 +867,28 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args()
-    report = asyncio.run(main_async(args))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench-{report['mode']}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    mode = "smoke" if args.smoke else args.size
+    path = args.out / f"bench-{mode}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    report: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "mode": mode,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
+    report["steps"] = StepLog(report, path)
+    note(f"writing each step's result to {path} as it completes")
+    try:
+        asyncio.run(main_async(args, report))
+    except BaseException as exc:
+        # never end without the JSON of what was measured: the steps done, and why the run stopped
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        report["finished_at"] = datetime.now(UTC).isoformat()
+        write_report(report, path)
+        note(f"stopped early ({report['error']}); the steps measured are in {path}")
+        raise
     kept = []
     for dump in map(Path, report.get("profile_files", [])):  # beside the JSON, for pstats/snakeviz
         target = path.with_name(f"{path.stem}-{dump.name}")

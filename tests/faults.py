@@ -378,49 +378,41 @@ async def _diagnose(conn: asyncpg.Connection, contract_id: str, difference: str)
     async def rows(sql: str, *args: Any) -> list[dict[str, Any]]:
         return [{k: str(v) for k, v in dict(r).items()} for r in await conn.fetch(sql, *args)]
 
+    # every column of each row (SELECT *): a diagnosis that names columns broke exactly when it was needed
+    episode_rows = "WHERE provider_id = $1 AND episode_id = $2"
     return {
         "payment": difference,
         "measures.facts": await rows(
-            "SELECT status, revision, updated_at FROM measures.facts WHERE provider_id = $1 AND episode_id = $2 "
-            "AND measure_id = $3",
-            provider,
-            episode,
-            measure,
+            f"SELECT * FROM measures.facts {episode_rows} AND measure_id = $3", provider, episode, measure
         ),
         "measures.outbox unsent": await rows("SELECT count(*) AS n FROM measures.outbox"),
         "contracts.fact_status": await rows(
-            "SELECT status, revision, updated_at FROM contracts.fact_status WHERE provider_id = $1 "
-            "AND episode_id = $2 AND measure_id = $3",
+            f"SELECT * FROM contracts.fact_status {episode_rows} AND measure_id = $3",
             provider,
             episode,
             measure,
         ),
         "contracts.placements": await rows(
-            "SELECT event_id, retracted, start_date, care_type FROM contracts.placements WHERE provider_id = $1 "
-            "AND episode_id = $2",
-            provider,
-            episode,
+            f"SELECT * FROM contracts.placements {episode_rows}", provider, episode
         ),
         "contracts.participants": await rows(
-            "SELECT status, contract_version, updated_at FROM contracts.participants WHERE contract_id = $1 AND "
-            "provider_id = $2 AND episode_id = $3",
-            contract_id,
+            "SELECT * FROM contracts.participants WHERE contract_id = $3 AND provider_id = $1 AND episode_id = $2",
             provider,
             episode,
+            contract_id,
         ),
         "contracts.milestone_state": await rows(
-            "SELECT milestone_id, occurrences, active_payment_id, active_amount_ore, entitled_ore FROM contracts.milestone_state "
-            "WHERE contract_id = $1 AND provider_id = $2 AND episode_id = $3",
-            contract_id,
+            "SELECT * FROM contracts.milestone_state WHERE contract_id = $3 AND provider_id = $1 AND episode_id = $2",
             provider,
             episode,
+            contract_id,
         ),
         "contracts.ledger": await rows(
             "SELECT kind, measure_id, occurrence, amount_ore, capped, reason FROM contracts.ledger "
-            "WHERE contract_id = $1 AND provider_id = $2 AND episode_id = $3",
-            contract_id,
+            "WHERE contract_id = $3 AND provider_id = $1 AND episode_id = $2",
             provider,
             episode,
+            contract_id,
         ),
         "positions": await rows(
             "SELECT 'measures' AS schema, * FROM measures.consumer_positions UNION ALL "

@@ -48,6 +48,12 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert steps["latency_target"]["offered_events_per_s"] > steps["latency"]["offered_events_per_s"]
     assert steps["rebuild"]["records"] >= 15_000
     assert "raw aiokafka floor" in result.stdout
+    # progress when not on a terminal: a line as each step starts and completes
+    for step in ("floor", "http_ingest", "raw_topic_ingest", "pipeline", "latency", "rebuild"):
+        assert f"{step} done:" in result.stderr, result.stderr[-2000:]
+    assert "step 1: the floor" in result.stderr
+    assert steps["pipeline"]["ratio_to_floor"] == next(iter(steps["pipeline"].values()))  # the ratio first
+    assert steps["http_ingest"]["client_errors_retried"] >= 0 and steps["http_ingest"]["events_not_sent"] == 0
     # the pipeline step profiled per service, and the dumps kept beside the JSON
     assert set(report["profile"]) == {"ingest", "measures", "contracts"}
     for summary in report["profile"].values():

@@ -353,7 +353,7 @@ async def test_right_censored_cohorts_are_preliminary_in_the_api_and_on_the_page
                     and r["observed_rate"] is None
                     and r["windows_closed_share"] == 0
                 )
-        page = (await http.get("/", params={"measure": "no_replacement_24m"})).text
+        page = (await http.get("/", params={"measure": "no_replacement_24m", "year": ""})).text  # all years
         assert "Preliminärt" in page and 'id="funnel"' not in page
         # the trend by discharge year: a line through final years only; open years are marked, not plotted
         national = {
@@ -367,6 +367,10 @@ async def test_right_censored_cohorts_are_preliminary_in_the_api_and_on_the_page
         assert open_years and page.count('class="trend-point"') == len(final_years)
         for year in open_years:
             assert f'class="trend-open" data-year="{year}"' in page
+        # without a year the page shows the latest final one, not one that still moves
+        default = (await http.get("/", params={"measure": "no_replacement_24m"})).text
+        if final_years:
+            assert f'<option value="{max(final_years)}" selected>' in default
 
 
 async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # type: ignore[no-untyped-def]

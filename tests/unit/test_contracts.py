@@ -431,3 +431,22 @@ def test_net_payments_are_the_same_in_every_arrival_order_and_match_the_referenc
     assert {k: v for k, v in net.items() if v} == want
     seen = [(e.payment_id, e.kind) for e in w.repo.ledger]
     assert len(seen) == len(set(seen))
+
+
+def test_a_reversal_says_what_happened_and_names_the_event() -> None:
+    """Issue 19 item 4: not "outcome: outcome is now void" but the change a finance reader can check."""
+    w = World()
+    w.place(placement("e1"))
+    w.outcome("e1", "no_replacement_12m", "achieved", on=date(2025, 2, 1))
+    w.outcome("e1", "no_replacement_12m", "not_achieved", on=date(2025, 3, 2))
+    reversal = w.repo.ledger[-1]
+    assert reversal.kind == "payment.reversed"
+    assert (
+        reversal.reason
+        == "re-placed, or reported re-placed, on 2025-03-02, within 12 months of discharge (event ev-e1); after: test"
+    )
+    w.outcome("e1", "planned_discharge", "achieved")
+    w.outcome("e1", "planned_discharge", "void")
+    assert w.repo.ledger[-1].reason is not None and w.repo.ledger[-1].reason.startswith(
+        "Planned discharge: the outcome no longer stands; an event it rested on was retracted or corrected"
+    )

@@ -53,3 +53,22 @@ def test_golden_messages_match_schema_and_model(path: Path) -> None:
     jsonschema.validate(case["message"], json.loads((schema_dir() / f"{case['schema']}.json").read_text()))
     model = models()[case["schema"]].model_validate(case["message"])
     assert json.loads(model.model_dump_json()) == case["message"]
+
+
+CONTRACT_FILES = sorted((Path(__file__).resolve().parents[2] / "deploy" / "contracts").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONTRACT_FILES, ids=lambda p: p.name)
+def test_contract_files_match_the_published_contract_schema(path: Path) -> None:
+    """The contract file format is published as `ContractDefinitionV1.json`; every example contract is valid
+    against that JSON Schema (what a contract author's editor checks) and against the model (what Utfall
+    checks), so the two cannot drift apart unnoticed."""
+    import yaml
+
+    from utfall_events.contracts import ContractDefinitionV1
+
+    document = yaml.safe_load(path.read_text("utf-8"))
+    schema = json.loads((schema_dir() / "ContractDefinitionV1.json").read_text())
+    jsonschema.validate(json.loads(json.dumps(document, default=str)), schema)
+    ContractDefinitionV1.model_validate(document)
+    assert CONTRACT_FILES, "deploy/contracts holds the example contracts"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from utfall_events.catalogue import CATALOGUE
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import EventRef
 from utfall_events.payments import PaymentV1
@@ -102,7 +103,7 @@ class ContractBook:
                         measure_id,
                         fact,
                         now,
-                        f"{reason}: {why}",
+                        f"{why}; after: {reason}",
                     )
                 )
             else:
@@ -140,8 +141,9 @@ class ContractBook:
         if state.entitled_ore > 0:
             return "the total cap is taken by outcomes determined earlier (first determined, first paid)"
         if fact is not None and fact.status == "achieved" and key[0] not in self.enrolled:
-            return "participant no longer in the cohort"
-        return f"outcome is now {fact.status if fact else 'void'}"
+            return "the participant is no longer in the contract's cohort (a corrected placement)"
+        milestone = next(m for m in self.definition.milestones if m.milestone_id == key[1])
+        return outcome_change(milestone.measure_id, fact)
 
     def _entry(
         self,
@@ -177,3 +179,25 @@ class ContractBook:
             determined_at=now,
             reason=reason,
         )
+
+
+def outcome_change(measure_id: str, fact: FactInfo | None) -> str:
+    """What happened to a paid outcome, in words a finance reader can check, naming the event behind it."""
+    measure = next((m for m in CATALOGUE if m.id == measure_id), None)
+    title = measure.title_en if measure is not None else measure_id
+    if fact is None or fact.status == "void":
+        return (
+            f"{title}: the outcome no longer stands; an event it rested on was retracted or corrected, "
+            "or the placement no longer ends"
+        )
+    event = f" (event {fact.evidence[-1].id})" if fact.evidence else ""
+    on = f" on {fact.outcome_date.isoformat()}" if fact.outcome_date else ""
+    if fact.status == "not_achieved" and measure is not None and measure.kind == "no_replacement":
+        return f"re-placed, or reported re-placed,{on}, within {measure.window_months} months of discharge{event}"
+    if fact.status == "not_achieved":
+        return f"{title}: now not achieved{on}{event}"
+    if fact.status == "missing":
+        return f"{title}: no follow-up within the window; the outcome is missing{on}"
+    if fact.status == "pending":
+        return f"{title}: open again, awaiting the outcome (a corrected discharge){event}"
+    return f"{title}: outcome is now {fact.status}{on}{event}"

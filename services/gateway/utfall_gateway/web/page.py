@@ -250,10 +250,12 @@ def trend(national: dict[str, Any], by_provider: dict[str, Any], names: dict[str
 async def home(
     request: Request,
     measure: str = Query("planned_discharge", max_length=64),
-    year: int | None = Query(None, ge=2000, le=2100),
+    year_text: str | None = Query(None, alias="year", pattern=r"^(|20\d\d)$"),
     lang: str = Query("sv", pattern="^(sv|en)$"),
     source: str = Query("all", pattern="^(all|events|self_reported)$"),
 ) -> HTMLResponse:
+    """`year` absent: the latest final discharge year; empty (the form's "all years"): every year."""
+    year = int(year_text) if year_text else None
     gw = gateway_state(request)
     catalogue = await readmodel.current_measure_titles(gw.pool)
     ids = [r["id"] for r in catalogue]
@@ -261,14 +263,23 @@ async def home(
         measure = ids[0]
     years = await readmodel.discharge_years(gw.pool)
     data: dict[str, Any] = {"providers": [], "total": None}
-    if measure in ids:
-        data = await comparison(gw, measure, year=year, filters={}, principal=PUBLIC)
-    data = with_display_names(data, request.app.state.providers)
     trends = None
     if measure in ids:
         national = await results_table(gw, ResultsQuery(measure, "year"), "events", PUBLIC)
         per_provider = await results_table(
             gw, ResultsQuery(measure, "year", ("provider_id",)), "events", PUBLIC
+        )
+        if year_text is None:
+            # by default the latest discharge year whose result is final, not one that still moves
+            final = [
+                t["discharge_year"]
+                for t in national["totals"]
+                if t["status"] == "ok" and t["result"] == "final"
+            ]
+            year = max(final) if final else None
+        data = with_display_names(
+            await comparison(gw, measure, year=year, filters={}, principal=PUBLIC),
+            request.app.state.providers,
         )
         names = {p["provider_id"]: p.get("display_name", p["provider_id"]) for p in data["providers"]}
         trends = trend(national, per_provider, names)
