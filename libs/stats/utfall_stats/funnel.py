@@ -148,7 +148,7 @@ def funnel(units: Iterable[Unit], p0: float | None = None, *, method: Method = "
         p0 = sum(u.events for u in pool) / total if total else 0.0
     phi, tau2 = overdispersion(pool, p0)
     used: Method = method if method != "none" and phi > 1.0 else "none"
-    if used == "multiplicative" or used == "none":
+    if used != "additive":  # tau^2 widens the limits only under the additive method
         tau2 = 0.0
     judged = []
     for u in pool:

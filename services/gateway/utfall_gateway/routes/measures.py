@@ -16,7 +16,7 @@ from ..auth import Anyone, Principal, principal
 from ..pagination import cursor_int, encode_cursor
 from ..providers import display_name, with_display_names
 from ..results import DIMENSIONS, ResultsQuery, is_own
-from ..state import GatewayState, gateway_state
+from ..state import gateway_state
 from ..views import catalogue, comparison, results_table, scope
 
 router = APIRouter(
@@ -30,10 +30,6 @@ MeasureId = Annotated[str, Path(max_length=64, examples=["planned_discharge"])]
 ProviderIdPath = Annotated[str, Path(max_length=64, examples=["hvb-eken"])]
 Dim = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 YearQ = Annotated[int | None, Query(ge=2000, le=2100)]
-
-
-async def _catalogue(gw: GatewayState) -> list[dict[str, Any]]:
-    return await catalogue(gw)
 
 
 def _measure_out(r: dict[str, Any]) -> dict[str, Any]:
@@ -59,13 +55,13 @@ def _measure_out(r: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/measures", summary="The measure catalogue (current versions)")
 async def list_measures(request: Request) -> dict[str, Any]:
-    rows = await _catalogue(gateway_state(request))
+    rows = await catalogue(gateway_state(request))
     return {"measures": [_measure_out(r) for r in rows if r["is_current"]]}
 
 
 @router.get("/measures/{measure_id}", summary="One measure's definition, with every version")
 async def get_measure(request: Request, measure_id: MeasureId) -> dict[str, Any]:
-    rows = [r for r in await _catalogue(gateway_state(request)) if r["id"] == measure_id]
+    rows = [r for r in await catalogue(gateway_state(request)) if r["id"] == measure_id]
     if not rows:
         raise Problem(404, "not-found", "No measure with this id.")
     current = next((r for r in rows if r["is_current"]), rows[-1])
@@ -73,7 +69,7 @@ async def get_measure(request: Request, measure_id: MeasureId) -> dict[str, Any]
 
 
 async def _known_measure(request: Request, measure_id: str) -> None:
-    rows = await _catalogue(gateway_state(request))
+    rows = await catalogue(gateway_state(request))
     if not any(r["id"] == measure_id for r in rows):
         raise Problem(404, "not-found", "No measure with this id.")
 
@@ -214,9 +210,9 @@ async def scorecard(
 ) -> dict[str, Any]:
     gw = gateway_state(request)
     pool = gw.pool
-    catalogue = [r for r in await _catalogue(gw) if r["is_current"]]
+    current = [r for r in await catalogue(gw) if r["is_current"]]
     measures = []
-    for m in catalogue:
+    for m in current:
         comp = await comparison(gw, m["id"], year=year, filters={}, principal=who)
         mine = next(
             (p for p in comp["providers"] if p["provider_id"] == provider_id and p["source"] == "events"),
