@@ -282,7 +282,9 @@ def ops_router(runtime: ServiceRuntime) -> APIRouter:
         import orjson
 
         return Response(
-            orjson.dumps({"status": "ready" if ok else "unavailable", "checks": checks}),
+            orjson.dumps(
+                {"status": "ready" if ok else "unavailable", "service": runtime.name, "checks": checks}
+            ),
             status_code=200 if ok else 503,
             media_type="application/json",
         )

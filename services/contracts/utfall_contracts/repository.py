@@ -16,7 +16,7 @@ from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import EventRef
 from utfall_events.payments import PAYMENT_REVERSED, PAYMENT_TRIGGERED, PaymentV1
 from utfall_events.topics import PAYMENTS
-from utfall_platform.db import json_texts
+from utfall_platform.bulk import EVERY_OTHER_COLUMN, BulkInsert, key_arrays
 from utfall_platform.outbox import OutboxMessage, enqueue
 
 from . import metrics as contract_metrics
@@ -104,8 +104,113 @@ class ContractsRepository(Protocol):
     async def save_book(self, book: ContractBook, now: datetime) -> int: ...
 
 
-def _unnest(keys: Sequence[EpisodeKey]) -> tuple[list[str], list[str]]:
-    return [k[0] for k in keys], [k[1] for k in keys]
+def _placement_columns(p: PlacementFacts) -> dict[str, object]:
+    return {
+        "provider_id": p.provider_id,
+        "episode_id": p.episode_id,
+        "subject_ref": p.subject_ref,
+        "municipality_code": p.municipality_code,
+        "care_type": p.care_type,
+        "legal_basis": p.legal_basis,
+        "target_group": p.target_group,
+        "age_at_start": p.age_at_start,
+        "start_date": p.start_date,
+    }
+
+
+_PLACEMENT_TYPES = (
+    ("provider_id", "text"),
+    ("episode_id", "text"),
+    ("subject_ref", "text"),
+    ("municipality_code", "text"),
+    ("care_type", "text"),
+    ("legal_basis", "text"),
+    ("target_group", "text"),
+    ("age_at_start", "int"),
+    ("start_date", "date"),
+)
+_INSERT_PLACEMENTS = BulkInsert(
+    "contracts.placements",
+    (("source", "text"), ("event_id", "text"), *_PLACEMENT_TYPES, ("time", "timestamptz")),
+    conflict=(),
+)
+_UPSERT_FACTS = BulkInsert(
+    "contracts.fact_status",
+    (
+        ("provider_id", "text"),
+        ("episode_id", "text"),
+        ("measure_id", "text"),
+        ("measure_version", "int"),
+        ("subject_ref", "text"),
+        ("status", "text"),
+        ("revision", "int"),
+        ("evidence", "jsonb"),
+        ("outcome_date", "date"),
+    ),
+    constants=(("updated_at", "timestamptz"),),
+    conflict=("provider_id", "episode_id", "measure_id"),
+    update=EVERY_OTHER_COLUMN,
+    update_where="t.revision < EXCLUDED.revision",  # an older revision never overwrites a newer one
+    returning="provider_id, episode_id",
+)
+_UPSERT_PARTICIPANTS = BulkInsert(
+    "contracts.participants",
+    _PLACEMENT_TYPES,
+    constants=(
+        ("contract_id", "text"),
+        ("status", "text"),
+        ("contract_version", "int"),
+        ("enrolled_at", "timestamptz"),
+        ("updated_at", "timestamptz"),
+    ),
+    conflict=("contract_id", "provider_id", "episode_id"),
+    update=(*(name for name, _ in _PLACEMENT_TYPES[2:]), "status", "updated_at", "contract_version"),
+    # a participant keeps the version it enrolled under; one who re-enrols takes the current one
+    assign={
+        "contract_version": "CASE WHEN t.status = 'enrolled' THEN t.contract_version ELSE EXCLUDED.contract_version END"
+    },
+)
+_UPSERT_STATES = BulkInsert(
+    "contracts.milestone_state",
+    (
+        ("provider_id", "text"),
+        ("episode_id", "text"),
+        ("milestone_id", "text"),
+        ("occurrences", "int"),
+        ("active_payment_id", "text"),
+        ("active_amount_ore", "bigint"),
+        ("entitled_ore", "bigint"),
+        ("order_date", "date"),
+        ("order_payment_id", "text"),
+    ),
+    constants=(("contract_id", "text"), ("updated_at", "timestamptz")),
+    conflict=("contract_id", "provider_id", "episode_id", "milestone_id"),
+    update=EVERY_OTHER_COLUMN,
+)
+_INSERT_LEDGER = BulkInsert(
+    "contracts.ledger",
+    (
+        ("entry_id", "text"),
+        ("payment_id", "text"),
+        ("kind", "text"),
+        ("occurrence", "int"),
+        ("contract_id", "text"),
+        ("contract_version", "int"),
+        ("milestone_id", "text"),
+        ("measure_id", "text"),
+        ("measure_version", "int"),
+        ("subject_ref", "text"),
+        ("provider_id", "text"),
+        ("episode_id", "text"),
+        ("amount_ore", "bigint"),
+        ("signed_amount_ore", "bigint"),
+        ("capped", "bool"),
+        ("evidence", "jsonb"),
+        ("determined_at", "timestamptz"),
+        ("reason", "text"),
+    ),
+)
+_LEDGER_FIELDS = [name for name in _INSERT_LEDGER.names if name not in ("signed_amount_ore", "evidence")]
 
 
 _STATE_COLUMNS = (
@@ -146,23 +251,11 @@ class PostgresRepository:
         if not started:
             return
         await self.conn.execute(
-            "INSERT INTO contracts.placements (source, event_id, provider_id, episode_id, subject_ref, "
-            "municipality_code, care_type, legal_basis, target_group, age_at_start, start_date, time) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
-            "$7::text[], $8::text[], $9::text[], $10::int[], $11::date[], $12::timestamptz[]) "
-            "ON CONFLICT DO NOTHING",
-            [s.source for s in started],
-            [s.event_id for s in started],
-            [s.facts.provider_id for s in started],
-            [s.facts.episode_id for s in started],
-            [s.facts.subject_ref for s in started],
-            [s.facts.municipality_code for s in started],
-            [s.facts.care_type for s in started],
-            [s.facts.legal_basis for s in started],
-            [s.facts.target_group for s in started],
-            [s.facts.age_at_start for s in started],
-            [s.facts.start_date for s in started],
-            [s.time for s in started],
+            _INSERT_PLACEMENTS.sql,
+            *_INSERT_PLACEMENTS.args(
+                {**_placement_columns(s.facts), "source": s.source, "event_id": s.event_id, "time": s.time}
+                for s in started
+            ),
         )
 
     async def store_retractions(self, retracted: Sequence[tuple[str, str]]) -> None:
@@ -180,31 +273,31 @@ class PostgresRepository:
             "UPDATE contracts.placements p SET retracted = true FROM contracts.retractions r "
             "WHERE NOT p.retracted AND r.source = p.source AND r.retracted_event_id = p.event_id "
             "AND (p.provider_id, p.episode_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-            *_unnest(keys),
+            *key_arrays(keys),
         )
 
     async def store_facts(self, updates: Sequence[FactUpdate], now: datetime) -> set[EpisodeKey]:
         if not updates:
             return set()
         rows = await self.conn.fetch(
-            "INSERT INTO contracts.fact_status AS f (provider_id, episode_id, measure_id, measure_version, "
-            "subject_ref, status, revision, evidence, outcome_date, updated_at) SELECT *, $10::timestamptz FROM "
-            "unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::int[], "
-            "$8::text[]::jsonb[], $9::date[]) "
-            "ON CONFLICT (provider_id, episode_id, measure_id) DO UPDATE SET measure_version = EXCLUDED.measure_version, "
-            "subject_ref = EXCLUDED.subject_ref, status = EXCLUDED.status, revision = EXCLUDED.revision, "
-            "evidence = EXCLUDED.evidence, outcome_date = EXCLUDED.outcome_date, updated_at = EXCLUDED.updated_at "
-            "WHERE f.revision < EXCLUDED.revision RETURNING provider_id, episode_id",
-            [u.key[0] for u in updates],
-            [u.key[1] for u in updates],
-            [u.measure_id for u in updates],
-            [u.fact.measure_version for u in updates],
-            [u.fact.subject_ref for u in updates],
-            [u.fact.status for u in updates],
-            [u.revision for u in updates],
-            json_texts([[e.model_dump() for e in u.fact.evidence] for u in updates]),
-            [u.fact.outcome_date for u in updates],
-            now,
+            _UPSERT_FACTS.sql,
+            *_UPSERT_FACTS.args(
+                (
+                    {
+                        "provider_id": u.key[0],
+                        "episode_id": u.key[1],
+                        "measure_id": u.measure_id,
+                        "measure_version": u.fact.measure_version,
+                        "subject_ref": u.fact.subject_ref,
+                        "status": u.fact.status,
+                        "revision": u.revision,
+                        "evidence": [e.model_dump() for e in u.fact.evidence],
+                        "outcome_date": u.fact.outcome_date,
+                    }
+                    for u in updates
+                ),
+                now,
+            ),
         )
         return {(r["provider_id"], r["episode_id"]) for r in rows}
 
@@ -225,7 +318,7 @@ class PostgresRepository:
             "SELECT DISTINCT ON (provider_id, episode_id) * FROM contracts.placements WHERE NOT retracted AND "
             "(provider_id, episode_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
             "ORDER BY provider_id, episode_id, time DESC, event_id DESC",
-            *_unnest(keys),
+            *key_arrays(keys),
         )
         return {
             (r["provider_id"], r["episode_id"]): PlacementFacts(
@@ -247,7 +340,7 @@ class PostgresRepository:
             "SELECT provider_id, episode_id, measure_id, measure_version, status, evidence, subject_ref, "
             "outcome_date FROM contracts.fact_status WHERE (provider_id, episode_id) IN "
             "(SELECT * FROM unnest($1::text[], $2::text[]))",
-            *_unnest(keys),
+            *key_arrays(keys),
         )
         return {
             ((r["provider_id"], r["episode_id"]), r["measure_id"]): FactInfo(
@@ -268,7 +361,7 @@ class PostgresRepository:
             "SELECT provider_id, episode_id, status, subject_ref FROM contracts.participants WHERE contract_id = $1 "
             "AND (provider_id, episode_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
             contract_id,
-            *_unnest(keys),
+            *key_arrays(keys),
         )
         return {(r["provider_id"], r["episode_id"]): (r["status"], r["subject_ref"]) for r in rows}
 
@@ -297,7 +390,7 @@ class PostgresRepository:
             f"SELECT {_STATE_COLUMNS} FROM contracts.milestone_state WHERE contract_id = $1 AND "
             "(provider_id, episode_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
             contract_id,
-            *_unnest(keys),
+            *key_arrays(keys),
         )
         book.states.update(_state(r) for r in rows)
         return book
@@ -344,30 +437,10 @@ class PostgresRepository:
         rows = list(enrolled.values())
         if rows:
             await self.conn.execute(
-                "INSERT INTO contracts.participants AS p (contract_id, provider_id, episode_id, subject_ref, status, "
-                "contract_version, municipality_code, care_type, legal_basis, target_group, age_at_start, "
-                "start_date, enrolled_at, updated_at) SELECT $1, a, b, c, 'enrolled', $2, d, e, f, g, h, i, $3, $3 "
-                "FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], "
-                "$11::int[], $12::date[]) AS u(a, b, c, d, e, f, g, h, i) "
-                "ON CONFLICT (contract_id, provider_id, episode_id) DO UPDATE SET status = 'enrolled', "
-                "subject_ref = EXCLUDED.subject_ref, municipality_code = EXCLUDED.municipality_code, "
-                "care_type = EXCLUDED.care_type, legal_basis = EXCLUDED.legal_basis, "
-                "target_group = EXCLUDED.target_group, age_at_start = EXCLUDED.age_at_start, "
-                "start_date = EXCLUDED.start_date, updated_at = EXCLUDED.updated_at, "
-                "contract_version = CASE WHEN p.status = 'enrolled' THEN p.contract_version "
-                "ELSE EXCLUDED.contract_version END",
-                book.contract_id,
-                book.version,
-                now,
-                [p.provider_id for p in rows],
-                [p.episode_id for p in rows],
-                [p.subject_ref for p in rows],
-                [p.municipality_code for p in rows],
-                [p.care_type for p in rows],
-                [p.legal_basis for p in rows],
-                [p.target_group for p in rows],
-                [p.age_at_start for p in rows],
-                [p.start_date for p in rows],
+                _UPSERT_PARTICIPANTS.sql,
+                *_UPSERT_PARTICIPANTS.args(
+                    map(_placement_columns, rows), book.contract_id, "enrolled", book.version, now, now
+                ),
             )
         if leaving:
             await self.conn.execute(
@@ -375,7 +448,7 @@ class PostgresRepository:
                 "status = 'enrolled' AND (provider_id, episode_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))",
                 book.contract_id,
                 now,
-                *_unnest(leaving),
+                *key_arrays(leaving),
             )
 
     async def save_book(self, book: ContractBook, now: datetime) -> int:
@@ -383,27 +456,25 @@ class PostgresRepository:
             items = sorted(book.changed_states)
             states = [book.states[k] for k in items]
             await self.conn.execute(
-                "INSERT INTO contracts.milestone_state AS s (contract_id, provider_id, episode_id, milestone_id, "
-                "occurrences, active_payment_id, active_amount_ore, entitled_ore, order_date, order_payment_id, "
-                "updated_at) SELECT $1, a, b, c, d, e, f, g, h, i, $2 FROM unnest($3::text[], $4::text[], "
-                "$5::text[], $6::int[], $7::text[], $8::bigint[], $9::bigint[], $10::date[], $11::text[]) "
-                "AS u(a, b, c, d, e, f, g, h, i) "
-                "ON CONFLICT (contract_id, provider_id, episode_id, milestone_id) DO UPDATE SET "
-                "occurrences = EXCLUDED.occurrences, active_payment_id = EXCLUDED.active_payment_id, "
-                "active_amount_ore = EXCLUDED.active_amount_ore, entitled_ore = EXCLUDED.entitled_ore, "
-                "order_date = EXCLUDED.order_date, order_payment_id = EXCLUDED.order_payment_id, "
-                "updated_at = EXCLUDED.updated_at",
-                book.contract_id,
-                now,
-                [k[0][0] for k in items],
-                [k[0][1] for k in items],
-                [k[1] for k in items],
-                [st.occurrences for st in states],
-                [st.active_payment_id for st in states],
-                [st.active_amount_ore for st in states],
-                [st.entitled_ore for st in states],
-                [st.order[0] if st.order else None for st in states],
-                [st.order[1] if st.order else None for st in states],
+                _UPSERT_STATES.sql,
+                *_UPSERT_STATES.args(
+                    (
+                        {
+                            "provider_id": key[0][0],
+                            "episode_id": key[0][1],
+                            "milestone_id": key[1],
+                            "occurrences": st.occurrences,
+                            "active_payment_id": st.active_payment_id,
+                            "active_amount_ore": st.active_amount_ore,
+                            "entitled_ore": st.entitled_ore,
+                            "order_date": st.order[0] if st.order else None,
+                            "order_payment_id": st.order[1] if st.order else None,
+                        }
+                        for key, st in zip(items, states, strict=True)
+                    ),
+                    book.contract_id,
+                    now,
+                ),
             )
             await self.conn.execute(
                 "UPDATE contracts.contract_totals SET paid_net_ore = $2, entitled_ore = $3 WHERE contract_id = $1",
@@ -415,30 +486,15 @@ class PostgresRepository:
         if not entries:
             return 0
         await self.conn.execute(
-            "INSERT INTO contracts.ledger (entry_id, payment_id, kind, occurrence, contract_id, contract_version, "
-            "milestone_id, measure_id, measure_version, subject_ref, provider_id, episode_id, amount_ore, "
-            "signed_amount_ore, capped, evidence, determined_at, reason) SELECT * FROM unnest($1::text[], "
-            "$2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $9::int[], "
-            "$10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bool[], $16::text[]::jsonb[], "
-            "$17::timestamptz[], $18::text[])",
-            [e.entry_id for e in entries],
-            [e.payment_id for e in entries],
-            [e.kind for e in entries],
-            [e.occurrence for e in entries],
-            [e.contract_id for e in entries],
-            [e.contract_version for e in entries],
-            [e.milestone_id for e in entries],
-            [e.measure_id for e in entries],
-            [e.measure_version for e in entries],
-            [e.subject_ref for e in entries],
-            [e.provider_id for e in entries],
-            [e.episode_id for e in entries],
-            [e.amount_ore for e in entries],
-            [e.amount_ore if e.kind == "payment.triggered" else -e.amount_ore for e in entries],
-            [e.capped for e in entries],
-            json_texts([[ev.model_dump() for ev in e.evidence] for e in entries]),
-            [e.determined_at for e in entries],
-            [e.reason for e in entries],
+            _INSERT_LEDGER.sql,
+            *_INSERT_LEDGER.args(
+                {
+                    **{name: getattr(e, name) for name in _LEDGER_FIELDS},
+                    "signed_amount_ore": e.amount_ore if e.kind == "payment.triggered" else -e.amount_ore,
+                    "evidence": [ev.model_dump() for ev in e.evidence],
+                }
+                for e in entries
+            ),
         )
         await enqueue(self.conn, SCHEMA, [payment_message(e) for e in entries])
         for e in entries:

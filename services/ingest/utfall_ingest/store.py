@@ -10,7 +10,7 @@ import asyncpg
 
 from utfall_events.vocabulary import EVENT_RETRACTED
 from utfall_platform import locks
-from utfall_platform.db import json_texts
+from utfall_platform.bulk import EVERY_OTHER_COLUMN, BulkInsert, key_arrays
 
 from .domain.admission import Candidate, Decision, Episode, EpisodeKey, EventKey, HeldEvent, KnownEvent
 from .domain.validation import CheckedEvent, Rejection
@@ -41,7 +41,7 @@ async def load_context(
     for row in await conn.fetch(
         "SELECT * FROM ingest.held_events WHERE awaits_event_id IS NOT NULL AND (source, awaits_event_id) IN "
         "(SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY held_at, event_id",
-        *_unnest(batch_ids),
+        *key_arrays(batch_ids),
     ):
         awaiting.setdefault((row["source"], row["awaits_event_id"]), []).append(_held_event(row))
     ids = batch_ids | {
@@ -54,7 +54,7 @@ async def load_context(
     rows = await conn.fetch(
         "SELECT source, episode_id, subject_ref, starts, ends FROM ingest.episodes WHERE (source, episode_id) IN "
         "(SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY source, episode_id FOR UPDATE",
-        *_unnest(episode_keys),
+        *key_arrays(episode_keys),
     )
     episodes = {
         (r["source"], r["episode_id"]): Episode(
@@ -72,7 +72,7 @@ async def load_context(
         for row in await conn.fetch(
             "SELECT * FROM ingest.held_events WHERE (source, episode_id) IN "
             "(SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY held_at, event_id",
-            *_unnest(waiting),
+            *key_arrays(waiting),
         ):
             held.setdefault((row["source"], row["episode_id"]), []).append(_held_event(row))
         unknown = {h.key for v in held.values() for h in v} - set(known)
@@ -81,16 +81,11 @@ async def load_context(
     return known, episodes, held, awaiting
 
 
-def _unnest(keys: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
-    ordered = sorted(keys)
-    return [k[0] for k in ordered], [k[1] for k in ordered]
-
-
 async def _known(conn: asyncpg.Connection, ids: set[EventKey]) -> dict[EventKey, KnownEvent]:
     rows = await conn.fetch(
         "SELECT source, event_id, type, episode_id, status, retracted_by, followup_month "
         "FROM ingest.received_events WHERE (source, event_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-        *_unnest(ids),
+        *key_arrays(ids),
     )
     return {
         (r["source"], r["event_id"]): KnownEvent(
@@ -143,30 +138,82 @@ def _held_event(row: asyncpg.Record) -> HeldEvent:
     return HeldEvent(event, row["episode_id"], row["awaits_event_id"], row["held_at"])
 
 
+_UPSERT_RECEIVED = BulkInsert(
+    "ingest.received_events",
+    (
+        ("source", "text"),
+        ("event_id", "text"),
+        ("type", "text"),
+        ("episode_id", "text"),
+        ("status", "text"),
+        ("followup_month", "int"),
+    ),
+    constants=(("channel", "text"), ("received_at", "timestamptz")),
+    conflict=("source", "event_id"),
+    update=("status", "episode_id"),  # a held event released: the rest of what was received stays
+)
+_UPSERT_EPISODES = BulkInsert(
+    "ingest.episodes",
+    (
+        ("source", "text"),
+        ("episode_id", "text"),
+        ("subject_ref", "text"),
+        ("starts", "jsonb"),
+        ("ends", "jsonb"),
+    ),
+    conflict=("source", "episode_id"),
+    update=EVERY_OTHER_COLUMN,
+)
+_INSERT_HELD = BulkInsert(
+    "ingest.held_events",
+    (
+        ("source", "text"),
+        ("event_id", "text"),
+        ("episode_id", "text"),
+        ("awaits_event_id", "text"),
+        ("type", "text"),
+        ("time", "timestamptz"),
+        ("fields", "jsonb"),
+        ("held_at", "timestamptz"),
+    ),
+)
+_UPSERT_REJECTIONS = BulkInsert(
+    "ingest.rejections",
+    (("source", "text"), ("event_id", "text"), ("type", "text"), ("reasons", "jsonb")),
+    constants=(("channel", "text"), ("rejected_at", "timestamptz")),
+    conflict=("source", "event_id"),
+    update=EVERY_OTHER_COLUMN,
+)
+
+
 async def save_decision(conn: asyncpg.Connection, decision: Decision, *, channel: str, now: datetime) -> None:
     if decision.forgotten or decision.late_rejections:
         gone = decision.forgotten | {(r.source or "", r.event_id or "") for r in decision.late_rejections}
         await conn.execute(
             "DELETE FROM ingest.received_events WHERE (source, event_id) IN "
             "(SELECT * FROM unnest($1::text[], $2::text[]))",
-            *_unnest(gone),
+            *key_arrays(gone),
         )
     records = [*decision.new_events.values(), *decision.changed_events.values()]
     if records:
         # New rows are inserted; rows already known (a held event released) change status and episode only.
         await conn.execute(
-            "INSERT INTO ingest.received_events AS r (source, event_id, type, episode_id, status, channel, "
-            "followup_month, received_at) SELECT u.*, $8::timestamptz FROM unnest($1::text[], $2::text[], "
-            "$3::text[], $4::text[], $5::text[], $6::text[], $7::int[]) AS u "
-            "ON CONFLICT (source, event_id) DO UPDATE SET status = EXCLUDED.status, episode_id = EXCLUDED.episode_id",
-            [e.source for e in records],
-            [e.event_id for e in records],
-            [e.type for e in records],
-            [e.episode_id for e in records],
-            [e.status for e in records],
-            [channel] * len(records),
-            [e.followup_month for e in records],
-            now,
+            _UPSERT_RECEIVED.sql,
+            *_UPSERT_RECEIVED.args(
+                (
+                    {
+                        "source": e.source,
+                        "event_id": e.event_id,
+                        "type": e.type,
+                        "episode_id": e.episode_id,
+                        "status": e.status,
+                        "followup_month": e.followup_month,
+                    }
+                    for e in records
+                ),
+                channel,
+                now,
+            ),
         )
     if decision.retracted:
         await conn.execute(
@@ -180,37 +227,40 @@ async def save_decision(conn: asyncpg.Connection, decision: Decision, *, channel
         await conn.execute(
             "DELETE FROM ingest.held_events WHERE (source, event_id) IN "
             "(SELECT * FROM unnest($1::text[], $2::text[]))",
-            *_unnest(decision.unhold),
+            *key_arrays(decision.unhold),
         )
     if decision.episodes:
         eps = list(decision.episodes.values())
         await conn.execute(
-            "INSERT INTO ingest.episodes AS e (source, episode_id, subject_ref, starts, ends) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]::jsonb[], $5::text[]::jsonb[]) "
-            "ON CONFLICT (source, episode_id) DO UPDATE SET subject_ref = EXCLUDED.subject_ref, "
-            "starts = EXCLUDED.starts, ends = EXCLUDED.ends",
-            [e.source for e in eps],
-            [e.episode_id for e in eps],
-            [e.subject_ref for e in eps],
-            json_texts([[_candidate_json(c) for c in e.starts] for e in eps]),
-            json_texts([[_candidate_json(c) for c in e.ends] for e in eps]),
+            _UPSERT_EPISODES.sql,
+            *_UPSERT_EPISODES.args(
+                {
+                    "source": e.source,
+                    "episode_id": e.episode_id,
+                    "subject_ref": e.subject_ref,
+                    "starts": [_candidate_json(c) for c in e.starts],
+                    "ends": [_candidate_json(c) for c in e.ends],
+                }
+                for e in eps
+            ),
         )
     if decision.hold:
         held = list(decision.hold.values())
         await conn.execute(
-            "INSERT INTO ingest.held_events (source, event_id, episode_id, awaits_event_id, type, time, fields, "
-            "held_at) SELECT u.s, u.i, u.e, u.a, u.t, u.tm, u.f, coalesce(u.h, $9::timestamptz) FROM "
-            "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], "
-            "$7::text[]::jsonb[], $8::timestamptz[]) AS u(s, i, e, a, t, tm, f, h)",
-            [h.event.source for h in held],
-            [h.event.event_id for h in held],
-            [h.episode_id for h in held],
-            [h.awaits_event_id for h in held],
-            [h.event.type for h in held],
-            [h.event.time for h in held],
-            json_texts([h.event.fields for h in held]),
-            [h.held_at for h in held],
-            now,
+            _INSERT_HELD.sql,
+            *_INSERT_HELD.args(
+                {
+                    "source": h.event.source,
+                    "event_id": h.event.event_id,
+                    "episode_id": h.episode_id,
+                    "awaits_event_id": h.awaits_event_id,
+                    "type": h.event.type,
+                    "time": h.event.time,
+                    "fields": h.event.fields,
+                    "held_at": h.held_at or now,  # held before: keeps its time
+                }
+                for h in held
+            ),
         )
 
 
@@ -222,16 +272,20 @@ async def save_rejections(
         return
     latest = {(r.source, r.event_id): r for r in keyed}  # one row per id even if a batch repeats it
     await conn.execute(
-        "INSERT INTO ingest.rejections AS j (source, event_id, type, channel, reasons, rejected_at) "
-        "SELECT u.*, $6::timestamptz FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]::jsonb[]) AS u "
-        "ON CONFLICT (source, event_id) DO UPDATE SET type = EXCLUDED.type, channel = EXCLUDED.channel, "
-        "reasons = EXCLUDED.reasons, rejected_at = EXCLUDED.rejected_at",
-        [k[0] for k in latest],
-        [k[1] for k in latest],
-        [r.type for r in latest.values()],
-        [channel] * len(latest),
-        json_texts([[reason.as_dict() for reason in r.reasons] for r in latest.values()]),
-        now,
+        _UPSERT_REJECTIONS.sql,
+        *_UPSERT_REJECTIONS.args(
+            (
+                {
+                    "source": source,
+                    "event_id": event_id,
+                    "type": r.type,
+                    "reasons": [reason.as_dict() for reason in r.reasons],
+                }
+                for (source, event_id), r in latest.items()
+            ),
+            channel,
+            now,
+        ),
     )
 
 

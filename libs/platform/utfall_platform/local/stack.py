@@ -185,7 +185,8 @@ class LocalStack:
                     raise RuntimeError(f"{name} exited with {svc.proc.returncode}; its last lines:\n{tail}")
                 try:
                     with urllib.request.urlopen(f"{svc.url}/ready", timeout=2) as response:  # noqa: S310
-                        if response.status == 200:
+                        # the answer must come from this service: another process on the port is not it
+                        if response.status == 200 and _answered_by(response.read()) == name:
                             break
                 except OSError:
                     pass
@@ -236,6 +237,14 @@ class LocalStack:
             self.kafka.stop()
         if self.postgres is not None:
             self.postgres.stop()
+
+
+def _answered_by(body: bytes) -> str | None:
+    try:
+        service = json.loads(body).get("service")
+    except (ValueError, AttributeError):
+        return None
+    return service if isinstance(service, str) else None
 
 
 def _demo_keys(stack: LocalStack, path: Path) -> dict[str, object]:
