@@ -476,6 +476,131 @@ async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # typ
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
+async def test_releases_are_frozen_downloadable_and_safe_across_tables(data, artifacts) -> None:  # type: ignore[no-untyped-def]
+    """Issue 18 item 6 on the real stack: an operator publishes a release; it lists, downloads as CSV and JSON
+    with a suppression flag per cell and never a number in a suppressed cell; an attacker subtracting across
+    every table of it recovers nothing; it does not move when the data do; the next release lists what
+    changed; the page shows the latest release."""
+    import csv
+    import io
+
+    from ..attacker import published_and_relations, recovered
+    from ..helpers import ended, person, started, uid
+
+    keys: Keys = data["keys"]
+    async with httpx.AsyncClient(base_url=data["gateway"], timeout=120) as http:
+        for who, status in (("public", 401), ("provider", 403), ("municipality", 403)):
+            refused = await http.post("/v1/releases", json={}, headers=keys.headers(who))
+            assert (
+                refused.status_code == status
+                and refused.headers["content-type"] == "application/problem+json"
+            )
+        before = {r["release"] for r in (await http.get("/v1/releases")).json()["releases"]}
+        made = await http.post("/v1/releases", json={"note": "Årsrapport"}, headers=keys.headers("operator"))
+        assert made.status_code == 201, made.text
+        first = made.json()
+        number = first["release"]
+        assert number == max(before, default=0) + 1 and made.headers["location"] == f"/v1/releases/{number}"
+        assert first["note"] == "Årsrapport" and first["min_cell"] == MIN_CELL
+        catalogue = {m["id"] for m in (await http.get("/v1/measures")).json()["measures"]}
+        assert {m["measure_id"] for m in first["measures"]} == catalogue
+        assert (await http.get("/v1/releases/latest")).json()["release"] == number
+        assert number in {r["release"] for r in (await http.get("/v1/releases")).json()["releases"]}
+        assert (await http.get("/v1/releases/999999")).status_code == 404
+
+        body = (await http.get(f"/v1/releases/{number}/data.json")).json()
+        cells = body["cells"]
+        assert len(cells) == sum(m["cells"] for m in first["measures"])
+        numeric = (
+            "achieved",
+            "not_achieved",
+            "missing",
+            "pending",
+            "closed",
+            "observed_rate",
+            "itt_rate",
+            "oe_ratio",
+        )
+        for c in cells:
+            if c["suppressed"]:
+                assert all(c[k] is None for k in numeric), c
+            else:
+                assert c["closed"] >= MIN_CELL, c
+        assert any(c["suppressed"] for c in cells) and any(not c["suppressed"] for c in cells)
+        text = (await http.get(f"/v1/releases/{number}/data.csv")).text
+        (artifacts / "release.csv").write_text(text)
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert len(rows) == len(cells)
+        assert {row["suppressed"] for row in rows} == {"true", "false"}
+        for row in rows:
+            if row["suppressed"] == "true":
+                assert all(row[k] == "" for k in numeric), row
+            else:
+                assert int(row["closed"]) >= MIN_CELL, row
+
+        # the attacker: every table of each measure together, every count, solved exactly
+        for measure in catalogue:
+            measure_cells = [c for c in cells if c["measure_id"] == measure]
+            for column in ("achieved", "not_achieved", "missing", "pending", "closed"):
+                published, relations = published_and_relations(measure_cells, column)
+                assert recovered(published, relations) == {}, (measure, column)
+
+        # the release's national figure is what the live API said at the time
+        live = (await http.get("/v1/comparisons/planned_discharge")).json()["total"]
+        national = next(
+            c for c in cells if c["measure_id"] == "planned_discharge" and c["table"] == "national_all_years"
+        )
+        assert national["closed"] == live["closed"] and national["achieved"] == live["achieved"]
+
+        # the page shows the release, not the live figures; ?release=live the live ones
+        page = (await http.get("/", params={"measure": "planned_discharge"})).text
+        assert f'data-release="{number}"' in page and f"/v1/releases/{number}/data.csv" in page
+        assert 'data-release="live"' in (await http.get("/", params={"release": "live"})).text
+        assert (await http.get("/", params={"release": "999999"})).status_code == 404
+
+        # new data: the live figures move, the release does not
+        provider_key = data["provider_keys"]["hvb-granen"]
+        events = []
+        for _ in range(3):
+            episode = uid("rel-")
+            events += [
+                started("hvb-granen", episode, person(), start="2024-02-01", unit="granen-1"),
+                ended("hvb-granen", episode, end="2024-06-01", reason="planned"),
+            ]
+        posted = await http.post(
+            data["ingest"] + "/v1/events",
+            content=json.dumps(events),
+            headers={
+                "content-type": "application/cloudevents-batch+json",
+                "authorization": f"Bearer {provider_key}",
+            },
+        )
+        assert posted.status_code == 202, posted.text
+
+        async def moved() -> bool:
+            total = (await http.get("/v1/comparisons/planned_discharge")).json()["total"]
+            return bool(total) and total["closed"] == live["closed"] + 3
+
+        await wait_until(moved, timeout=90, interval=0.5, what="the new episodes in the live figures")
+        assert (await http.get(f"/v1/releases/{number}/data.json")).json() == body
+        made = await http.post("/v1/releases", headers=keys.headers("operator"))
+        assert made.status_code == 201, made.text
+        second = made.json()
+        assert second["release"] == number + 1 and second["previous"] == number
+        changes = (await http.get(f"/v1/releases/{number + 1}/changes")).json()["changes"]
+        national_changes = [
+            c
+            for c in changes
+            if c["measure_id"] == "planned_discharge" and c["table"] == "national_all_years"
+        ]
+        assert national_changes and "closed" in national_changes[0]["fields"], changes[:5]
+        unchanged = next(m for m in second["measures"] if m["measure_id"] == "planned_discharge")
+        assert unchanged["changed"] >= 1
+        assert (await http.get(f"/v1/releases/{number}/data.json")).json() == body  # release 1 is frozen
+        page = (await http.get("/", params={"measure": "planned_discharge"})).text
+        assert f'data-release="{number + 1}"' in page
+
+
 # Checks left out, and why: `positive_data_acceptance` expects a 2xx for every schema-valid request, but some
 # rules cannot be written in JSON Schema (a Luhn check digit, a registered provider, a known municipality) and
 # answer 422 by design; `ignored_auth` and `use_after_free`/`ensure_resource_availability` are covered by the

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import aggregates, auth, care, cloudevents, contracts, outcomes, payments, registry
+from . import aggregates, auth, care, cloudevents, contracts, outcomes, payments, registry, releases
 
 
 def models() -> dict[str, type[BaseModel]]:
@@ -38,6 +38,9 @@ def models() -> dict[str, type[BaseModel]]:
     }
     found["AggregateFiguresV1"] = aggregates.AggregateFiguresV1
     found["AggregateSubmissionV1"] = aggregates.AggregateSubmissionV1
+    found["ReleaseV1"] = releases.ReleaseV1
+    found["ReleaseMeasureV1"] = releases.ReleaseMeasureV1
+    found["ReleasedCellV1"] = releases.ReleasedCellV1
     return found
 
 

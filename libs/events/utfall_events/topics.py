@@ -11,6 +11,7 @@ class TopicSpec:
     partitions: int
     compacted: bool = False
     retention_ms: int = -1  # keep forever: measures rebuilds replay care.events.v1 from the start
+    max_message_bytes: int | None = None  # the broker's default (1 MB) when None
 
 
 # Providers that produce to Kafka write their own raw topic, `care.events.raw.v1.<provider id>`, which only they
@@ -27,6 +28,8 @@ AGGREGATES = "aggregates.v1"
 API_KEYS = "auth.keys.v1"
 PROVIDER_REGISTRY = "registry.providers.v1"
 CONTRACT_COMMANDS = "contracts.commands.v1"
+RELEASES = "releases.v1"
+RELEASE_MAX_BYTES = 32 * 1024 * 1024
 MEASURES_DEADLETTER = "measures.deadletter.v1"
 CONTRACTS_DEADLETTER = "contracts.deadletter.v1"
 
@@ -39,6 +42,8 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(API_KEYS, 1, compacted=True),
     TopicSpec(PROVIDER_REGISTRY, 1, compacted=True),
     TopicSpec(CONTRACT_COMMANDS, 1),
+    # a measure's tables of a national release can pass 1 MB even compressed
+    TopicSpec(RELEASES, 1, compacted=True, max_message_bytes=RELEASE_MAX_BYTES),
     TopicSpec(MEASURES_DEADLETTER, 1),
     TopicSpec(CONTRACTS_DEADLETTER, 1),
 )

@@ -28,6 +28,7 @@ from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import OutcomeFactV1
 from utfall_events.payments import PaymentV1
 from utfall_events.registry import ProviderV1
+from utfall_events.releases import ReleaseRecordV1
 
 BINARY_MODE = (
     "CloudEvents 1.0 in Kafka binary mode: the attributes travel as ce_* headers (ce_specversion, ce_id, ce_source, "
@@ -79,6 +80,12 @@ def document() -> dict[str, Any]:
             "The provider registry (compacted, keyed by provider id), written by operators only.",
         ),
         (topics.CONTRACT_COMMANDS, ContractDefinitionV1, "Contract definitions to create or amend."),
+        (
+            topics.RELEASES,
+            ReleaseRecordV1,
+            "Published releases of the open comparisons (compacted, never rewritten): each measure's tables "
+            "keyed release:<n>:<measure id>, then the manifest keyed release:<n>.",
+        ),
     ]
     for name, model, description in channels:
         broker.publisher(name, title=f"{name}:publish", description=description, schema=model)

@@ -161,6 +161,8 @@ async def ensure_topics(kafka: KafkaAccess, topics: Iterable[TopicSpec] = ALL_TO
             config = {"retention.ms": str(spec.retention_ms)}
             if spec.compacted:
                 config = {"cleanup.policy": "compact"}
+            if spec.max_message_bytes:
+                config["max.message.bytes"] = str(spec.max_message_bytes)
             try:
                 await admin.create_topics([NewTopic(spec.name, spec.partitions, 1, topic_configs=config)])
                 created.append(spec.name)

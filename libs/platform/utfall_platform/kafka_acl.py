@@ -78,7 +78,7 @@ SERVICE_GRANTS: Mapping[str, Grants] = {
         id_prefix="utfall-contracts-",
     ),
     "gateway": Grants(
-        writes=(t.API_KEYS, t.PROVIDER_REGISTRY, t.CONTRACT_COMMANDS),
+        writes=(t.API_KEYS, t.PROVIDER_REGISTRY, t.CONTRACT_COMMANDS, t.RELEASES),
         id_prefix="utfall-gateway-",
     ),
     # A finance system following the payments (`python -m utfall_contracts.finance_consumer`).

@@ -25,3 +25,6 @@ def migration_lock(schema: str) -> int:
 
 
 MEASURES_PROJECTION = session_lock("utfall-measures-projection")  # shared while running, exclusive to rebuild
+GATEWAY_RELEASE = session_lock(
+    "utfall-gateway-release"
+)  # releases are numbered one at a time, across replicas

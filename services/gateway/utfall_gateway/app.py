@@ -15,7 +15,8 @@ from utfall_platform.logging import setup_logging
 from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
-from .routes import admin, contracts, events, measures
+from .release_store import ReleaseStore
+from .routes import admin, contracts, events, measures, releases
 from .settings import GatewaySettings
 from .state import GatewayState
 from .web import definitions, page
@@ -35,11 +36,13 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     )
     keys = KeyStore(settings.kafka, service="gateway")
     providers = ProviderRegistry(settings.kafka, service="gateway")
+    release_store = ReleaseStore(settings.kafka, service="gateway")
     state = GatewayState(runtime, settings, clock)
 
     async def start_background() -> None:
         runtime.spawn(keys.run(), "key-store")
         runtime.spawn(providers.run(), "provider-registry")
+        runtime.spawn(release_store.run(), "release-store")
 
     runtime.on_start(start_background)
     app = create_service_app(
@@ -59,6 +62,8 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     runtime.readiness_checks["api_keys"] = keys.caught_up.is_set
     app.state.providers = providers
     runtime.readiness_checks["provider_registry"] = providers.caught_up.is_set
+    app.state.releases = release_store
+    runtime.readiness_checks["releases"] = release_store.caught_up.is_set
     app.state.gateway = state
     if settings.cors_origins:
         app.add_middleware(
@@ -72,6 +77,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         contracts.router,
         events.router,
         admin.router,
+        releases.router,
         page.router,
         definitions.router,
     ):

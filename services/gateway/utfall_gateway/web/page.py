@@ -9,9 +9,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from utfall_platform.problems import Problem
+
 from .. import readmodel
 from ..auth import PUBLIC
-from ..providers import with_display_names
+from ..providers import display_name, with_display_names
+from ..release_store import ReleaseStore
+from ..releases import ALL_YEARS
 from ..results import ResultsQuery
 from ..state import gateway_state
 from ..views import comparison, results_table
@@ -66,6 +70,14 @@ LABELS = {
         "trend": "Utveckling per utskrivningsår: riket och varje utförare",
         "prel": "prel.",
         "suppr": "–",
+        "release": "Publicering {{n}}, data per {{as_of}}",
+        "release_help": "Siffrorna är en fryst publicering; de ändras inte medan du läser.",
+        "downloads": "Ladda ned",
+        "changes": "ändringar mot föregående",
+        "live": "Aktuella siffror (inte en publicering)",
+        "to_live": "visa aktuella siffror",
+        "to_release": "visa senaste publiceringen",
+        "not_released": "Måttet finns inte i publiceringen; aktuella siffror visas.",
     },
     "en": {
         "title": "Open comparisons: outcomes of out-of-home care",
@@ -111,6 +123,14 @@ LABELS = {
         "trend": "By discharge year: national and every provider",
         "prel": "prel.",
         "suppr": "–",
+        "release": "Release {{n}}, data as of {{as_of}}",
+        "release_help": "The figures are a frozen release; they do not change while you read them.",
+        "downloads": "Download",
+        "changes": "changes against the previous",
+        "live": "Current figures (not a release)",
+        "to_live": "show current figures",
+        "to_release": "show the latest release",
+        "not_released": "This measure is not in the release; current figures are shown.",
     },
 }
 
@@ -246,6 +266,18 @@ def trend(national: dict[str, Any], by_provider: dict[str, Any], names: dict[str
     }
 
 
+def _latest_final(national: dict[str, Any]) -> int | None:
+    """By default the latest discharge year whose result is final, not one that still moves."""
+    final = [
+        t["discharge_year"] for t in national["totals"] if t["status"] == "ok" and t["result"] == "final"
+    ]
+    return max(final) if final else None
+
+
+def _provider_ids(per_provider: dict[str, Any]) -> set[str]:
+    return {r["provider_id"] for r in per_provider["rows"]}
+
+
 @router.get("/", response_class=HTMLResponse)
 async def home(
     request: Request,
@@ -253,35 +285,59 @@ async def home(
     year_text: str | None = Query(None, alias="year", pattern=r"^(|20\d\d)$"),
     lang: str = Query("sv", pattern="^(sv|en)$"),
     source: str = Query("all", pattern="^(all|events|self_reported)$"),
+    release_text: str | None = Query(None, alias="release", pattern=r"^(live|[1-9]\d{0,5})$"),
 ) -> HTMLResponse:
-    """`year` absent: the latest final discharge year; empty (the form's "all years"): every year."""
+    """`year` absent: the latest final discharge year; empty (the form's "all years"): every year.
+    `release` absent: the latest release (the current figures if none is published yet); a number: that
+    release; `live`: the current figures."""
     year = int(year_text) if year_text else None
     gw = gateway_state(request)
     catalogue = await readmodel.current_measure_titles(gw.pool)
     ids = [r["id"] for r in catalogue]
     if measure not in ids and ids:
         measure = ids[0]
-    years = await readmodel.discharge_years(gw.pool)
+    store: ReleaseStore = request.app.state.releases
+    release = (
+        None
+        if release_text == "live"
+        else store.manifest(int(release_text))
+        if release_text
+        else store.latest()
+    )
+    if release_text and release_text != "live" and release is None:
+        raise Problem(404, "not-found", f"No release {release_text}.")
+    released = store.measure(release.release, measure) if release is not None else None
     data: dict[str, Any] = {"providers": [], "total": None}
     trends = None
-    if measure in ids:
+    if released is not None:
+        # the release's own figures: frozen, and suppressed across all of its tables together
+        views = released.views
+        national, per_provider = views["national"], views["per_provider"]
+        years = sorted((int(k) for k in views["comparisons"] if k != ALL_YEARS), reverse=True)
+        if year_text is None:
+            year = _latest_final(national)
+        shown = views["comparisons"].get(str(year) if year is not None else ALL_YEARS)
+        if shown is not None:
+            data = with_display_names(shown, request.app.state.providers)
+    elif measure in ids:
+        years = await readmodel.discharge_years(gw.pool)
         national = await results_table(gw, ResultsQuery(measure, "year"), "events", PUBLIC)
         per_provider = await results_table(
             gw, ResultsQuery(measure, "year", ("provider_id",)), "events", PUBLIC
         )
         if year_text is None:
-            # by default the latest discharge year whose result is final, not one that still moves
-            final = [
-                t["discharge_year"]
-                for t in national["totals"]
-                if t["status"] == "ok" and t["result"] == "final"
-            ]
-            year = max(final) if final else None
+            year = _latest_final(national)
         data = with_display_names(
             await comparison(gw, measure, year=year, filters={}, principal=PUBLIC),
             request.app.state.providers,
         )
+    else:
+        years = []
+    if measure in ids:
         names = {p["provider_id"]: p.get("display_name", p["provider_id"]) for p in data["providers"]}
+        names.update(
+            {pid: display_name(request.app.state.providers, pid) for pid in _provider_ids(per_provider)}
+        )
         trends = trend(national, per_provider, names)
     providers = [p for p in data["providers"] if source == "all" or p.get("source", "events") == source]
     labels = {k: v.format(n=gw.settings.min_cell) for k, v in LABELS[lang].items()}
@@ -303,6 +359,10 @@ async def home(
             else None
         ),
         source=source,
+        release=release.model_dump(mode="json") if release is not None else None,
+        released=released is not None,
+        release_param=release_text,
+        latest_release=latest.release if (latest := store.latest()) else None,
         chart_width=CHART_WIDTH,
         label_width=LABEL_WIDTH,
         chart_height=40 + max(1, len(providers)) * ROW_HEIGHT,

@@ -1,0 +1,146 @@
+"""`releases.v1` (compacted, keyed `release:<n>` and `release:<n>:<measure id>`): published releases of the
+open comparisons, frozen.
+
+An operator publishes a release (`POST /v1/releases`): every public table of every current measure as of
+one moment, disclosure-controlled across all the tables together, numbered 1, 2, 3 …. A release never
+changes once published; the next one lists what changed against it. Each measure's tables are one record,
+written before the release's manifest, so a reader that has the manifest has the whole release.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+TABLES = (
+    "provider_year",
+    "provider_all_years",
+    "national_year",
+    "national_all_years",
+    "sex_year",
+    "age_band_year",
+    "care_type_year",
+    "target_group_year",
+)
+BREAKDOWNS = ("sex", "age_band", "care_type", "target_group")
+
+Count = Annotated[int | None, Field(ge=0)]
+Share = Annotated[float | None, Field(ge=0, le=1)]
+
+
+class ReleasedCellV1(BaseModel):
+    """One cell of a released table, as the open data files carry it. A suppressed cell has no number at all:
+    every count, rate and interval is null."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    measure_id: str
+    measure_version: int
+    table: Literal[
+        "provider_year",
+        "provider_all_years",
+        "national_year",
+        "national_all_years",
+        "sex_year",
+        "age_band_year",
+        "care_type_year",
+        "target_group_year",
+    ]
+    provider_id: str | None = Field(None, description="provider tables: the provider")
+    breakdown: str | None = Field(None, description="breakdown tables: the dimension (sex, age_band, …)")
+    breakdown_value: str | None = Field(None, description="breakdown tables: the dimension's value")
+    discharge_year: int | None = Field(None, description="by-year tables: the discharge year")
+    suppressed: bool = Field(
+        description="true: too few episodes, or hidden so a small cell cannot be derived"
+    )
+    result: Literal["final", "preliminary"] | None = Field(
+        None, description="final: every outcome window of the cohort has closed; preliminary: counts so far"
+    )
+    achieved: Count = None
+    not_achieved: Count = None
+    missing: Count = None
+    pending: Count = None
+    closed: Count = None
+    windows_closed_share: Share = None
+    observed_rate: Share = None
+    itt_rate: Share = None
+    ci_low: Share = None
+    ci_high: Share = None
+    oe_ratio: Annotated[float | None, Field(ge=0)] = None
+    oe_low: Annotated[float | None, Field(ge=0)] = None
+    oe_high: Annotated[float | None, Field(ge=0)] = None
+    funnel_label: Literal["higher", "lower", "no_different"] | None = None
+
+
+class CellChangeV1(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: str
+    key: dict[str, str | int | None]
+    change: Literal["added", "removed", "changed"]
+    fields: list[str] = Field(default_factory=list, description="changed: the columns that differ")
+
+
+class ReleasedMeasureV1(BaseModel):
+    """Summary of one measure in a release's manifest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    measure_id: str
+    measure_version: int
+    cells: int
+    suppressed_cells: int
+    added: int
+    removed: int
+    changed: int
+
+
+class ReleaseV1(BaseModel):
+    """A release's manifest (key `release:<n>`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["release"] = "release"
+    release: int = Field(ge=1)
+    previous: int | None = Field(None, ge=1, description="the release the change list compares against")
+    data_as_of: datetime = Field(description="the moment the figures were read (one consistent snapshot)")
+    published_at: datetime
+    published_by: str = Field(description="the operator key's label")
+    note: str | None = Field(None, max_length=2000)
+    min_cell: int = Field(ge=1)
+    suppression: str = Field(
+        description="how small cells are protected: primary below min_cell, complementary across all tables"
+    )
+    measures: list[ReleasedMeasureV1]
+
+
+class ReleaseMeasureV1(BaseModel):
+    """One measure's tables in a release (key `release:<n>:<measure id>`): the open data (`tables`), the
+    change list against the previous release, and the page's views of the same figures."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["release_measure"] = "release_measure"
+    release: int = Field(ge=1)
+    measure_id: str
+    measure_version: int
+    tables: dict[str, list[ReleasedCellV1]]
+    changes: list[CellChangeV1]
+    views: dict[str, Any] = Field(
+        description="the page's views: comparisons by discharge year ('all': every year), national and "
+        "per-provider rows by year, with the release's suppression applied"
+    )
+
+
+class ReleaseRecordV1(RootModel[Annotated[ReleaseV1 | ReleaseMeasureV1, Field(discriminator="kind")]]):
+    """Either record of `releases.v1`."""
+
+
+def manifest_key(release: int) -> str:
+    return f"release:{release}"
+
+
+def measure_key(release: int, measure_id: str) -> str:
+    return f"release:{release}:{measure_id}"

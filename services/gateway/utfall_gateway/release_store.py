@@ -1,0 +1,68 @@
+"""Releases as the gateway keeps them: `releases.v1` followed into memory (every replica has them all), and
+written with a producer that compresses (a measure's tables are one record)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+
+from utfall_events.releases import ReleaseMeasureV1, ReleaseRecordV1, ReleaseV1, manifest_key, measure_key
+from utfall_events.topics import RELEASE_MAX_BYTES, RELEASES
+from utfall_platform.compacted import CompactedTable
+from utfall_platform.kafka_access import KafkaAccess
+
+
+class ReleaseStore(CompactedTable[ReleaseRecordV1]):
+    def __init__(self, kafka: KafkaAccess, service: str = "gateway") -> None:
+        super().__init__(kafka, RELEASES, ReleaseRecordV1, service)
+
+    def manifests(self) -> list[ReleaseV1]:
+        """Every complete release, newest first. A manifest is written after its measures' records, so one
+        whose records are not all here yet (a write under way) is not listed."""
+        found = []
+        for record in self.rows.values():
+            release = record.root
+            if isinstance(release, ReleaseV1) and all(
+                measure_key(release.release, m.measure_id) in self.rows for m in release.measures
+            ):
+                found.append(release)
+        return sorted(found, key=lambda r: r.release, reverse=True)
+
+    def manifest(self, number: int) -> ReleaseV1 | None:
+        return next((r for r in self.manifests() if r.release == number), None)
+
+    def latest(self) -> ReleaseV1 | None:
+        releases = self.manifests()
+        return releases[0] if releases else None
+
+    def measure(self, number: int, measure_id: str) -> ReleaseMeasureV1 | None:
+        record = self.rows.get(measure_key(number, measure_id))
+        return record.root if record is not None and isinstance(record.root, ReleaseMeasureV1) else None
+
+    def taken(self, number: int) -> bool:
+        return manifest_key(number) in self.rows
+
+    def highest(self) -> int:
+        numbers = [r.root.release for r in self.rows.values()]
+        return max(numbers, default=0)
+
+    async def publish(self, records: Sequence[tuple[str, BaseModel]]) -> None:
+        """Write in order (measures, then the manifest), each acknowledged by every replica of the topic."""
+        producer = AIOKafkaProducer(
+            **self.kafka.client_options(),
+            acks="all",
+            enable_idempotence=True,
+            compression_type="gzip",
+            max_request_size=RELEASE_MAX_BYTES,
+        )
+        await producer.start()
+        try:
+            for key, record in records:
+                await producer.send_and_wait(
+                    self.topic, key=key.encode(), value=record.model_dump_json().encode()
+                )
+        finally:
+            await producer.stop()
+        await self.refresh(timeout=10.0)

@@ -1,0 +1,122 @@
+"""Publishing a release: read every current measure's counts in one consistent snapshot, build the tables
+(pure, `releases.py`), compare with the previous release, write them to `releases.v1`. Releases are
+numbered one at a time across gateway replicas (a PostgreSQL advisory lock, which a read-only role may take)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from utfall_events.releases import (
+    BREAKDOWNS,
+    ReleasedMeasureV1,
+    ReleaseMeasureV1,
+    ReleaseV1,
+    manifest_key,
+    measure_key,
+)
+from utfall_platform import locks
+
+from . import readmodel
+from .auth import Principal
+from .release_store import ReleaseStore
+from .releases import ALL_YEARS, SUPPRESSION, MeasureCounts, build, changes
+from .results import ResultsQuery, Window, comparison_query
+from .state import GatewayState
+
+
+async def snapshot(gw: GatewayState) -> list[MeasureCounts]:
+    """Every current measure's counts, read in one repeatable-read transaction: the tables of a release
+    add up because they are read from one state of the data."""
+    measures = []
+    today = gw.clock.today()
+    async with gw.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        errors = await readmodel.data_errors_by_provider(conn)
+        for m in await readmodel.catalogue(conn):
+            if not m["is_current"]:
+                continue
+            window = Window(m["window_months"], m["grace_days"] or 0, today)
+            by_provider = ResultsQuery(m["id"], "year", ("provider_id",), window=window)
+            provider_year = [dict(r) for r in await readmodel.outcome_counts(conn, by_provider)]
+            periods: list[int | str] = [*sorted({r["discharge_year"] for r in provider_year}), ALL_YEARS]
+            queries = {
+                p: dataclasses.replace(
+                    comparison_query(m["id"], None if p == ALL_YEARS else int(p), {}), window=window
+                )
+                for p in periods
+            }
+            strata = {
+                p: [dict(r) for r in await readmodel.comparison_strata(conn, q)] for p, q in queries.items()
+            }
+            breakdowns = {
+                dim: [
+                    dict(r)
+                    for r in await readmodel.outcome_counts(
+                        conn, ResultsQuery(m["id"], "year", (dim,), window=window)
+                    )
+                ]
+                for dim in BREAKDOWNS
+            }
+            measures.append(
+                MeasureCounts(m["id"], m["version"], provider_year, strata, breakdowns, errors, queries)
+            )
+    return measures
+
+
+async def publish_release(
+    gw: GatewayState, store: ReleaseStore, who: Principal, note: str | None
+) -> ReleaseV1:
+    async with gw.pool.acquire() as lock_conn:
+        await lock_conn.execute("SELECT pg_advisory_lock($1)", locks.GATEWAY_RELEASE)
+        try:
+            await store.refresh(timeout=10.0)
+            number = store.highest() + 1
+            previous = store.latest()
+            data_as_of = gw.clock.now()
+            counts = await snapshot(gw)
+            built = await asyncio.to_thread(lambda: [build(c, min_cell=gw.min_cell) for c in counts])
+            records: list[tuple[str, ReleaseMeasureV1 | ReleaseV1]] = []
+            summary = []
+            for c, release in zip(counts, built, strict=True):
+                before = store.measure(previous.release, c.measure_id) if previous else None
+                listed = changes(before.tables if before else ({} if previous else None), release.tables)
+                records.append(
+                    (
+                        measure_key(number, c.measure_id),
+                        ReleaseMeasureV1(
+                            release=number,
+                            measure_id=c.measure_id,
+                            measure_version=c.measure_version,
+                            tables=release.tables,
+                            changes=listed,
+                            views=release.views,
+                        ),
+                    )
+                )
+                summary.append(
+                    ReleasedMeasureV1(
+                        measure_id=c.measure_id,
+                        measure_version=c.measure_version,
+                        cells=release.cells,
+                        suppressed_cells=release.suppressed,
+                        added=sum(1 for x in listed if x.change == "added"),
+                        removed=sum(1 for x in listed if x.change == "removed"),
+                        changed=sum(1 for x in listed if x.change == "changed"),
+                    )
+                )
+            manifest = ReleaseV1(
+                release=number,
+                previous=previous.release if previous else None,
+                data_as_of=data_as_of,
+                published_at=gw.clock.now(),
+                published_by=who.key_id or who.role,
+                note=note,
+                min_cell=gw.min_cell,
+                suppression=SUPPRESSION,
+                measures=summary,
+            )
+            records.append((manifest_key(number), manifest))
+            await store.publish(records)
+            return manifest
+        finally:
+            await lock_conn.execute("SELECT pg_advisory_unlock($1)", locks.GATEWAY_RELEASE)

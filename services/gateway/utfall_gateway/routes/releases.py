@@ -1,0 +1,151 @@
+"""Releases of the open comparisons: published by an operator, frozen, downloadable as CSV and JSON with a
+suppression flag per cell and the changes against the previous release."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from utfall_events.releases import ReleasedCellV1, ReleaseV1
+from utfall_platform.problems import Problem, problem_responses
+
+from ..auth import Operator
+from ..release_store import ReleaseStore
+from ..releasing import publish_release
+from ..state import gateway_state
+
+router = APIRouter(
+    prefix="/v1/releases", tags=["releases"], responses=problem_responses(400, 401, 403, 404, 422)
+)
+
+ReleaseNumber = Annotated[int, Path(ge=1, le=1_000_000)]
+CSV_COLUMNS = list(ReleasedCellV1.model_fields)
+
+
+class ReleaseRequest(BaseModel):
+    note: str | None = Field(None, max_length=2000, description="what this release is, for its readers")
+
+
+def release_store(request: Request) -> ReleaseStore:
+    store: ReleaseStore = request.app.state.releases
+    return store
+
+
+def _links(number: int) -> dict[str, str]:
+    base = f"/v1/releases/{number}"
+    return {
+        "self": base,
+        "json": f"{base}/data.json",
+        "csv": f"{base}/data.csv",
+        "changes": f"{base}/changes",
+    }
+
+
+def _out(release: ReleaseV1) -> dict[str, Any]:
+    return {**release.model_dump(mode="json"), "links": _links(release.release)}
+
+
+def _manifest(store: ReleaseStore, number: int) -> ReleaseV1:
+    release = store.manifest(number)
+    if release is None:
+        raise Problem(404, "not-found", f"No release {number}.")
+    return release
+
+
+def _cells(store: ReleaseStore, release: ReleaseV1) -> list[ReleasedCellV1]:
+    out: list[ReleasedCellV1] = []
+    for m in release.measures:
+        measure = store.measure(release.release, m.measure_id)
+        assert measure is not None  # a listed release has every measure (ReleaseStore.manifests)
+        for cells in measure.tables.values():
+            out.extend(cells)
+    return out
+
+
+@router.post("", status_code=201, summary="Publish a release: every public table as of now, frozen")
+async def publish(request: Request, who: Operator, body: ReleaseRequest | None = None) -> JSONResponse:
+    store = release_store(request)
+    release = await publish_release(gateway_state(request), store, who, body.note if body else None)
+    return JSONResponse(
+        _out(release), status_code=201, headers={"Location": f"/v1/releases/{release.release}"}
+    )
+
+
+@router.get("", summary="Every release, newest first")
+async def list_releases(request: Request) -> dict[str, Any]:
+    return {"releases": [_out(r) for r in release_store(request).manifests()]}
+
+
+@router.get("/latest", summary="The latest release")
+async def latest(request: Request) -> dict[str, Any]:
+    release = release_store(request).latest()
+    if release is None:
+        raise Problem(404, "not-found", "No release has been published yet.")
+    return _out(release)
+
+
+@router.get("/{number}", summary="One release: what it holds, when its data was read, how much is suppressed")
+async def one(request: Request, number: ReleaseNumber) -> dict[str, Any]:
+    return _out(_manifest(release_store(request), number))
+
+
+@router.get("/{number}/data.json", summary="Every cell of a release, with its suppression flag")
+async def data_json(request: Request, number: ReleaseNumber) -> Response:
+    store = release_store(request)
+    release = _manifest(store, number)
+    body = {
+        "release": release.model_dump(mode="json"),
+        "cells": [c.model_dump(mode="json") for c in _cells(store, release)],
+    }
+    return JSONResponse(body, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+@router.get(
+    "/{number}/data.csv",
+    summary="Every cell of a release as CSV (suppressed cells: no numbers)",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV, one row per cell"}
+    },
+)
+async def data_csv(request: Request, number: ReleaseNumber) -> Response:
+    store = release_store(request)
+    release = _manifest(store, number)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for cell in _cells(store, release):
+        writer.writerow({k: _csv_value(v) for k, v in cell.model_dump(mode="json").items()})
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="utfall-release-{number}.csv"',
+            "Cache-Control": "public, max-age=31536000, immutable",
+        },
+    )
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""  # a suppressed cell: no number at all
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+@router.get("/{number}/changes", summary="What changed against the previous release, cell by cell")
+async def changed(request: Request, number: ReleaseNumber) -> dict[str, Any]:
+    store = release_store(request)
+    release = _manifest(store, number)
+    listed = []
+    for m in release.measures:
+        measure = store.measure(number, m.measure_id)
+        assert measure is not None
+        listed += [{"measure_id": m.measure_id, **c.model_dump(mode="json")} for c in measure.changes]
+    return {"release": number, "previous": release.previous, "changes": listed}
