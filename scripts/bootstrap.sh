@@ -2,7 +2,8 @@
 # Installs what Utfall needs on a fresh machine: uv, the locked Python environment, Kafka's jars (Maven
 # Central). With --system (CI, or a root shell) it also installs missing Debian packages: Java 17, Maven,
 # Chromium (browser tests), Prometheus (promtool), docker-compose (config checks), wrk (the gateway
-# benchmark's load generator) and kcat (a third-party Kafka client the tests use; see scripts/kcat).
+# benchmark's load generator), kcat (a third-party Kafka client the tests use; see scripts/kcat) and npm
+# (axe-core for the accessibility tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,7 @@ if [[ "${1:-}" == "--system" ]]; then
   command -v docker-compose >/dev/null || need+=(docker-compose)
   command -v wrk >/dev/null || need+=(wrk)
   command -v kcat >/dev/null || need+=(kcat)
+  command -v npm >/dev/null || need+=(nodejs npm)
   if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
       echo "installing Debian packages: ${need[*]}"
@@ -39,4 +41,10 @@ else
 fi
 "${UV[@]}" sync --frozen --python "$PY" --quiet
 "${UV[@]}" run --frozen --no-sync python -m utfall_platform.local.kafka fetch >/dev/null
+# axe-core (npm), which the browser tests inject into the real page to check WCAG 2.1 AA
+if command -v npm >/dev/null; then
+  npm ci --prefix tests/browser --no-audit --no-fund --silent
+else
+  echo "npm is missing: the accessibility tests need it (scripts/bootstrap.sh --system installs it)" >&2
+fi
 echo "ready: $("${UV[@]}" run --frozen --no-sync python --version), Kafka jars cached in .cache/"

@@ -48,28 +48,37 @@ def recovered(
 def published_and_relations(cells: Sequence[Any], column: str) -> tuple[dict[Any, Any], list[Any]]:
     """The attacker's view of one measure in a release, built from the open data alone (cells as models or
     as the JSON download's dicts): each cell's published value of `column` (None when suppressed), and the
-    relations any reader knows from the tables' meaning."""
+    relations any reader knows from the tables' meaning, for each source's tables."""
 
     def get(cell: Any, name: str) -> Any:
         return cell[name] if isinstance(cell, Mapping) else getattr(cell, name)
 
     published: dict[Any, Any] = {}
     for c in cells:
-        key = (get(c, "table"), get(c, "provider_id"), get(c, "breakdown_value"), get(c, "discharge_year"))
+        key = (
+            get(c, "source"),
+            get(c, "table"),
+            get(c, "provider_id"),
+            get(c, "breakdown_value"),
+            get(c, "discharge_year"),
+        )
         published[key] = None if get(c, "suppressed") else get(c, column)
-    tables = {k[0] for k in published}
-    provider_year = [k for k in published if k[0] == "provider_year"]
     relations: list[Any] = []
-    for p in {k[1] for k in provider_year}:
-        relations.append((("provider_all_years", p, None, None), [k for k in provider_year if k[1] == p]))
-    for y in {k[3] for k in provider_year}:
-        relations.append((("national_year", None, None, y), [k for k in provider_year if k[3] == y]))
-        for name in tables:
-            if name.endswith("_year") and name not in ("provider_year", "national_year"):
-                relations.append(
-                    (("national_year", None, None, y), [k for k in published if k[0] == name and k[3] == y])
-                )
-    everything = ("national_all_years", None, None, None)
-    relations.append((everything, [k for k in published if k[0] == "national_year"]))
-    relations.append((everything, [k for k in published if k[0] == "provider_all_years"]))
+    for source in {k[0] for k in published}:
+        mine = [k for k in published if k[0] == source]
+        tables = {k[1] for k in mine}
+        provider_year = [k for k in mine if k[1] == "provider_year"]
+        for p in {k[2] for k in provider_year}:
+            relations.append(
+                ((source, "provider_all_years", p, None, None), [k for k in provider_year if k[2] == p])
+            )
+        for y in {k[4] for k in provider_year}:
+            national = (source, "national_year", None, None, y)
+            relations.append((national, [k for k in provider_year if k[4] == y]))
+            for name in tables:
+                if name.endswith("_year") and name not in ("provider_year", "national_year"):
+                    relations.append((national, [k for k in mine if k[1] == name and k[4] == y]))
+        everything = (source, "national_all_years", None, None, None)
+        relations.append((everything, [k for k in mine if k[1] == "national_year"]))
+        relations.append((everything, [k for k in mine if k[1] == "provider_all_years"]))
     return published, relations

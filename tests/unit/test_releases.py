@@ -47,12 +47,31 @@ def group(episodes: list[dict[str, Any]], by: tuple[str, ...]) -> list[dict[str,
     return list(rows.values())
 
 
-def measure_counts(episodes: list[dict[str, Any]]) -> MeasureCounts:
+def submissions(seed: int, years: list[int]) -> list[dict[str, Any]]:
+    """Providers' aggregated figures per year, some small, as episodes so `group` can count them."""
+    rng = random.Random(seed + 1000)
+    out = []
+    for i in range(3):
+        for year in years:
+            for _ in range(rng.choice([0, 4, 12, 30])):
+                status = rng.choice(["achieved", "not_achieved", "missing"])
+                out.append({"provider_id": f"r{i}", "discharge_year": year, "status": status})
+    return out
+
+
+def measure_counts(
+    episodes: list[dict[str, Any]], reported: list[dict[str, Any]] | None = None
+) -> MeasureCounts:
     years = sorted({e["discharge_year"] for e in episodes})
+    reported = submissions(len(episodes), years) if reported is None else reported
     strata: dict[int | str, list[dict[str, Any]]] = {
         y: group([e for e in episodes if e["discharge_year"] == y], ("provider_id", *STRATA)) for y in years
     }
     strata[ALL_YEARS] = group(episodes, ("provider_id", *STRATA))
+    by_period: dict[int | str, list[dict[str, Any]]] = {
+        y: group([e for e in reported if e["discharge_year"] == y], ("provider_id",)) for y in years
+    }
+    by_period[ALL_YEARS] = group(reported, ("provider_id",))
     return MeasureCounts(
         "m",
         1,
@@ -62,12 +81,17 @@ def measure_counts(episodes: list[dict[str, Any]]) -> MeasureCounts:
             dim: group(episodes, (dim, "discharge_year"))
             for dim in ("sex", "care_type", "target_group", "age_band")
         },
+        reported_year=group(reported, ("provider_id", "discharge_year")),
+        reported=by_period,
     )
 
 
 def test_every_table_is_released_and_suppressed_cells_carry_no_number() -> None:
     release = build(measure_counts(cohort(1)), min_cell=10)
     assert set(release.tables) == set(TABLES)
+    sources = {c.source for c in release.tables["provider_year"]}
+    assert sources == {"events", "self_reported"}
+    assert {c.source for c in release.tables["sex_year"]} == {"events"}
     for cells in release.tables.values():
         for c in cells:
             numbers = [
@@ -128,6 +152,6 @@ def test_change_list_names_what_moved() -> None:
     second = build(measure_counts(later), min_cell=10)
     listed = changes(first.tables, second.tables)
     added = {(c.table, tuple(sorted(c.key.items()))) for c in listed if c.change == "added"}
-    assert ("national_year", (("discharge_year", 2025),)) in added
+    assert ("national_year", (("discharge_year", 2025), ("source", "events"))) in added
     changed = [c for c in listed if c.change == "changed" and c.table == "national_all_years"]
     assert changed and "closed" in changed[0].fields

@@ -1,5 +1,5 @@
-"""`releases.v1` (compacted, keyed `release:<n>` and `release:<n>:<measure id>`): published releases of the
-open comparisons, frozen.
+"""`releases.v1` (compacted, keyed `release:<n>` and `release:<n>:<measure id>`, `<deployment>/` before them
+when deployments share a Kafka): published releases of the open comparisons, frozen.
 
 An operator publishes a release (`POST /v1/releases`): every public table of every current measure as of
 one moment, disclosure-controlled across all the tables together, numbered 1, 2, 3 …. A release never
@@ -48,6 +48,9 @@ class ReleasedCellV1(BaseModel):
         "care_type_year",
         "target_group_year",
     ]
+    source: Literal["events", "self_reported"] = Field(
+        "events", description="events: from care events; self_reported: providers' aggregated submissions"
+    )
     provider_id: str | None = Field(None, description="provider tables: the provider")
     breakdown: str | None = Field(None, description="breakdown tables: the dimension (sex, age_band, …)")
     breakdown_value: str | None = Field(None, description="breakdown tables: the dimension's value")
@@ -138,9 +141,15 @@ class ReleaseRecordV1(RootModel[Annotated[ReleaseV1 | ReleaseMeasureV1, Field(di
     """Either record of `releases.v1`."""
 
 
-def manifest_key(release: int) -> str:
-    return f"release:{release}"
+def key_prefix(deployment: str = "") -> str:
+    """Releases belong to one deployment; deployments that share a Kafka (`UTFALL_INSTANCE`, as tests do) keep
+    their releases apart by key."""
+    return f"{deployment}/release:" if deployment else "release:"
 
 
-def measure_key(release: int, measure_id: str) -> str:
-    return f"release:{release}:{measure_id}"
+def manifest_key(release: int, deployment: str = "") -> str:
+    return f"{key_prefix(deployment)}{release}"
+
+
+def measure_key(release: int, measure_id: str, deployment: str = "") -> str:
+    return f"{key_prefix(deployment)}{release}:{measure_id}"

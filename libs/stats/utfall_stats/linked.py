@@ -95,14 +95,18 @@ def _add(target: dict[int, Fraction], source: Mapping[int, Fraction], factor: Fr
 
 
 def suppress_linked(
-    closed: Mapping[K, int], relations: Sequence[Relation[K]], *, min_cell: int = DEFAULT_MIN_CELL
+    closed: Mapping[K, int],
+    relations: Sequence[Relation[K]],
+    *,
+    min_cell: int = DEFAULT_MIN_CELL,
+    hidden: Iterable[K] = (),
 ) -> LinkedSuppression[K]:
     """Primary suppression of cells under `min_cell`, then complementary suppression until no suppressed
     cell can be computed from the rest. The cell added shares a relation with a disclosed cell; of those, the
     one that leaves the fewest disclosed, then one that is not a total (a national figure is the last to
-    go), then the smallest."""
+    go), then the smallest. `hidden`: cells already hidden for another reason, protected the same way."""
     primary = frozenset(k for k, n in closed.items() if n < min_cell)
-    suppressed = set(primary)
+    suppressed = set(primary) | set(hidden)
     totals = {r.total for r in relations}
     touching: dict[K, list[Relation[K]]] = {}
     for relation in relations:

@@ -19,7 +19,7 @@ from .release_store import ReleaseStore
 from .routes import admin, contracts, events, measures, releases
 from .settings import GatewaySettings
 from .state import GatewayState
-from .web import definitions, page
+from .web import accessibility, definitions, page
 
 
 def create_app(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -36,7 +36,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     )
     keys = KeyStore(settings.kafka, service="gateway")
     providers = ProviderRegistry(settings.kafka, service="gateway")
-    release_store = ReleaseStore(settings.kafka, service="gateway")
+    release_store = ReleaseStore(settings.kafka, service="gateway", deployment=settings.instance)
     state = GatewayState(runtime, settings, clock)
 
     async def start_background() -> None:
@@ -80,6 +80,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         releases.router,
         page.router,
         definitions.router,
+        accessibility.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")

@@ -8,15 +8,34 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
-from utfall_events.releases import ReleaseMeasureV1, ReleaseRecordV1, ReleaseV1, manifest_key, measure_key
+from utfall_events.releases import (
+    ReleaseMeasureV1,
+    ReleaseRecordV1,
+    ReleaseV1,
+    key_prefix,
+    manifest_key,
+    measure_key,
+)
 from utfall_events.topics import RELEASE_MAX_BYTES, RELEASES
 from utfall_platform.compacted import CompactedTable
 from utfall_platform.kafka_access import KafkaAccess
 
 
 class ReleaseStore(CompactedTable[ReleaseRecordV1]):
-    def __init__(self, kafka: KafkaAccess, service: str = "gateway") -> None:
+    def __init__(self, kafka: KafkaAccess, service: str = "gateway", deployment: str = "") -> None:
         super().__init__(kafka, RELEASES, ReleaseRecordV1, service)
+        self.deployment = deployment
+        self._prefix = key_prefix(deployment).encode()
+
+    def _apply(self, rows: dict[str, ReleaseRecordV1], key: bytes | None, value: bytes | None) -> None:
+        if key is not None and key.startswith(self._prefix):  # another deployment's releases are not ours
+            super()._apply(rows, key, value)
+
+    def manifest_key(self, number: int) -> str:
+        return manifest_key(number, self.deployment)
+
+    def measure_key(self, number: int, measure_id: str) -> str:
+        return measure_key(number, measure_id, self.deployment)
 
     def manifests(self) -> list[ReleaseV1]:
         """Every complete release, newest first. A manifest is written after its measures' records, so one
@@ -25,7 +44,7 @@ class ReleaseStore(CompactedTable[ReleaseRecordV1]):
         for record in self.rows.values():
             release = record.root
             if isinstance(release, ReleaseV1) and all(
-                measure_key(release.release, m.measure_id) in self.rows for m in release.measures
+                self.measure_key(release.release, m.measure_id) in self.rows for m in release.measures
             ):
                 found.append(release)
         return sorted(found, key=lambda r: r.release, reverse=True)
@@ -38,11 +57,8 @@ class ReleaseStore(CompactedTable[ReleaseRecordV1]):
         return releases[0] if releases else None
 
     def measure(self, number: int, measure_id: str) -> ReleaseMeasureV1 | None:
-        record = self.rows.get(measure_key(number, measure_id))
+        record = self.rows.get(self.measure_key(number, measure_id))
         return record.root if record is not None and isinstance(record.root, ReleaseMeasureV1) else None
-
-    def taken(self, number: int) -> bool:
-        return manifest_key(number) in self.rows
 
     def highest(self) -> int:
         numbers = [r.root.release for r in self.rows.values()]

@@ -31,19 +31,22 @@ from .results import (
     row,
 )
 
-CellKey = tuple[Any, ...]  # (table, *dimension values)
+CellKey = tuple[Any, ...]  # (source, table, *dimension values)
 ALL_YEARS = "all"
+SOURCES = ("events", "self_reported")
 SUPPRESSION = (
-    "primary: fewer than min_cell closed episodes; complementary: across all tables of the release together, "
-    "until no suppressed cell can be computed from the published cells by any sum or difference"
+    "primary: fewer than min_cell closed episodes; complementary: across all tables of the release together "
+    "(each source apart), until no suppressed cell can be computed from the published cells by any sum or "
+    "difference"
 )
 
 
 @dataclass(frozen=True)
 class MeasureCounts:
-    """What a release reads of one measure, in one snapshot. `provider_year`: counts per provider and discharge
-    year; `strata`: comparison strata per discharge year (`ALL_YEARS`: every year); `breakdowns`: counts per
-    dimension value and year; `errors`: data errors per provider."""
+    """What a release reads of one measure, in one snapshot. `provider_year`: event-based counts per provider
+    and discharge year; `reported_year`: the same from providers' aggregated submissions; `strata`: comparison
+    strata and `reported`: fitting submissions per provider, per discharge year (`ALL_YEARS`: every year);
+    `breakdowns`: event-based counts per dimension value and year; `errors`: data errors per provider."""
 
     measure_id: str
     measure_version: int
@@ -52,13 +55,15 @@ class MeasureCounts:
     breakdowns: Mapping[str, Sequence[Mapping[str, Any]]]
     errors: Mapping[str, int] = field(default_factory=dict)
     queries: Mapping[int | str, ResultsQuery] = field(default_factory=dict)  # windowed comparison queries
+    reported_year: Sequence[Mapping[str, Any]] = ()
+    reported: Mapping[int | str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
 
 
 def linked_cells(counts: MeasureCounts) -> tuple[dict[CellKey, int], list[Relation[CellKey]]]:
     """Every cell of the release's tables with its number of closed episodes, and how they add up: a
     provider's years to its all-years total, the providers of a year (and the values of each breakdown of
     that year) to the national figure of the year, and the years (and the providers' totals) to the
-    national total."""
+    national total; for event-based and self-reported figures apart (each has its own totals)."""
     closed: dict[CellKey, int] = {}
     # one entry per way a total is broken down: (total, how) -> its parts
     breakdown_of: dict[tuple[CellKey, str], list[CellKey]] = {}
@@ -69,18 +74,23 @@ def linked_cells(counts: MeasureCounts) -> tuple[dict[CellKey, int], list[Relati
                 breakdown_of.setdefault(whole, []).append(key)
         closed[key] = closed.get(key, 0) + n
 
-    everything: CellKey = ("national_all_years",)
-    for r in counts.provider_year:
-        n, provider, year = _closed(r), r["provider_id"], r["discharge_year"]
-        by_provider = (("provider_all_years", provider), "year")
-        add(("provider_year", provider, year), n, by_provider, (("national_year", year), "provider"))
-        add(("provider_all_years", provider), n, (everything, "provider"))
-        add(("national_year", year), n, (everything, "year"))
-        add(everything, n)
+    for source, rows in (("events", counts.provider_year), ("self_reported", counts.reported_year)):
+        everything: CellKey = (source, "national_all_years")
+        for r in rows:
+            n, provider, year = _closed(r), r["provider_id"], r["discharge_year"]
+            add(
+                (source, "provider_year", provider, year),
+                n,
+                ((source, "provider_all_years", provider), "year"),
+                ((source, "national_year", year), "provider"),
+            )
+            add((source, "provider_all_years", provider), n, (everything, "provider"))
+            add((source, "national_year", year), n, (everything, "year"))
+            add(everything, n)
     for dim, rows in counts.breakdowns.items():
         for r in rows:
             year = r["discharge_year"]
-            add((f"{dim}_year", r[dim], year), _closed(r), (("national_year", year), dim))
+            add(("events", f"{dim}_year", r[dim], year), _closed(r), (("events", "national_year", year), dim))
     relations = [Relation(total, tuple(parts)) for (total, _), parts in breakdown_of.items()]
     return closed, relations
 
@@ -103,7 +113,7 @@ def build(counts: MeasureCounts, *, min_cell: int) -> MeasureRelease:
     comparisons = {
         period: compare(
             strata,
-            [],
+            counts.reported.get(period, []),
             counts.errors,
             counts.queries.get(period) or comparison_query(counts.measure_id, _year(period), {}),
             principal=PUBLIC,
@@ -117,9 +127,12 @@ def build(counts: MeasureCounts, *, min_cell: int) -> MeasureRelease:
         by_period, period_dims = build_cells(rows, q, PUBLIC)
         table = disclose(by_period, period_dims, principal=PUBLIC, filters={}, min_cell=min_cell)
         breakdowns[dim] = {"rows": table.rows, "totals": table.totals}
-    # A cell the per-table rules hid in any view is hidden in every view (more hidden never discloses more).
+    # A cell the per-table rules hid in any view is hidden in every view, and protected like the rest: a cell
+    # hidden only there could otherwise be computed back from the other tables.
     placed = list(_placements(comparisons, breakdowns))
-    hidden |= {key for key, r in placed if r["status"] == "suppressed"}
+    also = {key for key, r in placed if r["status"] == "suppressed"} - hidden
+    if also:
+        hidden = set(suppress_linked(closed, relations, min_cell=min_cell, hidden=hidden | also).cells)
     for key, r in placed:
         if key in hidden and r["status"] != "suppressed":
             _suppress(r)
@@ -155,21 +168,26 @@ def _placements(
     for period, comparison in comparisons.items():
         by_year = period != ALL_YEARS
         for p in comparison["providers"]:
+            source = p["source"]
             key = (
-                ("provider_year", p["provider_id"], period)
+                (source, "provider_year", p["provider_id"], period)
                 if by_year
-                else ("provider_all_years", p["provider_id"])
+                else (source, "provider_all_years", p["provider_id"])
             )
             out.append((key, p))
-        if comparison["total"] is not None:
-            out.append(
-                (("national_year", period) if by_year else ("national_all_years",), comparison["total"])
-            )
+        for source, total in (
+            ("events", comparison["total"]),
+            ("self_reported", comparison["self_reported_total"]),
+        ):
+            if total is not None:
+                out.append(
+                    ((source, "national_year", period) if by_year else (source, "national_all_years"), total)
+                )
     for dim, table in breakdowns.items():
         for r in table["rows"]:
-            out.append(((f"{dim}_year", r[dim], r["discharge_year"]), r))
+            out.append((("events", f"{dim}_year", r[dim], r["discharge_year"]), r))
         for t in table["totals"]:
-            out.append((("national_year", t["discharge_year"]), t))
+            out.append((("events", "national_year", t["discharge_year"]), t))
     return out
 
 
@@ -189,21 +207,22 @@ def _tables(
     for key, r in placed:
         if key in cells:
             continue
-        table = key[0]
+        source, table, *dims = key
         fields: dict[str, Any] = {}
         if table in ("provider_year", "provider_all_years"):
-            fields["provider_id"] = key[1]
+            fields["provider_id"] = dims[0]
         if table.endswith("_year") and table not in ("provider_year", "national_year"):
             fields["breakdown"] = table[: -len("_year")]
-            fields["breakdown_value"] = None if key[1] is None else str(key[1])
+            fields["breakdown_value"] = None if dims[0] is None else str(dims[0])
         if table in ("provider_year", "national_year") or "breakdown" in fields:
-            fields["discharge_year"] = key[-1]
+            fields["discharge_year"] = dims[-1]
         shown = r["status"] != "suppressed"
         adjusted = r.get("risk_adjusted") or {}
         cells[key] = ReleasedCellV1(
             measure_id=counts.measure_id,
             measure_version=counts.measure_version,
             table=table,
+            source=source,
             suppressed=not shown,
             **fields,
             **(
@@ -223,11 +242,11 @@ def _tables(
         )
     tables: dict[str, list[ReleasedCellV1]] = {}
     for key in sorted(cells, key=lambda k: tuple(str(x) for x in k)):
-        tables.setdefault(key[0], []).append(cells[key])
+        tables.setdefault(key[1], []).append(cells[key])
     return tables
 
 
-KEY_FIELDS = ("table", "provider_id", "breakdown", "breakdown_value", "discharge_year")
+KEY_FIELDS = ("table", "source", "provider_id", "breakdown", "breakdown_value", "discharge_year")
 VALUE_FIELDS = tuple(f for f in ReleasedCellV1.model_fields if f not in (*KEY_FIELDS, "measure_id"))
 
 

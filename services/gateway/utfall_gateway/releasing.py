@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 from utfall_events.releases import (
     BREAKDOWNS,
     ReleasedMeasureV1,
     ReleaseMeasureV1,
     ReleaseV1,
-    manifest_key,
-    measure_key,
 )
 from utfall_platform import locks
 
@@ -21,7 +20,7 @@ from . import readmodel
 from .auth import Principal
 from .release_store import ReleaseStore
 from .releases import ALL_YEARS, SUPPRESSION, MeasureCounts, build, changes
-from .results import ResultsQuery, Window, comparison_query
+from .results import ResultsQuery, Window, comparison_query, self_reported_fit
 from .state import GatewayState
 
 
@@ -48,6 +47,8 @@ async def snapshot(gw: GatewayState) -> list[MeasureCounts]:
             strata = {
                 p: [dict(r) for r in await readmodel.comparison_strata(conn, q)] for p, q in queries.items()
             }
+            reported = {p: await _reported(conn, q) for p, q in queries.items()}
+            reported_year = await _reported(conn, by_provider)
             breakdowns = {
                 dim: [
                     dict(r)
@@ -58,14 +59,38 @@ async def snapshot(gw: GatewayState) -> list[MeasureCounts]:
                 for dim in BREAKDOWNS
             }
             measures.append(
-                MeasureCounts(m["id"], m["version"], provider_year, strata, breakdowns, errors, queries)
+                MeasureCounts(
+                    m["id"],
+                    m["version"],
+                    provider_year,
+                    strata,
+                    breakdowns,
+                    errors,
+                    queries,
+                    reported_year,
+                    reported,
+                )
             )
     return measures
 
 
+async def _reported(conn: Any, q: ResultsQuery) -> list[dict[str, Any]]:
+    """Providers' aggregated submissions that fit the query (the same as the live comparison shows)."""
+    fit = self_reported_fit(q)
+    return [dict(r) for r in await readmodel.self_reported_counts(conn, q, fit)] if fit is not None else []
+
+
+def _same_as(previous: ReleaseV1, summary: list[ReleasedMeasureV1]) -> bool:
+    """The same measures at the same versions, with no cell added, removed or changed."""
+    return [(m.measure_id, m.measure_version) for m in previous.measures] == [
+        (m.measure_id, m.measure_version) for m in summary
+    ] and not any(m.added or m.removed or m.changed for m in summary)
+
+
 async def publish_release(
     gw: GatewayState, store: ReleaseStore, who: Principal, note: str | None
-) -> ReleaseV1:
+) -> tuple[ReleaseV1, bool]:
+    """The new release, or the latest one when nothing has changed since it (False: nothing was published)."""
     async with gw.pool.acquire() as lock_conn:
         await lock_conn.execute("SELECT pg_advisory_lock($1)", locks.GATEWAY_RELEASE)
         try:
@@ -82,7 +107,7 @@ async def publish_release(
                 listed = changes(before.tables if before else ({} if previous else None), release.tables)
                 records.append(
                     (
-                        measure_key(number, c.measure_id),
+                        store.measure_key(number, c.measure_id),
                         ReleaseMeasureV1(
                             release=number,
                             measure_id=c.measure_id,
@@ -104,6 +129,8 @@ async def publish_release(
                         changed=sum(1 for x in listed if x.change == "changed"),
                     )
                 )
+            if previous is not None and _same_as(previous, summary):
+                return previous, False  # nothing moved: a second release would only repeat the first
             manifest = ReleaseV1(
                 release=number,
                 previous=previous.release if previous else None,
@@ -115,8 +142,8 @@ async def publish_release(
                 suppression=SUPPRESSION,
                 measures=summary,
             )
-            records.append((manifest_key(number), manifest))
+            records.append((store.manifest_key(number), manifest))
             await store.publish(records)
-            return manifest
+            return manifest, True
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock($1)", locks.GATEWAY_RELEASE)

@@ -67,12 +67,20 @@ def _cells(store: ReleaseStore, release: ReleaseV1) -> list[ReleasedCellV1]:
     return out
 
 
-@router.post("", status_code=201, summary="Publish a release: every public table as of now, frozen")
+@router.post(
+    "",
+    status_code=201,
+    summary="Publish a release: every public table as of now, frozen (200: nothing changed since the latest)",
+    responses={200: {"description": "Nothing changed since the latest release: that release"}},
+)
 async def publish(request: Request, who: Operator, body: ReleaseRequest | None = None) -> JSONResponse:
     store = release_store(request)
-    release = await publish_release(gateway_state(request), store, who, body.note if body else None)
+    release, created = await publish_release(gateway_state(request), store, who, body.note if body else None)
+    # 200 with the latest release when nothing changed since it: publishing twice makes one release
     return JSONResponse(
-        _out(release), status_code=201, headers={"Location": f"/v1/releases/{release.release}"}
+        _out(release),
+        status_code=201 if created else 200,
+        headers={"Location": f"/v1/releases/{release.release}"},
     )
 
 

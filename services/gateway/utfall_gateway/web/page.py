@@ -70,6 +70,12 @@ LABELS = {
         "trend": "Utveckling per utskrivningsår: riket och varje utförare",
         "prel": "prel.",
         "suppr": "–",
+        "chart_alt": "Andel uppnått per utförare med 95 % konfidensintervall; samma siffror finns i tabellen nedan.",
+        "funnel_alt": "{{higher}} utförare högre än förväntat, {{lower}} lägre, {{same}} utan skillnad; "
+        "bedömningen per utförare står i tabellen nedan.",
+        "trend_alt": "Rikets andel per utskrivningsår; värdena står i tabellen nedan.",
+        "results_caption": "{{measure}}, utskrivningsår {{year}}: utfall per utförare och för riket",
+        "trend_caption": "Andel uppnått per utskrivningsår, per utförare och för riket",
         "release": "Publicering {{n}}, data per {{as_of}}",
         "release_help": "Siffrorna är en fryst publicering; de ändras inte medan du läser.",
         "downloads": "Ladda ned",
@@ -123,6 +129,12 @@ LABELS = {
         "trend": "By discharge year: national and every provider",
         "prel": "prel.",
         "suppr": "–",
+        "chart_alt": "Share achieved per provider with 95% confidence intervals; the same figures are in the table below.",
+        "funnel_alt": "{{higher}} providers higher than expected, {{lower}} lower, {{same}} no different; "
+        "each provider's judgement is in the table below.",
+        "trend_alt": "The national share by discharge year; the values are in the table below.",
+        "results_caption": "{{measure}}, discharge year {{year}}: outcomes per provider and nationally",
+        "trend_caption": "Share achieved by discharge year, per provider and nationally",
         "release": "Release {{n}}, data as of {{as_of}}",
         "release_help": "The figures are a frozen release; they do not change while you read them.",
         "downloads": "Download",
@@ -188,7 +200,9 @@ def funnel_plot(funnel: dict[str, Any] | None, providers: list[dict[str, Any]]) 
     def line(key: str) -> str:
         return " ".join(f"{x(c['n'])},{y(c[key])}" for c in funnel["curve"])
 
+    labels = [p["funnel"]["label"] for p in points]
     return {
+        "counts": {label: labels.count(label) for label in ("higher", "lower", "no_different")},
         "width": FUNNEL_WIDTH,
         "height": FUNNEL_HEIGHT,
         "left": FUNNEL_MARGIN,
@@ -367,6 +381,9 @@ async def home(
         label_width=LABEL_WIDTH,
         chart_height=40 + max(1, len(providers)) * ROW_HEIGHT,
         title_key="title_sv" if lang == "sv" else "title_en",
+        measure_title=next(
+            (m["title_sv" if lang == "sv" else "title_en"] for m in catalogue if m["id"] == measure), measure
+        ),
         other_lang="en" if lang == "sv" else "sv",
     )
     return HTMLResponse(html, headers=SECURITY_HEADERS)
