@@ -14,6 +14,23 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints,
 from .care import FreeText
 from .vocabulary import AgeBand, CareType, LegalBasis, Sex, TargetGroup
 
+# The columns of an aggregated CSV sheet, as ingest reads it and the providers' template offers it.
+CSV_COLUMNS = (
+    "provider_id",
+    "measure_id",
+    "measure_version",
+    "period",
+    "target_group",
+    "care_type",
+    "legal_basis",
+    "sex",
+    "age_band",
+    "numerator",
+    "denominator",
+    "missing",
+    "method",
+)
+
 Period = Annotated[
     str,
     StringConstraints(pattern=r"^(20\d\d)(-Q[1-4])?$"),

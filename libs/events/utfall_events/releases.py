@@ -12,7 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from .personnummer import looks_like_personnummer
 
 TABLES = (
     "provider_year",
@@ -137,7 +140,33 @@ class ReleaseMeasureV1(BaseModel):
     )
 
 
-class ReleaseRecordV1(RootModel[Annotated[ReleaseV1 | ReleaseMeasureV1, Field(discriminator="kind")]]):
+def _no_personnummer(value: str) -> str:
+    if looks_like_personnummer(value):
+        raise PydanticCustomError(
+            "personnummer_in_text", "the text must not contain a personal identity number (it was not kept)"
+        )
+    return value
+
+
+class ReleaseCommentV1(BaseModel):
+    """A provider's factual correction or comment on the next release (key `comment:<id>`): operators see it
+    before they publish, as inspectorates hear a provider before they publish."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["release_comment"] = "release_comment"
+    comment_id: str
+    provider_id: str
+    key_id: str = Field(description="the provider key that signed in")
+    measure_id: str | None = Field(None, max_length=64)
+    after_release: int | None = Field(None, description="the latest release when it was written")
+    text: Annotated[str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_no_personnummer)]
+    created_at: datetime
+
+
+class ReleaseRecordV1(
+    RootModel[Annotated[ReleaseV1 | ReleaseMeasureV1 | ReleaseCommentV1, Field(discriminator="kind")]]
+):
     """Either record of `releases.v1`."""
 
 
@@ -153,3 +182,7 @@ def manifest_key(release: int, deployment: str = "") -> str:
 
 def measure_key(release: int, measure_id: str, deployment: str = "") -> str:
     return f"{key_prefix(deployment)}{release}:{measure_id}"
+
+
+def comment_key(comment_id: str, deployment: str = "") -> str:
+    return f"{key_prefix(deployment)}comment:{comment_id}"

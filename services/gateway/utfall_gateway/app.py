@@ -19,7 +19,7 @@ from .release_store import ReleaseStore
 from .routes import admin, contracts, events, measures, releases
 from .settings import GatewaySettings
 from .state import GatewayState
-from .web import accessibility, definitions, page
+from .web import accessibility, definitions, page, provider
 
 
 def create_app(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -81,6 +81,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         page.router,
         definitions.router,
         accessibility.router,
+        provider.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")

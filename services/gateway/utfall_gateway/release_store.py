@@ -9,9 +9,11 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from utfall_events.releases import (
+    ReleaseCommentV1,
     ReleaseMeasureV1,
     ReleaseRecordV1,
     ReleaseV1,
+    comment_key,
     key_prefix,
     manifest_key,
     measure_key,
@@ -61,8 +63,20 @@ class ReleaseStore(CompactedTable[ReleaseRecordV1]):
         return record.root if record is not None and isinstance(record.root, ReleaseMeasureV1) else None
 
     def highest(self) -> int:
-        numbers = [r.root.release for r in self.rows.values()]
+        numbers = [r.root.release for r in self.rows.values() if not isinstance(r.root, ReleaseCommentV1)]
         return max(numbers, default=0)
+
+    def comment_key(self, comment_id: str) -> str:
+        return comment_key(comment_id, self.deployment)
+
+    def comments(self, provider_id: str | None = None) -> list[ReleaseCommentV1]:
+        """Providers' comments, newest first; one provider's when named."""
+        found = [
+            r.root
+            for r in self.rows.values()
+            if isinstance(r.root, ReleaseCommentV1) and provider_id in (None, r.root.provider_id)
+        ]
+        return sorted(found, key=lambda c: (c.created_at, c.comment_id), reverse=True)
 
     async def publish(self, records: Sequence[tuple[str, BaseModel]]) -> None:
         """Write in order (measures, then the manifest), each acknowledged by every replica of the topic."""

@@ -80,6 +80,30 @@ async def _reported(conn: Any, q: ResultsQuery) -> list[dict[str, Any]]:
     return [dict(r) for r in await readmodel.self_reported_counts(conn, q, fit)] if fit is not None else []
 
 
+async def preview(gw: GatewayState, store: ReleaseStore, provider_id: str) -> dict[str, Any]:
+    """What the next release would publish of one provider if it were published now: its cells in the
+    provider tables, suppressed or not, built exactly as a release is (computed at most once a minute)."""
+
+    async def compute() -> list[tuple[str, Any]]:
+        counts = await snapshot(gw)
+        return await asyncio.to_thread(
+            lambda: [(c.measure_id, build(c, min_cell=gw.min_cell)) for c in counts]
+        )
+
+    built: list[tuple[str, Any]] = await gw.previews.get(("release-preview",), compute)
+    measures = []
+    for measure_id, release in built:
+        cells = [
+            c
+            for table in ("provider_all_years", "provider_year")
+            for c in release.tables.get(table, [])
+            if c.provider_id == provider_id
+        ]
+        if cells:
+            measures.append({"measure_id": measure_id, "cells": cells})
+    return {"release": store.highest() + 1, "measures": measures}
+
+
 def _same_as(previous: ReleaseV1, summary: list[ReleasedMeasureV1]) -> bool:
     """The same measures at the same versions, with no cell added, removed or changed."""
     return [(m.measure_id, m.measure_version) for m in previous.measures] == [

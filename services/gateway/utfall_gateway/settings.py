@@ -15,3 +15,6 @@ class GatewaySettings(PlatformSettings):
     min_cell: int = 10
     results_cache_seconds: float = 1.0
     cors_origins: str = ""  # closed by default; comma-separated origins to open
+    # Where the providers' pages send an uploaded sheet (ingest's POST /v1/aggregates, as the provider).
+    ingest_url: str = "http://127.0.0.1:8081"
+    release_preview_seconds: float = 60.0  # a preview of the next release is computed at most this often

@@ -19,6 +19,7 @@ class GatewayState:
         self.settings = settings
         self.clock = clock
         self.cache = TtlCache(settings.results_cache_seconds)
+        self.previews = TtlCache(settings.release_preview_seconds)
 
     @property
     def pool(self) -> Any:

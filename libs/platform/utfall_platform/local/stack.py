@@ -150,6 +150,8 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if name == "gateway":  # the providers' pages send uploaded sheets to ingest
+            env["UTFALL_INGEST_URL"] = self.services["ingest"].url
         env.update(self.extra_env)
         return env
 

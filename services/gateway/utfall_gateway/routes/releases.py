@@ -97,6 +97,13 @@ async def latest(request: Request) -> dict[str, Any]:
     return _out(release)
 
 
+@router.get(
+    "/comments", summary="Providers' comments and factual corrections on the next release (operators)"
+)
+async def comments(request: Request, who: Operator) -> dict[str, Any]:
+    return {"comments": [c.model_dump(mode="json") for c in release_store(request).comments()]}
+
+
 @router.get("/{number}", summary="One release: what it holds, when its data was read, how much is suppressed")
 async def one(request: Request, number: ReleaseNumber) -> dict[str, Any]:
     return _out(_manifest(release_store(request), number))

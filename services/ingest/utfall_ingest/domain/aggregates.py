@@ -12,27 +12,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from utfall_events.aggregates import AggregateFiguresV1
+from utfall_events.aggregates import CSV_COLUMNS, AggregateFiguresV1
 from utfall_events.catalogue import known_version
 from utfall_events.personnummer import redact
 
 from .validation import Reason, _from_pydantic
 
-CSV_COLUMNS = (
-    "provider_id",
-    "measure_id",
-    "measure_version",
-    "period",
-    "target_group",
-    "care_type",
-    "legal_basis",
-    "sex",
-    "age_band",
-    "numerator",
-    "denominator",
-    "missing",
-    "method",
-)
 _INTEGER = re.compile(r"^\s*-?\d+\s*$")
 INT_FIELDS = ("measure_version", "numerator", "denominator", "missing")
 OPTIONAL = ("care_type", "legal_basis", "sex", "age_band")
