@@ -10,14 +10,14 @@ written before the release's manifest, so a reader that has the manifest has the
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from .personnummer import looks_like_personnummer
 
-TABLES = (
+TableName = Literal[
     "provider_year",
     "provider_all_years",
     "national_year",
@@ -26,7 +26,8 @@ TABLES = (
     "age_band_year",
     "care_type_year",
     "target_group_year",
-)
+]
+TABLES: tuple[str, ...] = get_args(TableName)
 BREAKDOWNS = ("sex", "age_band", "care_type", "target_group")
 
 Count = Annotated[int | None, Field(ge=0)]
@@ -41,16 +42,7 @@ class ReleasedCellV1(BaseModel):
 
     measure_id: str
     measure_version: int
-    table: Literal[
-        "provider_year",
-        "provider_all_years",
-        "national_year",
-        "national_all_years",
-        "sex_year",
-        "age_band_year",
-        "care_type_year",
-        "target_group_year",
-    ]
+    table: TableName
     source: Literal["events", "self_reported"] = Field(
         "events", description="events: from care events; self_reported: providers' aggregated submissions"
     )
