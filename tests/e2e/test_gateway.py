@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -680,6 +680,68 @@ async def test_provider_pages_upload_own_figures_preview_and_right_of_reply(data
         (artifacts / "provider-page.html").write_text(page.text)
         out = await http.post("/provider/logout")
         assert out.status_code == 303 and 'utfall_provider=""' in out.headers["set-cookie"]
+
+
+async def test_settlement_statements_add_up_to_the_payments_topic(data, artifacts) -> None:  # type: ignore[no-untyped-def]
+    """Issue 19 item 1: a contract's statements, one per quarter as the contract sets, chain from opening to
+    closing balance; each one's net is the signed sum of the payments.v1 messages determined in its period;
+    CSV and a printable page carry the same; a provider sees only its own, another municipality nothing."""
+    from utfall_events.topics import PAYMENTS
+    from utfall_gateway.statements import parse_period
+
+    from ..helpers import read_topic
+
+    keys: Keys = data["keys"]
+    contract = "hvb-ungdom-stockholm"
+    operator = keys.headers("operator")
+    async with httpx.AsyncClient(base_url=data["gateway"], timeout=60) as http:
+        listed = (await http.get(f"/v1/contracts/{contract}/statements", headers=operator)).json()
+        assert listed["period_kind"] == "quarter" and listed["statements"], listed
+        on_topic = await read_topic(
+            data["stack"].world.kafka, PAYMENTS, predicate=lambda r: r.key == contract.encode()
+        )
+        messages = [json.loads(r.value) for r in on_topic]
+        assert messages
+        balance = 0
+        for summary in reversed(listed["statements"]):  # oldest first
+            period = parse_period(summary["period"])
+            assert period is not None
+            inside = [
+                m for m in messages if period.start <= datetime.fromisoformat(m["determined_at"]) < period.end
+            ]
+            signed = sum(
+                m["amount_ore"] if m["kind"] == "payment.triggered" else -m["amount_ore"] for m in inside
+            )
+            assert summary["opening_balance_ore"] == balance
+            assert summary["net_ore"] == signed == summary["payments_ore"] - summary["reversals_ore"]
+            assert summary["payments"] + summary["reversals"] == len(inside)
+            balance = summary["closing_balance_ore"]
+        total = (await http.get(f"/v1/contracts/{contract}", headers=operator)).json()
+        assert balance == total["paid_net_ore"] == listed["statements"][0]["cap_used_ore"]
+        assert listed["statements"][0]["cap_left_ore"] == total["cap_left_ore"]
+
+        busiest = max(listed["statements"], key=lambda s: s["payments"] + s["reversals"])["period"]
+        path = f"/v1/contracts/{contract}/statements/{busiest}"
+        full = (await http.get(path, headers=operator)).json()
+        assert full["entries"] and all(e["evidence_event_ids"] and e["subject_ref"] for e in full["entries"])
+        text = (await http.get(path, params={"format": "csv"}, headers=operator)).text
+        (artifacts / f"statement-{contract}-{busiest}.csv").write_text(text)
+        assert len(text.strip().splitlines()) == len(full["entries"]) + 1
+        page = await http.get(path, params={"format": "html"}, headers=operator)
+        assert page.headers["content-type"].startswith("text/html") and 'id="totals"' in page.text
+        (artifacts / f"statement-{contract}-{busiest}.html").write_text(page.text)
+
+        mine = (await http.get(path, headers=keys.headers("provider"))).json()
+        assert mine["provider_id"] == "hvb-eken" and {e["provider_id"] for e in mine["entries"]} <= {
+            "hvb-eken"
+        }
+        assert mine["cap_used_ore"] == full["cap_used_ore"]  # the cap is the contract's
+        other = await http.get(
+            f"/v1/contracts/{contract}/statements", headers=keys.headers("other_municipality")
+        )
+        assert other.status_code == 403
+        monthly = await http.get(f"/v1/contracts/{contract}/statements/2025-03", headers=operator)
+        assert monthly.status_code == 422 and monthly.json()["errors"][0]["field"] == "period"
 
 
 AXE = Path(__file__).resolve().parents[1] / "browser" / "node_modules" / "axe-core" / "axe.min.js"

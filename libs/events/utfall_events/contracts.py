@@ -87,6 +87,9 @@ class ContractDefinitionV1(BaseModel):
     per_participant_cap_ore: Amount
     total_cap_ore: Amount
     currency: Literal["SEK"] = "SEK"
+    statement_period: Literal["month", "quarter"] = Field(
+        "quarter", description="how often payments are settled: one statement per month or per quarter"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ContractDefinitionV1:

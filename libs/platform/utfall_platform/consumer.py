@@ -11,6 +11,10 @@ Error policy (DeadLetterPolicy):
     anything else (a bug)                retried `max_attempts` times, then the process exits loudly
                                          (exit code 70) without committing: nothing is skipped, the records
                                          wait on Kafka until the bug is fixed
+    positions gone back (PostgreSQL      the database holds an earlier position than this process committed:
+      lost transactions it had           commits were lost (an asynchronous commit at a crash, a failover to a
+      confirmed)                         replica behind). The consumer seeks Kafka back to the stored position
+                                         and reads the lost records again, instead of carrying on past them
 """
 
 from __future__ import annotations
@@ -100,6 +104,17 @@ class CommitPolicy:
         return False
 
 
+Positions = dict[tuple[str, int], int]
+
+
+class PositionsRewound(Exception):
+    """The stored positions are behind what this process committed: those records must be read again."""
+
+    def __init__(self, positions: Positions) -> None:
+        super().__init__(positions)
+        self.positions = positions
+
+
 class TransactionalBatchConsumer:
     def __init__(
         self,
@@ -124,7 +139,12 @@ class TransactionalBatchConsumer:
         self.applied_total = 0
         self.skipped_total = 0
         self.dead_lettered_total = 0
+        self.rewound_total = 0
         self.halted: BaseException | None = None
+        # The next offset this process committed per partition, and how to make Kafka read from an earlier one
+        # (set by the subscriber: `utfall_platform.kafka.subscribe_transactional`).
+        self.committed: Positions = {}
+        self.rewind: Callable[[Positions], Awaitable[None]] | None = None
 
     async def stored_positions(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         rows = await self.pool.fetch(
@@ -142,7 +162,10 @@ class TransactionalBatchConsumer:
         if not records:
             return
         try:
-            await self._process(list(records))
+            try:
+                await self._process(list(records))
+            except PositionsRewound as rewound:
+                await self._read_again(rewound.positions)
         except ConsumerHalted as exc:
             self.halted = exc
             log.critical("%s: %s", self.name, exc, exc_info=exc.__cause__)
@@ -164,6 +187,8 @@ class TransactionalBatchConsumer:
                 return
             except asyncio.CancelledError:
                 raise
+            except PositionsRewound:
+                raise  # the whole batch in hand is dropped, whichever part of it found out (see `process`)
             except TRANSIENT_ERRORS as exc:
                 metrics.TRANSIENT_RETRIES.labels(self.service, topic).inc()
                 log.warning("%s: transient fault %r; retrying batch in %.1fs", self.name, exc, backoff)
@@ -212,6 +237,11 @@ class TransactionalBatchConsumer:
                 [p for _, p in partitions],
             )
             position = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+            rewound = {
+                key: offset for key, offset in position.items() if offset < self.committed.get(key, offset)
+            }
+            if rewound:
+                raise PositionsRewound(rewound)
             fresh = [r for r in records if r.offset >= position[(r.topic, r.partition)]]
             skipped = len(records) - len(fresh)
             if fresh:
@@ -230,12 +260,27 @@ class TransactionalBatchConsumer:
                     [k[1] for k in advanced],
                     list(advanced.values()),
                 )
+        self.committed.update(advanced)
         self.applied_total += len(fresh)
         self.skipped_total += skipped
         if fresh:
             metrics.MESSAGES_IN.labels(self.service, records[0].topic).inc(len(fresh))
         if skipped:
             metrics.MESSAGES_SKIPPED.labels(self.service, records[0].topic).inc(skipped)
+
+    async def _read_again(self, positions: Positions) -> None:
+        """Seek back to the stored positions; the batch in hand is dropped and comes again from Kafka."""
+        log.error(
+            "%s: the database lost commits this consumer made (positions %s are behind what it committed); "
+            "reading those records again",
+            self.name,
+            {f"{t}/{p}": f"{o} < {self.committed[(t, p)]}" for (t, p), o in positions.items()},
+        )
+        if self.rewind is None:
+            raise ConsumerHalted("stored positions went back and this consumer cannot seek: refusing to skip")
+        await self.rewind(positions)
+        self.committed.update(positions)
+        self.rewound_total += 1
 
     async def _dead_letter(self, record: Record, exc: BaseException) -> None:
         log.error(

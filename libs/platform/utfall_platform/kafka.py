@@ -87,9 +87,18 @@ def subscribe_transactional(
     )
     listener.subscriber = subscriber
 
+    async def read_again(positions: dict[tuple[str, int], int]) -> None:
+        kafka_consumer = getattr(subscriber, "consumer", None)
+        if kafka_consumer is None:
+            raise RuntimeError(f"{topic}: no Kafka consumer to seek")
+        for (name, partition), offset in positions.items():
+            kafka_consumer.seek(TopicPartition(name, partition), offset)
+
     @subscriber
     async def handle(message: KafkaMessage) -> None:
-        await consumer().process(records_of(message.raw_message))
+        batch_consumer = consumer()
+        batch_consumer.rewind = read_again
+        await batch_consumer.process(records_of(message.raw_message))
         if policy.should_commit():
             await message.ack()
 

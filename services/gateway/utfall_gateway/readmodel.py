@@ -223,6 +223,40 @@ async def facts_citing(pool: Pool, provider_id: str, episode_id: str, ref: list[
     )
 
 
+async def ledger_between(pool: Pool, contract_id: str, start: Any, end: Any) -> list[Row]:
+    """A contract's ledger entries determined in [start, end), oldest first (a statement's lines)."""
+    return list(
+        await pool.fetch(
+            "SELECT * FROM contracts_read.ledger WHERE contract_id = $1 AND determined_at >= $2 "
+            "AND determined_at < $3 ORDER BY seq",
+            contract_id,
+            start,
+            end,
+        )
+    )
+
+
+async def ledger_net_before(pool: Pool, contract_id: str, start: Any) -> dict[str, int]:
+    """Net paid per provider before a moment (a statement's opening balances)."""
+    rows = await pool.fetch(
+        "SELECT provider_id, coalesce(sum(signed_amount_ore), 0) AS net FROM contracts_read.ledger "
+        "WHERE contract_id = $1 AND determined_at < $2 GROUP BY provider_id",
+        contract_id,
+        start,
+    )
+    return {r["provider_id"]: int(r["net"]) for r in rows}
+
+
+async def ledger_span(pool: Pool, contract_id: str) -> tuple[Any, Any] | None:
+    """When a contract's first and last ledger entries were determined; None without entries."""
+    row = await pool.fetchrow(
+        "SELECT min(determined_at) AS first, max(determined_at) AS last FROM contracts_read.ledger "
+        "WHERE contract_id = $1",
+        contract_id,
+    )
+    return None if row is None or row["first"] is None else (row["first"], row["last"])
+
+
 async def payments_citing(
     pool: Pool, provider_id: str, episode_id: str, ref: list[dict[str, str]]
 ) -> list[Row]:

@@ -59,7 +59,7 @@ def _contract_out(r: Any) -> dict[str, Any]:
     }
 
 
-async def _contract(request: Request, who: Principal, contract_id: str) -> Any:
+async def visible_contract(request: Request, who: Principal, contract_id: str) -> Any:
     row = await readmodel.contract(_pool(request), contract_id)
     if row is None:
         raise Problem(404, "not-found", "No contract with this id.")
@@ -76,12 +76,12 @@ async def list_contracts(request: Request, who: Authenticated) -> dict[str, Any]
 
 @router.get("/contracts/{contract_id}", summary="One contract with totals and cap left")
 async def get_contract(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
-    return _contract_out(await _contract(request, who, contract_id))
+    return _contract_out(await visible_contract(request, who, contract_id))
 
 
 @router.get("/contracts/{contract_id}/versions", summary="Every version of a contract")
 async def contract_versions(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
-    await _contract(request, who, contract_id)
+    await visible_contract(request, who, contract_id)
     rows = await readmodel.contract_versions(_pool(request), contract_id)
     return {
         "contract_id": contract_id,
@@ -110,7 +110,7 @@ async def participants(
 ) -> dict[str, Any]:
     if who.role == "finance":
         raise Problem(403, "forbidden", "Finance keys see payments, not participants.")
-    await _contract(request, who, contract_id)
+    await visible_contract(request, who, contract_id)
     after = decode_cursor(cursor)
     rows = await readmodel.participants(
         _pool(request),
@@ -212,7 +212,7 @@ async def contract_payments(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    await _contract(request, who, contract_id)
+    await visible_contract(request, who, contract_id)
     return {"contract_id": contract_id, **await _payments(request, who, [contract_id], cursor, limit)}
 
 

@@ -1,0 +1,138 @@
+"""Settlement statements per contract, period and provider: JSON, CSV and a printable HTML page
+(`statements.py` computes them; the ledger is read through `readmodel`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from utfall_platform.problems import Problem, problem_responses
+
+from .. import readmodel
+from ..auth import Authenticated, Principal
+from ..state import gateway_state
+from ..statements import CSV_COLUMNS, Period, parse_period, periods_between, statement
+from ..web.page import SECURITY_HEADERS, templates
+from .contracts import ContractId, visible_contract
+
+router = APIRouter(prefix="/v1", tags=["contracts"], responses=problem_responses(400, 401, 403, 404, 422))
+PeriodText = Annotated[str, Path(pattern=r"^20\d\d-(Q[1-4]|0[1-9]|1[0-2])$", examples=["2026-Q1", "2026-03"])]
+ProviderFilter = Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9\-]+$", max_length=63)]
+Format = Annotated[Literal["json", "csv", "html"], Query()]
+
+
+def _kind(contract: Any) -> Literal["month", "quarter"]:
+    kind = dict(contract["definition"]).get("statement_period", "quarter")
+    return "month" if kind == "month" else "quarter"
+
+
+def _provider(who: Principal, contract: Any, provider_id: str | None) -> str | None:
+    """A provider sees its own statement only; others may ask for one provider of the contract."""
+    if who.role == "provider":
+        return who.provider_id
+    if provider_id is not None and provider_id not in list(contract["provider_ids"]):
+        raise Problem(404, "not-found", "This provider is not party to the contract.")
+    return provider_id
+
+
+async def _statement(
+    request: Request, contract: Any, period: Period, provider_id: str | None
+) -> dict[str, Any]:
+    gw = gateway_state(request)
+    contract_id = contract["contract_id"]
+    entries = await readmodel.ledger_between(gw.pool, contract_id, period.start, period.end)
+    before = await readmodel.ledger_net_before(gw.pool, contract_id, period.start)
+    mine = [e for e in entries if provider_id in (None, e["provider_id"])]
+    return statement(
+        contract,
+        period,
+        mine,
+        opening_ore=before.get(provider_id, 0) if provider_id else sum(before.values()),
+        contract_opening_ore=sum(before.values()),
+        contract_net_ore=sum(int(e["signed_amount_ore"]) for e in entries),
+        provider_id=provider_id,
+        today=gw.clock.today(),
+    )
+
+
+@router.get(
+    "/contracts/{contract_id}/statements", summary="Every statement period of a contract, with totals"
+)
+async def list_statements(
+    request: Request, who: Authenticated, contract_id: ContractId, provider_id: ProviderFilter = None
+) -> dict[str, Any]:
+    contract = await visible_contract(request, who, contract_id)
+    provider = _provider(who, contract, provider_id)
+    gw = gateway_state(request)
+    span = await readmodel.ledger_span(gw.pool, contract_id)
+    periods = periods_between(span[0], gw.clock.now(), _kind(contract)) if span else []
+    out = []
+    for period in reversed(periods):
+        full = await _statement(request, contract, period, provider)
+        out.append({k: v for k, v in full.items() if k != "entries"})
+    return {
+        "contract_id": contract_id,
+        "provider_id": provider,
+        "period_kind": _kind(contract),
+        "statements": out,
+    }
+
+
+@router.get(
+    "/contracts/{contract_id}/statements/{period}",
+    summary="One period's settlement statement: JSON, CSV (format=csv) or a printable page (format=html)",
+    responses={
+        200: {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "text/html": {"schema": {"type": "string"}},
+            }
+        }
+    },
+)
+async def one_statement(
+    request: Request,
+    who: Authenticated,
+    contract_id: ContractId,
+    period: PeriodText,
+    provider_id: ProviderFilter = None,
+    format: Format = "json",
+) -> Any:
+    contract = await visible_contract(request, who, contract_id)
+    parsed = parse_period(period)
+    assert parsed is not None  # the path pattern admits only what parse_period reads
+    if parsed.kind != _kind(contract):
+        raise Problem(
+            422,
+            "wrong-period-kind",
+            f"This contract settles by {_kind(contract)}.",
+            errors=[
+                {
+                    "field": "period",
+                    "in": "path",
+                    "message": f"use a {_kind(contract)}, e.g. 2026-Q1 or 2026-03",
+                }
+            ],
+        )
+    body = await _statement(request, contract, parsed, _provider(who, contract, provider_id))
+    if format == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for line in body["entries"]:
+            writer.writerow(
+                {**line, "period": body["period"], "evidence_event_ids": " ".join(line["evidence_event_ids"])}
+            )
+        name = f"utfall-{contract_id}-{body['period']}{'-' + body['provider_id'] if body['provider_id'] else ''}.csv"
+        return Response(
+            buffer.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    if format == "html":
+        return HTMLResponse(templates.get_template("statement.html").render(s=body), headers=SECURITY_HEADERS)
+    return body
