@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 
+from utfall_events.auth import ApiKeyV1
 from utfall_platform.apikeys import KeyStore
 from utfall_platform.problems import Problem
 
@@ -45,6 +46,11 @@ async def principal(request: Request) -> Principal:
     key = await store.authenticate(presented)
     if key is None:
         raise Problem(401, "unauthorized", "The API key is not valid.")
+    return principal_of(key)
+
+
+def principal_of(key: ApiKeyV1) -> Principal:
+    """Who a valid key speaks for (a bearer header here, the providers' pages' cookie in `web/provider.py`)."""
     return Principal(key.role, key.key_id, key.provider_id, key.municipality_code, key.funder)
 
 

@@ -311,12 +311,9 @@ async def home(
     if measure not in ids and ids:
         measure = ids[0]
     store: ReleaseStore = request.app.state.releases
+    latest = store.latest()
     release = (
-        None
-        if release_text == "live"
-        else store.manifest(int(release_text))
-        if release_text
-        else store.latest()
+        None if release_text == "live" else store.manifest(int(release_text)) if release_text else latest
     )
     if release_text and release_text != "live" and release is None:
         raise Problem(404, "not-found", f"No release {release_text}.")
@@ -376,7 +373,7 @@ async def home(
         release=release.model_dump(mode="json") if release is not None else None,
         released=released is not None,
         release_param=release_text,
-        latest_release=latest.release if (latest := store.latest()) else None,
+        latest_release=latest.release if latest else None,
         chart_width=CHART_WIDTH,
         label_width=LABEL_WIDTH,
         chart_height=40 + max(1, len(providers)) * ROW_HEIGHT,

@@ -24,7 +24,7 @@ from utfall_events.releases import ReleaseCommentV1
 from utfall_platform.apikeys import KeyStore
 
 from .. import readmodel
-from ..auth import Principal
+from ..auth import Principal, principal_of
 from ..providers import display_name
 from ..release_store import ReleaseStore
 from ..releasing import preview
@@ -136,7 +136,7 @@ async def signed_in(request: Request) -> Principal | None:
     key = await store.authenticate(presented)
     if key is None or key.role != "provider" or not key.provider_id:
         return None
-    return Principal("provider", key.key_id, key.provider_id)
+    return principal_of(key)
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
