@@ -316,9 +316,10 @@ async def _run_scenario(
             )
             active: Counter[tuple[str, ...]] = Counter()
             for r in rows:
-                active[(r["subject_ref"], r["provider_id"], r["episode_id"], r["measure_id"])] += (
-                    1 if r["kind"] == "payment.triggered" else -1
-                )
+                active[(r["subject_ref"], r["provider_id"], r["episode_id"], r["measure_id"])] += {
+                    "payment.triggered": 1,
+                    "payment.reversed": -1,
+                }.get(r["kind"], 0)
             return rows, active
 
         async def ledger_settled() -> bool:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from utfall_events.payments import signed_amount
 from utfall_measures.domain.windows import add_months
 from utfall_synthetic.cli import post_events
 from utfall_synthetic.cohort import PROVIDERS, CohortConfig, generate
@@ -709,12 +710,11 @@ async def test_settlement_statements_add_up_to_the_payments_topic(data, artifact
             inside = [
                 m for m in messages if period.start <= datetime.fromisoformat(m["determined_at"]) < period.end
             ]
-            signed = sum(
-                m["amount_ore"] if m["kind"] == "payment.triggered" else -m["amount_ore"] for m in inside
-            )
+            signed = sum(signed_amount(m["kind"], m["amount_ore"]) for m in inside)
             assert summary["opening_balance_ore"] == balance
             assert summary["net_ore"] == signed == summary["payments_ore"] - summary["reversals_ore"]
-            assert summary["payments"] + summary["reversals"] == len(inside)
+            kinds = ("payments", "reversals", "disputes_raised", "disputes_resolved")
+            assert sum(summary[k] for k in kinds) == len(inside)
             balance = summary["closing_balance_ore"]
         total = (await http.get(f"/v1/contracts/{contract}", headers=operator)).json()
         assert balance == total["paid_net_ore"] == listed["statements"][0]["cap_used_ore"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-Role = Literal["provider", "municipality", "finance", "operator"]
+Role = Literal["provider", "municipality", "finance", "operator", "assessor"]
+ROLES: tuple[Role, ...] = ("provider", "municipality", "finance", "operator", "assessor")
 
 
 class ApiKeyV1(BaseModel):
@@ -19,6 +20,9 @@ class ApiKeyV1(BaseModel):
     provider_id: str | None = None
     municipality_code: str | None = None
     funder: str | None = None
+    contract_ids: list[str] = Field(
+        default_factory=list, description="an assessor's contracts: the only ones the key may see and dispute"
+    )
     label: str = ""
     created_at: datetime
     revoked_at: datetime | None = None

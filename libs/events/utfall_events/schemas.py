@@ -14,7 +14,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import aggregates, auth, care, cloudevents, contracts, outcomes, payments, registry, releases
+from . import (
+    aggregates,
+    auth,
+    care,
+    cloudevents,
+    contracts,
+    ledger_commands,
+    outcomes,
+    payments,
+    registry,
+    releases,
+)
 
 
 def models() -> dict[str, type[BaseModel]]:
@@ -41,6 +52,9 @@ def models() -> dict[str, type[BaseModel]]:
     found["ReleaseV1"] = releases.ReleaseV1
     found["ReleaseMeasureV1"] = releases.ReleaseMeasureV1
     found["ReleasedCellV1"] = releases.ReleasedCellV1
+    found["DisputePaymentV1"] = ledger_commands.DisputePaymentV1
+    found["ResolveDisputeV1"] = ledger_commands.ResolveDisputeV1
+    found["ClosePeriodV1"] = ledger_commands.ClosePeriodV1
     return found
 
 

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,6 +39,7 @@ def generate_key(
     municipality_code: str | None = None,
     funder: str | None = None,
     label: str = "",
+    contract_ids: Sequence[str] = (),
 ) -> NewKey:
     key_id = base64.b32encode(secrets.token_bytes(10)).decode().lower().rstrip("=")
     secret = secrets.token_urlsafe(32)
@@ -47,6 +49,10 @@ def generate_key(
         raise ValueError("a municipality key needs municipality_code")
     if role == "finance" and not funder:
         raise ValueError("a finance key needs funder")
+    if role == "assessor" and not contract_ids:
+        raise ValueError("an assessor key needs the contracts it assesses (contract_ids)")
+    if role != "assessor" and contract_ids:
+        raise ValueError("only an assessor key is scoped to contracts (contract_ids)")
     record = ApiKeyV1(
         key_id=key_id,
         secret_sha256=hash_secret(secret),
@@ -54,6 +60,7 @@ def generate_key(
         provider_id=provider_id,
         municipality_code=municipality_code,
         funder=funder,
+        contract_ids=sorted(set(contract_ids)),
         label=label,
         created_at=now,
     )

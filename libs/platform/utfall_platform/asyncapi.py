@@ -79,7 +79,12 @@ def document() -> dict[str, Any]:
             ProviderV1,
             "The provider registry (compacted, keyed by provider id), written by operators only.",
         ),
-        (topics.CONTRACT_COMMANDS, ContractDefinitionV1, "Contract definitions to create or amend."),
+        (
+            topics.CONTRACT_COMMANDS,
+            ContractDefinitionV1,
+            "Contract definitions to create or amend; beside them, marked by a `command` field, commands on a "
+            "ledger: DisputePaymentV1, ResolveDisputeV1, ClosePeriodV1 (schemas/).",
+        ),
         (
             topics.RELEASES,
             ReleaseRecordV1,

@@ -6,9 +6,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 
 import asyncpg
+import orjson
 
 from utfall_events.codec import DecodedCareEvent, UndecodableRecord, decode_care_event, decode_message
 from utfall_events.contracts import ContractDefinitionV1
+from utfall_events.ledger_commands import LedgerCommandV1
 from utfall_events.outcomes import OutcomeFactV1
 from utfall_events.vocabulary import EVENT_RETRACTED, PLACEMENT_STARTED
 from utfall_platform import metrics
@@ -18,6 +20,7 @@ from utfall_platform.consumer import Record
 from .contract_store import current_contracts, save_version
 from .domain.book import FactInfo
 from .domain.cohort import PlacementFacts
+from .ledger_commands import apply_ledger_command
 from .reconcile import reconcile, reconcile_contract
 from .repository import FactUpdate, PostgresRepository, StartedPlacement
 
@@ -112,10 +115,25 @@ def _update(fact: OutcomeFactV1) -> FactUpdate:
 def commands_handler(clock: Clock) -> Handler:
     async def handle(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
         for record in records:
-            definition = decode_message(ContractDefinitionV1, record.value, InvalidCommand)
-            await apply_definition(conn, definition, origin="command", clock=clock)
+            command = decode_command(record.value)
+            if isinstance(command, LedgerCommandV1):
+                await apply_ledger_command(conn, command, now=clock.now())
+            else:
+                await apply_definition(conn, command, origin="command", clock=clock)
 
     return handle
+
+
+def decode_command(value: bytes | None) -> ContractDefinitionV1 | LedgerCommandV1:
+    """`contracts.commands.v1` carries contract definitions and, marked by a `command` field, commands on a
+    contract's ledger."""
+    try:
+        document = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        raise InvalidCommand("not a JSON document") from None
+    if isinstance(document, dict) and "command" in document:
+        return decode_message(LedgerCommandV1, value, InvalidCommand)
+    return decode_message(ContractDefinitionV1, value, InvalidCommand)
 
 
 async def apply_definition(

@@ -31,6 +31,7 @@ class Books:
     seen: set[tuple[str, str]] = field(default_factory=set)
     balance_ore: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
+    on_hold: set[str] = field(default_factory=set)  # disputed payments not resolved yet: do not pay them out
 
     def apply(self, payment: PaymentV1) -> bool:
         """Returns False for a message already booked."""
@@ -39,10 +40,13 @@ class Books:
             self.duplicates += 1
             return False
         self.seen.add(key)
-        sign = 1 if payment.kind == "payment.triggered" else -1
         self.balance_ore[payment.contract_id] = (
-            self.balance_ore.get(payment.contract_id, 0) + sign * payment.amount_ore
+            self.balance_ore.get(payment.contract_id, 0) + payment.signed_amount_ore
         )
+        if payment.kind == "payment.disputed":
+            self.on_hold.add(payment.payment_id)
+        elif payment.kind == "payment.dispute_resolved":
+            self.on_hold.discard(payment.payment_id)
         return True
 
 
@@ -79,7 +83,9 @@ async def follow(
                     if contract and payment.contract_id != contract:
                         continue
                     if books.apply(payment) and not quiet:
-                        sign = "+" if payment.kind == "payment.triggered" else "-"
+                        sign = {"payment.triggered": "+", "payment.reversed": "-"}.get(payment.kind, "hold ")
+                        if payment.kind == "payment.dispute_resolved":
+                            sign = "release " if payment.dispute and payment.dispute.resolution == "dismissed" else ""
                         print(
                             f"{payment.contract_id:<28} {sign}{kronor(payment.amount_ore):>14}  "
                             f"{payment.milestone_id:<24} balance {kronor(books.balance_ore[payment.contract_id])}"

@@ -92,7 +92,8 @@ def _entitle(
         fact = facts.get((key, milestone.measure_id))
         if fact is not None:
             book.facts[(key, milestone.measure_id)] = fact
-        if enrolled and fact is not None and fact.status == "achieved":
+        disallowed = book.states.get((key, milestone.milestone_id), MilestoneState()).disallowed
+        if enrolled and fact is not None and fact.status == "achieved" and not disallowed:
             first_id = payment_id(
                 book.contract_id, book.subjects[key], key[0], key[1], milestone.milestone_id
             )

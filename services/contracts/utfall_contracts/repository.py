@@ -14,7 +14,7 @@ import orjson
 from utfall_events.cloudevents import binary_headers
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import EventRef
-from utfall_events.payments import PAYMENT_REVERSED, PAYMENT_TRIGGERED, PaymentV1
+from utfall_events.payments import CLOUDEVENT_TYPES, PaymentV1
 from utfall_events.topics import PAYMENTS
 from utfall_platform.bulk import EVERY_OTHER_COLUMN, BulkInsert, key_arrays
 from utfall_platform.outbox import OutboxMessage, enqueue
@@ -182,6 +182,7 @@ _UPSERT_STATES = BulkInsert(
         ("entitled_ore", "bigint"),
         ("order_date", "date"),
         ("order_payment_id", "text"),
+        ("disallowed", "bool"),
     ),
     constants=(("contract_id", "text"), ("updated_at", "timestamptz")),
     conflict=("contract_id", "provider_id", "episode_id", "milestone_id"),
@@ -208,14 +209,17 @@ _INSERT_LEDGER = BulkInsert(
         ("evidence", "jsonb"),
         ("determined_at", "timestamptz"),
         ("reason", "text"),
+        ("dispute", "jsonb"),
     ),
 )
-_LEDGER_FIELDS = [name for name in _INSERT_LEDGER.names if name not in ("signed_amount_ore", "evidence")]
+_LEDGER_FIELDS = [
+    name for name in _INSERT_LEDGER.names if name not in ("signed_amount_ore", "evidence", "dispute")
+]
 
 
 _STATE_COLUMNS = (
     "provider_id, episode_id, milestone_id, occurrences, active_payment_id, active_amount_ore, entitled_ore, "
-    "order_date, order_payment_id"
+    "order_date, order_payment_id, disallowed"
 )
 
 
@@ -229,6 +233,7 @@ def _state(r: asyncpg.Record) -> tuple[StateKey, MilestoneState]:
             int(r["active_amount_ore"]),
             int(r["entitled_ore"]),
             order,
+            r["disallowed"],
         ),
     )
 
@@ -469,6 +474,7 @@ class PostgresRepository:
                             "entitled_ore": st.entitled_ore,
                             "order_date": st.order[0] if st.order else None,
                             "order_payment_id": st.order[1] if st.order else None,
+                            "disallowed": st.disallowed,
                         }
                         for key, st in zip(items, states, strict=True)
                     ),
@@ -482,32 +488,37 @@ class PostgresRepository:
                 book.paid_net_ore,
                 book.entitled_total_ore,
             )
-        entries = book.ledger
-        if not entries:
-            return 0
-        await self.conn.execute(
-            _INSERT_LEDGER.sql,
-            *_INSERT_LEDGER.args(
-                {
-                    **{name: getattr(e, name) for name in _LEDGER_FIELDS},
-                    "signed_amount_ore": e.amount_ore if e.kind == "payment.triggered" else -e.amount_ore,
-                    "evidence": [ev.model_dump() for ev in e.evidence],
-                }
-                for e in entries
-            ),
-        )
-        await enqueue(self.conn, SCHEMA, [payment_message(e) for e in entries])
-        for e in entries:
-            contract_metrics.PAYMENTS.labels(e.contract_id, e.kind).inc()
-            contract_metrics.PAYMENT_AMOUNT.labels(e.contract_id, e.kind).inc(e.amount_ore)
-        return len(entries)
+        return await append_ledger(self.conn, book.ledger)
+
+
+async def append_ledger(conn: asyncpg.Connection, entries: Sequence[PaymentV1]) -> int:
+    """Ledger entries and their `payments.v1` messages (the outbox), in the caller's transaction."""
+    if not entries:
+        return 0
+    await conn.execute(
+        _INSERT_LEDGER.sql,
+        *_INSERT_LEDGER.args(
+            {
+                **{name: getattr(e, name) for name in _LEDGER_FIELDS},
+                "signed_amount_ore": e.signed_amount_ore,
+                "evidence": [ev.model_dump() for ev in e.evidence],
+                "dispute": e.dispute.model_dump(mode="json") if e.dispute else None,
+            }
+            for e in entries
+        ),
+    )
+    await enqueue(conn, SCHEMA, [payment_message(e) for e in entries])
+    for e in entries:
+        contract_metrics.PAYMENTS.labels(e.contract_id, e.kind).inc()
+        contract_metrics.PAYMENT_AMOUNT.labels(e.contract_id, e.kind).inc(e.amount_ore)
+    return len(entries)
 
 
 def payment_message(entry: PaymentV1) -> OutboxMessage:
     headers = binary_headers(
         event_id=entry.entry_id,
         source="utfall/contracts",
-        type_=PAYMENT_TRIGGERED if entry.kind == "payment.triggered" else PAYMENT_REVERSED,
+        type_=CLOUDEVENT_TYPES[entry.kind],
         time=entry.determined_at,
         subject=entry.payment_id,
         extra={},

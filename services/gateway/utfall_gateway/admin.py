@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +17,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
+from utfall_events.auth import ROLES
 from utfall_events.codec import describe
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.registry import ProviderRegistrationV1, ProviderV1
@@ -103,7 +104,8 @@ async def create_key(
     municipality_code: str | None,
     funder: str | None,
     label: str,
-) -> dict[str, str | None]:
+    contract_ids: Sequence[str] = (),
+) -> dict[str, object]:
     await ensure_topics(kafka)
     if provider_id is not None:
         registry = ProviderRegistry(kafka)
@@ -119,6 +121,7 @@ async def create_key(
         municipality_code=municipality_code,
         funder=funder,
         label=label,
+        contract_ids=contract_ids,
     )
     await publish_keys(kafka, [new.record])
     return {
@@ -127,6 +130,7 @@ async def create_key(
         "provider_id": provider_id,
         "municipality_code": municipality_code,
         "funder": funder,
+        "contract_ids": new.record.contract_ids,
         "key": new.secret,
     }
 
@@ -146,6 +150,7 @@ async def list_keys(kafka: KafkaAccess) -> list[dict[str, object]]:
             "provider_id": k.provider_id,
             "municipality_code": k.municipality_code,
             "funder": k.funder,
+            "contract_ids": k.contract_ids,
             "label": k.label,
             "revoked": k.revoked_at is not None,
         }
@@ -216,10 +221,13 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="create a key and print it once")
-    create.add_argument("--role", required=True, choices=["provider", "municipality", "finance", "operator"])
+    create.add_argument("--role", required=True, choices=list(ROLES))
     create.add_argument("--provider-id")
     create.add_argument("--municipality-code")
     create.add_argument("--funder")
+    create.add_argument(
+        "--contract-id", action="append", default=[], dest="contract_ids", help="an assessor's contract"
+    )
     create.add_argument("--label", default="")
     create.add_argument("--json", action="store_true")
     keys.add_parser("list", help="list keys (never secrets)")
@@ -308,7 +316,13 @@ def main(argv: list[str] | None = None) -> None:
         try:
             out = asyncio.run(
                 create_key(
-                    kafka, args.role, args.provider_id, args.municipality_code, args.funder, args.label
+                    kafka,
+                    args.role,
+                    args.provider_id,
+                    args.municipality_code,
+                    args.funder,
+                    args.label,
+                    args.contract_ids,
                 )
             )
         except (ValueError, AdminError) as exc:

@@ -16,7 +16,7 @@ from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
 from .release_store import ReleaseStore
-from .routes import admin, contracts, events, measures, releases, statements
+from .routes import admin, contracts, disputes, events, measures, releases, statements
 from .settings import GatewaySettings
 from .state import GatewayState
 from .web import accessibility, definitions, page, provider
@@ -76,6 +76,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         measures.router,
         contracts.router,
         statements.router,
+        disputes.router,
         events.router,
         admin.router,
         releases.router,

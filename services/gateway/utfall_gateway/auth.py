@@ -11,7 +11,7 @@ from utfall_events.auth import ApiKeyV1
 from utfall_platform.apikeys import KeyStore
 from utfall_platform.problems import Problem
 
-RoleName = Literal["public", "provider", "municipality", "finance", "operator"]
+RoleName = Literal["public", "provider", "municipality", "finance", "operator", "assessor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,7 @@ class Principal:
     provider_id: str | None = None
     municipality_code: str | None = None
     funder: str | None = None
+    contract_ids: tuple[str, ...] = ()
 
     @property
     def is_public(self) -> bool:
@@ -51,7 +52,9 @@ async def principal(request: Request) -> Principal:
 
 def principal_of(key: ApiKeyV1) -> Principal:
     """Who a valid key speaks for (a bearer header here, the providers' pages' cookie in `web/provider.py`)."""
-    return Principal(key.role, key.key_id, key.provider_id, key.municipality_code, key.funder)
+    return Principal(
+        key.role, key.key_id, key.provider_id, key.municipality_code, key.funder, tuple(key.contract_ids)
+    )
 
 
 async def authenticated(who: Annotated[Principal, Depends(principal)]) -> Principal:

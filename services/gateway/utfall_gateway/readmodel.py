@@ -257,6 +257,62 @@ async def ledger_span(pool: Pool, contract_id: str) -> tuple[Any, Any] | None:
     return None if row is None or row["first"] is None else (row["first"], row["last"])
 
 
+async def triggered_payment(pool: Pool, contract_id: str, payment_id: str) -> Row | None:
+    return await pool.fetchrow(
+        "SELECT * FROM contracts_read.ledger WHERE contract_id = $1 AND payment_id = $2 AND kind = 'payment.triggered'",
+        contract_id,
+        payment_id,
+    )
+
+
+async def command_result(pool: Pool, contract_id: str, command_id: str) -> Row | None:
+    return await pool.fetchrow(
+        "SELECT * FROM contracts_read.command_results WHERE contract_id = $1 AND command_id = $2",
+        contract_id,
+        command_id,
+    )
+
+
+async def disputes(pool: Pool, contract_id: str, provider_id: str | None) -> list[Row]:
+    return list(
+        await pool.fetch(
+            "SELECT * FROM contracts_read.disputes WHERE contract_id = $1 AND ($2::text IS NULL OR provider_id = $2) "
+            "ORDER BY raised_at, payment_id",
+            contract_id,
+            provider_id,
+        )
+    )
+
+
+async def closed_periods(pool: Pool, contract_id: str) -> dict[str, Row]:
+    rows = await pool.fetch(
+        "SELECT * FROM contracts_read.closed_periods WHERE contract_id = $1 ORDER BY period_start",
+        contract_id,
+    )
+    return {r["period"]: r for r in rows}
+
+
+async def standing_payments(pool: Pool, contract_id: str, as_of_seq: int) -> list[Row]:
+    """Triggered payments of a contract that stood after ledger entry `as_of_seq` (not reversed by then), with
+    their evidence: what an assessor samples from."""
+    return list(
+        await pool.fetch(
+            "SELECT t.* FROM contracts_read.ledger t WHERE t.contract_id = $1 AND t.kind = 'payment.triggered' "
+            "AND t.seq <= $2 AND NOT EXISTS (SELECT 1 FROM contracts_read.ledger r WHERE r.payment_id = t.payment_id "
+            "AND r.kind = 'payment.reversed' AND r.seq <= $2) ORDER BY t.payment_id",
+            contract_id,
+            as_of_seq,
+        )
+    )
+
+
+async def last_seq(pool: Pool, contract_id: str) -> int:
+    value = await pool.fetchval(
+        "SELECT coalesce(max(seq), 0) FROM contracts_read.ledger WHERE contract_id = $1", contract_id
+    )
+    return int(value)
+
+
 async def payments_citing(
     pool: Pool, provider_id: str, episode_id: str, ref: list[dict[str, str]]
 ) -> list[Row]:

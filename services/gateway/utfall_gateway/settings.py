@@ -18,3 +18,6 @@ class GatewaySettings(PlatformSettings):
     # Where the providers' pages send an uploaded sheet (ingest's POST /v1/aggregates, as the provider).
     ingest_url: str = "http://127.0.0.1:8081"
     release_preview_seconds: float = 60.0  # a preview of the next release is computed at most this often
+    # A command on a ledger (a dispute, a resolution, closing a period) is answered with its outcome when the
+    # contracts service decides it within this long, else 202 with where to look.
+    command_wait_seconds: float = 10.0

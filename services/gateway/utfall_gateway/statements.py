@@ -9,75 +9,13 @@ are the signed sums of the entries, which are the `payments.v1` messages.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from datetime import date
+from typing import Any
 
-SWEDEN = ZoneInfo("Europe/Stockholm")
-PeriodKind = Literal["month", "quarter"]
-_QUARTER = re.compile(r"^(?P<year>20\d\d)-Q(?P<quarter>[1-4])$")
-_MONTH = re.compile(r"^(?P<year>20\d\d)-(?P<month>0[1-9]|1[0-2])$")
+from utfall_events.periods import SWEDEN, Period, PeriodKind, parse_period, period_of, periods_between
 
-
-@dataclass(frozen=True, order=True)
-class Period:
-    """A statement period: `2026-Q1` or `2026-03`."""
-
-    year: int
-    first_month: int
-    months: int
-
-    @property
-    def kind(self) -> PeriodKind:
-        return "quarter" if self.months == 3 else "month"
-
-    @property
-    def label(self) -> str:
-        if self.kind == "quarter":
-            return f"{self.year}-Q{(self.first_month - 1) // 3 + 1}"
-        return f"{self.year}-{self.first_month:02d}"
-
-    @property
-    def start(self) -> datetime:
-        return datetime(self.year, self.first_month, 1, tzinfo=SWEDEN)
-
-    @property
-    def end(self) -> datetime:
-        month = self.first_month + self.months
-        year = self.year + (month - 1) // 12
-        return datetime(year, (month - 1) % 12 + 1, 1, tzinfo=SWEDEN)
-
-    @property
-    def last_day(self) -> date:
-        return date.fromordinal(self.end.date().toordinal() - 1)
-
-
-def parse_period(text: str) -> Period | None:
-    if match := _QUARTER.match(text):
-        return Period(int(match["year"]), (int(match["quarter"]) - 1) * 3 + 1, 3)
-    if match := _MONTH.match(text):
-        return Period(int(match["year"]), int(match["month"]), 1)
-    return None
-
-
-def period_of(moment: datetime, kind: PeriodKind) -> Period:
-    local = moment.astimezone(SWEDEN)
-    if kind == "quarter":
-        return Period(local.year, (local.month - 1) // 3 * 3 + 1, 3)
-    return Period(local.year, local.month, 1)
-
-
-def periods_between(first: datetime, last: datetime, kind: PeriodKind) -> list[Period]:
-    """Every period from the one holding `first` to the one holding `last`, oldest first."""
-    out, period = [], period_of(first, kind)
-    final = period_of(last, kind)
-    while period <= final:
-        out.append(period)
-        period = period_of(period.end, kind)
-    return out
+__all__ = ["SWEDEN", "Period", "PeriodKind", "parse_period", "period_of", "periods_between", "statement"]
 
 
 def _signed(entry: Mapping[str, Any]) -> int:
@@ -94,12 +32,15 @@ def statement(
     contract_net_ore: int,
     provider_id: str | None,
     today: date,
+    closed: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One period's statement. `entries`: the ledger entries determined in the period (of the provider when
     one is named), oldest first; `opening_ore`: their net paid before the period; `contract_*`: the same for
     the whole contract, for the cap, which is the contract's."""
     triggered = [e for e in entries if e["kind"] == "payment.triggered"]
     reversed_ = [e for e in entries if e["kind"] == "payment.reversed"]
+    disputed = [e for e in entries if e["kind"] == "payment.disputed"]
+    resolved = [e for e in entries if e["kind"] == "payment.dispute_resolved"]
     net = sum(_signed(e) for e in entries)
     cap = int(contract["total_cap_ore"])
     cap_used = contract_opening_ore + contract_net_ore
@@ -121,12 +62,30 @@ def statement(
         "payments": len(triggered),
         "reversals_ore": sum(int(e["amount_ore"]) for e in reversed_),
         "reversals": len(reversed_),
+        "disputes_raised": len(disputed),
+        "disputed_ore": sum(int(e["amount_ore"]) for e in disputed),
+        "disputes_resolved": len(resolved),
         "net_ore": net,
         "closing_balance_ore": opening_ore + net,
         "cap_ore": cap,
         "cap_used_ore": cap_used,
         "cap_left_ore": cap - cap_used,
+        "closed": _closure(closed),
         "entries": [_line(e) for e in entries],
+    }
+
+
+def _closure(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The commissioner's closing of the period, with the contract's totals it recorded."""
+    if row is None:
+        return None
+    return {
+        "closed_at": row["closed_at"].isoformat(),
+        "closed_by_key_id": row["closed_by_key_id"],
+        "contract_opening_balance_ore": row["opening_balance_ore"],
+        "contract_net_ore": row["net_ore"],
+        "contract_closing_balance_ore": row["closing_balance_ore"],
+        "contract_entries": row["entries"],
     }
 
 

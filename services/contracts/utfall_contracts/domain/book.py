@@ -6,7 +6,7 @@ its target under the total cap (see `ledger` for the rule) and writes the ledger
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from utfall_events.catalogue import CATALOGUE
@@ -61,9 +61,7 @@ class ContractBook:
             if moved is not None and (self.lowest_changed_order is None or moved < self.lowest_changed_order):
                 self.lowest_changed_order = moved
         self.entitled_total_ore += amount_ore - state.entitled_ore
-        self.states[key] = MilestoneState(
-            state.occurrences, state.active_payment_id, state.active_amount_ore, amount_ore, order
-        )
+        self.states[key] = replace(state, entitled_ore=amount_ore, order=order)
         self.changed_states.add(key)
 
     def settle(self, key: StateKey, target_ore: int, *, now: datetime, reason: str) -> list[Action]:
@@ -138,6 +136,8 @@ class ContractBook:
                 "room under a cap freed up" if target > state.active_amount_ore else "a cap leaves less"
             )
             return f"{direction}; paid again as {new_id} ({target} öre)"
+        if state.disallowed:
+            return "the commissioner upheld a dispute of this payment; the milestone is not paid"
         if state.entitled_ore > 0:
             return "the total cap is taken by outcomes determined earlier (first determined, first paid)"
         if fact is not None and fact.status == "achieved" and key[0] not in self.enrolled:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Literal, TypeVar
 
@@ -91,6 +91,7 @@ class MilestoneState:
     active_amount_ore: int = 0
     entitled_ore: int = 0
     order: Order | None = None  # while earned
+    disallowed: bool = False  # an upheld dispute: never entitled again
 
     @property
     def cut(self) -> bool:
@@ -119,7 +120,10 @@ def settle(state: MilestoneState, target_ore: int) -> list[Action]:
 
 def evolve(state: MilestoneState, action: Action, *, new_payment_id: str | None = None) -> MilestoneState:
     if action.kind == "trigger":
-        return MilestoneState(
-            action.occurrence, new_payment_id, action.amount_ore, state.entitled_ore, state.order
+        return replace(
+            state,
+            occurrences=action.occurrence,
+            active_payment_id=new_payment_id,
+            active_amount_ore=action.amount_ore,
         )
-    return MilestoneState(state.occurrences, None, 0, state.entitled_ore, state.order)
+    return replace(state, active_payment_id=None, active_amount_ore=0)

@@ -3,14 +3,14 @@ over Kafka). Every provider a key or contract names must be registered and activ
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from utfall_events.auth import ApiKeyV1
-from utfall_events.contracts import ContractDefinitionV1
+from utfall_events.auth import ApiKeyV1, Role
+from utfall_events.contracts import ContractDefinitionV1, ContractId
 from utfall_events.registry import ProviderRegistrationV1, ProviderV1
 from utfall_events.topics import API_KEYS, CONTRACT_COMMANDS, PROVIDER_REGISTRY
 from utfall_platform.apikeys import generate_key
@@ -24,11 +24,14 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_respons
 
 
 class KeyRequest(BaseModel):
-    role: Literal["provider", "municipality", "finance", "operator"]
+    role: Role
     provider_id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9\-]+$", max_length=63)
     municipality_code: str | None = Field(None, pattern=r"^\d{4}$")
     funder: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9\-]+$", max_length=64)
     label: str = Field("", max_length=200)
+    contract_ids: list[ContractId] = Field(
+        default_factory=list, max_length=100, description="an assessor's contracts (assessor keys only)"
+    )
 
 
 def _key_out(k: ApiKeyV1) -> dict[str, Any]:
@@ -38,6 +41,7 @@ def _key_out(k: ApiKeyV1) -> dict[str, Any]:
         "provider_id": k.provider_id,
         "municipality_code": k.municipality_code,
         "funder": k.funder,
+        "contract_ids": k.contract_ids,
         "label": k.label,
         "created_at": k.created_at.isoformat(),
         "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
@@ -74,6 +78,7 @@ async def create_key(request: Request, who: Operator, body: KeyRequest) -> JSONR
             municipality_code=body.municipality_code,
             funder=body.funder,
             label=body.label,
+            contract_ids=body.contract_ids,
         )
     except ValueError as exc:
         raise Problem(422, "invalid-parameters", str(exc)) from None

@@ -33,6 +33,8 @@ def _visible(who: Principal, contract: Any) -> bool:
         return bool(contract["funder"] == who.funder)
     if who.role == "provider":
         return who.provider_id in list(contract["provider_ids"])
+    if who.role == "assessor":
+        return bool(contract["contract_id"] in who.contract_ids)
     return False
 
 

@@ -40,7 +40,7 @@ def _provider(who: Principal, contract: Any, provider_id: str | None) -> str | N
 
 
 async def _statement(
-    request: Request, contract: Any, period: Period, provider_id: str | None
+    request: Request, contract: Any, period: Period, provider_id: str | None, closed: dict[str, Any]
 ) -> dict[str, Any]:
     gw = gateway_state(request)
     contract_id = contract["contract_id"]
@@ -56,6 +56,7 @@ async def _statement(
         contract_net_ore=sum(int(e["signed_amount_ore"]) for e in entries),
         provider_id=provider_id,
         today=gw.clock.today(),
+        closed=closed.get(period.label),
     )
 
 
@@ -70,9 +71,10 @@ async def list_statements(
     gw = gateway_state(request)
     span = await readmodel.ledger_span(gw.pool, contract_id)
     periods = periods_between(span[0], gw.clock.now(), _kind(contract)) if span else []
+    closed = await readmodel.closed_periods(gw.pool, contract_id)
     out = []
     for period in reversed(periods):
-        full = await _statement(request, contract, period, provider)
+        full = await _statement(request, contract, period, provider, closed)
         out.append({k: v for k, v in full.items() if k != "entries"})
     return {
         "contract_id": contract_id,
@@ -118,7 +120,8 @@ async def one_statement(
                 }
             ],
         )
-    body = await _statement(request, contract, parsed, _provider(who, contract, provider_id))
+    closed = await readmodel.closed_periods(gateway_state(request).pool, contract_id)
+    body = await _statement(request, contract, parsed, _provider(who, contract, provider_id), closed)
     if format == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")

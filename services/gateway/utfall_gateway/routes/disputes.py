@@ -1,0 +1,288 @@
+"""Disputes of payments, their resolution, closing a settlement period, and an assessor's random sample.
+
+The gateway checks who may send a command and that it names something real; the contracts service decides it
+against its ledger (`contracts.commands.v1`) and records the outcome under the command id, which the answer
+reports: 201 applied, 409 refused with the reason, 202 while still undecided (poll the `Location`). An
+`Idempotency-Key` header makes a retried request the same command, applied once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+from utfall_events.ledger_commands import (
+    ClosePeriodV1,
+    DisputePaymentV1,
+    LedgerCommandV1,
+    Reason,
+    ResolveDisputeV1,
+)
+from utfall_events.topics import CONTRACT_COMMANDS
+from utfall_platform.problems import Problem, problem_responses
+
+from .. import readmodel
+from ..auth import Authenticated, Principal
+from ..state import gateway_state
+from .contracts import ContractId, visible_contract
+from .statements import PeriodText
+
+router = APIRouter(prefix="/v1", tags=["disputes"], responses=problem_responses(400, 401, 403, 404, 409, 422))
+COMMAND_NAMESPACE = uuid.UUID("0d6f3d1c-5e1a-4c7e-9a55-3b1c2f7e9a01")
+PaymentIdPath = Annotated[
+    str,
+    Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+]
+IdempotencyKey = Annotated[str | None, Header(max_length=200, pattern=r"^[\x21-\x7e]+$")]
+
+
+class DisputeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Reason
+
+
+class ResolutionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    resolution: Literal["upheld", "dismissed"]
+    reason: Reason
+
+
+def _commissioner(who: Principal, contract: Any) -> None:
+    if who.role != "municipality" or who.municipality_code != contract["commissioner_municipality"]:
+        raise Problem(403, "forbidden", "Only the contract's commissioner (its municipality) may do this.")
+
+
+def _command_id(who: Principal, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(COMMAND_NAMESPACE, f"{who.key_id}|{idempotency_key}"))
+
+
+def _result_out(row: Any) -> dict[str, Any]:
+    return {
+        "command_id": row["command_id"],
+        "contract_id": row["contract_id"],
+        "command": row["command"],
+        "outcome": row["outcome"],
+        "detail": row["detail"],
+        "ledger_entries": row["entries"],
+        "decided_at": row["decided_at"].isoformat(),
+    }
+
+
+def _answer(contract_id: str, command_id: str, row: Any) -> JSONResponse:
+    location = f"/v1/contracts/{contract_id}/commands/{command_id}"
+    if row is None:
+        return JSONResponse(
+            {"command_id": command_id, "outcome": "pending", "detail": "sent; not decided yet"},
+            status_code=202,
+            headers={"Location": location},
+        )
+    if row["outcome"] == "refused":
+        raise Problem(409, "command-refused", row["detail"], command_id=command_id)
+    return JSONResponse(_result_out(row), status_code=201, headers={"Location": location})
+
+
+async def _send(
+    request: Request, command: DisputePaymentV1 | ResolveDisputeV1 | ClosePeriodV1
+) -> JSONResponse:
+    gw = gateway_state(request)
+    seen = await readmodel.command_result(gw.pool, command.contract_id, command.command_id)
+    if seen is not None:  # a retried request: the first one's outcome, not a second command
+        return _answer(command.contract_id, command.command_id, seen)
+    message = LedgerCommandV1(command)
+    await gw.publish(CONTRACT_COMMANDS, message.model_dump_json().encode(), key=command.contract_id.encode())
+    deadline = asyncio.get_running_loop().time() + gw.settings.command_wait_seconds
+    row = None
+    while row is None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+        row = await readmodel.command_result(gw.pool, command.contract_id, command.command_id)
+    return _answer(command.contract_id, command.command_id, row)
+
+
+@router.post(
+    "/contracts/{contract_id}/payments/{payment_id}/dispute",
+    status_code=201,
+    summary="Dispute a triggered payment (the contract's assessor or its funder): it goes on hold",
+    responses={202: {"description": "sent, not decided yet"}},
+)
+async def dispute_payment(
+    request: Request,
+    who: Authenticated,
+    contract_id: ContractId,
+    payment_id: PaymentIdPath,
+    body: DisputeRequest,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    await visible_contract(request, who, contract_id)
+    if who.role not in ("assessor", "finance"):
+        raise Problem(403, "forbidden", "Only the contract's assessor or its funder may dispute a payment.")
+    if await readmodel.triggered_payment(gateway_state(request).pool, contract_id, payment_id) is None:
+        raise Problem(404, "not-found", "No payment with this id was triggered under this contract.")
+    return await _send(
+        request,
+        DisputePaymentV1(
+            command_id=_command_id(who, idempotency_key),
+            contract_id=contract_id,
+            key_id=str(who.key_id),
+            requested_at=gateway_state(request).clock.now(),
+            payment_id=payment_id,
+            role="assessor" if who.role == "assessor" else "finance",
+            reason=body.reason,
+        ),
+    )
+
+
+@router.post(
+    "/contracts/{contract_id}/payments/{payment_id}/dispute/resolution",
+    status_code=201,
+    summary="Resolve a dispute (the commissioner): upheld reverses the payment, dismissed lets it stand",
+    responses={202: {"description": "sent, not decided yet"}},
+)
+async def resolve_dispute(
+    request: Request,
+    who: Authenticated,
+    contract_id: ContractId,
+    payment_id: PaymentIdPath,
+    body: ResolutionRequest,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    _commissioner(who, await visible_contract(request, who, contract_id))
+    return await _send(
+        request,
+        ResolveDisputeV1(
+            command_id=_command_id(who, idempotency_key),
+            contract_id=contract_id,
+            key_id=str(who.key_id),
+            requested_at=gateway_state(request).clock.now(),
+            payment_id=payment_id,
+            resolution=body.resolution,
+            reason=body.reason,
+        ),
+    )
+
+
+@router.post(
+    "/contracts/{contract_id}/statements/{period}/close",
+    status_code=201,
+    summary="Close a settlement period that has ended (the commissioner): its statement is recorded as it stands",
+    responses={202: {"description": "sent, not decided yet"}},
+)
+async def close_period(
+    request: Request,
+    who: Authenticated,
+    contract_id: ContractId,
+    period: PeriodText,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    _commissioner(who, await visible_contract(request, who, contract_id))
+    return await _send(
+        request,
+        ClosePeriodV1(
+            command_id=_command_id(who, idempotency_key),
+            contract_id=contract_id,
+            key_id=str(who.key_id),
+            requested_at=gateway_state(request).clock.now(),
+            period=period,
+        ),
+    )
+
+
+@router.get(
+    "/contracts/{contract_id}/commands/{command_id}", summary="The outcome of a command on the ledger"
+)
+async def command_outcome(
+    request: Request,
+    who: Authenticated,
+    contract_id: ContractId,
+    command_id: Annotated[str, Path(max_length=64)],
+) -> JSONResponse:
+    await visible_contract(request, who, contract_id)
+    row = await readmodel.command_result(gateway_state(request).pool, contract_id, command_id)
+    if row is None:
+        return JSONResponse({"command_id": command_id, "outcome": "pending"}, status_code=202)
+    return JSONResponse(_result_out(row))
+
+
+@router.get(
+    "/contracts/{contract_id}/disputes", summary="Disputes of a contract's payments, open and resolved"
+)
+async def list_disputes(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
+    await visible_contract(request, who, contract_id)
+    rows = await readmodel.disputes(
+        gateway_state(request).pool, contract_id, who.provider_id if who.role == "provider" else None
+    )
+    out = [
+        {
+            "payment_id": r["payment_id"],
+            "provider_id": r["provider_id"],
+            "episode_id": r["episode_id"],
+            "milestone_id": r["milestone_id"],
+            "amount_ore": r["amount_ore"],
+            "status": r["status"],
+            "raised_by_role": r["raised_by_role"],
+            "reason": r["reason"],
+            "raised_at": r["raised_at"].isoformat(),
+            "resolution_reason": r["resolution_reason"],
+            "resolved_at": r["resolved_at"].isoformat() if r["resolved_at"] else None,
+        }
+        for r in rows
+    ]
+    return {
+        "contract_id": contract_id,
+        "on_hold_ore": sum(d["amount_ore"] for d in out if d["status"] == "open"),
+        "disputes": out,
+    }
+
+
+@router.get(
+    "/contracts/{contract_id}/sample",
+    summary="A reproducible random sample of standing payments with their evidence, for an assessor to check",
+)
+async def sample_payments(
+    request: Request,
+    who: Authenticated,
+    contract_id: ContractId,
+    seed: Annotated[str, Query(min_length=1, max_length=100)],
+    size: Annotated[int, Query(ge=1, le=500)] = 20,
+    as_of_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+) -> dict[str, Any]:
+    """The same seed and `as_of_seq` give the same sample, whenever asked: payments that stood after ledger
+    entry `as_of_seq` (default: the latest), ordered by SHA-256 of seed and payment id."""
+    await visible_contract(request, who, contract_id)
+    if who.role not in ("assessor", "finance", "municipality", "operator"):
+        raise Problem(
+            403, "forbidden", "Samples are for the assessor, the funder, the commissioner and operators."
+        )
+    pool = gateway_state(request).pool
+    as_of = as_of_seq if as_of_seq is not None else await readmodel.last_seq(pool, contract_id)
+    rows = await readmodel.standing_payments(pool, contract_id, as_of)
+    ranked = sorted(rows, key=lambda r: hashlib.sha256(f"{seed}|{r['payment_id']}".encode()).hexdigest())
+    return {
+        "contract_id": contract_id,
+        "seed": seed,
+        "as_of_seq": as_of,
+        "population": len(rows),
+        "method": "payments standing after as_of_seq, ordered by sha256(seed|payment_id), first `size`",
+        "payments": [
+            {
+                "payment_id": r["payment_id"],
+                "provider_id": r["provider_id"],
+                "episode_id": r["episode_id"],
+                "subject_ref": r["subject_ref"],
+                "milestone_id": r["milestone_id"],
+                "measure_id": r["measure_id"],
+                "measure_version": r["measure_version"],
+                "amount_ore": r["amount_ore"],
+                "determined_at": r["determined_at"].isoformat(),
+                "evidence": r["evidence"],
+            }
+            for r in ranked[:size]
+        ],
+    }
