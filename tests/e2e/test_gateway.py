@@ -10,7 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date, datetime, timedelta
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -766,6 +767,150 @@ async def _axe(page: Any) -> list[dict[str, Any]]:
         }
         for v in result["violations"]
     ]
+
+
+async def test_disputes_resolutions_samples_and_closing_over_http(data) -> None:  # type: ignore[no-untyped-def]
+    """Issue 19 items 1 and 3 over HTTP: the contract's assessor draws a reproducible sample and disputes a
+    payment (on hold), a retried request is the same command, a second dispute is refused with the reason; only
+    the commissioner resolves (upheld: reversed and on payments.v1; dismissed: stands); the funder disputes too;
+    the statement shows the disputes; an ended period closes once, the running one not at all."""
+    from utfall_events.periods import period_of
+    from utfall_events.topics import PAYMENTS
+
+    from ..helpers import read_topic
+
+    keys: Keys = data["keys"]
+    world = data["stack"].world
+    contract = "hvb-ungdom-stockholm"
+    assessor = {
+        "authorization": f"Bearer {await create_key(world.kafka, 'assessor', contract_ids=[contract])}"
+    }
+    stranger = {
+        "authorization": f"Bearer {await create_key(world.kafka, 'assessor', contract_ids=['another-contract'])}"
+    }
+    commissioner, funder = keys.headers("municipality"), keys.headers("finance")
+    async with httpx.AsyncClient(base_url=data["gateway"], timeout=60) as http:
+
+        async def sample(headers: dict[str, str], **params: Any) -> httpx.Response:
+            return await http.get(
+                f"/v1/contracts/{contract}/sample", params={"seed": "audit-2026", **params}, headers=headers
+            )
+
+        first = await sample(assessor, size=5)
+        assert first.status_code == 200, first.text
+        drawn = first.json()
+        assert len(drawn["payments"]) == 5 and drawn["population"] >= 5
+        assert all(p["evidence"] for p in drawn["payments"])
+        again = (await sample(assessor, size=5, as_of_seq=drawn["as_of_seq"])).json()
+        assert [p["payment_id"] for p in again["payments"]] == [p["payment_id"] for p in drawn["payments"]]
+        other_seed = (await sample(assessor, size=5, seed="another", as_of_seq=drawn["as_of_seq"])).json()
+        assert other_seed["payments"] != drawn["payments"]
+        assert (await sample(stranger, size=5)).status_code == 403
+        assert (await sample(keys.headers("provider"), size=5)).status_code == 403
+
+        upheld, dismissed, by_funder = (p["payment_id"] for p in drawn["payments"][:3])
+        url = f"/v1/contracts/{contract}/payments/{{}}/dispute"
+        reason = {"reason": "the discharge plan in the evidence is not signed"}
+        for who in (keys.headers("provider"), commissioner, stranger, keys.headers("other_finance")):
+            assert (await http.post(url.format(upheld), json=reason, headers=who)).status_code == 403
+        retry = {**assessor, "idempotency-key": "case-17"}
+        opened = await http.post(url.format(upheld), json=reason, headers=retry)
+        assert opened.status_code == 201, opened.text
+        assert opened.json()["outcome"] == "applied"
+        repeated = await http.post(url.format(upheld), json=reason, headers=retry)
+        assert repeated.status_code == 201 and repeated.json()["command_id"] == opened.json()["command_id"]
+        twice = await http.post(url.format(upheld), json=reason, headers=assessor)
+        assert twice.status_code == 409 and "already disputed" in twice.json()["detail"], twice.text
+        assert twice.headers["content-type"].startswith("application/problem+json")
+        assert (await http.post(url.format(dismissed), json=reason, headers=assessor)).status_code == 201
+        assert (await http.post(url.format(by_funder), json=reason, headers=funder)).status_code == 201
+        personal = await http.post(
+            url.format(by_funder), json={"reason": "see 19121212-1212"}, headers=funder
+        )
+        assert personal.status_code == 422 and "19121212" not in personal.text
+        unknown = await http.post(
+            url.format("00000000-0000-4000-8000-000000000000"), json=reason, headers=assessor
+        )
+        assert unknown.status_code == 404
+
+        disputes = (await http.get(f"/v1/contracts/{contract}/disputes", headers=assessor)).json()
+        on_hold = {d["payment_id"]: d for d in disputes["disputes"]}
+        assert {upheld, dismissed, by_funder} <= set(on_hold)
+        assert disputes["on_hold_ore"] >= sum(
+            on_hold[p]["amount_ore"] for p in (upheld, dismissed, by_funder)
+        )
+
+        resolve = f"/v1/contracts/{contract}/payments/{{}}/dispute/resolution"
+        for who in (assessor, funder, keys.headers("other_municipality"), keys.headers("operator")):
+            decided = await http.post(
+                resolve.format(upheld), json={"resolution": "upheld", "reason": "no plan"}, headers=who
+            )
+            assert decided.status_code == 403, decided.text
+        answer = await http.post(
+            resolve.format(upheld),
+            json={"resolution": "upheld", "reason": "the minutes show no plan"},
+            headers=commissioner,
+        )
+        assert answer.status_code == 201 and answer.json()["ledger_entries"] == 2, answer.text
+        answer = await http.post(
+            resolve.format(dismissed),
+            json={"resolution": "dismissed", "reason": "the plan was signed"},
+            headers=commissioner,
+        )
+        assert answer.status_code == 201 and answer.json()["ledger_entries"] == 1, answer.text
+        again_resolved = await http.post(
+            resolve.format(dismissed),
+            json={"resolution": "upheld", "reason": "second thoughts"},
+            headers=commissioner,
+        )
+        assert again_resolved.status_code == 409 and "already dismissed" in again_resolved.json()["detail"]
+
+        ledger = (await http.get(f"/v1/contracts/{contract}/payments?limit=1000", headers=funder)).json()[
+            "payments"
+        ]
+        mine = [(p["payment_id"], p["kind"]) for p in ledger if p["payment_id"] in (upheld, dismissed)]
+        assert mine.count((upheld, "payment.reversed")) == 1 and (dismissed, "payment.reversed") not in mine
+        reversal = next(p for p in ledger if p["payment_id"] == upheld and p["kind"] == "payment.reversed")
+        assert "upheld" in reversal["reason"] and "the minutes show no plan" in reversal["reason"]
+        on_topic = await read_topic(
+            world.kafka,
+            PAYMENTS,
+            predicate=lambda r: (
+                r.key == contract.encode() and json.loads(r.value)["payment_id"] in (upheld, dismissed)
+            ),
+            expect=7,
+            timeout=60,
+            settle=1.0,
+        )
+        assert Counter(json.loads(r.value)["kind"] for r in on_topic) == {
+            "payment.triggered": 2,
+            "payment.disputed": 2,
+            "payment.dispute_resolved": 2,
+            "payment.reversed": 1,
+        }
+
+        now = datetime.now(UTC)
+        running = period_of(now, "quarter")
+        statement = (
+            await http.get(f"/v1/contracts/{contract}/statements/{running.label}", headers=funder)
+        ).json()
+        assert statement["disputes_raised"] >= 3 and statement["disputes_resolved"] >= 2
+        assert statement["closed"] is None
+        page = await http.get(
+            f"/v1/contracts/{contract}/statements/{running.label}?format=html", headers=funder
+        )
+        assert "bestriden / disputed" in page.text
+        close = f"/v1/contracts/{contract}/statements/{{}}/close"
+        assert (await http.post(close.format(running.label), headers=funder)).status_code == 403
+        not_ended = await http.post(close.format(running.label), headers=commissioner)
+        assert not_ended.status_code == 409 and "has not ended" in not_ended.json()["detail"]
+        ended = period_of(running.start - timedelta(days=1), "quarter").label
+        closed = await http.post(close.format(ended), headers=commissioner)
+        assert closed.status_code == 201, closed.text
+        assert (await http.post(close.format(ended), headers=commissioner)).status_code == 409
+        past = (await http.get(f"/v1/contracts/{contract}/statements/{ended}", headers=funder)).json()
+        assert past["closed"] is not None
+        assert past["closed"]["contract_closing_balance_ore"] == past["closing_balance_ore"]
 
 
 async def test_pages_meet_wcag_21_aa_by_axe_core_and_work_by_keyboard(data, artifacts) -> None:  # type: ignore[no-untyped-def]
