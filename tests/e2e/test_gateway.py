@@ -913,6 +913,61 @@ async def test_disputes_resolutions_samples_and_closing_over_http(data) -> None:
         assert past["closed"]["contract_closing_balance_ore"] == past["closing_balance_ore"]
 
 
+async def test_forecast_contract_page_and_indigo_export_of_the_hvb_contract(data, artifacts) -> None:  # type: ignore[no-untyped-def]
+    """Issue 19 items 2 and 5 on the real stack, for the HVB example contract: the forecast (maximum at least
+    the expected, both within the cap left, the planned periods adding up to the expected), the contract's page
+    in Chromium-free HTML, and the INDIGO export valid against the schema of the fields we emit, its Actual
+    payments adding up to the ledger. The three documents are kept under tests/artifacts for the team."""
+    from importlib import resources
+
+    import jsonschema
+
+    keys: Keys = data["keys"]
+    contract = "hvb-ungdom-stockholm"
+    funder = keys.headers("finance")
+    schema = json.loads(
+        Path(str(resources.files("utfall_gateway").joinpath("indigo_project_subset.schema.json"))).read_text()
+    )
+    async with httpx.AsyncClient(base_url=data["gateway"], timeout=60) as http:
+        assert (
+            await http.get(f"/v1/contracts/{contract}/forecast", headers=keys.headers("provider"))
+        ).status_code == 403
+        assert (
+            await http.get(f"/v1/contracts/{contract}/forecast", headers=keys.headers("other_finance"))
+        ).status_code == 403
+        forecast = (await http.get(f"/v1/contracts/{contract}/forecast", headers=funder)).json()
+        summary = (await http.get(f"/v1/contracts/{contract}", headers=funder)).json()
+        assert forecast["paid_net_ore"] == summary["paid_net_ore"]
+        assert forecast["open_milestones"] > 0
+        assert 0 < forecast["expected_ore"] <= forecast["maximum_ore"] <= forecast["cap_left_ore"]
+        planned = sum(p["planned_ore"] or 0 for p in forecast["periods"])
+        assert abs(planned - forecast["expected_ore"]) <= len(forecast["periods"])
+        assert {p["type"] for p in forecast["periods"]} >= {"Actual and planned", "Planned"}
+        page = await http.get(f"/v1/contracts/{contract}/forecast?format=html", headers=funder)
+        assert page.status_code == 200 and "Förväntat kvar att betala" in page.text
+        assert f"{forecast['expected_ore'] / 100:.2f}" in page.text
+
+        export = await http.get(f"/v1/contracts/{contract}/indigo", headers=keys.headers("municipality"))
+        assert export.status_code == 200, export.text
+        document = export.json()
+        jsonschema.validate(document, schema)
+        actual = sum(
+            p["money"]["amount"]["value"]
+            for p in document["outcome_payments"]
+            if p["type"]["value"] == "Actual"
+        )
+        assert round(actual * 100) == summary["paid_net_ore"]
+        assert {p["type"]["value"] for p in document["outcome_payments"]} == {"Planned", "Actual"}
+        statements = (await http.get(f"/v1/contracts/{contract}/statements", headers=funder)).json()
+        statement = (
+            await http.get(
+                f"/v1/contracts/{contract}/statements/{statements['statements'][0]['period']}", headers=funder
+            )
+        ).json()
+    for name, body in (("statement", statement), ("forecast", forecast), ("indigo", document)):
+        (artifacts / f"hvb-{name}.json").write_text(json.dumps(body, indent=1, ensure_ascii=False))
+
+
 async def test_pages_meet_wcag_21_aa_by_axe_core_and_work_by_keyboard(data, artifacts) -> None:  # type: ignore[no-untyped-def]
     """Issue 18 item 7: every public page, in both languages, live and released, has no WCAG 2.1 A/AA
     violation axe-core (npm, the real library) can find in Chromium; the page works with the keyboard alone."""

@@ -4,9 +4,10 @@ Shared by the contracts service (which closes periods) and the gateway (which wr
 
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -72,3 +73,16 @@ def periods_between(first: datetime, last: datetime, kind: PeriodKind) -> list[P
         out.append(period)
         period = period_of(period.end, kind)
     return out
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day `months` later, clamped to the month's end (2024-01-31 + 1 month = 2024-02-29)."""
+    month_index = day.month - 1 + months
+    year = day.year + month_index // 12
+    month = month_index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def noon(day: date) -> datetime:
+    """A day as a moment in Swedish time (for the period that holds it)."""
+    return datetime.combine(day, time(12), tzinfo=SWEDEN)

@@ -85,7 +85,11 @@ async def follow(
                     if books.apply(payment) and not quiet:
                         sign = {"payment.triggered": "+", "payment.reversed": "-"}.get(payment.kind, "hold ")
                         if payment.kind == "payment.dispute_resolved":
-                            sign = "release " if payment.dispute and payment.dispute.resolution == "dismissed" else ""
+                            sign = (
+                                "release "
+                                if payment.dispute and payment.dispute.resolution == "dismissed"
+                                else ""
+                            )
                         print(
                             f"{payment.contract_id:<28} {sign}{kronor(payment.amount_ore):>14}  "
                             f"{payment.milestone_id:<24} balance {kronor(books.balance_ore[payment.contract_id])}"

@@ -16,7 +16,7 @@ from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
 from .release_store import ReleaseStore
-from .routes import admin, contracts, disputes, events, measures, releases, statements
+from .routes import admin, contracts, disputes, events, forecast, measures, releases, statements
 from .settings import GatewaySettings
 from .state import GatewayState
 from .web import accessibility, definitions, page, provider
@@ -77,6 +77,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         contracts.router,
         statements.router,
         disputes.router,
+        forecast.router,
         events.router,
         admin.router,
         releases.router,

@@ -313,6 +313,80 @@ async def last_seq(pool: Pool, contract_id: str) -> int:
     return int(value)
 
 
+async def open_milestones(pool: Pool, contract_id: str) -> list[Row]:
+    """Enrolled participants' milestones whose outcome is not determined yet, with what a forecast needs: the
+    participant's care type, target group, start and (when discharged) end date."""
+    return list(
+        await pool.fetch(
+            "SELECT pm.provider_id, pm.episode_id, pm.milestone_id, pm.measure_id, pm.price_ore, p.care_type, "
+            "p.target_group, p.start_date, e.end_date FROM contracts_read.participant_milestones pm "
+            "JOIN contracts_read.participants p ON p.contract_id = pm.contract_id AND p.provider_id = pm.provider_id "
+            "AND p.episode_id = pm.episode_id "
+            "LEFT JOIN measures_read.episodes e ON e.provider_id = pm.provider_id AND e.episode_id = pm.episode_id "
+            "WHERE pm.contract_id = $1 AND pm.participant_status = 'enrolled' "
+            "AND pm.outcome_status IN ('pending', 'no_outcome_yet') ORDER BY 1, 2, 3",
+            contract_id,
+        )
+    )
+
+
+async def participant_paid(pool: Pool, contract_id: str) -> dict[tuple[str, str], int]:
+    rows = await pool.fetch(
+        "SELECT provider_id, episode_id, paid_net_ore FROM contracts_read.participants "
+        "WHERE contract_id = $1 AND paid_net_ore <> 0",
+        contract_id,
+    )
+    return {(r["provider_id"], r["episode_id"]): int(r["paid_net_ore"]) for r in rows}
+
+
+async def outcome_rates(pool: Pool, measure_ids: Sequence[str]) -> list[Row]:
+    """Per measure, care type and target group: episodes achieved, and determined (achieved, not achieved or
+    missing), over every provider."""
+    return list(
+        await pool.fetch(
+            "SELECT measure_id, care_type, target_group, count(*) FILTER (WHERE status = 'achieved') AS achieved, "
+            "count(*) FILTER (WHERE status IN ('achieved', 'not_achieved', 'missing')) AS determined "
+            "FROM measures_read.outcome_facts WHERE measure_id = ANY($1::text[]) GROUP BY 1, 2, 3",
+            list(measure_ids),
+        )
+    )
+
+
+async def median_stays(pool: Pool) -> dict[tuple[str, str], int]:
+    rows = await pool.fetch(
+        "SELECT care_type, target_group, percentile_disc(0.5) WITHIN GROUP (ORDER BY length_of_stay_days) AS days "
+        "FROM measures_read.episodes WHERE length_of_stay_days IS NOT NULL GROUP BY 1, 2"
+    )
+    return {(r["care_type"], r["target_group"]): int(r["days"]) for r in rows}
+
+
+async def ledger_net_by_month(pool: Pool, contract_id: str) -> list[Row]:
+    """Net paid per calendar month in Swedish time, milestone and provider (the actual side of planned against
+    actual), with the payments among them under an open dispute."""
+    return list(
+        await pool.fetch(
+            "SELECT date_trunc('month', l.determined_at AT TIME ZONE 'Europe/Stockholm')::date AS month, "
+            "l.milestone_id, l.provider_id, sum(l.signed_amount_ore) AS net, "
+            "count(d.payment_id) FILTER (WHERE l.kind = 'payment.triggered') AS open_disputes "
+            "FROM contracts_read.ledger l LEFT JOIN contracts_read.disputes d ON d.payment_id = l.payment_id "
+            "AND d.status = 'open' WHERE l.contract_id = $1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            contract_id,
+        )
+    )
+
+
+async def milestone_results(pool: Pool, contract_id: str) -> list[Row]:
+    """Per milestone: participants enrolled, and those whose outcome is achieved."""
+    return list(
+        await pool.fetch(
+            "SELECT milestone_id, count(*) AS engaged, count(*) FILTER (WHERE outcome_status = 'achieved') AS achieved "
+            "FROM contracts_read.participant_milestones WHERE contract_id = $1 AND participant_status = 'enrolled' "
+            "GROUP BY 1 ORDER BY 1",
+            contract_id,
+        )
+    )
+
+
 async def payments_citing(
     pool: Pool, provider_id: str, episode_id: str, ref: list[dict[str, str]]
 ) -> list[Row]:

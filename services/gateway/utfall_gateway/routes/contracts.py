@@ -38,7 +38,7 @@ def _visible(who: Principal, contract: Any) -> bool:
     return False
 
 
-def _contract_out(r: Any) -> dict[str, Any]:
+def contract_out(r: Any) -> dict[str, Any]:
     d = dict(r["definition"])
     return {
         "contract_id": r["contract_id"],
@@ -73,12 +73,12 @@ async def visible_contract(request: Request, who: Principal, contract_id: str) -
 @router.get("/contracts", summary="Contracts in your scope, with totals and cap left")
 async def list_contracts(request: Request, who: Authenticated) -> dict[str, Any]:
     rows = await readmodel.contracts(_pool(request))
-    return {"contracts": [_contract_out(r) for r in rows if _visible(who, r)]}
+    return {"contracts": [contract_out(r) for r in rows if _visible(who, r)]}
 
 
 @router.get("/contracts/{contract_id}", summary="One contract with totals and cap left")
 async def get_contract(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
-    return _contract_out(await visible_contract(request, who, contract_id))
+    return contract_out(await visible_contract(request, who, contract_id))
 
 
 @router.get("/contracts/{contract_id}/versions", summary="Every version of a contract")

@@ -25,7 +25,7 @@ ProviderFilter = Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9\-]+$", m
 Format = Annotated[Literal["json", "csv", "html"], Query()]
 
 
-def _kind(contract: Any) -> Literal["month", "quarter"]:
+def period_kind(contract: Any) -> Literal["month", "quarter"]:
     kind = dict(contract["definition"]).get("statement_period", "quarter")
     return "month" if kind == "month" else "quarter"
 
@@ -70,7 +70,7 @@ async def list_statements(
     provider = _provider(who, contract, provider_id)
     gw = gateway_state(request)
     span = await readmodel.ledger_span(gw.pool, contract_id)
-    periods = periods_between(span[0], gw.clock.now(), _kind(contract)) if span else []
+    periods = periods_between(span[0], gw.clock.now(), period_kind(contract)) if span else []
     closed = await readmodel.closed_periods(gw.pool, contract_id)
     out = []
     for period in reversed(periods):
@@ -79,7 +79,7 @@ async def list_statements(
     return {
         "contract_id": contract_id,
         "provider_id": provider,
-        "period_kind": _kind(contract),
+        "period_kind": period_kind(contract),
         "statements": out,
     }
 
@@ -107,16 +107,16 @@ async def one_statement(
     contract = await visible_contract(request, who, contract_id)
     parsed = parse_period(period)
     assert parsed is not None  # the path pattern admits only what parse_period reads
-    if parsed.kind != _kind(contract):
+    if parsed.kind != period_kind(contract):
         raise Problem(
             422,
             "wrong-period-kind",
-            f"This contract settles by {_kind(contract)}.",
+            f"This contract settles by {period_kind(contract)}.",
             errors=[
                 {
                     "field": "period",
                     "in": "path",
-                    "message": f"use a {_kind(contract)}, e.g. 2026-Q1 or 2026-03",
+                    "message": f"use a {period_kind(contract)}, e.g. 2026-Q1 or 2026-03",
                 }
             ],
         )

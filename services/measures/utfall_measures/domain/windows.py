@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import calendar
 from datetime import date, timedelta
 
+from utfall_events.periods import add_months
+
+__all__ = ["GRACE_DAYS", "add_months", "closes_on", "quarter_of", "window_end"]
+
 GRACE_DAYS = 60
-
-
-def add_months(day: date, months: int) -> date:
-    """The same day `months` later, clamped to the month's end (2024-01-31 + 1 month = 2024-02-29)."""
-    month_index = day.month - 1 + months
-    year = day.year + month_index // 12
-    month = month_index % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def window_end(end_date: date, months: int) -> date:
