@@ -195,7 +195,9 @@ async def close_period(
 
 
 @router.get(
-    "/contracts/{contract_id}/commands/{command_id}", summary="The outcome of a command on the ledger"
+    "/contracts/{contract_id}/commands/{command_id}",
+    summary="The outcome of a command on the ledger",
+    responses={202: {"description": "not decided yet (a command id never sent reads the same)"}},
 )
 async def command_outcome(
     request: Request,
