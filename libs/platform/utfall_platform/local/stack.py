@@ -250,7 +250,7 @@ def _answered_by(body: bytes) -> str | None:
 
 
 def _demo_keys(stack: LocalStack, path: Path) -> dict[str, object]:
-    """Keys for the demo: one per demo provider, an operator, a municipality and a finance key. Kept in the
+    """Keys for the demo: one per demo provider, an operator, a municipality, a finance and an assessor key. Kept in the
     state folder, so a restarted `make run` reuses them (they live on the auth.keys.v1 topic)."""
     if path.exists():
         return dict(json.loads(path.read_text()))
@@ -262,13 +262,17 @@ def _demo_keys(stack: LocalStack, path: Path) -> dict[str, object]:
     operator = generate_key("operator", now=now, label="demo operator")
     municipality = generate_key("municipality", now=now, municipality_code="0180", label="Stockholms stad")
     finance = generate_key("finance", now=now, funder="stiftelsen-sociala-investeringar", label="demo funder")
-    records = [k.record for k in (*providers.values(), operator, municipality, finance)]
+    assessor = generate_key(
+        "assessor", now=now, contract_ids=["hvb-ungdom-stockholm"], label="demo independent assessor"
+    )
+    records = [k.record for k in (*providers.values(), operator, municipality, finance, assessor)]
     asyncio.run(publish_keys(stack.admin, records))
     keys: dict[str, object] = {
         "providers": {p: k.secret for p, k in providers.items()},
         "operator": operator.secret,
         "municipality_0180": municipality.secret,
         "finance_stiftelsen-sociala-investeringar": finance.secret,
+        "assessor_hvb-ungdom-stockholm": assessor.secret,
     }
     write_secret(path, json.dumps(keys, indent=2))
     return keys
