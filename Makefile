@@ -42,7 +42,7 @@ bench-tools:                     # wrk offers the gateway its load (a Python cli
 	@command -v wrk >/dev/null || scripts/bootstrap.sh --system
 
 bench: install bench-tools       ## benchmarks beside a raw aiokafka baseline; JSON under results/
-	$(RUN) python -m benchmarks.run
+	$(RUN) python -m benchmarks.run --replicas 2
 
 bench-profile: install bench-tools ## a medium run with the pipeline step profiled (cProfile) per service
 	$(RUN) python -m benchmarks.run --size medium --profile

@@ -182,8 +182,13 @@ async def _run_scenario(
     rng = random.Random(seed)
     loop = asyncio.get_running_loop()
 
+    # every ingest replica takes a share of the batches, as behind a load balancer
+    ingest_urls = [s.url for s in stack.services.values() if s.kind == "ingest"]
+    sent = 0
+
     async def flow() -> None:
-        async with httpx.AsyncClient(base_url=stack.services["ingest"].url, timeout=20) as client:
+        nonlocal sent
+        async with httpx.AsyncClient(timeout=20) as client:
             for start in range(0, len(events), 200):
                 chunk = events[start : start + 200]
                 by_provider: dict[str, list[dict[str, Any]]] = {}
@@ -195,7 +200,9 @@ async def _run_scenario(
                         await resilient_produce(world.kafka, provider, records, report)
                         report.posted_kafka += len(items)
                     else:
-                        await resilient_post(client, "/v1/events", keys[provider], items, report)
+                        url = ingest_urls[sent % len(ingest_urls)] + "/v1/events"
+                        sent += 1
+                        await resilient_post(client, url, keys[provider], items, report)
                         report.posted_http += len(items)
                 await asyncio.sleep(200 / rate)
 
@@ -216,15 +223,15 @@ async def _run_scenario(
                 await loop.run_in_executor(None, infra.local_kafka.start)
             elif fault == "restart:postgres":
                 await loop.run_in_executor(None, infra.local_postgres.restart)
-            elif fault == "pause:measures":
-                pid = stack.services["measures"].proc.pid
+            elif fault.startswith("pause:"):
+                pid = stack.services[fault.split(":", 1)[1]].proc.pid
                 os.kill(pid, signal.SIGSTOP)
                 await asyncio.sleep(20)  # past the 15 s session timeout: the group rebalances
                 os.kill(pid, signal.SIGCONT)
 
     await asyncio.gather(flow(), inject())
     report.stage = "services ready"
-    await loop.run_in_executor(None, stack.wait_ready, ("ingest", "measures", "contracts", "gateway"), 180.0)
+    await loop.run_in_executor(None, stack.wait_ready, tuple(stack.services), 180.0)
     settle_deadline = time.monotonic() + settle_seconds
 
     def left() -> float:

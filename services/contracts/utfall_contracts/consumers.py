@@ -129,8 +129,8 @@ def decode_command(value: bytes | None) -> ContractDefinitionV1 | LedgerCommandV
     contract's ledger."""
     try:
         document = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        raise InvalidCommand("not a JSON document") from None
+    except orjson.JSONDecodeError:  # not JSON (or numbers past 64 bits): the definition's decoder says why
+        document = None
     if isinstance(document, dict) and "command" in document:
         return decode_message(LedgerCommandV1, value, InvalidCommand)
     return decode_message(ContractDefinitionV1, value, InvalidCommand)

@@ -31,7 +31,7 @@ from utfall_platform.db import create_pool, json_texts
 from utfall_platform.kafka_access import KafkaAccess
 
 from .domain.episodes import Episode, StoredEvent, fold_episodes
-from .projection import apply_fold, decode, refold
+from .projection import RefoldResult, apply_fold, decode, refold
 from .settings import MeasuresSettings
 
 log = logging.getLogger(__name__)
@@ -184,21 +184,33 @@ async def refold_all(
     for start in range(0, len(subjects), chunk):
         queue.put_nowait(subjects[start : start + chunk])
 
+    async def fold_part(part: list[str]) -> RefoldResult:
+        async with pool.acquire() as conn, conn.transaction():
+            if kept is None:
+                return await refold(conn, set(part), today=clock.today(), now=clock.now())
+            keys = [key for subject in part for key in members[subject]]
+            return await apply_fold(
+                conn,
+                [e for key in keys for e in kept[key]],
+                today=clock.today(),
+                now=clock.now(),
+                episodes={key: episodes[key] for key in keys if key in episodes},
+            )
+
     async def worker() -> None:
         while not queue.empty():
             part = queue.get_nowait()
-            async with pool.acquire() as conn, conn.transaction():
-                if kept is None:
-                    result = await refold(conn, set(part), today=clock.today(), now=clock.now())
-                else:
-                    keys = [key for subject in part for key in members[subject]]
-                    result = await apply_fold(
-                        conn,
-                        [e for key in keys for e in kept[key]],
-                        today=clock.today(),
-                        now=clock.now(),
-                        episodes={key: episodes[key] for key in keys if key in episodes},
-                    )
+            for attempt in range(1, 6):
+                try:
+                    result = await fold_part(part)
+                    break
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                    # an episode whose events name two subjects (a corrected subject) is read by both their
+                    # chunks; the two workers can meet on its row. The chunk's transaction rolled back whole:
+                    # fold it again.
+                    if attempt == 5:
+                        raise
+                    await asyncio.sleep(0.05 * attempt)
             report.published += result.published
             bar.update(len(part))
 

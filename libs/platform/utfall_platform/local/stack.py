@@ -58,11 +58,15 @@ def _pump(
 
 @dataclass
 class ServiceProcess:
-    name: str
+    name: str  # `measures`, or `measures-2` for a second replica
     port: int
+    kind: str = ""  # the service it runs (its module, Kafka principal and consumer groups): `measures`
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+
+    def __post_init__(self) -> None:
+        self.kind = self.kind or self.name
 
     @property
     def url(self) -> str:
@@ -138,9 +142,18 @@ class LocalStack:
 
             asyncio.run(KafkaProvisioner(self.admin).provision_services(self.cluster.passwords))
 
+    def add_replica(self, kind: str) -> str:
+        """Another process of a service (`ingest-2`, …): the same principal and consumer groups, its own port.
+        Start it with `start_service(<the name returned>)`."""
+        count = sum(1 for s in self.services.values() if s.kind == kind)
+        name = f"{kind}-{count + 1}"
+        self.services[name] = ServiceProcess(name, free_port(), kind)
+        return name
+
     def service_env(self, name: str) -> dict[str, str]:
+        kind = self.services[name].kind
         env = dict(os.environ)
-        env.update(self.cluster.principal(name).env())
+        env.update(self.cluster.principal(kind).env())
         env.update(
             {
                 "UTFALL_DATABASE_URL": self.database_url,
@@ -150,7 +163,7 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        if name == "gateway":  # the providers' pages send uploaded sheets to ingest
+        if kind == "gateway":  # the providers' pages send uploaded sheets to ingest
             env["UTFALL_INGEST_URL"] = self.services["ingest"].url
         env.update(self.extra_env)
         return env
@@ -159,7 +172,7 @@ class LocalStack:
         svc = self.services[name]
         svc.env = self.service_env(name)
         svc.proc = spawn(
-            [sys.executable, "-m", f"utfall_{name}.app"],
+            [sys.executable, "-m", f"utfall_{svc.kind}.app"],
             env=svc.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -188,7 +201,7 @@ class LocalStack:
                 try:
                     with urllib.request.urlopen(f"{svc.url}/ready", timeout=2) as response:  # noqa: S310
                         # the answer must come from this service: another process on the port is not it
-                        if response.status == 200 and _answered_by(response.read()) == name:
+                        if response.status == 200 and _answered_by(response.read()) == svc.kind:
                             break
                 except OSError:
                     pass
@@ -233,7 +246,7 @@ class LocalStack:
     def stop(self) -> None:
         for proc in self.others.values():
             terminate(proc)
-        for name in reversed(SERVICES):
+        for name in reversed(list(self.services)):
             self.stop_service(name)
         if self.kafka is not None:
             self.kafka.stop()
