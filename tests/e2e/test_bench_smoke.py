@@ -1,5 +1,5 @@
-"""`make bench` at a tiny size, profiled: every step runs start to finish, the JSON has every figure and the
-pipeline step's profile of each service."""
+"""`make bench` at a tiny size, profiled and with two replicas: every step runs start to finish, the JSON has every
+figure, the pipeline step's profile of each service and the steps measured again with two replicas."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
             "--smoke",
             "--no-progress",
             "--profile",
+            "--replicas",
+            "2",
             "--out",
             str(tmp_path),
         ],
@@ -41,12 +43,23 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "latency_target",
         "gateway_results",
         "rebuild",
+        "http_ingest_2_replicas",
+        "pipeline_2_replicas",
     }
     assert steps["floor"]["floor_per_s"] > 0 and steps["http_ingest"]["accepted"] > 0
     assert steps["pipeline"]["events_per_s"] > 0 and 0 < steps["pipeline"]["ratio_to_floor"] < 10
     assert steps["latency"]["p99_ms"] > 0 and steps["gateway_results"]["p99_ms"] > 0
     assert steps["latency_target"]["offered_events_per_s"] > steps["latency"]["offered_events_per_s"]
     assert steps["rebuild"]["records"] >= 15_000
+    # --replicas 2: HTTP ingest spread over two ingest processes, the pipeline through two of each service
+    assert (
+        steps["http_ingest_2_replicas"]["replicas"] == 2 and steps["http_ingest_2_replicas"]["accepted"] > 0
+    )
+    assert (
+        steps["pipeline_2_replicas"]["replicas"] == 2
+        and steps["pipeline_2_replicas"]["ledger_entries_total"] > 0
+    )
+    assert "3 pipeline, 2 replicas" in result.stdout
     assert "raw aiokafka floor" in result.stdout
     # progress when not on a terminal: a line as each step starts and completes
     for step in ("floor", "http_ingest", "raw_topic_ingest", "pipeline", "latency", "rebuild"):
