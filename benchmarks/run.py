@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tqdm import tqdm
 
-from utfall_events.topics import CARE_EVENTS, OUTCOMES, raw_topic
+from utfall_events.topics import CARE_EVENTS, OUTCOMES_V2, raw_topic
 from utfall_measures.rebuild import rebuild
 from utfall_measures.settings import MeasuresSettings
 from utfall_platform.apikeys import generate_key, publish_keys
@@ -469,7 +469,7 @@ async def pipeline_step(
         await until_projected(conn, sources, desc=f"pipeline {prefix}: measures", progress=progress)
         while not (
             await outbox_empty(conn, "measures")
-            and await caught_up(conn, stack.admin, "contracts-outcomes", "contracts", OUTCOMES)
+            and await caught_up(conn, stack.admin, "contracts-outcomes-v2", "contracts", OUTCOMES_V2)
             and await outbox_empty(conn, "contracts")
         ):
             await asyncio.sleep(0.2)

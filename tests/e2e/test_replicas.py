@@ -33,7 +33,7 @@ REPLICA_FAULTS = [
     "kill:gateway-2",
     "pause:contracts-2",
 ]
-MAIN_TOPIC = {"ingest": "care.events.raw.v1", "measures": "care.events.v1", "contracts": "outcomes.v1"}
+MAIN_TOPIC = {"ingest": "care.events.raw.v1", "measures": "care.events.v1", "contracts": "outcomes."}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

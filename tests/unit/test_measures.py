@@ -358,23 +358,31 @@ def test_catalogue_lookup() -> None:
 
 
 def test_outcome_messages_match_the_published_model() -> None:
-    """The projection writes outcome facts straight to JSON; this pins the shape to OutcomeFactV1."""
+    """The projection writes outcome messages straight to JSON: one EpisodeOutcomesV2 per episode holding every
+    changed fact, voids included; this pins the shape to the model and its v1 view to OutcomeFactV1."""
     import orjson
 
-    from utfall_events.outcomes import OutcomeFactV1
-    from utfall_measures.messages import fact_message as _fact_message
+    from utfall_events.outcomes import EpisodeOutcomesV2
+    from utfall_events.topics import OUTCOMES_V2
+    from utfall_measures.domain.revisions import Publication
+    from utfall_measures.messages import outcome_messages
 
     events = [start(), end(day="2024-01-31"), follow(month=12, day="2025-02-05")]
     (episode,) = fold_episodes(events).values()
-    for (_, measure), fact in facts_for_subject([episode], date(2025, 3, 1)).items():
-        message = _fact_message(episode, fact, 3, "pending", datetime(2025, 3, 1, tzinfo=UTC))
-        model = OutcomeFactV1.model_validate(orjson.loads(message.value))
-        assert (
-            model.measure_id == measure
-            and model.revision == 3
-            and model.episode.end_date == date(2024, 1, 31)
-        )
-        assert message.key == SUBJECT.encode()
+    facts = facts_for_subject([episode], date(2025, 3, 1))
+    publications = [Publication(3, fact, episode, None) for fact in facts.values()]
+    first = next(iter(facts.values()))
+    publications.append(Publication(4, None, None, _stored(first, episode, 3)))  # a fact voided beside them
+    (message,) = outcome_messages(publications, datetime(2025, 3, 1, tzinfo=UTC))
+    assert message.topic == OUTCOMES_V2 and message.key == SUBJECT.encode()
+    model = EpisodeOutcomesV2.model_validate(orjson.loads(message.value))
+    assert len(model.facts) == len(facts) + 1
+    assert model.episode.end_date == date(2024, 1, 31)
+    assert {f.measure_id for f in model.facts} == {m for (_, m) in facts}
+    assert [f.status for f in model.facts if f.revision == 4] == ["void"]
+    v1 = model.facts_v1()
+    assert {f.fact_id for f in v1} == {f"{episode.provider_id}/{episode.episode_id}/{m}" for (_, m) in facts}
+    assert all(f.subject_ref == SUBJECT and f.determined_at == model.determined_at for f in v1)
 
 
 def _stored(plan_fact: Any, episode: Any, revision: int, **changes: Any) -> Any:

@@ -1,4 +1,10 @@
-"""`outcomes.v1`: one outcome fact per ended episode and measure, published whenever its status changes."""
+"""Outcome facts: the status of each measure for each ended episode, published whenever it changes.
+
+`outcomes.v2` (what measures publishes): one message per episode per change, holding every fact of it that
+changed (`EpisodeOutcomesV2`). `outcomes.v1` (retired for writing, still read by contracts until its last
+records are consumed): one message per fact (`OutcomeFactV1`). `EpisodeOutcomesV2.facts_v1()` gives the v1
+view of a v2 message, so a consumer handles both the same way.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FactStatus = Literal["achieved", "not_achieved", "missing", "pending", "void"]
 OUTCOME_FACT_TYPE = "se.utfall.outcome.fact.v1"
+EPISODE_OUTCOMES_TYPE = "se.utfall.outcome.episode.v2"
 
 
 class EventRef(BaseModel):
@@ -61,3 +68,50 @@ class OutcomeFactV1(BaseModel):
         "closed. Null while pending and when void. Contracts pay in this order (first determined, first paid).",
     )
     episode: EpisodeDimensions
+
+
+class OutcomeChangeV2(BaseModel):
+    """One fact of an episode at its new revision (in `EpisodeOutcomesV2.facts`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    measure_id: str
+    measure_version: int
+    status: FactStatus
+    previous_status: FactStatus | None
+    revision: int = Field(ge=1)
+    evidence: list[EventRef]
+    outcome_date: date | None = None
+
+
+class EpisodeOutcomesV2(BaseModel):
+    """`outcomes.v2` (key: subject_ref): every fact of one episode that changed in one of measures'
+    transactions, with the episode's dimensions once. The same rules as OutcomeFactV1 per fact: `void` means
+    the fact no longer exists, `revision` grows by one with every published change of a fact."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject_ref: str
+    episode_id: str
+    determined_at: datetime
+    episode: EpisodeDimensions
+    facts: list[OutcomeChangeV2] = Field(min_length=1)
+
+    def facts_v1(self) -> list[OutcomeFactV1]:
+        return [
+            OutcomeFactV1(
+                fact_id=f"{self.episode.provider_id}/{self.episode_id}/{f.measure_id}",
+                measure_id=f.measure_id,
+                measure_version=f.measure_version,
+                subject_ref=self.subject_ref,
+                episode_id=self.episode_id,
+                status=f.status,
+                previous_status=f.previous_status,
+                revision=f.revision,
+                evidence=f.evidence,
+                determined_at=self.determined_at,
+                outcome_date=f.outcome_date,
+                episode=self.episode,
+            )
+            for f in self.facts
+        ]

@@ -42,6 +42,7 @@ def models() -> dict[str, type[BaseModel]]:
         "PublishedEventRetractedV1": care.PublishedEventRetractedV1,
         "RejectedEventV1": care.RejectedEventV1,
         "OutcomeFactV1": outcomes.OutcomeFactV1,
+        "EpisodeOutcomesV2": outcomes.EpisodeOutcomesV2,
         "PaymentV1": payments.PaymentV1,
         "ContractDefinitionV1": contracts.ContractDefinitionV1,
         "ApiKeyV1": auth.ApiKeyV1,

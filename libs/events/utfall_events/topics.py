@@ -22,7 +22,8 @@ RAW_TOPIC_PREFIX = CARE_EVENTS_RAW + "."
 RAW_TOPICS_PATTERN = RAW_TOPIC_PREFIX + "{provider}"
 CARE_EVENTS = "care.events.v1"
 CARE_EVENTS_REJECTED = "care.events.rejected.v1"
-OUTCOMES = "outcomes.v1"
+OUTCOMES = "outcomes.v1"  # retired for writing: contracts reads what is left on it
+OUTCOMES_V2 = "outcomes.v2"
 PAYMENTS = "payments.v1"
 AGGREGATES = "aggregates.v1"
 API_KEYS = "auth.keys.v1"
@@ -37,6 +38,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(CARE_EVENTS, 6),
     TopicSpec(CARE_EVENTS_REJECTED, 3),
     TopicSpec(OUTCOMES, 6),
+    TopicSpec(OUTCOMES_V2, 6),
     TopicSpec(PAYMENTS, 3),
     TopicSpec(AGGREGATES, 3),
     TopicSpec(API_KEYS, 1, compacted=True),
@@ -55,6 +57,7 @@ TRANSACTIONAL_TOPICS: frozenset[str] = frozenset(
         CARE_EVENTS,
         CARE_EVENTS_REJECTED,
         OUTCOMES,
+        OUTCOMES_V2,
         PAYMENTS,
         AGGREGATES,
         MEASURES_DEADLETTER,

@@ -25,7 +25,7 @@ from utfall_events.care import (
     RejectedEventV1,
 )
 from utfall_events.contracts import ContractDefinitionV1
-from utfall_events.outcomes import OutcomeFactV1
+from utfall_events.outcomes import EpisodeOutcomesV2, OutcomeFactV1
 from utfall_events.payments import PaymentV1
 from utfall_events.registry import ProviderV1
 from utfall_events.releases import ReleaseRecordV1
@@ -63,9 +63,16 @@ def document() -> dict[str, Any]:
             "Dead letters of ingest: why an event was refused; never a personnummer.",
         ),
         (
+            topics.OUTCOMES_V2,
+            EpisodeOutcomesV2,
+            "Outcome facts, keyed by subject_ref: one message per episode and change, holding every fact of "
+            "the episode that changed.",
+        ),
+        (
             topics.OUTCOMES,
             OutcomeFactV1,
-            "Outcome facts, keyed by subject_ref, published when a status changes.",
+            "Retired for writing (measures publishes outcomes.v2): one outcome fact per message; contracts "
+            "reads what is left on it.",
         ),
         (
             topics.PAYMENTS,

@@ -69,11 +69,11 @@ SERVICE_GRANTS: Mapping[str, Grants] = {
     ),
     "measures": Grants(
         reads=(t.CARE_EVENTS, t.AGGREGATES),
-        writes=(t.OUTCOMES, t.MEASURES_DEADLETTER),
+        writes=(t.OUTCOMES_V2, t.OUTCOMES, t.MEASURES_DEADLETTER),
         id_prefix="utfall-measures-",
     ),
     "contracts": Grants(
-        reads=(t.CONTRACT_COMMANDS, t.CARE_EVENTS, t.OUTCOMES),
+        reads=(t.CONTRACT_COMMANDS, t.CARE_EVENTS, t.OUTCOMES_V2, t.OUTCOMES),
         writes=(t.PAYMENTS, t.CONTRACTS_DEADLETTER),
         id_prefix="utfall-contracts-",
     ),

@@ -9,7 +9,7 @@ import asyncpg
 from fastapi import FastAPI
 
 from utfall_events.codec import UndecodableRecord
-from utfall_events.topics import CARE_EVENTS, CONTRACT_COMMANDS, CONTRACTS_DEADLETTER, OUTCOMES
+from utfall_events.topics import CARE_EVENTS, CONTRACT_COMMANDS, CONTRACTS_DEADLETTER, OUTCOMES, OUTCOMES_V2
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.consumer import DeadLetterPolicy
 from utfall_platform.logging import setup_logging
@@ -46,7 +46,8 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
     for name, topic, handler in (
         ("contracts-commands", CONTRACT_COMMANDS, commands_handler(clock)),
         ("contracts-care-events", CARE_EVENTS, care_events_handler(clock)),
-        ("contracts-outcomes", OUTCOMES, outcomes_handler(clock)),
+        ("contracts-outcomes-v2", OUTCOMES_V2, outcomes_handler(clock, version=2)),
+        ("contracts-outcomes", OUTCOMES, outcomes_handler(clock, version=1)),
     ):
         runtime.subscribe(name, topic, handler, dead_letter)
 

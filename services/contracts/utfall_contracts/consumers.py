@@ -11,14 +11,14 @@ import orjson
 from utfall_events.codec import DecodedCareEvent, UndecodableRecord, decode_care_event, decode_message
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.ledger_commands import LedgerCommandV1
-from utfall_events.outcomes import OutcomeFactV1
+from utfall_events.outcomes import EpisodeOutcomesV2, OutcomeFactV1
 from utfall_events.vocabulary import EVENT_RETRACTED, PLACEMENT_STARTED
 from utfall_platform import metrics
 from utfall_platform.clock import Clock
 from utfall_platform.consumer import Record
 
 from .contract_store import current_contracts, save_version
-from .domain.book import FactInfo
+from .domain.book import EpisodeKey, FactInfo
 from .domain.cohort import PlacementFacts
 from .ledger_commands import apply_ledger_command
 from .reconcile import reconcile, reconcile_contract
@@ -83,33 +83,46 @@ def _started(event: DecodedCareEvent) -> StartedPlacement:
     )
 
 
-def outcomes_handler(clock: Clock) -> Handler:
-    async def handle(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-        latest: dict[tuple[str, str, str], OutcomeFactV1] = {}
-        for record in records:
+def outcomes_handler(clock: Clock, version: int = 2) -> Handler:
+    """Outcome facts from `outcomes.v2` (an episode's changed facts per message) or, while its last records are
+    read, the retired `outcomes.v1` (a fact per message): the same updates either way."""
+
+    def updates(record: Record) -> list[FactUpdate]:
+        if version == 1:
             fact = decode_message(OutcomeFactV1, record.value)
-            key = (fact.episode.provider_id, fact.episode_id, fact.measure_id)
-            if key not in latest or latest[key].revision < fact.revision:
-                latest[key] = fact
+            info = FactInfo(
+                fact.status, fact.measure_version, tuple(fact.evidence), fact.subject_ref, fact.outcome_date
+            )
+            return [
+                FactUpdate((fact.episode.provider_id, fact.episode_id), fact.measure_id, fact.revision, info)
+            ]
+        message = decode_message(EpisodeOutcomesV2, record.value)
+        key = (message.episode.provider_id, message.episode_id)
+        return [
+            FactUpdate(
+                key,
+                f.measure_id,
+                f.revision,
+                FactInfo(f.status, f.measure_version, tuple(f.evidence), message.subject_ref, f.outcome_date),
+            )
+            for f in message.facts
+        ]
+
+    async def handle(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+        latest: dict[tuple[EpisodeKey, str], FactUpdate] = {}
+        for record in records:
+            for update in updates(record):
+                previous = latest.get((update.key, update.measure_id))
+                if previous is None or previous.revision < update.revision:
+                    latest[(update.key, update.measure_id)] = update
         repository = PostgresRepository(conn)
-        changed = await repository.store_facts([_update(f) for f in latest.values()], clock.now())
+        changed = await repository.store_facts(list(latest.values()), clock.now())
         if changed:
             await reconcile(
                 repository, await current_contracts(conn), changed, now=clock.now(), reason="outcome"
             )
 
     return handle
-
-
-def _update(fact: OutcomeFactV1) -> FactUpdate:
-    return FactUpdate(
-        (fact.episode.provider_id, fact.episode_id),
-        fact.measure_id,
-        fact.revision,
-        FactInfo(
-            fact.status, fact.measure_version, tuple(fact.evidence), fact.subject_ref, fact.outcome_date
-        ),
-    )
 
 
 def commands_handler(clock: Clock) -> Handler:

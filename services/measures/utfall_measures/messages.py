@@ -1,103 +1,114 @@
-"""The outcome messages measures publishes on `outcomes.v1` (through the outbox)."""
+"""The outcome messages measures publishes on `outcomes.v2` (through the outbox): one per episode and change,
+holding every fact of the episode that changed (`EpisodeOutcomesV2`). Written straight to JSON on this hot
+path; a unit test pins the shape to the model."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import orjson
 
 from utfall_events.cloudevents import binary_headers
-from utfall_events.outcomes import OUTCOME_FACT_TYPE, EpisodeDimensions, EventRef, OutcomeFactV1
-from utfall_events.topics import OUTCOMES
+from utfall_events.outcomes import EPISODE_OUTCOMES_TYPE, EpisodeDimensions
+from utfall_events.topics import OUTCOMES_V2
 from utfall_platform.outbox import OutboxMessage
 
 from .domain.episodes import Episode
-from .domain.facts import Fact
 from .domain.revisions import Publication, StoredFact, evidence_json
 
-
-def publication_message(publication: Publication, now: datetime) -> OutboxMessage:
-    if publication.fact is None:
-        assert publication.previous is not None
-        return void_message(publication.previous, publication.revision, now)
-    assert publication.episode is not None
-    return fact_message(
-        publication.episode, publication.fact, publication.revision, publication.previous_status, now
-    )
+_DIMENSIONS = tuple(EpisodeDimensions.model_fields)
 
 
-def _model_message(fact: OutcomeFactV1, now: datetime) -> OutboxMessage:
-    return _outcome_message(
-        fact.fact_id, fact.revision, fact.episode_id, fact.subject_ref, fact.model_dump_json().encode(), now
-    )
+def outcome_messages(publications: list[Publication], now: datetime) -> list[OutboxMessage]:
+    """The publications of one fold, grouped by episode (and subject, should a void name a former one)."""
+    grouped: dict[tuple[str, str, str], tuple[dict[str, Any] | None, list[dict[str, Any]]]] = {}
+    for publication in publications:
+        if publication.fact is not None:
+            ep = publication.episode
+            assert ep is not None
+            key = (ep.provider_id, ep.episode_id, ep.subject_ref)
+            fact = publication.fact
+            change = {
+                "measure_id": fact.measure_id,
+                "measure_version": fact.measure_version,
+                "status": fact.status,
+                "previous_status": publication.previous_status,
+                "revision": publication.revision,
+                "evidence": evidence_json(fact),
+                "outcome_date": fact.outcome_date,
+            }
+            dimensions: dict[str, Any] | None = _episode_dimensions(ep)
+        else:
+            previous = publication.previous
+            assert previous is not None
+            key = (previous.provider_id, previous.episode_id, previous.subject_ref)
+            change = {
+                "measure_id": previous.measure_id,
+                "measure_version": previous.measure_version,
+                "status": "void",
+                "previous_status": previous.status,
+                "revision": publication.revision,
+                "evidence": previous.evidence,
+                "outcome_date": None,
+            }
+            dimensions = _stored_dimensions(previous)
+        known, changes = grouped.get(key, (None, []))
+        changes.append(change)
+        # the live episode's dimensions win over those a void's stored row carried
+        grouped[key] = (known if known is not None and publication.fact is None else dimensions, changes)
+    return [
+        _message(provider, episode_id, subject, dimensions, changes, now)
+        for (provider, episode_id, subject), (dimensions, changes) in grouped.items()
+        if dimensions is not None
+    ]
 
 
-def _outcome_message(
-    fact_id: str, revision: int, episode_id: str, subject_ref: str, body: bytes, now: datetime
+def _episode_dimensions(ep: Episode) -> dict[str, Any]:
+    p, d = ep.placement, ep.discharge
+    assert p is not None
+    return {
+        "provider_id": ep.provider_id,
+        "unit_id": p.unit_id,
+        "municipality_code": p.municipality_code,
+        "care_type": p.care_type,
+        "legal_basis": p.legal_basis,
+        "target_group": p.target_group,
+        "sex": p.sex,
+        "age_at_start": p.age_at_start,
+        "start_date": p.start_date,
+        "end_date": d.end_date if d else None,
+    }
+
+
+def _stored_dimensions(previous: StoredFact) -> dict[str, Any]:
+    # a stored fact carries every dimension of its episode under the same names
+    return {name: getattr(previous, name) for name in _DIMENSIONS}
+
+
+def _message(
+    provider_id: str,
+    episode_id: str,
+    subject_ref: str,
+    dimensions: dict[str, Any],
+    changes: list[dict[str, Any]],
+    now: datetime,
 ) -> OutboxMessage:
+    facts = sorted(changes, key=lambda c: str(c["measure_id"]))
+    body = {
+        "subject_ref": subject_ref,
+        "episode_id": episode_id,
+        "determined_at": now,
+        "episode": dimensions,
+        "facts": facts,
+    }
+    revisions = ",".join(f"{c['measure_id']}#{c['revision']}" for c in facts)
     headers = binary_headers(
-        event_id=f"{fact_id}#{revision}",
+        event_id=f"{provider_id}/{episode_id}@{revisions}",
         source="utfall/measures",
-        type_=OUTCOME_FACT_TYPE,
+        type_=EPISODE_OUTCOMES_TYPE,
         time=now,
         subject=episode_id,
         extra={},
     )
-    return OutboxMessage(OUTCOMES, subject_ref.encode(), body, headers)
-
-
-def fact_message(
-    ep: Episode, fact: Fact, revision: int, previous: str | None, now: datetime
-) -> OutboxMessage:
-    """An OutcomeFactV1 written straight to JSON (the hot path publishes eight per ended episode; a unit test
-    pins this shape to the model)."""
-    p, d = ep.placement, ep.discharge
-    assert p is not None
-    body = {
-        "fact_id": f"{ep.provider_id}/{ep.episode_id}/{fact.measure_id}",
-        "measure_id": fact.measure_id,
-        "measure_version": fact.measure_version,
-        "subject_ref": ep.subject_ref,
-        "episode_id": ep.episode_id,
-        "status": fact.status,
-        "previous_status": previous,
-        "revision": revision,
-        "evidence": evidence_json(fact),
-        "determined_at": now,
-        "outcome_date": fact.outcome_date,
-        "episode": {
-            "provider_id": ep.provider_id,
-            "unit_id": p.unit_id,
-            "municipality_code": p.municipality_code,
-            "care_type": p.care_type,
-            "legal_basis": p.legal_basis,
-            "target_group": p.target_group,
-            "sex": p.sex,
-            "age_at_start": p.age_at_start,
-            "start_date": p.start_date,
-            "end_date": d.end_date if d else None,
-        },
-    }
-    return _outcome_message(
-        str(body["fact_id"]), revision, ep.episode_id, ep.subject_ref, orjson.dumps(body), now
-    )
-
-
-def void_message(previous: StoredFact, revision: int, now: datetime) -> OutboxMessage:
-    body = OutcomeFactV1(
-        fact_id=f"{previous.provider_id}/{previous.episode_id}/{previous.measure_id}",
-        measure_id=previous.measure_id,
-        measure_version=previous.measure_version,
-        subject_ref=previous.subject_ref,
-        episode_id=previous.episode_id,
-        status="void",
-        previous_status=previous.status,
-        revision=revision,
-        evidence=[EventRef(**e) for e in previous.evidence],
-        determined_at=now,
-        # a stored fact carries every dimension of its episode under the same names
-        episode=EpisodeDimensions(
-            **{name: getattr(previous, name) for name in EpisodeDimensions.model_fields}
-        ),
-    )
-    return _model_message(body, now)
+    return OutboxMessage(OUTCOMES_V2, subject_ref.encode(), orjson.dumps(body), headers)

@@ -19,7 +19,7 @@ from .domain.episodes import Episode, EpisodeKey, StoredEvent, fold_episodes
 from .domain.facts import Fact, facts_for_subject
 from .domain.revisions import plan_revisions
 from .incoming import Incoming, decode
-from .messages import publication_message
+from .messages import outcome_messages
 from .store import load_subjects, store_events
 
 __all__ = ["Incoming", "RefoldResult", "apply_fold", "decode", "load_subjects", "refold", "store_events"]
@@ -70,5 +70,5 @@ async def apply_fold(
     for publication in plan.publish:
         if publication.fact is not None:
             measures_metrics.FACT_CHANGES.labels(publication.fact.measure_id, publication.fact.status).inc()
-    await enqueue(conn, SCHEMA, [publication_message(p, now) for p in plan.publish])
+    await enqueue(conn, SCHEMA, outcome_messages(plan.publish, now))
     return RefoldResult(len(episodes), len(plan.writes), len(plan.publish))
