@@ -439,6 +439,14 @@ async def caught_up(
     return all(ends[tp] - done.get(tp.partition, 0) <= 2 for tp in tps)
 
 
+async def drain(conn: asyncpg.Connection, progress: bool) -> None:
+    """Wait until measures has projected every event ingest accepted (before the next step is timed)."""
+    accepted = await count(conn, "SELECT count(*) FROM ingest.received_events WHERE status = 'accepted'")
+    await wait_for(
+        conn, "SELECT count(*) FROM measures.events", (), accepted, desc="drain", progress=progress
+    )
+
+
 async def pipeline_step(
     stack: LocalStack,
     conn: asyncpg.Connection,
@@ -525,14 +533,7 @@ async def with_replicas(
         **result,
         "resources": sampler.summary(),
     }
-    await wait_for(
-        conn,
-        "SELECT count(*) FROM measures.events",
-        (),
-        await count(conn, "SELECT count(*) FROM ingest.received_events WHERE status = 'accepted'"),
-        desc="drain",
-        progress=progress,
-    )
+    await drain(conn, progress)
     report["steps"][f"pipeline_{replicas}_replicas"] = await pipeline_step(
         stack, conn, pids, floor_rate, pipeline_size, seed=19, prefix="p2", profiled=(), progress=progress
     )
@@ -599,14 +600,7 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> dict[s
             "resources": sampler.summary(),
         }
         # let the pipeline drain what steps 2a and 2b started before timing the pipeline
-        await wait_for(
-            conn,
-            "SELECT count(*) FROM measures.events",
-            (),
-            await count(conn, "SELECT count(*) FROM ingest.received_events WHERE status = 'accepted'"),
-            desc="drain",
-            progress=progress,
-        )
+        await drain(conn, progress)
 
         # 3. the full pipeline, raw event to payment, sustained; a contract enrols the pipeline's providers
         note("step 3: the full pipeline, raw event to payment, sustained")

@@ -21,6 +21,7 @@ from utfall_synthetic.cohort import PROVIDERS
 
 from ..faults import FaultReport, contract_yaml, run_scenario
 from ..helpers import create_key, uid
+from ..infra import World
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -37,33 +38,35 @@ MAIN_TOPIC = {"ingest": "care.events.raw.v1", "measures": "care.events.v1", "con
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def replica_stack(world, tmp_path_factory, artifacts):  # type: ignore[no-untyped-def]
-    suffix = world.name[-6:]
-    contracts_dir = tmp_path_factory.mktemp("contracts")
+async def replica_stack(tmp_path_factory, artifacts):  # type: ignore[no-untyped-def]
+    """Its own Kafka and PostgreSQL: on the shared ones this world's measures would also fold every earlier
+    test's care events, and synthetic cohorts of different seeds share some personnummer (a re-placement in
+    another cohort is a re-placement here), so its facts could not equal the reference of its own cohort."""
+    base = tmp_path_factory.mktemp("replicas")
+    sink = (artifacts / f"replicas-{base.name}.log").open("w")
+    contracts_dir = base / "contracts"
+    contracts_dir.mkdir()
+    stack = LocalStack(base / "stack", durable=False, log_sink=sink)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, stack.start_infrastructure)
+    world = World(uid("replicas_"), stack.cluster, stack.database_url, stack.gateway_database_url)
     contract_id = uid("replicas-")
     (contracts_dir / "replicas.yaml").write_text(
-        contract_yaml(contract_id, [f"{p.provider_id}-{suffix}" for p in PROVIDERS])
+        contract_yaml(contract_id, [f"{p.provider_id}-{world.name[-6:]}" for p in PROVIDERS])
     )
-    sink = (artifacts / f"replicas-{world.name}.log").open("w")
-    stack = LocalStack(
-        tmp_path_factory.mktemp("stack"),
-        kafka=world.cluster,
-        database_url=world.database_url,
-        gateway_database_url=world.gateway_database_url,
-        log_sink=sink,
-        extra_env={**world.env(), "UTFALL_CONTRACTS_DIR": str(contracts_dir)},
-    )
+    stack.extra_env = {**world.env(), "UTFALL_CONTRACTS_DIR": str(contracts_dir)}
     for kind in SERVICES:
         stack.add_replica(kind)
-    loop = asyncio.get_running_loop()
-    for name in stack.services:
-        stack.start_service(name)
-    await loop.run_in_executor(None, stack.wait_ready, tuple(stack.services))
-    stack.world = world  # type: ignore[attr-defined]
-    stack.contract_id = contract_id  # type: ignore[attr-defined]
-    yield stack
-    await loop.run_in_executor(None, stack.stop)
-    sink.close()
+    try:
+        for name in stack.services:
+            stack.start_service(name)
+        await loop.run_in_executor(None, stack.wait_ready, tuple(stack.services), 180.0)
+        stack.world = world  # type: ignore[attr-defined]
+        stack.contract_id = contract_id  # type: ignore[attr-defined]
+        yield stack
+    finally:
+        await loop.run_in_executor(None, stack.stop)
+        sink.close()
 
 
 async def consumed(url: str, topic_prefix: str) -> float:

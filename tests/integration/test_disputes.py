@@ -73,10 +73,8 @@ async def count_kind(world: Any, contract_id: str, kind: str) -> int:
     return int(found[0]["n"])
 
 
-async def test_disputes_and_resolutions_survive_sigkill_exactly_once(
-    world, contracts_process, record_property
-) -> None:  # type: ignore[no-untyped-def]
-    scenario = Scenario(400)
+async def paid_for(world: Any, scenario: Scenario) -> Any:
+    """The scenario's contract, placements and first outcomes sent; returns the ledger once it has settled."""
     contract = scenario.contract_id
     await produce(
         world.kafka,
@@ -87,6 +85,15 @@ async def test_disputes_and_resolutions_survive_sigkill_exactly_once(
     await produce(world.kafka, OUTCOMES, scenario.facts(1))
     paid = scenario.expected_ledger(1)
     assert await settled(world, contract, paid) == paid
+    return paid
+
+
+async def test_disputes_and_resolutions_survive_sigkill_exactly_once(
+    world, contracts_process, record_property
+) -> None:  # type: ignore[no-untyped-def]
+    scenario = Scenario(400)
+    contract = scenario.contract_id
+    paid = await paid_for(world, scenario)
     triggered = sorted(pid for pid, kind, _ in paid if kind == "payment.triggered")
     rng = random.Random(7)
     disputed = rng.sample(triggered, 200)
@@ -228,15 +235,7 @@ async def test_disputes_and_resolutions_survive_sigkill_exactly_once(
 async def test_a_commissioner_closes_only_ended_periods_once(world, contracts_process) -> None:  # type: ignore[no-untyped-def]
     scenario = Scenario(20)
     contract = scenario.contract_id
-    await produce(
-        world.kafka,
-        CONTRACT_COMMANDS,
-        [(contract.encode(), definition(contract, scenario.provider).model_dump_json().encode(), [])],
-    )
-    await produce(world.kafka, CARE_EVENTS, scenario.placements())
-    await produce(world.kafka, OUTCOMES, scenario.facts(1))
-    paid = scenario.expected_ledger(1)
-    assert await settled(world, contract, paid) == paid
+    assert await paid_for(world, scenario)
     now = datetime.now(UTC)
     current = period_of(now, "quarter")
     previous = period_of(current.start - timedelta(days=1), "quarter")

@@ -58,10 +58,22 @@ def _commissioner(who: Principal, contract: Any) -> None:
         raise Problem(403, "forbidden", "Only the contract's commissioner (its municipality) may do this.")
 
 
-def _command_id(who: Principal, idempotency_key: str | None) -> str:
-    if idempotency_key is None:
-        return str(uuid.uuid4())
-    return str(uuid.uuid5(COMMAND_NAMESPACE, f"{who.key_id}|{idempotency_key}"))
+def _envelope(
+    request: Request, who: Principal, contract_id: str, idempotency_key: str | None
+) -> dict[str, Any]:
+    """What every command carries: its id (the same for a retry with the same Idempotency-Key), the contract,
+    the key that sent it and when."""
+    command_id = (
+        str(uuid.uuid4())
+        if idempotency_key is None
+        else str(uuid.uuid5(COMMAND_NAMESPACE, f"{who.key_id}|{idempotency_key}"))
+    )
+    return {
+        "command_id": command_id,
+        "contract_id": contract_id,
+        "key_id": str(who.key_id),
+        "requested_at": gateway_state(request).clock.now(),
+    }
 
 
 def _result_out(row: Any) -> dict[str, Any]:
@@ -128,10 +140,7 @@ async def dispute_payment(
     return await _send(
         request,
         DisputePaymentV1(
-            command_id=_command_id(who, idempotency_key),
-            contract_id=contract_id,
-            key_id=str(who.key_id),
-            requested_at=gateway_state(request).clock.now(),
+            **_envelope(request, who, contract_id, idempotency_key),
             payment_id=payment_id,
             role="assessor" if who.role == "assessor" else "finance",
             reason=body.reason,
@@ -157,10 +166,7 @@ async def resolve_dispute(
     return await _send(
         request,
         ResolveDisputeV1(
-            command_id=_command_id(who, idempotency_key),
-            contract_id=contract_id,
-            key_id=str(who.key_id),
-            requested_at=gateway_state(request).clock.now(),
+            **_envelope(request, who, contract_id, idempotency_key),
             payment_id=payment_id,
             resolution=body.resolution,
             reason=body.reason,
@@ -185,10 +191,7 @@ async def close_period(
     return await _send(
         request,
         ClosePeriodV1(
-            command_id=_command_id(who, idempotency_key),
-            contract_id=contract_id,
-            key_id=str(who.key_id),
-            requested_at=gateway_state(request).clock.now(),
+            **_envelope(request, who, contract_id, idempotency_key),
             period=period,
         ),
     )
