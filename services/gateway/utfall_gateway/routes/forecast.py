@@ -35,7 +35,10 @@ async def actual_payments(request: Request, contract: Any) -> list[ActualPayment
     return [ActualPayments(*key, net, disputes) for key, (net, disputes) in sorted(grouped.items())]
 
 
-async def contract_forecast(request: Request, contract: Any) -> dict[str, Any]:
+async def contract_forecast(
+    request: Request, contract: Any, paid: list[ActualPayments] | None = None
+) -> dict[str, Any]:
+    """`paid`: the contract's actual payments when the caller has read them already."""
     pool = gateway_state(request).pool
     contract_id = contract["contract_id"]
     kind = period_kind(contract)
@@ -59,7 +62,7 @@ async def contract_forecast(request: Request, contract: Any) -> dict[str, Any]:
         for r in await readmodel.outcome_rates(pool, measures)
     }
     actual: dict[str, int] = {}
-    for row in await actual_payments(request, contract):
+    for row in paid if paid is not None else await actual_payments(request, contract):
         actual[row.period] = actual.get(row.period, 0) + row.net_ore
     return forecast(
         contract,
@@ -109,10 +112,11 @@ async def indigo_export(request: Request, who: Authenticated, contract_id: Contr
         MilestoneResult(r["milestone_id"], int(r["engaged"]), int(r["achieved"]))
         for r in await readmodel.milestone_results(gw.pool, contract_id)
     ]
+    paid = await actual_payments(request, contract)
     return export(
         contract,
-        await contract_forecast(request, contract),
-        await actual_payments(request, contract),
+        await contract_forecast(request, contract, paid),
+        paid,
         results,
         min_cell=gw.min_cell,
         today=gw.clock.today(),
