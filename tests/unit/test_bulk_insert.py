@@ -45,3 +45,15 @@ def test_insert_or_skip_any_conflict() -> None:
 
 def test_key_arrays_are_sorted_pairs() -> None:
     assert key_arrays({("b", "1"), ("a", "2")}) == (["a", "b"], ["2", "1"])
+
+
+def test_a_wide_write_inserts_from_its_staging_table_and_empties_it() -> None:
+    assert UPSERT.staging_ddl == (
+        "CREATE TEMP TABLE IF NOT EXISTS bulk_s_t (bulk_row int, a text, b int, doc text) ON COMMIT DELETE ROWS"
+    )
+    assert UPSERT.sql_from_staging == (
+        "WITH x AS (DELETE FROM bulk_s_t RETURNING *) "
+        "INSERT INTO s.t AS t (a, b, doc, at) SELECT x.a, abs(x.b), x.doc::jsonb, $1::timestamptz FROM x "
+        "ORDER BY x.bulk_row ON CONFLICT (a) DO UPDATE SET b = EXCLUDED.b, doc = EXCLUDED.doc, at = greatest(t.at, EXCLUDED.at) "
+        "WHERE t.b < EXCLUDED.b RETURNING a"
+    )

@@ -30,6 +30,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def connect(dsn: str, *, command_timeout: float = 60.0, **kwargs: Any) -> asyncpg.Connection:
+    """One connection with the same codecs as a pool's (a worker process that needs only one)."""
+    conn = await asyncpg.connect(dsn, command_timeout=command_timeout, **kwargs)
+    await _init_connection(conn)
+    return conn
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 8, command_timeout: float = 60.0, **kwargs: Any
 ) -> asyncpg.Pool:

@@ -29,6 +29,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from . import metrics
 from .background import record_failure
+from .bulk import BulkInsert
 from .kafka_access import KafkaAccess
 from .locks import session_lock
 
@@ -109,18 +110,34 @@ def _encode_headers(headers: Iterable[tuple[str, bytes]]) -> list[str]:
     return flat
 
 
+_ENQUEUE: dict[str, BulkInsert] = {}
+
+
+def _enqueue_statement(schema: str) -> BulkInsert:
+    if schema not in _ENQUEUE:
+        _ENQUEUE[schema] = BulkInsert(
+            f"{schema}.outbox",
+            (("topic", "text"), ("key", "bytea"), ("value", "bytea"), ("headers", "text")),
+            select={"headers": "coalesce(string_to_array(x.headers, chr(31)), '{}')"},
+        )
+    return _ENQUEUE[schema]
+
+
 async def enqueue(conn: asyncpg.Connection, schema: str, messages: Sequence[OutboxMessage]) -> None:
     """Write messages to the outbox inside the caller's transaction (one set-based insert)."""
     if not messages:
         return
-    await conn.execute(
-        f'INSERT INTO "{schema}".outbox (topic, key, value, headers) '
-        "SELECT t, k, v, coalesce(string_to_array(h, chr(31)), '{}') "
-        "FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[]) AS u(t, k, v, h)",
-        [m.topic for m in messages],
-        [m.key for m in messages],
-        [m.value for m in messages],
-        ["\x1f".join(_encode_headers(m.headers)) if m.headers else None for m in messages],
+    await _enqueue_statement(schema).write(
+        conn,
+        (
+            {
+                "topic": m.topic,
+                "key": m.key,
+                "value": m.value,
+                "headers": "\x1f".join(_encode_headers(m.headers)) if m.headers else None,
+            }
+            for m in messages
+        ),
     )
 
 

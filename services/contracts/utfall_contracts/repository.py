@@ -255,9 +255,9 @@ class PostgresRepository:
     async def store_placements(self, started: Sequence[StartedPlacement]) -> None:
         if not started:
             return
-        await self.conn.execute(
-            _INSERT_PLACEMENTS.sql,
-            *_INSERT_PLACEMENTS.args(
+        await _INSERT_PLACEMENTS.write(
+            self.conn,
+            (
                 {**_placement_columns(s.facts), "source": s.source, "event_id": s.event_id, "time": s.time}
                 for s in started
             ),
@@ -284,25 +284,23 @@ class PostgresRepository:
     async def store_facts(self, updates: Sequence[FactUpdate], now: datetime) -> set[EpisodeKey]:
         if not updates:
             return set()
-        rows = await self.conn.fetch(
-            _UPSERT_FACTS.sql,
-            *_UPSERT_FACTS.args(
-                (
-                    {
-                        "provider_id": u.key[0],
-                        "episode_id": u.key[1],
-                        "measure_id": u.measure_id,
-                        "measure_version": u.fact.measure_version,
-                        "subject_ref": u.fact.subject_ref,
-                        "status": u.fact.status,
-                        "revision": u.revision,
-                        "evidence": [e.model_dump() for e in u.fact.evidence],
-                        "outcome_date": u.fact.outcome_date,
-                    }
-                    for u in updates
-                ),
-                now,
+        rows = await _UPSERT_FACTS.write(
+            self.conn,
+            (
+                {
+                    "provider_id": u.key[0],
+                    "episode_id": u.key[1],
+                    "measure_id": u.measure_id,
+                    "measure_version": u.fact.measure_version,
+                    "subject_ref": u.fact.subject_ref,
+                    "status": u.fact.status,
+                    "revision": u.revision,
+                    "evidence": [e.model_dump() for e in u.fact.evidence],
+                    "outcome_date": u.fact.outcome_date,
+                }
+                for u in updates
             ),
+            now,
         )
         return {(r["provider_id"], r["episode_id"]) for r in rows}
 
@@ -441,11 +439,8 @@ class PostgresRepository:
     ) -> None:
         rows = list(enrolled.values())
         if rows:
-            await self.conn.execute(
-                _UPSERT_PARTICIPANTS.sql,
-                *_UPSERT_PARTICIPANTS.args(
-                    map(_placement_columns, rows), book.contract_id, "enrolled", book.version, now, now
-                ),
+            await _UPSERT_PARTICIPANTS.write(
+                self.conn, map(_placement_columns, rows), book.contract_id, "enrolled", book.version, now, now
             )
         if leaving:
             await self.conn.execute(
@@ -460,27 +455,25 @@ class PostgresRepository:
         if book.changed_states:
             items = sorted(book.changed_states)
             states = [book.states[k] for k in items]
-            await self.conn.execute(
-                _UPSERT_STATES.sql,
-                *_UPSERT_STATES.args(
-                    (
-                        {
-                            "provider_id": key[0][0],
-                            "episode_id": key[0][1],
-                            "milestone_id": key[1],
-                            "occurrences": st.occurrences,
-                            "active_payment_id": st.active_payment_id,
-                            "active_amount_ore": st.active_amount_ore,
-                            "entitled_ore": st.entitled_ore,
-                            "order_date": st.order[0] if st.order else None,
-                            "order_payment_id": st.order[1] if st.order else None,
-                            "disallowed": st.disallowed,
-                        }
-                        for key, st in zip(items, states, strict=True)
-                    ),
-                    book.contract_id,
-                    now,
+            await _UPSERT_STATES.write(
+                self.conn,
+                (
+                    {
+                        "provider_id": key[0][0],
+                        "episode_id": key[0][1],
+                        "milestone_id": key[1],
+                        "occurrences": st.occurrences,
+                        "active_payment_id": st.active_payment_id,
+                        "active_amount_ore": st.active_amount_ore,
+                        "entitled_ore": st.entitled_ore,
+                        "order_date": st.order[0] if st.order else None,
+                        "order_payment_id": st.order[1] if st.order else None,
+                        "disallowed": st.disallowed,
+                    }
+                    for key, st in zip(items, states, strict=True)
                 ),
+                book.contract_id,
+                now,
             )
             await self.conn.execute(
                 "UPDATE contracts.contract_totals SET paid_net_ore = $2, entitled_ore = $3 WHERE contract_id = $1",
@@ -495,9 +488,9 @@ async def append_ledger(conn: asyncpg.Connection, entries: Sequence[PaymentV1]) 
     """Ledger entries and their `payments.v1` messages (the outbox), in the caller's transaction."""
     if not entries:
         return 0
-    await conn.execute(
-        _INSERT_LEDGER.sql,
-        *_INSERT_LEDGER.args(
+    await _INSERT_LEDGER.write(
+        conn,
+        (
             {
                 **{name: getattr(e, name) for name in _LEDGER_FIELDS},
                 "signed_amount_ore": e.signed_amount_ore,

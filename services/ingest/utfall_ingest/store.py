@@ -197,23 +197,21 @@ async def save_decision(conn: asyncpg.Connection, decision: Decision, *, channel
     records = [*decision.new_events.values(), *decision.changed_events.values()]
     if records:
         # New rows are inserted; rows already known (a held event released) change status and episode only.
-        await conn.execute(
-            _UPSERT_RECEIVED.sql,
-            *_UPSERT_RECEIVED.args(
-                (
-                    {
-                        "source": e.source,
-                        "event_id": e.event_id,
-                        "type": e.type,
-                        "episode_id": e.episode_id,
-                        "status": e.status,
-                        "followup_month": e.followup_month,
-                    }
-                    for e in records
-                ),
-                channel,
-                now,
+        await _UPSERT_RECEIVED.write(
+            conn,
+            (
+                {
+                    "source": e.source,
+                    "event_id": e.event_id,
+                    "type": e.type,
+                    "episode_id": e.episode_id,
+                    "status": e.status,
+                    "followup_month": e.followup_month,
+                }
+                for e in records
             ),
+            channel,
+            now,
         )
     if decision.retracted:
         await conn.execute(
@@ -231,9 +229,9 @@ async def save_decision(conn: asyncpg.Connection, decision: Decision, *, channel
         )
     if decision.episodes:
         eps = list(decision.episodes.values())
-        await conn.execute(
-            _UPSERT_EPISODES.sql,
-            *_UPSERT_EPISODES.args(
+        await _UPSERT_EPISODES.write(
+            conn,
+            (
                 {
                     "source": e.source,
                     "episode_id": e.episode_id,
@@ -246,9 +244,9 @@ async def save_decision(conn: asyncpg.Connection, decision: Decision, *, channel
         )
     if decision.hold:
         held = list(decision.hold.values())
-        await conn.execute(
-            _INSERT_HELD.sql,
-            *_INSERT_HELD.args(
+        await _INSERT_HELD.write(
+            conn,
+            (
                 {
                     "source": h.event.source,
                     "event_id": h.event.event_id,
@@ -271,21 +269,19 @@ async def save_rejections(
     if not keyed:
         return
     latest = {(r.source, r.event_id): r for r in keyed}  # one row per id even if a batch repeats it
-    await conn.execute(
-        _UPSERT_REJECTIONS.sql,
-        *_UPSERT_REJECTIONS.args(
-            (
-                {
-                    "source": source,
-                    "event_id": event_id,
-                    "type": r.type,
-                    "reasons": [reason.as_dict() for reason in r.reasons],
-                }
-                for (source, event_id), r in latest.items()
-            ),
-            channel,
-            now,
+    await _UPSERT_REJECTIONS.write(
+        conn,
+        (
+            {
+                "source": source,
+                "event_id": event_id,
+                "type": r.type,
+                "reasons": [reason.as_dict() for reason in r.reasons],
+            }
+            for (source, event_id), r in latest.items()
         ),
+        channel,
+        now,
     )
 
 

@@ -4,8 +4,10 @@
 2. Empty events and episodes, forget the consumer's positions, mark a rebuild as under way.
 3. Replay every committed record up to the end offsets seen at the start (COPY into a staging table,
    then one set-based insert that skips duplicates).
-4. Re-fold every subject and diff the facts against the stored ones: only facts whose status changes
-   (say, under a new measure definition) get a new revision and an outcome message.
+4. Re-fold every subject from Postgres in worker processes (one per core), each taking the subjects whose
+   hash falls in its share, chunk by chunk, and diff the facts against the stored ones: only facts whose
+   status changes (say, under a new measure definition) get a new revision and an outcome message.
+Memory stays bounded at any size: the replay holds one batch of records, each worker one chunk of subjects.
 5. Store the positions at those end offsets and clear the mark, so the service resumes right after.
 A rebuild that dies half-way leaves the mark; the service finishes step 4 itself on its next start.
 """
@@ -14,10 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from typing import TextIO
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -27,14 +33,15 @@ from utfall_events.codec import UndecodableEvent
 from utfall_events.topics import CARE_EVENTS
 from utfall_platform import locks
 from utfall_platform.clock import Clock, clock_from_offset_days
-from utfall_platform.db import create_pool, json_texts
+from utfall_platform.db import connect, create_pool, json_texts
 from utfall_platform.kafka_access import KafkaAccess
 
-from .domain.episodes import Episode, StoredEvent, fold_episodes
-from .projection import RefoldResult, apply_fold, decode, refold
+from . import store
+from .projection import decode, refold_closure
 from .settings import MeasuresSettings
 
 log = logging.getLogger(__name__)
+WORKER_DSN = "UTFALL_REBUILD_DATABASE_URL"  # the fold workers' database, in their environment (not in `ps`)
 CONSUMER = "measures-care-events"
 PROJECTION_LOCK = locks.MEASURES_PROJECTION
 
@@ -46,6 +53,7 @@ class RebuildReport:
     undecodable: int = 0
     subjects: int = 0
     published: int = 0
+    workers: int = 0
     replay_seconds: float = 0.0
     fold_seconds: float = 0.0
 
@@ -61,10 +69,8 @@ async def replay(
     progress: bool,
     report: RebuildReport,
     batch_size: int = 20000,
-    keep: dict[tuple[str, str], list[StoredEvent]] | None = None,
 ) -> dict[int, int]:
-    """Copy every committed record into measures.events; with `keep`, also hold them in memory by episode, so
-    the fold that follows need not read them back."""
+    """Copy every committed record into measures.events, one batch in memory at a time."""
     consumer = AIOKafkaConsumer(
         **kafka.client_options(),
         enable_auto_commit=False,
@@ -73,6 +79,7 @@ async def replay(
         fetch_max_bytes=64 * 1024 * 1024,
     )
     await consumer.start()
+    copying: asyncio.Task[int] | None = None  # the previous batch's COPY runs while this one is decoded
     try:
         await consumer._client.force_metadata_update()
         tps = [
@@ -113,18 +120,22 @@ async def replay(
                             incoming.ingested_at,
                         )
                     )
-                    if keep is not None:
-                        keep.setdefault((e.provider_id, e.episode_id), []).append(e)
                 bar.update(len(records))
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
             if len(rows) >= batch_size or not remaining:
-                report.events += await _copy_events(pool, rows)
+                if copying is not None:
+                    report.events += await copying
+                copying = asyncio.create_task(_copy_events(pool, rows))
                 rows = []
+        if copying is not None:
+            report.events += await copying
         bar.close()
         return {tp.partition: ends[tp] for tp in tps}
     finally:
+        if copying is not None and not copying.done():
+            copying.cancel()
         await consumer.stop()
 
 
@@ -150,84 +161,93 @@ async def _copy_events(pool: asyncpg.Pool, rows: list[tuple[object, ...]]) -> in
     return int(result.split()[-1])
 
 
+async def fold_share(
+    dsn: str, share: int, shares: int, *, today: date, now: datetime, chunk: int, report: TextIO
+) -> None:
+    """A worker process's part: re-fold the subjects whose hash falls in its share, chunk by chunk, each chunk
+    in its own transaction, writing a progress line per chunk. It holds one chunk's events at a time."""
+    conn = await connect(dsn)
+    try:
+        after = ""
+        while part := await store.subjects_of_share(conn, share, shares, after=after, limit=chunk):
+            after = part[-1]
+            for attempt in range(1, 11):
+                try:
+                    async with conn.transaction():
+                        result = await refold_closure(conn, set(part), today=today, now=now)
+                    break
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                    # an episode whose events name subjects of two shares (a corrected subject) is folded by
+                    # both workers; they can meet on its locks. The chunk rolled back whole: fold it again.
+                    if attempt == 10:
+                        raise
+                    await asyncio.sleep(0.05 * attempt)
+            print(json.dumps({"subjects": len(part), "published": result.published}), file=report, flush=True)
+    finally:
+        await conn.close()
+
+
 async def refold_all(
-    pool: asyncpg.Pool,
-    clock: Clock,
+    dsn: str,
+    today: date,
+    now: datetime,
     *,
     progress: bool,
     report: RebuildReport,
-    chunk: int = 4000,
-    workers: int = 2,
-    kept: dict[tuple[str, str], list[StoredEvent]] | None = None,
+    workers: int,
+    chunk: int = 2000,
 ) -> None:
-    """Re-fold every subject in chunks; two workers overlap Python's folding with Postgres's writes. With the
-    replay's events `kept` in memory, episodes are folded here and nothing is read back."""
-    members: dict[str, list[tuple[str, str]]] = {}  # subject -> its episode keys (folded or vanished)
-    episodes: dict[tuple[str, str], Episode] = {}
-    if kept is not None:
-        for key, events in kept.items():
-            folded = fold_episodes(events).get(key)
-            if folded is not None:
-                episodes[key] = folded
-            # an episode whose every event was retracted still goes with its subject, so its facts are voided
-            members.setdefault(folded.subject_ref if folded else events[0].subject_ref, []).append(key)
-        subjects = sorted(members)
-    else:
-        subjects = [
-            r["subject_ref"] for r in await pool.fetch("SELECT DISTINCT subject_ref FROM measures.events")
-        ]
-    report.subjects = len(subjects)
-    bar = tqdm(
-        total=len(subjects), unit="subject", desc="re-fold subjects", disable=not progress, file=sys.stderr
-    )
-    queue: asyncio.Queue[list[str]] = asyncio.Queue()
-    for start in range(0, len(subjects), chunk):
-        queue.put_nowait(subjects[start : start + chunk])
+    """Re-fold every subject in `workers` processes (this module run with --fold-share), each taking the
+    subjects whose hash falls in its share. A worker that fails ends the rebuild with its exit code."""
+    env = {**os.environ, WORKER_DSN: dsn}
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "utfall_measures.rebuild",
+            f"--fold-share={share}/{workers}",
+            f"--today={today.isoformat()}",
+            f"--now={now.isoformat()}",
+            f"--chunk={chunk}",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for share in range(workers)
+    ]
+    bar = tqdm(unit="subject", desc="re-fold subjects", disable=not progress, file=sys.stderr)
 
-    async def fold_part(part: list[str]) -> RefoldResult:
-        async with pool.acquire() as conn, conn.transaction():
-            if kept is None:
-                return await refold(conn, set(part), today=clock.today(), now=clock.now())
-            keys = [key for subject in part for key in members[subject]]
-            return await apply_fold(
-                conn,
-                [e for key in keys for e in kept[key]],
-                today=clock.today(),
-                now=clock.now(),
-                episodes={key: episodes[key] for key in keys if key in episodes},
+    async def follow(process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        async for line in process.stdout:
+            done = json.loads(line)
+            report.subjects += done["subjects"]
+            report.published += done["published"]
+            bar.update(done["subjects"])
+        if await process.wait() != 0:
+            raise RuntimeError(
+                f"a rebuild worker failed (exit code {process.returncode}); see its error above"
             )
 
-    async def worker() -> None:
-        while not queue.empty():
-            part = queue.get_nowait()
-            for attempt in range(1, 6):
-                try:
-                    result = await fold_part(part)
-                    break
-                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
-                    # an episode whose events name two subjects (a corrected subject) is read by both their
-                    # chunks; the two workers can meet on its row. The chunk's transaction rolled back whole:
-                    # fold it again.
-                    if attempt == 5:
-                        raise
-                    await asyncio.sleep(0.05 * attempt)
-            report.published += result.published
-            bar.update(len(part))
-
-    await asyncio.gather(*(worker() for _ in range(workers)))
-    bar.close()
+    try:
+        await asyncio.gather(*(follow(p) for p in processes))
+    finally:
+        bar.close()
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
 
 
 async def rebuild(
-    settings: MeasuresSettings, clock: Clock, *, progress: bool = True, in_memory: bool = True
+    settings: MeasuresSettings, clock: Clock, *, progress: bool = True, workers: int | None = None
 ) -> RebuildReport:
-    """Replay `care.events.v1` into an emptied projection and re-fold every subject. In memory (the default)
-    the replay keeps the events for the fold (about 8 GB per million events, a third faster); otherwise the
-    fold reads them back from Postgres, subject by subject."""
+    """Replay `care.events.v1` into an emptied projection, then re-fold every subject from Postgres in
+    `workers` processes (default: one per core). Memory stays bounded: the replay holds one batch, each worker
+    one chunk of subjects."""
     report = RebuildReport()
     dsn = settings.database_url.get_secret_value()
     lock_conn = await asyncpg.connect(dsn)
-    pool = await create_pool(dsn, min_size=2, max_size=4)
+    pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
         if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", PROJECTION_LOCK):
             raise SystemExit("the measures service is running: stop it before a rebuild")
@@ -239,12 +259,14 @@ async def rebuild(
                 "ON CONFLICT (id) DO UPDATE SET started_at = now()"
             )
         started = time.perf_counter()
-        kept: dict[tuple[str, str], list[StoredEvent]] | None = {} if in_memory else None
-        ends = await replay(pool, settings.kafka, progress=progress, report=report, keep=kept)
+        ends = await replay(pool, settings.kafka, progress=progress, report=report)
         report.replay_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        await refold_all(pool, clock, progress=progress, report=report, kept=kept)
-        kept = None
+        report.workers = workers or os.cpu_count() or 2
+        # one today and one now for every worker: the facts of a rebuild are determined at one instant
+        await refold_all(
+            dsn, clock.today(), clock.now(), progress=progress, report=report, workers=report.workers
+        )
         report.fold_seconds = time.perf_counter() - started
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -282,21 +304,42 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(
-        "--low-memory",
-        action="store_true",
-        help="fold from Postgres instead of holding the replayed events in memory (slower, small footprint)",
+        "--workers", type=int, default=None, help="processes that re-fold subjects (default: one per core)"
     )
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    # a fold worker, started by the rebuild itself: share i/n, the rebuild's today and now
+    parser.add_argument("--fold-share", help=argparse.SUPPRESS)
+    parser.add_argument("--today", type=date.fromisoformat, help=argparse.SUPPRESS)
+    parser.add_argument("--now", type=datetime.fromisoformat, help=argparse.SUPPRESS)
+    parser.add_argument("--chunk", type=int, default=2000, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    if args.fold_share:
+        share, shares = (int(n) for n in args.fold_share.split("/"))
+        asyncio.run(
+            fold_share(
+                os.environ[WORKER_DSN],
+                share,
+                shares,
+                today=args.today,
+                now=args.now,
+                chunk=args.chunk,
+                report=sys.stdout,
+            )
+        )
+        return
     settings = MeasuresSettings()
     report = asyncio.run(
         rebuild(
             settings,
             clock_from_offset_days(settings.clock_offset_days),
             progress=not args.no_progress,
-            in_memory=not args.low_memory,
+            workers=args.workers,
         )
     )
+    if args.json:
+        print(json.dumps({**asdict(report), "seconds": report.seconds}))
+        return
     print(
         f"rebuilt from {report.records} records ({report.events} events, {report.undecodable} undecodable) "
         f"of {report.subjects} subjects in {report.seconds:.1f}s (replay {report.replay_seconds:.1f}s, "

@@ -45,9 +45,9 @@ async def store_events(conn: asyncpg.Connection, incoming: Sequence[Incoming]) -
     for item in incoming:
         unique.setdefault((item.event.source, item.event.event_id), item)
     items = list(unique.values())
-    rows = await conn.fetch(
-        _INSERT_EVENTS.sql,
-        *_INSERT_EVENTS.args(
+    rows = await _INSERT_EVENTS.write(
+        conn,
+        (
             {
                 "source": i.event.source,
                 "event_id": i.event.event_id,
@@ -111,6 +111,22 @@ async def load_subjects(conn: asyncpg.Connection, subjects: set[str]) -> tuple[s
                 subjects.add(event.subject_ref)
                 pending.add(event.subject_ref)
     return subjects, list(events.values())
+
+
+async def subjects_of_share(
+    conn: asyncpg.Connection, share: int, shares: int, *, after: str, limit: int
+) -> list[str]:
+    """The next `limit` subjects after `after` whose hash falls in this share (a rebuild worker's part), read
+    along the subject index so no worker holds the list of every subject."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT subject_ref FROM measures.events WHERE subject_ref > $1 "
+        "AND (hashtextextended(subject_ref, 0) & 2147483647) % $2 = $3 ORDER BY subject_ref LIMIT $4",
+        after,
+        shares,
+        share,
+        limit,
+    )
+    return [r["subject_ref"] for r in rows]
 
 
 async def lock_subjects(conn: asyncpg.Connection, subjects: set[str]) -> None:
@@ -265,7 +281,7 @@ async def stored_facts(conn: asyncpg.Connection, keys: Sequence[EpisodeKey]) -> 
 async def write_episodes(conn: asyncpg.Connection, episodes: list[Episode], now: datetime) -> None:
     if not episodes:
         return
-    await conn.execute(_UPSERT_EPISODES.sql, *_UPSERT_EPISODES.args(map(_episode_row, episodes), now))
+    await _UPSERT_EPISODES.write(conn, map(_episode_row, episodes), now)
 
 
 async def write_facts(conn: asyncpg.Connection, writes: Sequence[FactWrite], now: datetime) -> None:
@@ -284,4 +300,4 @@ async def write_facts(conn: asyncpg.Connection, writes: Sequence[FactWrite], now
         )
     rows = [w for w in writes if w.fact is not None]
     if rows:
-        await conn.execute(_UPSERT_FACTS.sql, *_UPSERT_FACTS.args(map(_fact_row, rows), now))
+        await _UPSERT_FACTS.write(conn, map(_fact_row, rows), now)
