@@ -4,6 +4,7 @@ figure, the pipeline step's profile of each service and the steps measured again
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert steps["latency"]["p99_ms"] > 0 and steps["gateway_results"]["p99_ms"] > 0
     assert steps["latency_target"]["offered_events_per_s"] > steps["latency"]["offered_events_per_s"]
     assert steps["rebuild"]["records"] >= 15_000
+    # the rebuild ran as its own process with its fold workers (their memory counted with it), under 2 GB
+    assert steps["rebuild"]["workers"] == os.cpu_count()
+    assert 0 < steps["rebuild"]["resources"]["rebuild"]["rss_mb_max"] < 2048
     # --replicas 2: HTTP ingest spread over two ingest processes, the pipeline through two of each service
     assert (
         steps["http_ingest_2_replicas"]["replicas"] == 2 and steps["http_ingest_2_replicas"]["accepted"] > 0

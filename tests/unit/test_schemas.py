@@ -72,3 +72,14 @@ def test_contract_files_match_the_published_contract_schema(path: Path) -> None:
     jsonschema.validate(json.loads(json.dumps(document, default=str)), schema)
     ContractDefinitionV1.model_validate(document)
     assert CONTRACT_FILES, "deploy/contracts holds the example contracts"
+
+
+def test_a_known_event_ref_is_the_validated_one_built_once() -> None:
+    from utfall_events.outcomes import EventRef, known_event_ref
+
+    ref = known_event_ref("provider/hvb-a", "e-1")
+    validated = EventRef.model_validate({"source": "provider/hvb-a", "id": "e-1"})
+    assert ref == validated and hash(ref) == hash(validated)
+    assert ref.model_dump() == validated.model_dump() and ref.model_fields_set == validated.model_fields_set
+    assert known_event_ref("provider/hvb-a", "e-1") is ref  # shared, not rebuilt
+    assert known_event_ref("provider/hvb-a", "e-2") != ref

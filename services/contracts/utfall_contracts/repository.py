@@ -13,7 +13,7 @@ import orjson
 
 from utfall_events.cloudevents import binary_headers
 from utfall_events.contracts import ContractDefinitionV1
-from utfall_events.outcomes import EventRef
+from utfall_events.outcomes import known_event_ref
 from utfall_events.payments import CLOUDEVENT_TYPES, PaymentV1
 from utfall_events.topics import PAYMENTS
 from utfall_platform.bulk import EVERY_OTHER_COLUMN, BulkInsert, key_arrays
@@ -349,8 +349,8 @@ class PostgresRepository:
             ((r["provider_id"], r["episode_id"]), r["measure_id"]): FactInfo(
                 r["status"],
                 r["measure_version"],
-                # read back from our own table, validated on the way in: no second validation per row
-                tuple(EventRef.model_construct(**e) for e in r["evidence"]),
+                # our own rows, validated on the way in: no second validation, one object per reference
+                tuple(known_event_ref(e["source"], e["id"]) for e in r["evidence"]),
                 r["subject_ref"],
                 r["outcome_date"],
             )

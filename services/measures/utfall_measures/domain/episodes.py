@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from utfall_events.outcomes import EventRef
+from utfall_events.outcomes import EventRef, known_event_ref
 from utfall_events.vocabulary import (
     EVENT_RETRACTED,
     FOLLOWUP_RECORDED,
@@ -38,7 +38,7 @@ class StoredEvent:
 
     @property
     def ref(self) -> EventRef:
-        return EventRef.model_construct(source=self.source, id=self.event_id)  # both already validated text
+        return known_event_ref(self.source, self.event_id)
 
     @property
     def order(self) -> tuple[datetime, str]:
