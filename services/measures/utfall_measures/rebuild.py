@@ -33,10 +33,11 @@ from utfall_events.codec import UndecodableEvent
 from utfall_events.topics import CARE_EVENTS
 from utfall_platform import locks
 from utfall_platform.clock import Clock, clock_from_offset_days
-from utfall_platform.db import connect, create_pool, json_texts
+from utfall_platform.db import connect, create_pool
 from utfall_platform.kafka_access import KafkaAccess
 
 from . import store
+from .incoming import Incoming
 from .projection import decode, refold_closure
 from .settings import MeasuresSettings
 
@@ -79,7 +80,7 @@ async def replay(
         fetch_max_bytes=64 * 1024 * 1024,
     )
     await consumer.start()
-    copying: asyncio.Task[int] | None = None  # the previous batch's COPY runs while this one is decoded
+    copying: asyncio.Task[None] | None = None  # the previous batch's COPY runs while this one is decoded
     try:
         await consumer._client.force_metadata_update()
         tps = [
@@ -93,7 +94,7 @@ async def replay(
         bar = tqdm(
             total=total, unit="rec", desc="replay care.events.v1", disable=not progress, file=sys.stderr
         )
-        rows: list[tuple[object, ...]] = []
+        rows: list[Incoming] = []
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=batch_size)
             for tp, records in batch.items():
@@ -102,35 +103,22 @@ async def replay(
                         break
                     report.records += 1
                     try:
-                        incoming = decode(record)
+                        rows.append(decode(record))
                     except UndecodableEvent:
                         report.undecodable += 1
-                        continue
-                    e = incoming.event
-                    rows.append(
-                        (
-                            e.source,
-                            e.event_id,
-                            e.type,
-                            e.subject_ref,
-                            e.provider_id,
-                            e.episode_id,
-                            e.time,
-                            e.data,
-                            incoming.ingested_at,
-                        )
-                    )
                 bar.update(len(records))
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
             if len(rows) >= batch_size or not remaining:
                 if copying is not None:
-                    report.events += await copying
-                copying = asyncio.create_task(_copy_events(pool, rows))
+                    await copying
+                copying = asyncio.create_task(_replay_batch(pool, rows))
                 rows = []
         if copying is not None:
-            report.events += await copying
+            await copying
+        async with pool.acquire() as conn:
+            report.events = await store.count_events(conn)
         bar.close()
         return {tp.partition: ends[tp] for tp in tps}
     finally:
@@ -139,26 +127,9 @@ async def replay(
         await consumer.stop()
 
 
-async def _copy_events(pool: asyncpg.Pool, rows: list[tuple[object, ...]]) -> int:
-    if not rows:
-        return 0
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS staging_events (source text, event_id text, type text, subject_ref text, "
-            "provider_id text, episode_id text, time timestamptz, data text, ingested_at timestamptz) "
-            "ON COMMIT DELETE ROWS"
-        )
-        data = json_texts([r[7] for r in rows])
-        await conn.copy_records_to_table(
-            "staging_events",
-            records=[(*r[:7], data[i], r[8]) for i, r in enumerate(rows)],
-        )
-        result = await conn.execute(
-            "INSERT INTO measures.events (source, event_id, type, subject_ref, provider_id, episode_id, time, data, "
-            "ingested_at) SELECT source, event_id, type, subject_ref, provider_id, episode_id, time, data::jsonb, "
-            "ingested_at FROM staging_events ON CONFLICT DO NOTHING"
-        )
-    return int(result.split()[-1])
+async def _replay_batch(pool: asyncpg.Pool, rows: list[Incoming]) -> None:
+    async with pool.acquire() as conn:
+        await store.replay_events(conn, rows)
 
 
 async def fold_share(

@@ -37,6 +37,21 @@ _INSERT_EVENTS = BulkInsert(
 )
 
 
+def _event_row(item: Incoming) -> dict[str, Any]:
+    e = item.event
+    return {
+        "source": e.source,
+        "event_id": e.event_id,
+        "type": e.type,
+        "subject_ref": e.subject_ref,
+        "provider_id": e.provider_id,
+        "episode_id": e.episode_id,
+        "time": e.time,
+        "data": e.data,
+        "ingested_at": item.ingested_at,
+    }
+
+
 async def store_events(conn: asyncpg.Connection, incoming: Sequence[Incoming]) -> list[Incoming]:
     """Insert, skipping (source, id) pairs already stored; returns only the new ones."""
     if not incoming:
@@ -45,25 +60,22 @@ async def store_events(conn: asyncpg.Connection, incoming: Sequence[Incoming]) -
     for item in incoming:
         unique.setdefault((item.event.source, item.event.event_id), item)
     items = list(unique.values())
-    rows = await _INSERT_EVENTS.write(
-        conn,
-        (
-            {
-                "source": i.event.source,
-                "event_id": i.event.event_id,
-                "type": i.event.type,
-                "subject_ref": i.event.subject_ref,
-                "provider_id": i.event.provider_id,
-                "episode_id": i.event.episode_id,
-                "time": i.event.time,
-                "data": i.event.data,
-                "ingested_at": i.ingested_at,
-            }
-            for i in items
-        ),
-    )
+    rows = await _INSERT_EVENTS.write(conn, map(_event_row, items))
     inserted = {(r["source"], r["event_id"]) for r in rows}
     return [i for i in items if (i.event.source, i.event.event_id) in inserted]
+
+
+_REPLAY_EVENTS = dataclasses.replace(_INSERT_EVENTS, returning=None)
+
+
+async def replay_events(conn: asyncpg.Connection, incoming: Sequence[Incoming]) -> None:
+    """A rebuild's batch of replayed events (COPY through the staging table); duplicates are skipped."""
+    async with conn.transaction():
+        await _REPLAY_EVENTS.write(conn, map(_event_row, incoming))
+
+
+async def count_events(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM measures.events"))
 
 
 def _row_to_event(r: asyncpg.Record) -> StoredEvent:
