@@ -169,7 +169,14 @@ async def ledger(world: Any, contract_id: str) -> Counter[tuple[str, str, int]]:
     return Counter((r["payment_id"], r["kind"], r["amount_ore"]) for r in rows)
 
 
-async def settled(world: Any, contract_id: str, expected: Counter[Any], timeout: float = 240) -> Counter[Any]:
+# A contracts process of a new world reads the shared topics from their beginning: every earlier test's care
+# events come first. On a slow machine late in a full run that took over 240 s; the waits allow 540.
+BACKLOG_SECONDS = 540
+
+
+async def settled(
+    world: Any, contract_id: str, expected: Counter[Any], timeout: float = BACKLOG_SECONDS
+) -> Counter[Any]:
     async def check() -> Counter[Any] | None:
         current = await ledger(world, contract_id)
         return current if sum(current.values()) >= sum(expected.values()) else None
@@ -206,6 +213,7 @@ async def contracts_process(world, tmp_path):  # type: ignore[no-untyped-def]
     await asyncio.get_running_loop().run_in_executor(None, stack.stop_service, "contracts")
 
 
+@pytest.mark.timeout(1200)
 async def test_replays_and_restart_change_nothing(world, contracts_process) -> None:  # type: ignore[no-untyped-def]
     scenario = Scenario(200)
     await produce(
@@ -233,6 +241,7 @@ async def test_replays_and_restart_change_nothing(world, contracts_process) -> N
     assert len(ids) == len(set(ids)) == sum(expected.values())
 
 
+@pytest.mark.timeout(1800)
 async def test_sigkill_mid_stream_loses_and_doubles_nothing(
     world, contracts_process, record_property
 ) -> None:  # type: ignore[no-untyped-def]
@@ -261,7 +270,7 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(
             done = sum((await ledger(world, scenario.contract_id)).values()) - baseline
             return done >= fraction * expected_total
 
-        await wait_until(progressed, timeout=240, interval=0.05, what="progress before the kill")
+        await wait_until(progressed, timeout=BACKLOG_SECONDS, interval=0.05, what="progress before the kill")
         contracts_process.kill("contracts")
         kills += 1
         await asyncio.sleep(0.5)
