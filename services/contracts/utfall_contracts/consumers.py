@@ -8,10 +8,16 @@ from datetime import date
 import asyncpg
 import orjson
 
-from utfall_events.codec import DecodedCareEvent, UndecodableRecord, decode_care_event, decode_message
+from utfall_events.codec import (
+    DecodedCareEvent,
+    UndecodableRecord,
+    decode_care_event,
+    decode_episode_outcomes,
+    decode_message,
+)
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.ledger_commands import LedgerCommandV1
-from utfall_events.outcomes import EpisodeOutcomesV2, OutcomeFactV1
+from utfall_events.outcomes import OutcomeFactV1, known_event_ref
 from utfall_events.vocabulary import EVENT_RETRACTED, PLACEMENT_STARTED
 from utfall_platform import metrics
 from utfall_platform.clock import Clock
@@ -96,14 +102,20 @@ def outcomes_handler(clock: Clock, version: int = 2) -> Handler:
             return [
                 FactUpdate((fact.episode.provider_id, fact.episode_id), fact.measure_id, fact.revision, info)
             ]
-        message = decode_message(EpisodeOutcomesV2, record.value)
+        message = decode_episode_outcomes(record.value)
         key = (message.episode.provider_id, message.episode_id)
         return [
             FactUpdate(
                 key,
                 f.measure_id,
                 f.revision,
-                FactInfo(f.status, f.measure_version, tuple(f.evidence), message.subject_ref, f.outcome_date),
+                FactInfo(
+                    f.status,
+                    f.measure_version,
+                    tuple(known_event_ref(e.source, e.id) for e in f.evidence),
+                    message.subject_ref,
+                    f.outcome_date,
+                ),
             )
             for f in message.facts
         ]
