@@ -40,7 +40,7 @@ from .vocabulary import (
 # the constraints of care.py's EpisodeId, ProviderId, UnitId, MunicipalityCode and SubjectRef
 EpisodeId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+\Z")]
 ProviderId = Annotated[str, Meta(min_length=2, max_length=63, pattern=r"^[a-z0-9][a-z0-9\-]+\Z")]
-UnitId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+UnitId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+\Z")]
 MunicipalityCode = Annotated[str, Meta(pattern=r"^\d{4}\Z")]
 SubjectRef = Annotated[str, Meta(pattern=r"^v\d+:[A-Z2-7]+\Z")]
 Revision = Annotated[int, Meta(ge=1)]

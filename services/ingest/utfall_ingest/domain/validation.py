@@ -142,13 +142,13 @@ def named_providers(raw_events: list[Any]) -> set[str]:
     }
 
 
-def _registry_reasons(data: BaseModel, provider: ProviderV1) -> list[Reason]:
+def _registry_reasons(fields: Mapping[str, Any], provider: ProviderV1) -> list[Reason]:
     """A unit or care type the provider has not registered: a typo or a forged event, never counted."""
     reasons = []
-    unit = getattr(data, "unit_id", None)
+    unit = fields.get("unit_id")
     if unit is not None and unit not in provider.units:
         reasons.append(Reason("/data/unit_id", "unknown_unit", "not one of the provider's registered units"))
-    care_type = getattr(data, "care_type", None)
+    care_type = fields.get("care_type")
     if care_type is not None and care_type not in provider.care_types:
         reasons.append(
             Reason(
@@ -219,8 +219,10 @@ def check_event(
     except ValidationError as exc:
         return reject(*reasons, *_from_pydantic(exc, "/data"))
 
+    # the validated fields as a dict: looking up a field the type does not have costs pydantic an exception
+    fields = data.model_dump(mode="python")
     for name in IDENTIFIER_FIELDS:
-        value = getattr(data, name, None)
+        value = fields.get(name)
         if isinstance(value, str) and looks_like_personnummer(value):
             reasons.append(
                 Reason(
@@ -230,12 +232,11 @@ def check_event(
                 )
             )
     if registered is not None:
-        reasons += _registry_reasons(data, registered)
-    episode_id: str | None = getattr(data, "episode_id", None)
+        reasons += _registry_reasons(fields, registered)
+    episode_id: str | None = fields.get("episode_id")
     if episode_id is not None and envelope.subject is not None and envelope.subject != episode_id:
         reasons.append(Reason("/subject", "subject_mismatch", "subject must equal data.episode_id"))
 
-    fields = data.model_dump(mode="python")
     if envelope.type == PLACEMENT_STARTED:
         fields.pop("person_id")
         person_text: str = data.person_id  # type: ignore[attr-defined]
