@@ -450,3 +450,36 @@ def test_a_reversal_says_what_happened_and_names_the_event() -> None:
     assert w.repo.ledger[-1].reason is not None and w.repo.ledger[-1].reason.startswith(
         "Planned discharge: the outcome no longer stands; an event it rested on was retracted or corrected"
     )
+
+
+def test_contracts_passes_over_the_care_events_it_does_not_read_and_dead_letters_the_rest() -> None:
+    """Contracts reads placement.started and retractions: ended placements and follow-ups are passed over by
+    their type header, undecoded (a bad one is measures' to dead-letter). A record of a type it reads, or one
+    without a type header, is decoded, and bad input there is an UndecodableRecord (dead-lettered)."""
+    from types import SimpleNamespace
+
+    from utfall_contracts.consumers import care_events_handler
+    from utfall_events.codec import UndecodableRecord
+    from utfall_events.vocabulary import (
+        EVENT_RETRACTED,
+        FOLLOWUP_RECORDED,
+        PLACEMENT_ENDED,
+        PLACEMENT_STARTED,
+    )
+    from utfall_platform.clock import FixedClock
+
+    handle = care_events_handler(FixedClock(NOW))
+
+    def record(type_: str | None) -> Any:
+        headers = [("ce_id", b"e-1"), ("ce_source", b"provider/p"), ("ce_time", b"2025-01-01T00:00:00+00:00")]
+        if type_ is not None:
+            headers.append(("ce_type", type_.encode()))
+        return SimpleNamespace(
+            topic="care.events.v1", partition=0, offset=0, key=b"k", value=b"{not json", headers=headers
+        )
+
+    # nothing it reads in the batch: no connection is touched (None would fail on any use)
+    asyncio.run(handle(None, [record(PLACEMENT_ENDED), record(FOLLOWUP_RECORDED)]))  # type: ignore[arg-type]
+    for read in (PLACEMENT_STARTED, EVENT_RETRACTED, None, "se.utfall.unknown.v1"):
+        with pytest.raises(UndecodableRecord):
+            asyncio.run(handle(None, [record(PLACEMENT_ENDED), record(read)]))  # type: ignore[arg-type]

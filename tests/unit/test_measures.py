@@ -439,3 +439,53 @@ def test_revisions_publish_status_and_outcome_date_changes_and_voids_once() -> N
     assert {(w.revision, w.fact) for w in gone.writes} == {(2, None)} and len(gone.publish) == len(CATALOGUE)
     voided = {k: replace(v, status="void", revision=2) for k, v in stored.items()}
     assert plan_revisions(voided, {}, {}).publish == []  # a void is published once
+
+
+_REF_TEXT = st.sampled_from(["provider/a", "provider/b", "e-1", "e-2", ""])
+_STORED_ITEM = st.one_of(
+    st.fixed_dictionaries({"source": _REF_TEXT, "id": _REF_TEXT}),
+    st.dictionaries(st.sampled_from(["source", "id", "extra"]), _REF_TEXT, max_size=3),
+)
+
+
+@given(
+    stored=st.lists(_STORED_ITEM, max_size=3),
+    refs=st.lists(st.tuples(_REF_TEXT, _REF_TEXT), max_size=3),
+)
+def test_the_evidence_comparison_decides_as_comparing_the_stored_json(
+    stored: list[dict[str, str]], refs: list[tuple[str, str]]
+) -> None:
+    """`_same_evidence` skips building the dicts; it must say what `stored == evidence_json(fact)` says."""
+    from utfall_events.outcomes import EventRef
+    from utfall_measures.domain.facts import Fact
+    from utfall_measures.domain.revisions import _same_evidence, evidence_json
+
+    fact = Fact("m", 1, "pending", tuple(EventRef(source=s, id=i) for s, i in refs), None)
+    assert _same_evidence(stored, fact) == (stored == evidence_json(fact))
+    assert _same_evidence(evidence_json(fact), fact)
+
+
+def test_an_outcome_message_carries_the_live_episodes_dimensions_whatever_comes_first() -> None:
+    """A void's stored row may carry older dimensions than the live episode beside it: the live ones win,
+    whether the void is planned before or after the live facts."""
+    import orjson
+
+    from utfall_events.outcomes import EpisodeOutcomesV2
+    from utfall_measures.domain.revisions import Publication
+    from utfall_measures.messages import outcome_messages
+
+    events = [start(), end(day="2024-01-31"), follow(month=12, day="2025-02-05")]
+    (episode,) = fold_episodes(events).values()
+    facts = facts_for_subject([episode], date(2025, 3, 1))
+    live = [Publication(3, fact, episode, None) for fact in facts.values()]
+    first = next(iter(facts.values()))
+    void = Publication(4, None, None, _stored(first, episode, 3, unit_id="older-unit", end_date=None))
+    now = datetime(2025, 3, 1, tzinfo=UTC)
+    for publications in ([void, *live], [*live, void], [live[0], void, *live[1:]]):
+        (message,) = outcome_messages(publications, now)
+        model = EpisodeOutcomesV2.model_validate(orjson.loads(message.value))
+        assert model.episode.unit_id == episode.placement.unit_id != "older-unit"
+        assert model.episode.end_date == date(2024, 1, 31)
+        assert len(model.facts) == len(facts) + 1
+    (alone,) = outcome_messages([void], now)  # a void alone carries its stored row's dimensions
+    assert EpisodeOutcomesV2.model_validate(orjson.loads(alone.value)).episode.unit_id == "older-unit"

@@ -67,6 +67,12 @@ def _header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | Non
     return None
 
 
+def care_event_type(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
+    """The `ce_type` header alone: lets a consumer pass over the types it does not read without decoding them
+    (a bad record of such a type is the business of the consumers that read it)."""
+    return _header(headers, "ce_type")
+
+
 def decode_care_event(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> DecodedCareEvent:
     event_id = _header(headers, "ce_id")
     source = _header(headers, "ce_source")

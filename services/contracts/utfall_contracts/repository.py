@@ -345,16 +345,17 @@ class PostgresRepository:
             "(SELECT * FROM unnest($1::text[], $2::text[]))",
             *key_arrays(keys),
         )
+        # positional: the columns in the order selected (a name lookup per field was most of this loop)
         return {
-            ((r["provider_id"], r["episode_id"]), r["measure_id"]): FactInfo(
-                r["status"],
-                r["measure_version"],
+            ((provider_id, episode_id), measure_id): FactInfo(
+                status,
+                measure_version,
                 # our own rows, validated on the way in: no second validation, one object per reference
-                tuple(known_event_ref(e["source"], e["id"]) for e in r["evidence"]),
-                r["subject_ref"],
-                r["outcome_date"],
+                tuple([known_event_ref(e["source"], e["id"]) for e in evidence]),
+                subject_ref,
+                outcome_date,
             )
-            for r in rows
+            for provider_id, episode_id, measure_id, measure_version, status, evidence, subject_ref, outcome_date in rows
         }
 
     async def participants(

@@ -4,6 +4,7 @@ path; a unit test pins the shape to the model."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ _DIMENSIONS = tuple(EpisodeDimensions.model_fields)
 
 def outcome_messages(publications: list[Publication], now: datetime) -> list[OutboxMessage]:
     """The publications of one fold, grouped by episode (and subject, should a void name a former one)."""
-    grouped: dict[tuple[str, str, str], tuple[dict[str, Any] | None, list[dict[str, Any]]]] = {}
+    grouped: dict[tuple[str, str, str], _Group] = {}
     for publication in publications:
         if publication.fact is not None:
             ep = publication.episode
@@ -38,7 +39,9 @@ def outcome_messages(publications: list[Publication], now: datetime) -> list[Out
                 "evidence": evidence_json(fact),
                 "outcome_date": fact.outcome_date,
             }
-            dimensions: dict[str, Any] | None = _episode_dimensions(ep)
+            group = grouped.setdefault(key, _Group())
+            if not group.live:  # the live episode's dimensions win over those a void's stored row carried
+                group.dimensions, group.live = _episode_dimensions(ep), True
         else:
             previous = publication.previous
             assert previous is not None
@@ -52,16 +55,24 @@ def outcome_messages(publications: list[Publication], now: datetime) -> list[Out
                 "evidence": previous.evidence,
                 "outcome_date": None,
             }
-            dimensions = _stored_dimensions(previous)
-        known, changes = grouped.get(key, (None, []))
-        changes.append(change)
-        # the live episode's dimensions win over those a void's stored row carried
-        grouped[key] = (known if known is not None and publication.fact is None else dimensions, changes)
+            group = grouped.setdefault(key, _Group())
+            if group.dimensions is None:
+                group.dimensions = _stored_dimensions(previous)
+        group.changes.append(change)
     return [
-        _message(provider, episode_id, subject, dimensions, changes, now)
-        for (provider, episode_id, subject), (dimensions, changes) in grouped.items()
-        if dimensions is not None
+        _message(provider, episode_id, subject, group.dimensions, group.changes, now)
+        for (provider, episode_id, subject), group in grouped.items()
+        if group.dimensions is not None
     ]
+
+
+@dataclass(slots=True)
+class _Group:
+    """One message's facts, and the episode dimensions it carries (a live episode's, else a void's row's)."""
+
+    dimensions: dict[str, Any] | None = None
+    live: bool = False
+    changes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _episode_dimensions(ep: Episode) -> dict[str, Any]:

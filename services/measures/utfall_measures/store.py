@@ -259,22 +259,20 @@ _UPSERT_FACTS = BulkInsert(
 )
 
 
-def _fact_row(write: FactWrite) -> dict[str, Any]:
-    fact, ep = write.fact, write.episode
-    assert fact is not None and ep is not None and ep.placement is not None and ep.discharge is not None
+def _fact_row(write: FactWrite, episode_columns: dict[str, Any]) -> dict[str, Any]:
+    fact = write.fact
+    assert fact is not None
     return {
         "provider_id": write.key[0],
         "episode_id": write.key[1],
         "measure_id": write.measure_id,
         "measure_version": fact.measure_version,
-        "subject_ref": ep.subject_ref,
         "status": fact.status,
         "revision": write.revision,
         "evidence": evidence_json(fact),
         "closes_on": fact.closes_on,
         "outcome_date": fact.outcome_date,
-        **_placement_columns(ep),
-        **_discharge_columns(ep),
+        **episode_columns,  # subject_ref and the placement's and discharge's columns
     }
 
 
@@ -287,7 +285,8 @@ async def stored_facts(conn: asyncpg.Connection, keys: Sequence[EpisodeKey]) -> 
         "(SELECT * FROM unnest($1::text[], $2::text[]))",  # every episode of the loaded events: index only
         *key_arrays(keys),
     )
-    return {((r["provider_id"], r["episode_id"]), r["measure_id"]): StoredFact(**dict(r)) for r in rows}
+    # the columns are selected in the dataclass's field order: positional, without a dict per row
+    return {((r[0], r[1]), r[2]): StoredFact(*r) for r in rows}
 
 
 async def write_episodes(conn: asyncpg.Connection, episodes: list[Episode], now: datetime) -> None:
@@ -312,4 +311,15 @@ async def write_facts(conn: asyncpg.Connection, writes: Sequence[FactWrite], now
         )
     rows = [w for w in writes if w.fact is not None]
     if rows:
-        await _UPSERT_FACTS.write(conn, map(_fact_row, rows), now)
+        # an episode's columns are the same for each of its facts: built once per episode
+        columns: dict[EpisodeKey, dict[str, Any]] = {}
+        for w in rows:
+            if w.key not in columns:
+                ep = w.episode
+                assert ep is not None and ep.placement is not None and ep.discharge is not None
+                columns[w.key] = {
+                    "subject_ref": ep.subject_ref,
+                    **_placement_columns(ep),
+                    **_discharge_columns(ep),
+                }
+        await _UPSERT_FACTS.write(conn, (_fact_row(w, columns[w.key]) for w in rows), now)

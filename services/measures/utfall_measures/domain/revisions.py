@@ -117,9 +117,9 @@ def evidence_json(fact: Fact) -> list[dict[str, str]]:
 def _details_differ(previous: StoredFact, fact: Fact, episode: Episode) -> bool:
     p, d = episode.placement, episode.discharge
     assert p is not None and d is not None
+    # the evidence last: it is the only comparison that walks a list
     return (
         previous.measure_version != fact.measure_version
-        or previous.evidence != evidence_json(fact)
         or previous.closes_on != fact.closes_on
         or previous.subject_ref != episode.subject_ref
         or previous.unit_id != p.unit_id
@@ -131,4 +131,14 @@ def _details_differ(previous: StoredFact, fact: Fact, episode: Episode) -> bool:
         or previous.age_at_start != p.age_at_start
         or previous.start_date != p.start_date
         or previous.end_date != d.end_date
+        or not _same_evidence(previous.evidence, fact)
+    )
+
+
+def _same_evidence(stored: list[dict[str, Any]], fact: Fact) -> bool:
+    """`stored == evidence_json(fact)` without building the dicts (most facts compared are unchanged)."""
+    refs = fact.evidence
+    return len(stored) == len(refs) and all(
+        len(s) == 2 and s.get("source") == r.source and s.get("id") == r.id
+        for s, r in zip(stored, refs, strict=True)
     )
