@@ -212,9 +212,12 @@ class OutboxRelay:
                 self.is_leader = True
                 await self._recover()
                 while not self._stopping:
+                    # Cleared before the round, not after it: a NOTIFY of a row committed during the round
+                    # stays set and starts the next round at once. Cleared after, it was lost, and the row
+                    # waited for the next writer or the idle poll (most of the pipeline's median latency).
+                    self._wakeup.clear()
                     sent = await self._relay_once(producer)
                     if sent < self.batch_size:
-                        self._wakeup.clear()
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._wakeup.wait(), self.idle_poll_seconds)
                     if lock_conn.is_closed():
