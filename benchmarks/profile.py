@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 AREAS = (
     ("utfall_measures.domain", "measures domain (fold, facts)"),
     ("utfall_contracts", "contracts code"),
@@ -110,4 +112,57 @@ def text(profiles: dict[str, dict[str, Any]]) -> str:
         lines.append(f"    by area: {areas}")
         for f in p["top_own_time"][:8]:
             lines.append(f"    {f['own_pct']:>5}%  {f['function']}  ({f['calls']:,} calls)")
+    return "\n".join(lines)
+
+
+# Postgres is a third of the pipeline's CPU: the profiled run also counts its statements.
+POSTGRES_SETTINGS = ("shared_preload_libraries=pg_stat_statements", "pg_stat_statements.max=2000")
+
+
+async def reset_statements(superuser_dsn: str) -> None:
+    conn = await asyncpg.connect(superuser_dsn)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+    finally:
+        await conn.close()
+
+
+async def top_statements(superuser_dsn: str, top: int = 12) -> dict[str, Any]:
+    """The statements of the step by total execution time (the server's time, waits included), with what
+    share of all statements' time each took."""
+    conn = await asyncpg.connect(superuser_dsn)
+    try:
+        rows = await _statements(conn, top)
+    finally:
+        await conn.close()
+    total = float(rows[0]["everything"]) if rows else 0.0
+    return {
+        "total_exec_seconds": round(total / 1000, 2),
+        "top": [
+            {
+                "pct": round(100 * float(r["total_exec_time"]) / (total or 1.0), 1),
+                "calls": int(r["calls"]),
+                "mean_ms": round(float(r["total_exec_time"]) / max(1, int(r["calls"])), 2),
+                "rows": int(r["rows"]),
+                "query": " ".join(str(r["query"]).split())[:150],
+            }
+            for r in rows
+        ],
+    }
+
+
+async def _statements(conn: asyncpg.Connection, top: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT query, calls, total_exec_time, rows, sum(total_exec_time) OVER () AS everything "
+        "FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' "
+        "ORDER BY total_exec_time DESC LIMIT $1",
+        top,
+    )
+
+
+def statements_text(statements: dict[str, Any]) -> str:
+    lines = [f"  postgres: {statements['total_exec_seconds']} s of statement execution (pg_stat_statements)"]
+    for s in statements["top"][:10]:
+        lines.append(f"    {s['pct']:>5}%  {s['calls']:,} calls, {s['mean_ms']} ms each: {s['query']}")
     return "\n".join(lines)

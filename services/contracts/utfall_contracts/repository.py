@@ -295,7 +295,8 @@ class PostgresRepository:
                     "subject_ref": u.fact.subject_ref,
                     "status": u.fact.status,
                     "revision": u.revision,
-                    "evidence": [e.model_dump() for e in u.fact.evidence],
+                    # what model_dump gives, without pydantic's serializer per reference
+                    "evidence": [{"source": e.source, "id": e.id} for e in u.fact.evidence],
                     "outcome_date": u.fact.outcome_date,
                 }
                 for u in updates

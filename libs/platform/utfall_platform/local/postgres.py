@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from .paths import free_port
@@ -55,11 +56,14 @@ def _prepare_for_root(path: Path) -> str | None:
 
 
 class LocalPostgres:
-    def __init__(self, base_dir: Path, port: int | None = None, *, durable: bool = True) -> None:
+    def __init__(
+        self, base_dir: Path, port: int | None = None, *, durable: bool = True, settings: Sequence[str] = ()
+    ) -> None:
         self.base_dir = base_dir
         self.data_dir = base_dir / "data"
         self.port = port or free_port()
         self.durable = durable  # tests turn fsync off; `make run` keeps PostgreSQL's defaults
+        self.settings = tuple(settings)  # more `name=value` server settings (the profiled benchmark's)
         self.log_file = base_dir / "postgres.log"
 
     def dsn(self, role: str = APP_ROLE, database: str = "utfall") -> str:
@@ -117,6 +121,7 @@ class LocalPostgres:
             # commit: a confirmed commit must survive the PostgreSQL crash restarts the fault tests inject, or
             # an accepted event could vanish, as it never would in production.
             options += ["-c fsync=off", "-c full_page_writes=off"]
+        options += [f"-c {setting}" for setting in self.settings]
         self._run(
             [
                 str(bin_dir / "pg_ctl"),

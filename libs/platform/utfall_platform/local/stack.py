@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.request
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -88,11 +89,16 @@ class LocalStack:
         kafka: ClusterAccess | None = None,
         database_url: str | None = None,
         gateway_database_url: str | None = None,
+        postgres_settings: Sequence[str] = (),
     ) -> None:
         self.base = base
         self.kafka = None if kafka else LocalKafka(base / "kafka", port=kafka_port)
         self.postgres = (
-            None if database_url else LocalPostgres(base / "postgres", port=postgres_port, durable=durable)
+            None
+            if database_url
+            else LocalPostgres(
+                base / "postgres", port=postgres_port, durable=durable, settings=postgres_settings
+            )
         )
         self._cluster = kafka
         self._database_url = database_url
