@@ -311,3 +311,37 @@ def test_an_identifier_shaped_like_a_personnummer_is_left_to_the_model_which_ref
     value = orjson.dumps({**message, "episode_id": "ep-199001011239"})
     assert fast("PublishedPlacementEndedV1", value) is None
     assert by_model("PublishedPlacementEndedV1", value) is None
+
+
+def test_the_identifier_rules_are_one_definition_for_the_models_and_the_decoders() -> None:
+    """care.py's TextRules give both the pydantic constraints (and JSON Schemas) and the msgspec ones; the
+    decoders' patterns are the models' with `\\Z` for `$`, so a trailing newline fails both."""
+    import msgspec
+    from pydantic import TypeAdapter
+
+    from utfall_events import care, wire
+
+    pairs = [
+        (care.EPISODE_ID, care.EpisodeId, wire.EpisodeId, "ep-1"),
+        (care.PROVIDER_ID, care.ProviderId, wire.ProviderId, "hvb-a"),
+        (care.UNIT_ID, care.UnitId, wire.UnitId, "unit-1"),
+        (care.MUNICIPALITY_CODE, care.MunicipalityCode, wire.MunicipalityCode, "0180"),
+        (care.SUBJECT_REF, care.SubjectRef, wire.SubjectRef, "v1:ABC234"),
+    ]
+    for rule, model_type, wire_type, good in pairs:
+        schema = TypeAdapter(model_type).json_schema()
+        assert schema["pattern"] == rule.pattern and rule.python_pattern == rule.pattern[:-1] + "\\Z"
+        (meta,) = wire_type.__metadata__
+        assert (meta.pattern, meta.min_length, meta.max_length) == (
+            rule.python_pattern,
+            rule.min_length,
+            rule.max_length,
+        )
+        assert TypeAdapter(model_type).validate_python(good) == msgspec.convert(good, wire_type) == good
+        for bad in (good + "\n", "\n" + good, ""):
+            with pytest.raises(ValueError):
+                TypeAdapter(model_type).validate_python(bad)
+            with pytest.raises(msgspec.ValidationError):
+                msgspec.convert(bad, wire_type)
+    with pytest.raises(ValueError, match="anchored"):
+        care.TextRule(r"^[a-z]+")

@@ -8,6 +8,7 @@ and `age_at_start` are derived from it.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -65,28 +66,46 @@ def _not_a_personnummer(value: str) -> str:
 
 
 FreeText = Annotated[str, AfterValidator(_no_control_characters)]
-EpisodeId = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$"),
-    AfterValidator(_not_a_personnummer),
-]
-ProviderId = Annotated[
-    str,
-    StringConstraints(min_length=2, max_length=63, pattern=r"^[a-z0-9][a-z0-9\-]+$"),
-    AfterValidator(_not_a_personnummer),
-]
-UnitId = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$"),
-    AfterValidator(_not_a_personnummer),
-]
-MunicipalityCode = Annotated[str, StringConstraints(pattern=r"^\d{4}$")]
+
+
+@dataclass(frozen=True)
+class TextRule:
+    """One identifier's constraints, for the models (pydantic, and their JSON Schemas) and for the compiled
+    decoders (`wire.py`, msgspec): one definition, so a constraint cannot be added to one side only."""
+
+    pattern: str  # anchored with ^ and $, as JSON Schema and pydantic read it
+    min_length: int | None = None
+    max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.pattern.startswith("^") and self.pattern.endswith("$")):
+            raise ValueError(f"a rule's pattern is anchored at both ends: {self.pattern!r}")
+
+    def constraints(self) -> StringConstraints:
+        return StringConstraints(min_length=self.min_length, max_length=self.max_length, pattern=self.pattern)
+
+    @property
+    def python_pattern(self) -> str:
+        """The pattern for Python's `re` (msgspec): `$` there also matches before a final newline, `\\Z`
+        does not, as pydantic's `$` does not."""
+        return self.pattern[:-1] + r"\Z"
+
+
+EPISODE_ID = TextRule(r"^[A-Za-z0-9._:\-]+$", min_length=1, max_length=64)
+PROVIDER_ID = TextRule(r"^[a-z0-9][a-z0-9\-]+$", min_length=2, max_length=63)
+UNIT_ID = TextRule(r"^[A-Za-z0-9._:\-]+$", min_length=1, max_length=64)
+MUNICIPALITY_CODE = TextRule(r"^\d{4}$")
+SUBJECT_REF = TextRule(r"^v\d+:[A-Z2-7]+$")
+EpisodeId = Annotated[str, EPISODE_ID.constraints(), AfterValidator(_not_a_personnummer)]
+ProviderId = Annotated[str, PROVIDER_ID.constraints(), AfterValidator(_not_a_personnummer)]
+UnitId = Annotated[str, UNIT_ID.constraints(), AfterValidator(_not_a_personnummer)]
+MunicipalityCode = Annotated[str, MUNICIPALITY_CODE.constraints()]
 PersonId = Annotated[
     str,
     StringConstraints(pattern=r"^\d{8}-?\d{4}$"),
     Field(description="Personnummer or samordningsnummer, 12 digits (YYYYMMDDNNNC), optional hyphen"),
 ]
-SubjectRef = Annotated[str, StringConstraints(pattern=r"^v\d+:[A-Z2-7]+$")]
+SubjectRef = Annotated[str, SUBJECT_REF.constraints()]
 Unknowable = StrictBool | None
 
 

@@ -24,6 +24,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
+from .care import EPISODE_ID, MUNICIPALITY_CODE, PROVIDER_ID, SUBJECT_REF, UNIT_ID, TextRule
 from .outcomes import EpisodeOutcomesV2, FactStatus
 from .personnummer import looks_like_personnummer
 from .vocabulary import (
@@ -37,12 +38,17 @@ from .vocabulary import (
     TargetGroup,
 )
 
-# the constraints of care.py's EpisodeId, ProviderId, UnitId, MunicipalityCode and SubjectRef
-EpisodeId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+\Z")]
-ProviderId = Annotated[str, Meta(min_length=2, max_length=63, pattern=r"^[a-z0-9][a-z0-9\-]+\Z")]
-UnitId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+\Z")]
-MunicipalityCode = Annotated[str, Meta(pattern=r"^\d{4}\Z")]
-SubjectRef = Annotated[str, Meta(pattern=r"^v\d+:[A-Z2-7]+\Z")]
+
+def _meta(rule: TextRule) -> Meta:
+    return Meta(min_length=rule.min_length, max_length=rule.max_length, pattern=rule.python_pattern)
+
+
+# the constraints of care.py's EpisodeId, ProviderId, UnitId, MunicipalityCode and SubjectRef, from its rules
+EpisodeId = Annotated[str, _meta(EPISODE_ID)]
+ProviderId = Annotated[str, _meta(PROVIDER_ID)]
+UnitId = Annotated[str, _meta(UNIT_ID)]
+MunicipalityCode = Annotated[str, _meta(MUNICIPALITY_CODE)]
+SubjectRef = Annotated[str, _meta(SUBJECT_REF)]
 Revision = Annotated[int, Meta(ge=1)]
 
 
