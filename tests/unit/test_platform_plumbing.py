@@ -85,3 +85,30 @@ def test_the_cached_partitioner_puts_every_key_where_the_default_one_does(
 
 def test_the_cached_partitioner_spreads_keyless_records_over_available_partitions() -> None:
     assert {cached_key_partitioner(None, [0, 1, 2], [2]) for _ in range(20)} == {2}
+
+
+def test_collector_pauses_are_timed_once_per_process_and_thresholds_come_from_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from utfall_platform.settings import PlatformSettings
+
+    assert PlatformSettings().gc_thresholds == (50_000, 20, 10)
+    monkeypatch.setenv("UTFALL_GC_THRESHOLDS", "[700,10,10]")
+    assert PlatformSettings().gc_thresholds == (700, 10, 10)  # Python's default, for a comparison
+
+    def observed() -> float:
+        value = metrics.registry.get_sample_value("utfall_gc_pause_seconds_count", {"generation": "2"})
+        return value or 0.0
+
+    try:
+        metrics.observe_gc_pauses()
+        metrics.observe_gc_pauses()
+        assert gc.callbacks.count(metrics._time_collection) == 1
+        before = observed()
+        gc.collect()
+        assert observed() == before + 1
+    finally:
+        while metrics._time_collection in gc.callbacks:
+            gc.callbacks.remove(metrics._time_collection)

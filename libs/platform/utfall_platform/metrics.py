@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import time
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 registry: CollectorRegistry = REGISTRY
@@ -62,3 +65,28 @@ HTTP_REQUESTS = Histogram(
     ["service", "route", "method", "status"],
     buckets=LATENCY_BUCKETS,
 )
+
+
+GC_PAUSES = Histogram(
+    "utfall_gc_pause_seconds",
+    "Pauses of Python's cyclic garbage collector (the event loop stands still for each)",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+)
+
+
+def observe_gc_pauses() -> None:
+    """Time every collection into GC_PAUSES (once per process)."""
+    if _time_collection in gc.callbacks:
+        return
+    gc.callbacks.append(_time_collection)
+
+
+_collection_started = [0.0]
+
+
+def _time_collection(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _collection_started[0] = time.perf_counter()
+    else:
+        GC_PAUSES.labels(str(info["generation"])).observe(time.perf_counter() - _collection_started[0])

@@ -184,6 +184,8 @@ class ServiceRuntime:
         # few hundred thousand long-lived objects (tens of ms with the event loop stopped).
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*s.gc_thresholds)
+        metrics.observe_gc_pauses()
         self.started = True
         log.info("%s started in %.2fs", self.name, time.perf_counter() - started)
 
