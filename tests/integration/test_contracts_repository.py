@@ -361,7 +361,34 @@ async def test_an_older_fact_revision_never_overwrites_a_newer_one(backend: Back
         older = FactUpdate(key, "planned_discharge", 3, achieved(key[1], date(2025, 1, 1), "not_achieved"))
         assert await repo.store_facts([newer], NOW) == {key}
         assert await repo.store_facts([older], NOW) == set()
-        assert (await repo.facts([key]))[(key, "planned_discharge")].status == "achieved"
+        assert (await repo.facts([key], ["planned_discharge"]))[
+            (key, "planned_discharge")
+        ].status == "achieved"
+    finally:
+        if isinstance(backend, PostgresBackend):
+            await backend.pool.release(repo.conn)  # type: ignore[attr-defined]
+
+
+async def test_facts_are_read_for_the_measures_asked_for_only(backend: Backend) -> None:
+    """Reconciliation reads the facts of the measures its contracts pay on, not the whole catalogue's."""
+    key, other = (uid("p-"), uid("e-")), (uid("p-"), uid("e-"))
+    repo = await backend.repository()
+    try:
+        await repo.store_facts(
+            [
+                FactUpdate(key, "planned_discharge", 1, achieved(key[1], date(2025, 1, 1))),
+                FactUpdate(key, "no_replacement_12m", 1, achieved(key[1], date(2025, 2, 1))),
+                FactUpdate(other, "planned_discharge", 1, achieved(other[1], date(2025, 1, 1))),
+            ],
+            NOW,
+        )
+        assert set(await repo.facts([key], ["planned_discharge"])) == {(key, "planned_discharge")}
+        assert set(await repo.facts([key, other], ["no_replacement_12m", "planned_discharge"])) == {
+            (key, "planned_discharge"),
+            (key, "no_replacement_12m"),
+            (other, "planned_discharge"),
+        }
+        assert await repo.facts([key], []) == {}
     finally:
         if isinstance(backend, PostgresBackend):
             await backend.pool.release(repo.conn)  # type: ignore[attr-defined]

@@ -102,9 +102,11 @@ class FakeContractsRepository:
     async def current_placements(self, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, PlacementFacts]:
         return {k: self.placements[k] for k in keys if k in self.placements}
 
-    async def facts(self, keys: Sequence[EpisodeKey]) -> dict[tuple[EpisodeKey, str], FactInfo]:
-        wanted = set(keys)
-        return {k: v for k, v in self.fact_status.items() if k[0] in wanted}
+    async def facts(
+        self, keys: Sequence[EpisodeKey], measure_ids: Sequence[str]
+    ) -> dict[tuple[EpisodeKey, str], FactInfo]:
+        wanted, measures = set(keys), set(measure_ids)
+        return {k: v for k, v in self.fact_status.items() if k[0] in wanted and k[1] in measures}
 
     async def participants(
         self, contract_id: str, keys: Sequence[EpisodeKey]

@@ -54,7 +54,9 @@ async def reconcile(
     # neither would pay. Locked first, the later transaction reads what the earlier one committed.
     await repo.lock_contracts(touched)
     placements = await repo.current_placements(episode_keys)
-    facts = await repo.facts(episode_keys)
+    # only the facts of the measures these contracts pay on (a few of the catalogue's)
+    paid_on = sorted({m.measure_id for c in touched for m in contracts[c][1].milestones})
+    facts = await repo.facts(episode_keys, paid_on)
     written = 0
     for contract_id in touched:
         version, definition = contracts[contract_id]
@@ -150,7 +152,7 @@ async def _load_for_entries(
         book.subjects[episode] = subject
         if status == "enrolled":
             book.enrolled.add(episode)
-    book.facts.update(await repo.facts(missing))
+    book.facts.update(await repo.facts(missing, sorted({m.measure_id for m in book.definition.milestones})))
 
 
 async def reconcile_contract(

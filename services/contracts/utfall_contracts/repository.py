@@ -66,7 +66,12 @@ class ContractsRepository(Protocol):
         ...
 
     async def current_placements(self, keys: Sequence[EpisodeKey]) -> dict[EpisodeKey, PlacementFacts]: ...
-    async def facts(self, keys: Sequence[EpisodeKey]) -> dict[tuple[EpisodeKey, str], FactInfo]: ...
+    async def facts(
+        self, keys: Sequence[EpisodeKey], measure_ids: Sequence[str]
+    ) -> dict[tuple[EpisodeKey, str], FactInfo]:
+        """The stored facts of these measures for these episodes."""
+        ...
+
     async def participants(
         self, contract_id: str, keys: Sequence[EpisodeKey]
     ) -> dict[EpisodeKey, tuple[str, str]]:
@@ -339,12 +344,15 @@ class PostgresRepository:
             for r in rows
         }
 
-    async def facts(self, keys: Sequence[EpisodeKey]) -> dict[tuple[EpisodeKey, str], FactInfo]:
+    async def facts(
+        self, keys: Sequence[EpisodeKey], measure_ids: Sequence[str]
+    ) -> dict[tuple[EpisodeKey, str], FactInfo]:
         rows = await self.conn.fetch(
             "SELECT provider_id, episode_id, measure_id, measure_version, status, evidence, subject_ref, "
             "outcome_date FROM contracts.fact_status WHERE (provider_id, episode_id) IN "
-            "(SELECT * FROM unnest($1::text[], $2::text[]))",
+            "(SELECT * FROM unnest($1::text[], $2::text[])) AND measure_id = ANY($3::text[])",
             *key_arrays(keys),
+            list(measure_ids),
         )
         # positional: the columns in the order selected (a name lookup per field was most of this loop)
         return {
