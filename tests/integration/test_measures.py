@@ -64,6 +64,20 @@ async def facts_table(dsn: str, providers: set[str]) -> dict[tuple[str, str, str
     return {(r["provider_id"], r["episode_id"], r["measure_id"]): dict(r) for r in rows}
 
 
+async def episodes_table(dsn: str, providers: set[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every stored episode of these providers, each column but when it was written."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT * FROM measures.episodes WHERE provider_id = ANY($1)", sorted(providers)
+        )
+    finally:
+        await conn.close()
+    return {
+        (r["provider_id"], r["episode_id"]): {k: v for k, v in r.items() if k != "updated_at"} for r in rows
+    }
+
+
 async def test_cohort_facts_and_aggregates_match_an_independent_recomputation(
     world, cohort, record_property
 ) -> None:  # type: ignore[no-untyped-def]
@@ -176,6 +190,9 @@ async def test_cohort_facts_and_aggregates_match_an_independent_recomputation(
 
     # rebuild, folding in one worker process and in three: drop the projection, replay the topic, same state
     before = await facts_table(world.database_url, providers)
+    # the live projection rewrites only the episodes a batch's events touch; a rebuild folds every one
+    episodes_before = await episodes_table(world.database_url, providers)
+    assert len(episodes_before) > 100
     for workers in (1, 3):
         report = await rebuild(world.settings(MeasuresSettings), CLOCK, progress=False, workers=workers)
         after = await facts_table(world.database_url, providers)
@@ -185,6 +202,7 @@ async def test_cohort_facts_and_aggregates_match_an_independent_recomputation(
         )
         record_property(f"rebuild_seconds_{workers}_workers", round(report.seconds, 2))
         assert report.subjects > 0
+        assert await episodes_table(world.database_url, providers) == episodes_before, workers
         assert {k: (v["status"], v["revision"], v["evidence"]) for k, v in after.items()} == {
             k: (v["status"], v["revision"], v["evidence"]) for k, v in before.items()
         }, workers

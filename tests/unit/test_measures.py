@@ -489,3 +489,26 @@ def test_an_outcome_message_carries_the_live_episodes_dimensions_whatever_comes_
         assert len(model.facts) == len(facts) + 1
     (alone,) = outcome_messages([void], now)  # a void alone carries its stored row's dimensions
     assert EpisodeOutcomesV2.model_validate(orjson.loads(alone.value)).episode.unit_id == "older-unit"
+
+
+@settings(max_examples=300)
+@given(order=st.permutations(range(12)), split=st.integers(0, 12))
+def test_episodes_no_new_event_touches_fold_as_they_did_before_it(order: list[int], split: int) -> None:
+    """Measures rewrites only the episodes a batch's new events touch: every other episode must fold exactly as
+    before the batch, whatever arrived before and after. The stream has a retraction filed under another
+    episode than its target's, which ingest never publishes, so the rule does not lean on ingest for it."""
+    from utfall_measures.domain.episodes import touched_episodes
+
+    stream = _stream()
+    target = stream[6]  # ep2's start
+    misfiled = replace(retract(target), episode_id="ep1", provider_id=P)
+    stream.append(misfiled)
+    arrived = [stream[i] for i in order]
+    before, new = arrived[:split], arrived[split:]
+    folded_before, folded_now = fold_episodes(before), fold_episodes(arrived)
+    touched = touched_episodes(new, arrived)
+    for key in set(folded_before) | set(folded_now):
+        if key not in touched:
+            assert folded_before.get(key) == folded_now.get(key), key
+    if misfiled in new and target in arrived:
+        assert (target.provider_id, target.episode_id) in touched

@@ -20,7 +20,13 @@ def care_events_handler(clock: Clock):  # type: ignore[no-untyped-def]
         if not new:
             return
         now = clock.now()
-        await refold(conn, {i.event.subject_ref for i in new}, today=clock.today(), now=now)
+        await refold(
+            conn,
+            {i.event.subject_ref for i in new},
+            today=clock.today(),
+            now=now,
+            new_events=[i.event for i in new],
+        )
         for item in new:
             if item.ingested_at is not None:
                 metrics.EVENT_TO_READ_MODEL.labels("measures").observe(

@@ -5,7 +5,7 @@ and queue the outcome messages, all in the caller's transaction. The rules are p
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -16,7 +16,7 @@ from utfall_platform.outbox import enqueue
 from . import metrics as measures_metrics
 from . import store
 from .domain.catalogue import CATALOGUE
-from .domain.episodes import Episode, EpisodeKey, StoredEvent, fold_episodes
+from .domain.episodes import Episode, EpisodeKey, StoredEvent, fold_episodes, touched_episodes
 from .domain.facts import Fact, facts_for_subject
 from .domain.revisions import plan_revisions
 from .incoming import Incoming, decode
@@ -45,12 +45,20 @@ class RefoldResult:
 
 
 async def refold(
-    conn: asyncpg.Connection, subjects: Iterable[str], *, today: date, now: datetime
+    conn: asyncpg.Connection,
+    subjects: Iterable[str],
+    *,
+    today: date,
+    now: datetime,
+    new_events: Sequence[StoredEvent] | None = None,
 ) -> RefoldResult:
+    """Re-fold these subjects. With `new_events` (what a batch stored), only the episodes they can change are
+    rewritten; without (the tick, a rebuild), every folded episode is."""
     subject_set = set(subjects)
     await store.lock_subjects(conn, subject_set)
     _, events = await load_subjects(conn, subject_set)
-    return await apply_fold(conn, events, today=today, now=now)
+    touched = None if new_events is None else touched_episodes(new_events, events)
+    return await apply_fold(conn, events, today=today, now=now, touched=touched)
 
 
 async def refold_closure(
@@ -77,9 +85,12 @@ async def apply_fold(
     *,
     today: date,
     now: datetime,
+    touched: Collection[EpisodeKey] | None = None,
 ) -> RefoldResult:
     """Fold the events (all of every episode they touch), evaluate the facts, write what changed and queue the
-    outcome messages."""
+    outcome messages. Episodes are rewritten when in `touched` (None: all); an episode is a fold of its own
+    events, so the others are stored as they fold now, and every subject's episodes are still folded for its
+    facts (a re-placement in one episode settles a fact of another)."""
     episodes = fold_episodes(events)
     by_subject: dict[str, list[Episode]] = {}
     for folded in episodes.values():
@@ -89,7 +100,9 @@ async def apply_fold(
         new_facts.update(facts_for_subject(subject_episodes, today, CATALOGUE))
 
     keys = sorted({(e.provider_id, e.episode_id) for e in events})
-    await store.write_episodes(conn, list(episodes.values()), now)
+    await store.write_episodes(
+        conn, [ep for key, ep in episodes.items() if touched is None or key in touched], now
+    )
     await store.delete_episodes(conn, [k for k in keys if k not in episodes])  # every event retracted
     plan = plan_revisions(await store.stored_facts(conn, keys), new_facts, episodes)
     await store.write_facts(conn, plan.writes, now)

@@ -123,6 +123,18 @@ def retracted_refs(events: Iterable[StoredEvent]) -> set[tuple[str, str]]:
     return {(e.source, str(e.data["retracted_event_id"])) for e in events if e.type == EVENT_RETRACTED}
 
 
+def touched_episodes(new: Iterable[StoredEvent], stored: Iterable[StoredEvent]) -> set[EpisodeKey]:
+    """The episodes whose fold new events can change: their own, and those of the events a new retraction
+    retracts, found among all stored events (ingest files a retraction under its target's episode, but the
+    fold does not rely on it). Every other episode folds as it did before they came."""
+    new = list(new)
+    touched = {(e.provider_id, e.episode_id) for e in new}
+    retracted = retracted_refs(new)
+    if retracted:
+        touched |= {(e.provider_id, e.episode_id) for e in stored if (e.source, e.event_id) in retracted}
+    return touched
+
+
 def fold_episodes(events: Iterable[StoredEvent]) -> dict[EpisodeKey, Episode]:
     events = list(events)
     retracted = retracted_refs(events)
