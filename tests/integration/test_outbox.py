@@ -51,13 +51,15 @@ async def pool(world) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped
     await pool.close()
 
 
-def relay(world, pool: asyncpg.Pool) -> OutboxRelay:  # type: ignore[no-untyped-def]
-    return OutboxRelay(
+def relay(
+    world, pool: asyncpg.Pool, kind: type[OutboxRelay] = OutboxRelay, idle_poll: float = 0.2
+) -> OutboxRelay:  # type: ignore[no-untyped-def]
+    return kind(
         pool=pool,
         dsn=world.database_url,
         schema=SCHEMA,
         kafka=world.kafka,
-        idle_poll_seconds=0.2,
+        idle_poll_seconds=idle_poll,
         instance=world.instance,
     )
 
@@ -185,14 +187,7 @@ async def test_a_row_committed_during_a_relay_round_is_relayed_at_once(world, po
 
     async with pool.acquire() as conn, conn.transaction():
         await enqueue(conn, SCHEMA, messages(topic, run, 3))
-    r = RelayWithAWriterBesideIt(
-        pool=pool,
-        dsn=world.database_url,
-        schema=SCHEMA,
-        kafka=world.kafka,
-        idle_poll_seconds=3600,
-        instance=world.instance,
-    )
+    r = relay(world, pool, RelayWithAWriterBesideIt, idle_poll=3600)
     task = asyncio.create_task(r.run())
     try:
         await wait_until(lambda: drained(pool), what="an empty outbox, the late row too", timeout=20)
