@@ -106,21 +106,18 @@ def subscribe_transactional(
 
 
 async def tolerant_batch_parser(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
-    """FastStream's parser decodes every header as UTF-8; a hostile record must not make it drop the batch.
-    Parse a sanitised copy, but hand the handler the original records."""
-    try:
-        return await original(records)
-    except UnicodeDecodeError:
-        batch = records if isinstance(records, tuple) else (records,)
-        safe = tuple(
-            dataclasses.replace(
-                r, headers=[(k, bytes(v or b"").decode("utf-8", "replace").encode()) for k, v in r.headers]
-            )
-            for r in batch
-        )
-        message = await original(safe if isinstance(records, tuple) else safe[0])
-        message.raw_message = records
-        return message
+    """Handlers read the original records and decode them themselves. FastStream's parse of a batch decodes every
+    header of every record to text, which nothing reads (2-3 % of a consumer's CPU) and which raises on a
+    hostile record's bytes, dropping the batch. So FastStream parses the first record alone, its headers made
+    valid UTF-8, to build its message, and the handler is given the original records."""
+    batch = records if isinstance(records, tuple) else (records,)
+    first = batch[0]
+    safe = dataclasses.replace(
+        first, headers=[(k, bytes(v or b"").decode("utf-8", "replace").encode()) for k, v in first.headers]
+    )
+    message = await original((safe,) if isinstance(records, tuple) else safe)
+    message.raw_message = records
+    return message
 
 
 async def undecoded(message: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
