@@ -54,9 +54,7 @@ async def reconcile(
     # neither would pay. Locked first, the later transaction reads what the earlier one committed.
     await repo.lock_contracts(touched)
     placements = await repo.current_placements(episode_keys)
-    # only the facts of the measures these contracts pay on (a few of the catalogue's)
-    paid_on = sorted({m.measure_id for c in touched for m in contracts[c][1].milestones})
-    facts = await repo.facts(episode_keys, paid_on)
+    facts = await repo.facts(episode_keys, _paid_on(*(contracts[c][1] for c in touched)))
     written = 0
     for contract_id in touched:
         version, definition = contracts[contract_id]
@@ -82,6 +80,11 @@ async def reconcile(
         await _settle(repo, book, now=now, reason=reason, reallocate=reallocate)
         written += await repo.save_book(book, now)
     return written
+
+
+def _paid_on(*definitions: ContractDefinitionV1) -> list[str]:
+    """The measures these contracts pay on: the only facts a reconciliation reads (a few of the catalogue's)."""
+    return sorted({m.measure_id for d in definitions for m in d.milestones})
 
 
 def _entitle(
@@ -152,7 +155,7 @@ async def _load_for_entries(
         book.subjects[episode] = subject
         if status == "enrolled":
             book.enrolled.add(episode)
-    book.facts.update(await repo.facts(missing, sorted({m.measure_id for m in book.definition.milestones})))
+    book.facts.update(await repo.facts(missing, _paid_on(book.definition)))
 
 
 async def reconcile_contract(
