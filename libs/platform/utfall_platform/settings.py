@@ -35,8 +35,9 @@ class PlatformSettings(BaseSettings):
     lag_sample_seconds: float = 5.0
     # The cyclic collector's thresholds once started (Python's default: 700, 10, 10). A batch of 2,000 events
     # keeps tens of thousands of objects alive until it commits: at 700 allocations a collection, they were
-    # promoted to the oldest generation and full collections ran every few batches (a fifth of a service's CPU
-    # in a replay of the medium cohort). `UTFALL_GC_THRESHOLDS=[700,10,10]` restores the default.
+    # promoted to the oldest generation and full collections ran every few batches (24-29 % of the time of
+    # measures' domain code in a replay of a cohort, 8 % at 50,000). `UTFALL_GC_THRESHOLDS=[700,10,10]`
+    # restores the default.
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 10)
 
     @property
