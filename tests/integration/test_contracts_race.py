@@ -1,18 +1,20 @@
-"""A placement and its outcome fact reach contracts on two consumers at once, each in its own transaction.
-Whichever commits second must see the other's row and pay: the race that a fault run under load found
-(two payments missing when the reads were taken before the contract lock)."""
+"""A contract, a placement and its outcome fact reach contracts on three consumers, each in its own transaction.
+Whichever of two commits second must see the other's rows and pay. Two races were found this way: a placement
+and its fact under load (two payments missing when the reads were taken before the contract lock), and a new
+contract and its placements (129 of 200 never enrolled, when neither waited for the other)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
-from utfall_contracts.consumers import apply_definition, care_events_handler, outcomes_handler
+from utfall_contracts.consumers import care_events_handler, commands_handler, outcomes_handler
 from utfall_platform.clock import SystemClock
 from utfall_platform.db import create_pool
 
@@ -36,12 +38,24 @@ async def ledger(pool: asyncpg.Pool, contract_id: str) -> list[str]:
     return [r["kind"] for r in rows]
 
 
-@pytest.mark.parametrize("first", ["placement", "fact"])
-async def test_placement_and_fact_in_concurrent_transactions_pay_once(pool, first: str) -> None:  # type: ignore[no-untyped-def]
+STEPS = ("definition", "placement", "fact")
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(STEPS)), ids="-".join)
+async def test_contract_placement_and_fact_pay_once_whichever_two_race(pool, order: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    """The first step commits; the second holds its transaction open while the third runs beside it. The third
+    must wait for the second and then see its rows, whatever the two are: a new contract and a placement (or a
+    fact) missed each other once, and the contract never enrolled the placement."""
     provider, contract_id, episode = uid("race-"), uid("contract-"), uid("ep-")
     subject = "v1:" + base64.b32encode(episode.encode()).decode().rstrip("=")
-    async with pool.acquire() as conn, conn.transaction():
-        await apply_definition(conn, definition(contract_id, provider), origin="test", clock=CLOCK)
+    command = FakeRecord(
+        "contracts.commands.v1",
+        0,
+        1,
+        contract_id.encode(),
+        definition(contract_id, provider).model_dump_json().encode(),
+        [],
+    )
     placement = FakeRecord("care.events.v1", 0, 1, *placement_record(provider, episode, subject))
     fact = FakeRecord(
         "outcomes.v1",
@@ -50,24 +64,27 @@ async def test_placement_and_fact_in_concurrent_transactions_pay_once(pool, firs
         *fact_record(provider, episode, subject, "planned_discharge", "achieved", 1, None),
     )
     steps = {
+        "definition": lambda conn: commands_handler(CLOCK)(conn, [command]),
         "placement": lambda conn: care_events_handler(CLOCK)(conn, [placement]),
         "fact": lambda conn: outcomes_handler(CLOCK, version=1)(conn, [fact]),  # the race is after decoding
     }
-    second = "fact" if first == "placement" else "placement"
+    before, first, second = order
+    async with pool.acquire() as conn, conn.transaction():
+        await steps[before](conn)
 
     a = await pool.acquire()
     b = await pool.acquire()
     try:
         tx_a = a.transaction()
         await tx_a.start()
-        await steps[first](a)  # holds its rows and the contract lock, uncommitted
+        await steps[first](a)  # holds its rows and its locks, uncommitted
 
         async def run_second() -> None:
             async with b.transaction():
                 await steps[second](b)
 
         racing = asyncio.create_task(run_second())
-        await asyncio.sleep(0.5)  # the second transaction has written its row and waits for the lock
+        await asyncio.sleep(0.5)  # the second transaction has written its rows and waits for a lock
         assert not racing.done(), "the second reconciliation must wait for the first to commit"
         await tx_a.commit()
         await asyncio.wait_for(racing, 10)

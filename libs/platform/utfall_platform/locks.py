@@ -11,7 +11,6 @@ import zlib
 # Transaction-lock namespaces (the seed of hashtextextended)
 INGEST_SOURCE = 7  # a provider source's events are admitted one batch at a time
 MEASURES_SUBJECT = 11  # a subject's episodes are re-folded one transaction at a time
-CONTRACT_VERSION = 13  # a contract's versions are numbered one at a time
 AGGREGATE_PROVIDER = 17  # a provider's aggregated submissions are versioned one at a time
 
 
@@ -25,6 +24,9 @@ def migration_lock(schema: str) -> int:
 
 
 MEASURES_PROJECTION = session_lock("utfall-measures-projection")  # shared while running, exclusive to rebuild
+# A transaction lock: shared by every reconciliation that reads which contracts exist, exclusive to a new
+# contract version (which also numbers versions one at a time)
+CONTRACT_DEFINITIONS = session_lock("utfall-contract-definitions")
 GATEWAY_RELEASE = session_lock(
     "utfall-gateway-release"
 )  # releases are numbered one at a time, across replicas

@@ -24,7 +24,7 @@ from utfall_platform import metrics
 from utfall_platform.clock import Clock
 from utfall_platform.consumer import Record
 
-from .contract_store import current_contracts, save_version
+from .contract_store import contracts_in_force, current_contracts, lock_definitions, save_version
 from .domain.book import EpisodeKey, FactInfo
 from .domain.cohort import PlacementFacts
 from .ledger_commands import apply_ledger_command
@@ -69,7 +69,7 @@ def care_events_handler(clock: Clock) -> Handler:
         # Retractions may arrive before the placement they retract: apply every known one.
         await repository.apply_retractions(sorted(keys))
         now = clock.now()
-        await reconcile(repository, await current_contracts(conn), keys, now=now, reason="placement")
+        await reconcile(repository, await contracts_in_force(conn), keys, now=now, reason="placement")
         for e in events:
             if e.ingested_at is not None:
                 metrics.EVENT_TO_READ_MODEL.labels("contracts").observe(
@@ -141,7 +141,7 @@ def outcomes_handler(clock: Clock, version: int = 2) -> Handler:
         changed = await repository.store_facts(list(latest.values()), clock.now())
         if changed:
             await reconcile(
-                repository, await current_contracts(conn), changed, now=clock.now(), reason="outcome"
+                repository, await contracts_in_force(conn), changed, now=clock.now(), reason="outcome"
             )
 
     return handle
@@ -149,8 +149,10 @@ def outcomes_handler(clock: Clock, version: int = 2) -> Handler:
 
 def commands_handler(clock: Clock) -> Handler:
     async def handle(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-        for record in records:
-            command = decode_command(record.value)
+        commands = [decode_command(record.value) for record in records]
+        if any(isinstance(command, ContractDefinitionV1) for command in commands):
+            await lock_definitions(conn)  # before a ledger command's row lock
+        for command in commands:
             if isinstance(command, LedgerCommandV1):
                 await apply_ledger_command(conn, command, now=clock.now())
             else:

@@ -32,15 +32,31 @@ async def current_contracts(
     }
 
 
+async def contracts_in_force(conn: asyncpg.Connection) -> dict[str, tuple[int, ContractDefinitionV1]]:
+    """The current contracts, read under the definitions lock shared until the transaction ends.
+
+    A placement (or a fact) and a new contract version arrive on two consumers, each in its own transaction.
+    Unordered, each could miss the other's uncommitted rows: the placement's reconciliation would not know the
+    contract, and the version's would not see the placement, so nobody enrols it. The lock orders them: a
+    version waits for the reconciliations under way and reads their rows; a reconciliation that waited for a
+    version reads it (each statement of a READ COMMITTED transaction sees what committed before it began).
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", locks.CONTRACT_DEFINITIONS)
+    return await current_contracts(conn)
+
+
+async def lock_definitions(conn: asyncpg.Connection) -> None:
+    """The definitions lock, exclusively until the transaction ends: taken before any contract's row lock, so
+    that it cannot close a cycle with a reconciliation (which holds it shared and then waits for row locks)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", locks.CONTRACT_DEFINITIONS)
+
+
 async def save_version(
     conn: asyncpg.Connection, definition: ContractDefinitionV1, *, origin: str, now: datetime
 ) -> int | None:
-    """Store a new version if the definition changed; returns the new version number or None."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
-        definition.contract_id,
-        locks.CONTRACT_VERSION,
-    )
+    """Store a new version if the definition changed; returns the new version number or None. Holds the
+    definitions lock exclusively until the transaction ends (see `contracts_in_force`)."""
+    await lock_definitions(conn)
     digest = definition_hash(definition)
     row = await conn.fetchrow(
         "SELECT version, definition_sha256 FROM contracts.contract_versions WHERE contract_id = $1 "
