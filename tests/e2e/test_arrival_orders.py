@@ -1,8 +1,10 @@
 """The same cohort in three arrival orders, each into a fresh stack (ingest, measures, contracts as real
 processes on real Kafka and Postgres), split over HTTP and the raw topic: as generated, reversed, and
 adversarial (every correction before the retraction of the event it replaces, every re-placement after the
-payments it undoes). Facts per episode and the net paid per participant must be the same in every order and
-equal to tests/reference.py, computed from the specification; the contract's caps bind."""
+payments it undoes). The reversed order's contract is published on the commands topic halfway through the
+stream; the others load it from a file first. Facts per episode and the net paid per participant must be the
+same in every order and equal to tests/reference.py, computed from the specification; the contract's caps
+bind."""
 
 from __future__ import annotations
 
@@ -24,12 +26,13 @@ import pytest
 import yaml
 
 from utfall_events.contracts import MAX_AMOUNT_ORE
+from utfall_events.topics import CONTRACT_COMMANDS
 from utfall_platform.kafka_access import KafkaAccess
 from utfall_platform.local.stack import LocalStack
 from utfall_synthetic.cli import raw_key, raw_record
 
 from ..builders import EVERY_CARE_TYPE, contract_document
-from ..helpers import create_key, produce_raw, uid, wait_until
+from ..helpers import create_key, produce, produce_raw, uid, wait_until
 from ..infra import new_world
 from ..orders import ORDERS, base_provider, cohort, for_run, over_kafka, phases
 from ..reference import expected_facts, expected_participants, expected_payments
@@ -130,6 +133,9 @@ class Run:
         self.order, self.world, self.events, self.suffix, self.secret = order, world, events, suffix, secret
         self.providers = sorted({e["source"].split("/", 1)[1] for e in events})
         self.contract_id = uid("orders-")
+        # one order gets its contract on the commands topic halfway through the stream, the others from a file
+        # before the first event
+        self.contract_midstream = order == "reversed"
 
     async def facts(self, conn: asyncpg.Connection) -> dict[tuple[str, str, str], tuple[str, date | None]]:
         rows = await conn.fetch(
@@ -160,11 +166,11 @@ class Run:
 
 
 async def run_order(run: Run, total_cap: int, tmp: Any, artifacts: Any) -> dict[str, Any]:
+    document = contract(run.contract_id, run.providers, total_cap)
     contracts_dir = tmp / "contracts"
     contracts_dir.mkdir()
-    (contracts_dir / "orders.yaml").write_text(
-        yaml.safe_dump(contract(run.contract_id, run.providers, total_cap))
-    )
+    if not run.contract_midstream:
+        (contracts_dir / "orders.yaml").write_text(yaml.safe_dump(document))
     sink = (artifacts / f"{run.world.name}.log").open("w")
     stack = LocalStack(
         tmp / "stack",
@@ -183,7 +189,10 @@ async def run_order(run: Run, total_cap: int, tmp: Any, artifacts: Any) -> dict[
     for name in services:
         stack.start_service(name)
     started = time.monotonic()
-    report: dict[str, Any] = {"order": run.order}
+    report: dict[str, Any] = {
+        "order": run.order,
+        "contract": "mid-stream" if run.contract_midstream else "file",
+    }
     try:
         await loop.run_in_executor(None, stack.wait_ready, services)
         keys = {p: await create_key(run.world.kafka, "provider", provider_id=p) for p in run.providers}
@@ -192,7 +201,21 @@ async def run_order(run: Run, total_cap: int, tmp: Any, artifacts: Any) -> dict[
             async with httpx.AsyncClient(base_url=stack.services["ingest"].url, timeout=60) as client:
                 sent: list[dict[str, Any]] = []
                 for index, phase in enumerate(phases(run.events, run.order)):
-                    await send(client, run.world.kafka, keys, phase)
+                    if run.contract_midstream and index == 0:
+                        # the contract is published while the stream is under way: placements and facts reach
+                        # contracts before it, beside it (in concurrent transactions) and after it
+                        half = len(phase) // 2
+                        await send(client, run.world.kafka, keys, phase[:half])
+                        await asyncio.gather(
+                            send(client, run.world.kafka, keys, phase[half:]),
+                            produce(
+                                run.world.kafka,
+                                CONTRACT_COMMANDS,
+                                [(run.contract_id.encode(), orjson.dumps(document), [])],
+                            ),
+                        )
+                    else:
+                        await send(client, run.world.kafka, keys, phase)
                     sent += phase
                     want_facts, want_net = run.reference(sent, total_cap)
 
