@@ -68,24 +68,24 @@ async def test_contract_placement_and_fact_pay_once_whichever_two_race(pool, ord
         "placement": lambda conn: care_events_handler(CLOCK)(conn, [placement]),
         "fact": lambda conn: outcomes_handler(CLOCK, version=1)(conn, [fact]),  # the race is after decoding
     }
-    before, first, second = order
+    committed, holding, waiting = order
     async with pool.acquire() as conn, conn.transaction():
-        await steps[before](conn)
+        await steps[committed](conn)
 
     a = await pool.acquire()
     b = await pool.acquire()
     try:
         tx_a = a.transaction()
         await tx_a.start()
-        await steps[first](a)  # holds its rows and its locks, uncommitted
+        await steps[holding](a)  # holds its rows and its locks, uncommitted
 
-        async def run_second() -> None:
+        async def run_waiting() -> None:
             async with b.transaction():
-                await steps[second](b)
+                await steps[waiting](b)
 
-        racing = asyncio.create_task(run_second())
-        await asyncio.sleep(0.5)  # the second transaction has written its rows and waits for a lock
-        assert not racing.done(), "the second reconciliation must wait for the first to commit"
+        racing = asyncio.create_task(run_waiting())
+        await asyncio.sleep(0.5)  # the waiting transaction has written its rows and waits for a lock
+        assert not racing.done(), "the waiting reconciliation must wait for the holding one to commit"
         await tx_a.commit()
         await asyncio.wait_for(racing, 10)
     finally:

@@ -1,7 +1,8 @@
 """Every Postgres advisory lock Utfall takes, in one place, so that no two uses can collide.
 
 Transaction locks on a text key use `pg_advisory_xact_lock(hashtextextended(<key>, <namespace>))`; the
-namespaces below keep keys of different kinds apart. Session locks use a 32-bit number derived from a name.
+namespaces below keep keys of different kinds apart. A lock on one name (a session lock, or the contract
+definitions' transaction lock) uses a 32-bit number derived from that name.
 """
 
 from __future__ import annotations
