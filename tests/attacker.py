@@ -1,14 +1,29 @@
-"""An attacker on published tables, written apart from the suppression it tests: it knows every published
-cell and every relation (a total is the sum of its parts) and solves the whole linear system with numpy.
-A suppressed cell is recovered when the system fixes its value: its unit vector is in the row space of the
-equations over the suppressed cells (the rank does not grow when it is added)."""
+"""Attackers on published tables, written apart from the suppression they test.
+
+`recovered`: knows every published cell and every relation (a total is the sum of its parts) and solves the
+whole linear system with numpy: a suppressed cell is recovered when the system fixes its value.
+
+`IntervalAttacker`: the strongest reader the public allows. It holds every release's open data (cells as
+the JSON download gives them), the registry's list of providers, and optionally one provider's own exact
+figures; it knows that counts are whole numbers of at least zero, that a cell a table does not list is zero
+and one it lists (even suppressed) holds at least one episode, that every measure counts the same
+discharged episodes, and it assumes a discharge year whose every published figure is unchanged between two
+releases did not change at all. It bounds every suppressed cell by linear programming (HiGHS, through its
+own modelling API, not `utfall_stats.audit`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+import itertools
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import highspy
 import numpy as np
+
+from utfall_events.vocabulary import AGE_BANDS, SEXES, TARGET_GROUPS
 
 
 def recovered(
@@ -45,40 +60,277 @@ def recovered(
     return found
 
 
-def published_and_relations(cells: Sequence[Any], column: str) -> tuple[dict[Any, Any], list[Any]]:
-    """The attacker's view of one measure in a release, built from the open data alone (cells as models or
-    as the JSON download's dicts): each cell's published value of `column` (None when suppressed), and the
-    relations any reader knows from the tables' meaning, for each source's tables."""
+EVENT_COUNTS = ("achieved", "not_achieved", "missing", "pending")
+REPORTED_COUNTS = ("achieved", "not_achieved", "missing")
+MARGINS = {"sex": SEXES, "age_band": AGE_BANDS, "target_group": TARGET_GROUPS}
 
-    def get(cell: Any, name: str) -> Any:
-        return cell[name] if isinstance(cell, Mapping) else getattr(cell, name)
 
-    published: dict[Any, Any] = {}
-    for c in cells:
-        key = (
-            get(c, "source"),
-            get(c, "table"),
-            get(c, "provider_id"),
-            get(c, "breakdown_value"),
-            get(c, "discharge_year"),
+@dataclass
+class OwnFigures:
+    """One provider's exact figures, as it knows them: per discharge year and measure, its counts; and per
+    breakdown (sex, age band, target group), value and year, its own part of the national cell."""
+
+    provider_id: str
+    years: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)  # (measure, year) -> counts
+    shares: dict[tuple[str, str, str, int], dict[str, int]] = field(
+        default_factory=dict
+    )  # (measure, dim, value, year)
+
+
+@dataclass(frozen=True)
+class Bound:
+    release: int
+    cell: tuple[Any, ...]  # (measure id, source, table, *dims)
+    low: float
+    high: float
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+
+def _key(cell: Mapping[str, Any]) -> tuple[Any, ...]:
+    table = cell["table"]
+    if table == "provider_year":
+        dims: tuple[Any, ...] = (cell["provider_id"], cell["discharge_year"])
+    elif table == "provider_all_years":
+        dims = (cell["provider_id"],)
+    elif table == "national_year":
+        dims = (cell["discharge_year"],)
+    elif table == "national_all_years":
+        dims = ()
+    else:
+        dims = (cell["breakdown_value"], cell["discharge_year"])
+    return (cell["measure_id"], cell["source"], table, *dims)
+
+
+class IntervalAttacker:
+    def __init__(
+        self,
+        releases: Mapping[int, Sequence[Mapping[str, Any]]],
+        registry: Iterable[str] = (),
+        own: Mapping[int, OwnFigures] | None = None,
+    ) -> None:
+        """`releases`: each release's cells (data.json's `cells`); `registry`: provider ids the public
+        registry lists; `own`: per release, the attacking provider's exact figures as of that release."""
+        self.releases = {n: [dict(c) for c in cells] for n, cells in sorted(releases.items())}
+        self.registry = set(registry)
+        self.own = dict(own or {})
+        self.h = highspy.Highs()
+        self.h.silent()
+        self.h.setOptionValue("simplex_strategy", 4)
+        self.vars: dict[Hashable, Any] = {}
+        self.alias: dict[Hashable, Hashable] = {}
+        self.infeasible_links: list[tuple[int, int]] = []
+        self._link_unchanged_years()
+        self._constrain()
+
+    # --- which discharge years did not change between releases ---------------------------------------------
+    def _link_unchanged_years(self) -> None:
+        numbers = sorted(self.releases)
+        for before, after in itertools.pairwise(numbers):
+            years_before = self._by_year(self.releases[before])
+            years_after = self._by_year(self.releases[after])
+            for year, cells in years_after.items():
+                if years_before.get(year) == cells:
+                    for atom in self._atoms_of_year(after, year):
+                        self.alias[(after, *atom)] = self._root((before, *atom))
+
+    @staticmethod
+    def _by_year(cells: Sequence[Mapping[str, Any]]) -> dict[int, list[tuple[Any, ...]]]:
+        out: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+        for c in cells:
+            if c["discharge_year"] is not None:
+                out[c["discharge_year"]].append(
+                    (_key(c), c["suppressed"], *(c.get(k) for k in (*EVENT_COUNTS, "episodes", "result")))
+                )
+        return {y: sorted(v, key=repr) for y, v in out.items()}
+
+    def _root(self, key: Hashable) -> Hashable:
+        while key in self.alias:
+            key = self.alias[key]
+        return key
+
+    # --- the model ---------------------------------------------------------------------------------------------
+    def _domain(self, number: int) -> tuple[list[str], list[int], dict[str, list[str]], list[str]]:
+        cells = self.releases[number]
+        providers = sorted(
+            {c["provider_id"] for c in cells if c["source"] == "events" and c["provider_id"]} | self.registry
         )
-        published[key] = None if get(c, "suppressed") else get(c, column)
-    relations: list[Any] = []
-    for source in {k[0] for k in published}:
-        mine = [k for k in published if k[0] == source]
-        tables = {k[1] for k in mine}
-        provider_year = [k for k in mine if k[1] == "provider_year"]
-        for p in {k[2] for k in provider_year}:
-            relations.append(
-                ((source, "provider_all_years", p, None, None), [k for k in provider_year if k[2] == p])
+        years = sorted({c["discharge_year"] for c in cells if c["table"] == "national_year"})
+        measures = sorted({c["measure_id"] for c in cells})
+        reporters: dict[str, list[str]] = {
+            m: sorted(
+                {
+                    c["provider_id"]
+                    for c in cells
+                    if c["source"] == "self_reported" and c["measure_id"] == m and c["provider_id"]
+                }
             )
-        for y in {k[4] for k in provider_year}:
-            national = (source, "national_year", None, None, y)
-            relations.append((national, [k for k in provider_year if k[4] == y]))
-            for name in tables:
-                if name.endswith("_year") and name not in ("provider_year", "national_year"):
-                    relations.append((national, [k for k in mine if k[1] == name and k[4] == y]))
-        everything = (source, "national_all_years", None, None, None)
-        relations.append((everything, [k for k in mine if k[1] == "national_year"]))
-        relations.append((everything, [k for k in mine if k[1] == "provider_all_years"]))
-    return published, relations
+            for m in measures
+        }
+        return providers, years, reporters, measures
+
+    def _atoms_of_year(self, number: int, year: int) -> list[tuple[Any, ...]]:
+        providers, _, reporters, measures = self._domain(number)
+        atoms: list[tuple[Any, ...]] = []
+        for m in measures:
+            atoms += [(m, "P", p, year, c) for p in providers for c in EVENT_COUNTS]
+            atoms += [
+                (m, "S", d, v, year, c) for d, values in MARGINS.items() for v in values for c in EVENT_COUNTS
+            ]
+            atoms += [(m, "R", p, year, c) for p in reporters[m] for c in REPORTED_COUNTS]
+        return atoms
+
+    def _var(self, number: int, *atom: Any) -> Any:
+        key = self._root((number, *atom))
+        if key not in self.vars:
+            self.vars[key] = self.h.addVariable(lb=0.0)
+        return self.vars[key]
+
+    def _cell_atoms(self, number: int, key: tuple[Any, ...], count: str) -> list[Any]:
+        providers, years, reporters, _ = self._domain(number)
+        measure, source, table, *dims = key
+        kind = "R" if source == "self_reported" else "P"
+        who = reporters[measure] if source == "self_reported" else providers
+        if table.endswith("_year") and table not in ("provider_year", "national_year"):
+            return [self._var(number, measure, "S", table[: -len("_year")], dims[0], dims[1], count)]
+        if table == "provider_year":
+            pick = [(dims[0], dims[1])]
+        elif table == "provider_all_years":
+            pick = [(dims[0], y) for y in years]
+        elif table == "national_year":
+            pick = [(p, dims[0]) for p in who]
+        else:
+            pick = [(p, y) for p in who for y in years]
+        return [self._var(number, measure, kind, p, y, count) for p, y in pick]
+
+    def _constrain(self) -> None:
+        h = self.h
+        self.targets: list[tuple[int, tuple[Any, ...], list[Any]]] = []
+        for number, cells in self.releases.items():
+            providers, years, reporters, measures = self._domain(number)
+            listed = {_key(c): c for c in cells}
+            # every cell the tables could hold: listed ones as published, the others zero
+            possible: list[tuple[Any, ...]] = []
+            for m in measures:
+                possible += [(m, "events", "provider_year", p, y) for p in providers for y in years]
+                possible += [
+                    (m, "events", f"{d}_year", v, y) for d, vs in MARGINS.items() for v in vs for y in years
+                ]
+                possible += [(m, "self_reported", "provider_year", p, y) for p in reporters[m] for y in years]
+            for key in {*possible, *listed}:
+                counts = REPORTED_COUNTS if key[1] == "self_reported" else EVENT_COUNTS
+                cell = listed.get(key)
+                per_count = {c: self._cell_atoms(number, key, c) for c in counts}
+                everything = [v for vs in per_count.values() for v in vs]
+                if cell is None:
+                    for v in everything:
+                        h.addConstr(v == 0)
+                elif cell["suppressed"]:
+                    h.addConstr(h.qsum(everything) >= 1)
+                    self.targets.append((number, key, everything))
+                elif cell["result"] == "final":
+                    for c, vs in per_count.items():
+                        h.addConstr(h.qsum(vs) == float(cell[c] or 0))
+                else:
+                    h.addConstr(h.qsum(everything) == float(cell["episodes"]))
+            for m in measures:  # a year's providers and each of its breakdowns are the same episodes
+                for y in years:
+                    for d, values in MARGINS.items():
+                        for c in EVENT_COUNTS:
+                            h.addConstr(
+                                h.qsum([self._var(number, m, "P", p, y, c) for p in providers])
+                                == h.qsum([self._var(number, m, "S", d, v, y, c) for v in values])
+                            )
+            for m in measures[1:]:  # every measure counts the same episodes
+                for y in years:
+                    atoms = [("P", p, y) for p in providers] + [
+                        ("S", d, v, y) for d, vs in MARGINS.items() for v in vs
+                    ]
+                    for atom in atoms:
+                        h.addConstr(
+                            h.qsum([self._var(number, m, *atom, c) for c in EVENT_COUNTS])
+                            == h.qsum([self._var(number, measures[0], *atom, c) for c in EVENT_COUNTS])
+                        )
+            own = self.own.get(number)
+            if own is not None:
+                for (m, y), counts in own.years.items():
+                    for c in EVENT_COUNTS:
+                        h.addConstr(
+                            self._var(number, m, "P", own.provider_id, y, c) == float(counts.get(c, 0))
+                        )
+                for (m, d, v, y), counts in own.shares.items():
+                    for c in EVENT_COUNTS:
+                        h.addConstr(self._var(number, m, "S", d, v, y, c) >= float(counts.get(c, 0)))
+
+    def bounds(self) -> list[Bound]:
+        """The feasible interval of every suppressed cell's number of episodes, in every release."""
+        out = []
+        done: dict[tuple[Any, ...], tuple[float, float]] = {}
+        for number, key, variables in self.targets:
+            if (
+                self.own
+                and key[1] == "events"
+                and self.own.get(number)
+                and key[3:4] == (self.own[number].provider_id,)
+            ):
+                continue  # the attacker's own cell
+            ident = tuple(sorted(id(v) for v in variables))
+            if ident not in done:
+                expr = self.h.qsum(variables)
+                low = self._solve(expr, minimise=True)
+                high = self._solve(expr, minimise=False)
+                done[ident] = (low, high)
+            out.append(Bound(number, key, *done[ident]))
+        return out
+
+    def _solve(self, expr: Any, *, minimise: bool) -> float:
+        if minimise:
+            self.h.minimize(expr)
+        else:
+            self.h.maximize(expr)
+        status = self.h.getModelStatus()
+        if status == highspy.HighsModelStatus.kUnbounded:
+            return float("inf")
+        assert status == highspy.HighsModelStatus.kOptimal, (
+            f"the public answers contradict each other: {status}"
+        )
+        value = float(self.h.getInfo().objective_function_value)
+        return float(np.ceil(value - 1e-6)) if minimise else float(np.floor(value + 1e-6))
+
+
+class SumsAttacker:
+    """A reader of answers that are sums of fine groups of episodes (a provider's episodes of one care type,
+    target group and legal basis, say): each shown answer fixes its sum, each suppressed one that is listed
+    holds at least one episode. Bounds any sum by linear programming. For answers that were not built as
+    release tables: the live API's per-answer suppression (the control)."""
+
+    def __init__(self, atoms: Iterable[Hashable]) -> None:
+        self.h = highspy.Highs()
+        self.h.silent()
+        self.h.setOptionValue("simplex_strategy", 4)
+        self.vars = {atom: self.h.addVariable(lb=0.0) for atom in atoms}
+
+    def shown(self, atoms: Iterable[Hashable], value: float) -> None:
+        self.h.addConstr(self.h.qsum([self.vars[a] for a in atoms]) == float(value))
+
+    def listed(self, atoms: Iterable[Hashable]) -> None:
+        self.h.addConstr(self.h.qsum([self.vars[a] for a in atoms]) >= 1.0)
+
+    def bounds(self, atoms: Iterable[Hashable]) -> tuple[float, float]:
+        expr = self.h.qsum([self.vars[a] for a in atoms])
+        out = []
+        for minimise in (True, False):
+            if minimise:
+                self.h.minimize(expr)
+            else:
+                self.h.maximize(expr)
+            status = self.h.getModelStatus()
+            if status == highspy.HighsModelStatus.kUnbounded:
+                out.append(float("inf"))
+                continue
+            assert status == highspy.HighsModelStatus.kOptimal, status
+            value = float(self.h.getInfo().objective_function_value)
+            out.append(float(np.ceil(value - 1e-6)) if minimise else float(np.floor(value + 1e-6)))
+        return out[0], out[1]

@@ -24,6 +24,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from utfall_contracts.domain.ledger import payment_id
+from utfall_events.sealed import public_key_set
 from utfall_events.topics import PAYMENTS, raw_topic
 from utfall_platform.kafka_access import KafkaAccess
 from utfall_synthetic.cli import raw_key, raw_record
@@ -31,7 +32,10 @@ from utfall_synthetic.cohort import CohortConfig, generate, renamed
 
 from .builders import EVERY_CARE_TYPE, contract_document
 from .helpers import create_key, provider_access, read_topic, wait_until
+from .infra import PERSON_ID_KEYS
 from .reference import expected_facts
+
+SEALED_TO = public_key_set(orjson.loads(PERSON_ID_KEYS))
 
 MILESTONES = {"planned_discharge": 100_000, "no_replacement_12m": 200_000, "education_or_work_12m": 300_000}
 
@@ -196,7 +200,8 @@ async def _run_scenario(
                     by_provider.setdefault(e["source"].split("/", 1)[1], []).append(e)
                 for provider, items in by_provider.items():
                     if provider == kafka_provider:
-                        records = [(raw_key(e), *raw_record(e)) for e in items]
+                        # the Kafka provider seals personnummer to ingest, as the docs offer
+                        records = [(raw_key(e), *raw_record(e, SEALED_TO)) for e in items]
                         await resilient_produce(world.kafka, provider, records, report)
                         report.posted_kafka += len(items)
                     else:

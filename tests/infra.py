@@ -5,6 +5,7 @@ started once per test session."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from utfall_events.sealed import new_key_set
 from utfall_platform.kafka import ensure_topics
 from utfall_platform.kafka_access import ClusterAccess, KafkaAccess
 from utfall_platform.kafka_acl import SERVICES, KafkaProvisioner, new_password
@@ -128,6 +130,10 @@ def start_infra(base: Path) -> Infra:
     return infra
 
 
+# Ingest's keys for sealed personnummer in every test world (providers seal to the public half).
+PERSON_ID_KEYS = json.dumps(new_key_set("test"))
+
+
 @dataclass
 class World:
     """One isolated Utfall deployment on the shared infrastructure: its own database, consumer groups and
@@ -157,6 +163,7 @@ class World:
             "UTFALL_LAG_SAMPLE_SECONDS": "1",
             "UTFALL_TICK_SECONDS": "5",
             "UTFALL_METRICS_SAMPLE_SECONDS": "2",
+            "UTFALL_PERSON_ID_KEYS": PERSON_ID_KEYS,
         }
 
     def settings(self, cls: type, **overrides: Any) -> Any:
@@ -173,6 +180,8 @@ class World:
         }
         if "gateway_database_url" in cls.model_fields:
             values["gateway_database_url"] = self.gateway_database_url
+        if "person_id_keys" in cls.model_fields:
+            values["person_id_keys"] = PERSON_ID_KEYS
         values.update(overrides)
         return cls(**values)
 

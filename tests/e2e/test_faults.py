@@ -84,8 +84,10 @@ async def test_faults_lose_and_double_nothing(fault_stack, infra, artifacts, rec
 
 
 async def test_no_personnummer_in_any_table_topic_log_or_response(fault_stack, artifacts) -> None:  # type: ignore[no-untyped-def]
-    """After the run: every table of every schema, every topic but the providers' own raw input, the services'
-    logs and the gateway's answers hold no personnummer-shaped number (calendar date and Luhn checked)."""
+    """After the run: every table of every schema, every topic, the services' logs and the gateway's answers
+    hold no personnummer-shaped number (calendar date and Luhn checked). The providers' raw topics are scanned
+    too: the run's Kafka provider seals personnummer to ingest (utfall_events.sealed), so none is in clear
+    there either; and every raw topic keeps records no longer than the docs say (six hours, hourly segments)."""
     import asyncpg
     import httpx
     import orjson
@@ -116,7 +118,29 @@ async def test_no_personnummer_in_any_table_topic_log_or_response(fault_stack, a
             scanned["tables"] += 1
     finally:
         await conn.close()
-    for spec in ALL_TOPICS:  # not the providers' own raw topics (retention one day): the boundary of ingest
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from utfall_events.topics import RAW_RETENTION_MS, RAW_SEGMENT_MS, raw_topic
+    from utfall_platform.kafka import raw_topic_providers
+
+    raw = [raw_topic(p) for p in await raw_topic_providers(world.kafka)]
+    assert raw, "the run produced to a raw topic"
+    admin = AIOKafkaAdminClient(**world.kafka.client_options())
+    await admin.start()
+    try:
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, spec.name) for spec in raw]
+        )
+    finally:
+        await admin.close()
+    for response in described:
+        for resource in response.resources:
+            configs = {entry[0]: entry[1] for entry in resource[4]}
+            assert configs["retention.ms"] == str(RAW_RETENTION_MS), (resource[3], configs["retention.ms"])
+            assert configs["segment.ms"] == str(RAW_SEGMENT_MS), (resource[3], configs["segment.ms"])
+    scanned["raw_topics"] = len(raw)
+    for spec in (*ALL_TOPICS, *raw):
         records = await read_topic(world.kafka, spec.name)
         scanned["topics"] += 1
         scanned["records"] += len(records)

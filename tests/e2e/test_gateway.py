@@ -103,6 +103,24 @@ async def data(stack) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             return len(body["payments"]) > 0
 
         await wait_until(paid, timeout=120, interval=1.0, what="payments to be triggered")
+
+        # the public sees releases only: once the cohort has settled, publish the first one, as an operator does
+        async def totals() -> list[Any]:
+            return [
+                (await http.get(f"/v1/measures/{m}/results", headers=keys.headers("operator"))).json()[
+                    "totals"
+                ]
+                for m in ("planned_discharge", "no_replacement_24m", "followup_coverage_12m")
+            ]
+
+        last, steady_since = await totals(), asyncio.get_running_loop().time()
+        while asyncio.get_running_loop().time() - steady_since < 5:
+            await asyncio.sleep(1)
+            now = await totals()
+            if now != last:
+                last, steady_since = now, asyncio.get_running_loop().time()
+        made = await http.post("/v1/releases", json={"note": "Första"}, headers=keys.headers("operator"))
+        assert made.status_code == 201, made.text
     first_event = next(e for e in cohort.events if e["source"] == "provider/hvb-eken")
     return {
         "keys": keys,
@@ -143,7 +161,13 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
     ("GET", "/v1/measures/planned_discharge/results?group_by=provider_id", {r: 200 for r in PUBLIC_OK}),
     ("GET", "/v1/comparisons/no_replacement_12m", {r: 200 for r in PUBLIC_OK}),
     ("GET", "/v1/providers/hvb-eken/scorecard", {r: 200 for r in PUBLIC_OK}),
-    ("GET", "/v1/length-of-stay?group_by=provider_id", {r: 200 for r in PUBLIC_OK}),
+    (
+        "GET",
+        "/v1/length-of-stay?group_by=provider_id",
+        {"public": 401, "provider": 200, "municipality": 200, "finance": 200, "operator": 200},
+    ),
+    ("GET", "/v1/measures/planned_discharge/results?group_by=care_type", {"public": 403, "provider": 200}),
+    ("GET", "/v1/comparisons/planned_discharge?care_type=hvb", {"public": 403, "operator": 200}),
     (
         "GET",
         "/v1/contracts",
@@ -286,36 +310,61 @@ async def test_no_row_outside_the_scope(data) -> None:  # type: ignore[no-untype
         mine = await get("/v1/payments", "finance", limit=1000)
         assert {p["contract_id"] for p in mine["payments"]} == {"hvb-ungdom-stockholm"}
 
-        # public results: every published cell has at least MIN_CELL closed episodes, suppressed ones show nothing
+        # the public's results come from the latest release: its tables answer, nothing else does
+        latest = (await get("/v1/releases/latest", "public"))["release"]
         for measure in ("planned_discharge", "no_replacement_12m", "followup_coverage_12m"):
-            for group in ("provider_id", "provider_id,target_group", "municipality_code", "sex,age_band"):
+            for group in ("", "provider_id", "sex", "age_band", "target_group"):
                 body = await get(f"/v1/measures/{measure}/results", "public", group_by=group, limit=1000)
-                for row in body["rows"]:
+                assert body["release"]["number"] == latest and body["rows"], (measure, group)
+                for row in body["rows"] + body["totals"]:
+                    assert row["exact"] is False
                     if row["status"] == "ok":
-                        assert row["closed"] >= MIN_CELL, row
+                        assert row["episodes"] >= MIN_CELL, row
                     else:
-                        assert (
-                            row["achieved"] is None and row["observed_rate"] is None and row["ci_low"] is None
-                        )
-                by_period: dict[int, list[dict[str, Any]]] = {}
-                for row in body["rows"]:
-                    by_period.setdefault(row["discharge_year"], []).append(row)
-                for year, rows in by_period.items():
-                    total = next(t for t in body["totals"] if t["discharge_year"] == year)
-                    hidden = [r for r in rows if r["status"] == "suppressed"]
-                    assert total["status"] == "suppressed" or len(hidden) != 1, (measure, group, year)
-        # a provider sees its own cells exactly and others' only as the public does
+                        assert row["episodes"] is None and row["achieved"] is None and row["ci_low"] is None
+            for group in (
+                "provider_id,target_group",
+                "municipality_code",
+                "sex,age_band",
+                "care_type",
+                "unit_id",
+            ):
+                refused = await http.get(
+                    f"/v1/measures/{measure}/results",
+                    params={"group_by": group},
+                    headers=keys.headers("public"),
+                )
+                assert refused.status_code == 403 and refused.json()["type"].endswith("/not-published"), group
+        # a provider sees its own cells exactly and live, and others' only as the release shows them
+        public_rows = {
+            (r["provider_id"], r["discharge_year"], r["source"]): r
+            for r in (
+                await get(
+                    "/v1/measures/planned_discharge/results", "public", group_by="provider_id", limit=1000
+                )
+            )["rows"]
+        }
         own = await get(
+            "/v1/measures/planned_discharge/results", "provider", group_by="provider_id", limit=1000
+        )
+        for row in own["rows"]:
+            if row["provider_id"] == "hvb-eken" and row["source"] == "events":
+                assert row["exact"] and row["status"] == "ok"
+            else:
+                assert (
+                    not row["exact"]
+                    and row == public_rows[(row["provider_id"], row["discharge_year"], row["source"])]
+                )
+        narrow = await get(
             "/v1/measures/planned_discharge/results",
             "provider",
             group_by="provider_id,target_group",
             limit=1000,
         )
-        for row in own["rows"]:
-            if row["provider_id"] == "hvb-eken":
-                assert row["exact"] and row["status"] == "ok"
-            elif row["status"] == "ok":
-                assert row["closed"] >= MIN_CELL and not row["exact"]
+        assert narrow["rows"] and {r["provider_id"] for r in narrow["rows"]} == {"hvb-eken"}
+        assert all(r["exact"] for r in narrow["rows"]) and narrow["release"] is None
+        stays = await get("/v1/length-of-stay", "provider", group_by="provider_id")
+        assert [r["provider_id"] for r in stays["rows"]] == ["hvb-eken"]
 
 
 async def test_event_status_follows_an_event_to_payment(data) -> None:  # type: ignore[no-untyped-def]
@@ -477,39 +526,44 @@ async def test_public_page_in_headless_chromium(data, artifacts) -> None:  # typ
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
-async def test_releases_are_frozen_downloadable_and_safe_across_tables(data, artifacts) -> None:  # type: ignore[no-untyped-def]
-    """Issue 18 item 6 on the real stack: an operator publishes a release; it lists, downloads as CSV and JSON
-    with a suppression flag per cell and never a number in a suppressed cell; an attacker subtracting across
-    every table of it recovers nothing; it does not move when the data do; the next release lists what
-    changed; the page shows the latest release."""
+async def test_releases_are_frozen_downloadable_and_audited(data, artifacts) -> None:  # type: ignore[no-untyped-def]
+    """An operator publishes releases; they list, download as CSV and JSON with a suppression flag per cell and
+    never a number in a suppressed cell (nor an outcome in a preliminary one); their audit's figures are in the
+    manifest and its exact counts are never served; a release does not move when the data do; the next lists
+    what changed; the page shows the latest release and nothing else."""
     import csv
     import io
 
-    from ..attacker import published_and_relations, recovered
     from ..helpers import ended, person, started, uid
 
     keys: Keys = data["keys"]
-    async with httpx.AsyncClient(base_url=data["gateway"], timeout=120) as http:
+    async with httpx.AsyncClient(base_url=data["gateway"], timeout=300) as http:
         for who, status in (("public", 401), ("provider", 403), ("municipality", 403)):
             refused = await http.post("/v1/releases", json={}, headers=keys.headers(who))
             assert (
                 refused.status_code == status
                 and refused.headers["content-type"] == "application/problem+json"
             )
-        before = {r["release"] for r in (await http.get("/v1/releases")).json()["releases"]}
-        made = await http.post("/v1/releases", json={"note": "Årsrapport"}, headers=keys.headers("operator"))
-        assert made.status_code == 201, made.text
-        first = made.json()
+        first = (await http.get("/v1/releases/latest")).json()
         number = first["release"]
-        assert number == max(before, default=0) + 1 and made.headers["location"] == f"/v1/releases/{number}"
-        assert first["note"] == "Årsrapport" and first["min_cell"] == MIN_CELL
+        again = await http.post("/v1/releases", json={"note": "igen"}, headers=keys.headers("operator"))
+        assert (
+            again.status_code == 200 and again.json()["release"] == number
+        ), (  # nothing moved: no new release
+            json.dumps(
+                (await http.get(f"/v1/releases/{again.json()['release']}/changes")).json()["changes"][:6]
+            )
+        )
+        assert first["note"] == "Första" and first["min_cell"] == MIN_CELL and first["margin"] == MIN_CELL
+        assert first["audit"]["narrowest_interval"] >= MIN_CELL and first["audit"]["sensitive_cells"] > 0
         catalogue = {m["id"] for m in (await http.get("/v1/measures")).json()["measures"]}
         assert {m["measure_id"] for m in first["measures"]} == catalogue
-        assert (await http.get("/v1/releases/latest")).json()["release"] == number
         assert number in {r["release"] for r in (await http.get("/v1/releases")).json()["releases"]}
         assert (await http.get("/v1/releases/999999")).status_code == 404
 
-        body = (await http.get(f"/v1/releases/{number}/data.json")).json()
+        raw = await http.get(f"/v1/releases/{number}/data.json")
+        assert "atoms" not in raw.text and "shares" not in raw.text  # the audit's exact counts stay inside
+        body = raw.json()
         cells = body["cells"]
         assert len(cells) == sum(m["cells"] for m in first["measures"])
         numeric = (
@@ -518,16 +572,21 @@ async def test_releases_are_frozen_downloadable_and_safe_across_tables(data, art
             "missing",
             "pending",
             "closed",
+            "episodes",
             "observed_rate",
-            "itt_rate",
             "oe_ratio",
         )
+        outcomes = ("achieved", "not_achieved", "missing", "pending", "closed", "observed_rate")
         for c in cells:
             if c["suppressed"]:
                 assert all(c[k] is None for k in numeric), c
             else:
-                assert c["closed"] >= MIN_CELL, c
+                assert c["episodes"] >= MIN_CELL, c
+                if c["result"] == "preliminary":
+                    assert all(c[k] is None for k in outcomes) and c["windows_closed_share"] is not None, c
         assert any(c["suppressed"] for c in cells) and any(not c["suppressed"] for c in cells)
+        assert {c["table"] for c in cells} >= {"provider_year", "sex_year", "target_group_year"}
+        assert "care_type_year" not in {c["table"] for c in cells}
         text = (await http.get(f"/v1/releases/{number}/data.csv")).text
         (artifacts / "release.csv").write_text(text)
         rows = list(csv.DictReader(io.StringIO(text)))
@@ -537,26 +596,22 @@ async def test_releases_are_frozen_downloadable_and_safe_across_tables(data, art
             if row["suppressed"] == "true":
                 assert all(row[k] == "" for k in numeric), row
             else:
-                assert int(row["closed"]) >= MIN_CELL, row
+                assert int(row["episodes"]) >= MIN_CELL, row
 
-        # the attacker: every table of each measure together, every count, solved exactly
-        for measure in catalogue:
-            measure_cells = [c for c in cells if c["measure_id"] == measure]
-            for column in ("achieved", "not_achieved", "missing", "pending", "closed"):
-                published, relations = published_and_relations(measure_cells, column)
-                assert recovered(published, relations) == {}, (measure, column)
-
-        # the release's national figure is what the live API said at the time
-        live = (await http.get("/v1/comparisons/planned_discharge")).json()["total"]
+        # the release's national figure is what the live figures were (nothing has moved since)
+        live = (await http.get("/v1/comparisons/planned_discharge", headers=keys.headers("operator"))).json()[
+            "total"
+        ]
         national = next(
             c for c in cells if c["measure_id"] == "planned_discharge" and c["table"] == "national_all_years"
         )
         assert national["closed"] == live["closed"] and national["achieved"] == live["achieved"]
 
-        # the page shows the release, not the live figures; ?release=live the live ones
+        # the page shows the release and only releases
         page = (await http.get("/", params={"measure": "planned_discharge"})).text
         assert f'data-release="{number}"' in page and f"/v1/releases/{number}/data.csv" in page
-        assert 'data-release="live"' in (await http.get("/", params={"release": "live"})).text
+        assert 'id="protection"' in page and "ringa in" in page
+        assert (await http.get("/", params={"release": "live"})).status_code == 422
         assert (await http.get("/", params={"release": "999999"})).status_code == 404
 
         # new data: the live figures move, the release does not
@@ -579,29 +634,484 @@ async def test_releases_are_frozen_downloadable_and_safe_across_tables(data, art
         assert posted.status_code == 202, posted.text
 
         async def moved() -> bool:
-            total = (await http.get("/v1/comparisons/planned_discharge")).json()["total"]
+            total = (
+                await http.get("/v1/comparisons/planned_discharge", headers=keys.headers("operator"))
+            ).json()["total"]
             return bool(total) and total["closed"] == live["closed"] + 3
 
         await wait_until(moved, timeout=90, interval=0.5, what="the new episodes in the live figures")
         assert (await http.get(f"/v1/releases/{number}/data.json")).json() == body
+        public_before = (await http.get("/v1/comparisons/planned_discharge")).json()
+        assert public_before["total"]["closed"] == live["closed"]  # the public still sees the release
         made = await http.post("/v1/releases", headers=keys.headers("operator"))
         assert made.status_code == 201, made.text
         second = made.json()
         again = await http.post("/v1/releases", headers=keys.headers("operator"))  # nothing moved since
         assert again.status_code == 200 and again.json()["release"] == number + 1
         assert second["release"] == number + 1 and second["previous"] == number
+        assert second["audit"]["narrowest_interval"] >= MIN_CELL
         changes = (await http.get(f"/v1/releases/{number + 1}/changes")).json()["changes"]
         national_changes = [
             c
             for c in changes
             if c["measure_id"] == "planned_discharge" and c["table"] == "national_all_years"
         ]
-        assert national_changes and "closed" in national_changes[0]["fields"], changes[:5]
-        unchanged = next(m for m in second["measures"] if m["measure_id"] == "planned_discharge")
-        assert unchanged["changed"] >= 1
+        assert national_changes and "episodes" in national_changes[0]["fields"], changes[:5]
         assert (await http.get(f"/v1/releases/{number}/data.json")).json() == body  # release 1 is frozen
         page = (await http.get("/", params={"measure": "planned_discharge"})).text
         assert f'data-release="{number + 1}"' in page
+        assert (await http.get("/v1/comparisons/planned_discharge")).json()["release"]["number"] == number + 1
+        old = (await http.get("/v1/comparisons/planned_discharge", params={"release": number})).json()
+        assert old == public_before
+
+
+COMPARED = (
+    "episodes",
+    "achieved",
+    "not_achieved",
+    "missing",
+    "pending",
+    "closed",
+    "observed_rate",
+    "itt_rate",
+    "ci_low",
+    "ci_high",
+    "windows_closed_share",
+    "result",
+)
+FILTERS = {
+    "care_type": ["hvb", "family_home", "supported_housing", "sis", "outpatient"],
+    "target_group": [
+        "behaviour",
+        "substance_use",
+        "mental_health",
+        "neuropsychiatric",
+        "unaccompanied",
+        "other",
+    ],
+    "legal_basis": ["SoL", "LVU"],
+    "sex": ["female", "male"],
+    "age_band": ["0-12", "13-15", "16-17", "18-20"],
+    "municipality_code": ["0180", "1480"],
+    "county_code": ["01", "14"],
+    "unit_id": ["eken-1"],
+}
+
+
+def _release_key(cell: dict[str, Any]) -> tuple[Any, ...]:
+    from ..attacker import _key
+
+    return _key(cell)
+
+
+async def _crawl(http: httpx.AsyncClient, numbers: list[int], providers: list[str]) -> dict[str, int]:
+    """Every public question the API accepts, for every release: every answer must be the release's own cell
+    (one answer per cell, however asked), every question no release answers refused with 403."""
+    published = {n: (await http.get(f"/v1/releases/{n}/data.json")).json()["cells"] for n in numbers}
+    cell = {(n, _release_key(c)): c for n, cells in published.items() for c in cells}
+    measures = [m["id"] for m in (await http.get("/v1/measures")).json()["measures"]]
+    seen = {"answers": 0, "rows": 0, "refused": 0}
+
+    def same(n: int, key: tuple[Any, ...], row: dict[str, Any]) -> None:
+        want = cell[(n, key)]
+        assert (row["status"] == "suppressed") == want["suppressed"], (n, key, row)
+        for k in COMPARED:
+            if k in row:
+                assert row[k] == want[k], (n, key, k, row[k], want[k])
+        seen["rows"] += 1
+
+    async def ask(path: str, **params: Any) -> dict[str, Any] | None:
+        response = await http.get(path, params={k: v for k, v in params.items() if v is not None})
+        if response.status_code == 403:
+            assert response.json()["type"].endswith("/not-published"), response.text
+            seen["refused"] += 1
+            return None
+        assert response.status_code == 200, (path, params, response.text[:300])
+        seen["answers"] += 1
+        return response.json()
+
+    for n in numbers:
+        years = sorted({c["discharge_year"] for c in published[n] if c["table"] == "national_year"})
+        for m in measures:
+            for year in [None, *years]:
+                body = await ask(f"/v1/comparisons/{m}", year=year, release=n)
+                assert body is not None and body["release"]["number"] == n
+                for p in body["providers"]:
+                    key = (
+                        (m, p["source"], "provider_year", p["provider_id"], year)
+                        if year
+                        else (m, p["source"], "provider_all_years", p["provider_id"])
+                    )
+                    same(n, key, p)
+                    oe = (p.get("risk_adjusted") or {}).get("oe_ratio")
+                    assert oe == cell[(n, key)]["oe_ratio"] and (
+                        (p.get("funnel") or {}).get("label") == cell[(n, key)]["funnel_label"]
+                    )
+                if body["total"] is not None:
+                    same(
+                        n,
+                        (m, "events", "national_year", year) if year else (m, "events", "national_all_years"),
+                        body["total"],
+                    )
+                for name, values in FILTERS.items():
+                    if name in ("sex", "age_band", "unit_id"):
+                        continue  # not a comparison filter
+                    assert (
+                        await ask(f"/v1/comparisons/{m}", year=year, release=n, **{name: values[0]}) is None
+                    )
+            for group in [
+                "",
+                "provider_id",
+                "sex",
+                "age_band",
+                "target_group",
+                *FILTERS,
+                "provider_id,sex",
+                "sex,age_band",
+            ]:
+                for period in ("year", "quarter"):
+                    for source in ("all", "events", "self_reported"):
+                        body = await ask(
+                            f"/v1/measures/{m}/results",
+                            group_by=group,
+                            period=period,
+                            source=source,
+                            release=n,
+                            limit=1000,
+                        )
+                        if body is None:
+                            assert period == "quarter" or group not in (
+                                "",
+                                "provider_id",
+                                "sex",
+                                "age_band",
+                                "target_group",
+                            )
+                            continue
+                        table = {"": "national_year", "provider_id": "provider_year"}.get(
+                            group, f"{group}_year"
+                        )
+                        for row in body["rows"]:
+                            dims = (
+                                (row["provider_id"],)
+                                if group == "provider_id"
+                                else (row[group],)
+                                if group
+                                else ()
+                            )
+                            same(n, (m, row["source"], table, *dims, row["discharge_year"]), row)
+                        for row in body["totals"]:
+                            same(n, (m, row["source"], "national_year", row["discharge_year"]), row)
+            for name, values in [("provider_id", providers), *FILTERS.items()]:
+                for value in values:
+                    body = await ask(f"/v1/measures/{m}/results", release=n, limit=1000, **{name: value})
+                    if body is None:
+                        assert name not in ("provider_id", "sex", "age_band", "target_group")
+                        continue
+                    table = "provider_year" if name == "provider_id" else f"{name}_year"
+                    for row in body["rows"]:
+                        same(n, (m, row["source"], table, value, row["discharge_year"]), row)
+        for provider in providers:
+            response = await http.get(f"/v1/providers/{provider}/scorecard", params={"release": n})
+            if response.status_code == 404:
+                continue
+            assert response.status_code == 200 and response.json()["exact"] is False
+            for item in response.json()["measures"]:
+                if item["provider"] is not None:
+                    same(
+                        n, (item["measure"]["id"], "events", "provider_all_years", provider), item["provider"]
+                    )
+            seen["answers"] += 1
+    assert (await http.get("/v1/length-of-stay", params={"group_by": "provider_id"})).status_code == 401
+    return seen
+
+
+def _truth(records: list[Any], instance: str) -> dict[int, dict[tuple[Any, ...], int]]:
+    """Every released cell's true number of episodes, from what each release's audit kept, summed here."""
+    from utfall_events.releases import ReleaseAuditV1
+
+    out: dict[int, dict[tuple[Any, ...], int]] = {}
+    for record in records:
+        if not record.key.decode().startswith(f"{instance}/release:") or not record.key.endswith(b":audit"):
+            continue
+        audit = ReleaseAuditV1.model_validate_json(record.value)
+        sizes: dict[tuple[Any, ...], int] = {}
+        for measure_id, tag in audit.measures:
+            for atom in audit.atoms:
+                n = sum(v for k, v in atom.counts.items() if k.startswith(tag + ":"))
+                kind, *rest = atom.key
+                keys: list[tuple[Any, ...]] = []
+                if kind == "P":
+                    p, y = rest
+                    keys = [
+                        (measure_id, "events", "provider_year", p, y),
+                        (measure_id, "events", "provider_all_years", p),
+                        (measure_id, "events", "national_year", y),
+                        (measure_id, "events", "national_all_years"),
+                    ]
+                elif kind == "S":
+                    d, v, y = rest
+                    keys = [(measure_id, "events", f"{d}_year", v, y)]
+                elif kind == "R" and rest[0] == tag:
+                    _, p, y = rest
+                    keys = [
+                        (measure_id, "self_reported", "provider_year", p, y),
+                        (measure_id, "self_reported", "provider_all_years", p),
+                        (measure_id, "self_reported", "national_year", y),
+                        (measure_id, "self_reported", "national_all_years"),
+                    ]
+                for key in keys:
+                    sizes[key] = sizes.get(key, 0) + n
+        out[audit.release] = sizes
+    return out
+
+
+async def _own_figures(http: httpx.AsyncClient, key: str, provider: str, measures: list[str]) -> Any:
+    """What a provider knows of itself: its exact counts per year, and its share of every breakdown."""
+    from ..attacker import OwnFigures
+
+    own = OwnFigures(provider)
+    auth = {"authorization": f"Bearer {key}"}
+    for m in measures:
+        rows = (
+            await http.get(
+                f"/v1/measures/{m}/results",
+                params={"provider_id": provider, "source": "events", "limit": 1000},
+                headers=auth,
+            )
+        ).json()["rows"]
+        for r in rows:
+            assert r["exact"]
+            own.years[(m, r["discharge_year"])] = {
+                k: r[k] for k in ("achieved", "not_achieved", "missing", "pending")
+            }
+        for dim in ("sex", "age_band", "target_group"):
+            rows = (
+                await http.get(
+                    f"/v1/measures/{m}/results",
+                    params={"provider_id": provider, "group_by": dim, "source": "events", "limit": 1000},
+                    headers=auth,
+                )
+            ).json()["rows"]
+            for r in rows:
+                assert r["exact"]
+                own.shares[(m, dim, r[dim], r["discharge_year"])] = {
+                    k: r[k] for k in ("achieved", "not_achieved", "missing", "pending")
+                }
+    return own
+
+
+async def test_an_attacker_holding_every_public_answer_narrows_no_small_cell(data, artifacts) -> None:  # type: ignore[no-untyped-def]
+    """Issue 30: the attacker of docs/architecture.md (Privacy) on the real stack. It crawls every public
+    endpoint with every filter value and every release (each answer must be the release's own cell), adds the
+    registry's providers and one provider's own exact figures, and bounds every suppressed cell by linear
+    programming across all of it: no cell with fewer than MIN_CELL episodes is narrower than the margin. The
+    control: the same kind of attacker on the answers the live API gave before (per-answer suppression, every
+    filter) narrows small cells, most to their exact value."""
+    import time
+
+    from utfall_events.topics import RELEASES
+    from utfall_gateway.auth import PUBLIC
+    from utfall_gateway.results import STRATA, compare, comparison_query
+
+    from ..attacker import IntervalAttacker, SumsAttacker
+    from ..helpers import ended, person, read_topic, started, uid
+
+    keys: Keys = data["keys"]
+    world = data["stack"].world
+    attacker_provider = "hvb-eken"
+    async with httpx.AsyncClient(base_url=data["gateway"], timeout=300) as http:
+        # one more release after a change in one year at one provider, so some years change and others not
+        key = data["provider_keys"]["stodboende-syd"]
+        events = []
+        for _ in range(2):
+            episode = uid("atk-")
+            events += [
+                started(
+                    "stodboende-syd",
+                    episode,
+                    person(),
+                    start="2023-01-10",
+                    unit="sb-syd-malmo",
+                    care_type="supported_housing",
+                ),
+                ended("stodboende-syd", episode, end="2023-09-01", reason="planned"),
+            ]
+        posted = await http.post(
+            data["ingest"] + "/v1/events",
+            content=json.dumps(events),
+            headers={"content-type": "application/cloudevents-batch+json", "authorization": f"Bearer {key}"},
+        )
+        assert posted.status_code == 202 and all(
+            r["status"] == "accepted" for r in posted.json()["receipts"]
+        ), posted.text
+        before = (
+            await http.get(
+                "/v1/measures/planned_discharge/results",
+                params={"provider_id": "stodboende-syd", "year": 2023},
+                headers=keys.headers("operator"),
+            )
+        ).json()
+
+        async def arrived() -> bool:
+            now = (
+                await http.get(
+                    "/v1/measures/planned_discharge/results",
+                    params={"provider_id": "stodboende-syd", "year": 2023},
+                    headers=keys.headers("operator"),
+                )
+            ).json()
+            return now["rows"] != before["rows"]
+
+        await wait_until(arrived, timeout=90, interval=0.5, what="the new episodes")
+        await asyncio.sleep(3)  # every measure's facts of them
+        made = await http.post("/v1/releases", json={"note": "attack"}, headers=keys.headers("operator"))
+        assert made.status_code in (200, 201), made.text
+        numbers = sorted(r["release"] for r in (await http.get("/v1/releases")).json()["releases"])
+        assert len(numbers) >= 2
+        registry = [p["provider_id"] for p in (await http.get("/v1/providers")).json()["providers"]]
+        measures = [m["id"] for m in (await http.get("/v1/measures")).json()["measures"]]
+
+        started_at = time.monotonic()
+        crawled = await _crawl(http, numbers, registry)
+        published = {n: (await http.get(f"/v1/releases/{n}/data.json")).json()["cells"] for n in numbers}
+        own_figures = await _own_figures(
+            http, data["provider_keys"][attacker_provider], attacker_provider, measures
+        )
+        records = await read_topic(world.kafka, RELEASES)
+        truth = _truth(records, world.instance)
+        assert set(truth) >= set(numbers)
+        # the truth the audit kept is the truth: the latest release's provider cells against the live figures
+        latest = numbers[-1]
+        operator_rows = (
+            await http.get(
+                "/v1/measures/planned_discharge/results",
+                params={"group_by": "provider_id", "source": "events", "limit": 1000},
+                headers=keys.headers("operator"),
+            )
+        ).json()["rows"]
+        for r in operator_rows:
+            assert (
+                truth[latest][
+                    ("planned_discharge", "events", "provider_year", r["provider_id"], r["discharge_year"])
+                ]
+                == r["episodes"]
+            )
+
+        public_bounds = IntervalAttacker(published, registry).bounds()
+        own = {n: own_figures for n in numbers}  # hvb-eken's data did not change between the releases
+        provider_bounds = IntervalAttacker(published, registry, own=own).bounds()
+        elapsed = time.monotonic() - started_at
+
+        def small(b: Any) -> bool:
+            return truth[b.release][b.cell] < MIN_CELL and not (
+                b.cell[2] in ("provider_year", "provider_all_years") and b.cell[3] == attacker_provider
+            )
+
+        attacked = [b for b in public_bounds if small(b)] + [b for b in provider_bounds if small(b)]
+        widths = sorted(b.width for b in attacked)
+        narrow = [b for b in attacked if b.width < MIN_CELL]
+
+        # the control: the live API's answers before releases (per-answer suppression, every filter)
+        control_found: list[tuple[Any, ...]] = []
+        control_exact = 0
+        control_cells = 0
+        for m in measures:
+            rows = (
+                await http.get(
+                    f"/v1/measures/{m}/results",
+                    params={
+                        "group_by": "provider_id,care_type,target_group,legal_basis,sex,age_band",
+                        "source": "events",
+                        "limit": 1000,
+                    },
+                    headers=keys.headers("operator"),
+                )
+            ).json()
+            fine = rows["rows"]
+            assert rows["next_cursor"] is None
+            for year in sorted({r["discharge_year"] for r in fine}):
+                of_year = [r for r in fine if r["discharge_year"] == year]
+                atoms = sorted(
+                    {(r["provider_id"], r["care_type"], r["target_group"], r["legal_basis"]) for r in of_year}
+                )
+                lp = SumsAttacker(atoms)
+                answers = [({}, of_year)]
+                for name in ("care_type", "target_group", "legal_basis"):
+                    for value in sorted({r[name] for r in of_year}):
+                        answers.append(({name: value}, [r for r in of_year if r[name] == value]))
+                hidden: set[str] = set()
+                for filters, subset in answers:
+                    strata = [
+                        {
+                            **{k: r[k] for k in ("provider_id", *STRATA)},
+                            **{
+                                k: r[k]
+                                for k in ("achieved", "not_achieved", "missing", "pending", "windows_closed")
+                            },
+                        }
+                        for r in subset
+                    ]
+                    old = compare(
+                        strata,
+                        [],
+                        {},
+                        comparison_query(m, year, filters),
+                        principal=PUBLIC,
+                        min_cell=MIN_CELL,
+                    )
+                    match = [
+                        a
+                        for a in atoms
+                        if all(
+                            dict(
+                                zip(
+                                    ("provider_id", "care_type", "target_group", "legal_basis"),
+                                    a,
+                                    strict=True,
+                                )
+                            )[k]
+                            == v
+                            for k, v in filters.items()
+                        )
+                    ]
+                    for p in old["providers"]:
+                        mine = [a for a in match if a[0] == p["provider_id"]]
+                        if p["status"] == "ok":
+                            lp.shown(mine, p["closed"])
+                        elif not filters:
+                            hidden.add(p["provider_id"])
+                    if old["total"] and old["total"]["status"] == "ok":
+                        lp.shown(match, old["total"]["closed"])
+                for provider in sorted(hidden):
+                    size = sum(r["closed"] for r in of_year if r["provider_id"] == provider)
+                    if size >= MIN_CELL:
+                        continue
+                    control_cells += 1
+                    low, high = lp.bounds([a for a in atoms if a[0] == provider])
+                    if high - low < MIN_CELL:
+                        control_found.append((m, year, provider, size, low, high))
+                        control_exact += low == high == size
+    report = {
+        "releases": numbers,
+        "crawled": crawled,
+        "small_cells_attacked": len(attacked),
+        "min_width": widths[0] if widths else None,
+        "median_width": widths[len(widths) // 2] if widths else None,
+        "narrower_than_margin": len(narrow),
+        "seconds": round(elapsed, 1),
+        "control": {
+            "small_cells": control_cells,
+            "narrowed": len(control_found),
+            "recovered_exactly": control_exact,
+        },
+    }
+    print(f"\ndisclosure attack: {report}")
+    (artifacts / "disclosure-attack.json").write_text(json.dumps(report, indent=2))
+    assert crawled["rows"] > 1000 and crawled["refused"] > 100
+    assert attacked, "the attacker attacked nothing"
+    assert narrow == [], narrow[:5]
+    assert control_found and control_exact > 0, report
 
 
 async def test_provider_pages_upload_own_figures_preview_and_right_of_reply(data, artifacts) -> None:  # type: ignore[no-untyped-def]
@@ -980,8 +1490,8 @@ async def test_pages_meet_wcag_21_aa_by_axe_core_and_work_by_keyboard(data, arti
     pages = [
         "/",
         "/?lang=en",
-        "/?release=live&measure=no_replacement_24m&year=",
-        "/?release=live&measure=no_replacement_6m&lang=en",
+        "/?release=1&measure=no_replacement_24m&year=",
+        "/?release=1&measure=no_replacement_6m&lang=en",
         "/measures/no_replacement_6m",
         "/measures/no_replacement_24m?lang=en",
         "/accessibility",
@@ -1011,7 +1521,7 @@ async def test_pages_meet_wcag_21_aa_by_axe_core_and_work_by_keyboard(data, arti
         assert "partially compliant" in await page.locator("#status").inner_text()
 
         # the keyboard alone: skip to the content, choose a measure, show it
-        await page.goto(gateway + "/?release=live")
+        await page.goto(gateway + "/?release=1")
         await page.keyboard.press("Tab")
         assert await page.evaluate("document.activeElement.className") == "skip"
         await page.keyboard.press("Enter")

@@ -67,6 +67,7 @@ async def test_event_over_http_becomes_outcome_and_payment(stack) -> None:
             "missing": 0,
             "pending": 0,
             "closed": 1,
+            "episodes": 1,
             "windows_closed": 1,  # planned_discharge is decided at discharge: its result is final
             "windows_closed_share": 1.0,
             "result": "final",

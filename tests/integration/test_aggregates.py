@@ -26,6 +26,7 @@ async def test_csv_json_and_events_side_by_side(world) -> None:  # type: ignore[
         p: await create_key(world.kafka, "provider", provider_id=p)
         for p in (csv_provider, json_provider, event_provider)
     }
+    keys["operator"] = await create_key(world.kafka, "operator")
     sheet = (
         HEADER
         + f"{csv_provider},planned_discharge,1,2025,behaviour,30,44,4,journalgenomgång\n"
@@ -126,8 +127,12 @@ async def test_csv_json_and_events_side_by_side(world) -> None:  # type: ignore[
 
         ours = {csv_provider, json_provider, event_provider}
 
+        operator = {"authorization": f"Bearer {keys['operator']}"}
+
         async def comparison() -> dict | None:
-            body = (await gw.get("/v1/comparisons/planned_discharge", params={"year": 2025})).json()
+            body = (
+                await gw.get("/v1/comparisons/planned_discharge", params={"year": 2025}, headers=operator)
+            ).json()
             rows = [p for p in body["providers"] if p["provider_id"] in ours]
             reported = {p["provider_id"] for p in rows if p["source"] == "self_reported"}
             events_row = [p for p in rows if p["source"] == "events" and p["provider_id"] == event_provider]
@@ -153,23 +158,21 @@ async def test_csv_json_and_events_side_by_side(world) -> None:  # type: ignore[
         both = rows[(event_provider, "self_reported")]
         assert both["both_sources"] and rows[(event_provider, "events")]["both_sources"]
         assert both["source_difference"]["self_reported_minus_events"] == pytest.approx(1.0 - 12 / 16)
-        # disclosure control on self-reported cells: substance_use has 5 closed for the CSV provider (primary)
-        # and the JSON provider's 13 would give it away against the total (complementary)
-        narrow = (
-            await gw.get(
-                "/v1/comparisons/planned_discharge", params={"year": 2025, "target_group": "substance_use"}
-            )
-        ).json()
-        reported = {
-            p["provider_id"]: p
-            for p in narrow["providers"]
-            if p["source"] == "self_reported" and p["provider_id"] in ours
-        }
-        assert reported[csv_provider]["status"] == "suppressed" and reported[csv_provider]["achieved"] is None
-        hidden = [
-            p for p in narrow["providers"] if p["source"] == "self_reported" and p["status"] == "suppressed"
-        ]
-        assert len(hidden) != 1 or (narrow["self_reported_total"] or {}).get("status") == "suppressed"
+        # the public sees self-reported figures only as a release publishes them, labelled by source, and no
+        # breakdown a release does not publish (substance_use has 5 closed for the CSV provider)
+        narrow = await gw.get(
+            "/v1/comparisons/planned_discharge", params={"year": 2025, "target_group": "substance_use"}
+        )
+        assert narrow.status_code == 403 and narrow.json()["type"].endswith("/not-published")
+        assert (await gw.get("/v1/comparisons/planned_discharge")).status_code == 404  # no release yet
+        made = await gw.post("/v1/releases", json={}, headers=operator)
+        assert made.status_code == 201, made.text
+        public = (await gw.get("/v1/comparisons/planned_discharge", params={"year": 2025})).json()
+        shown = {(p["provider_id"], p["source"]): p for p in public["providers"] if p["provider_id"] in ours}
+        assert (
+            shown[(csv_provider, "self_reported")]["achieved"] == 33
+            and not shown[(csv_provider, "self_reported")]["exact"]
+        )
         results = (
             await gw.get(
                 "/v1/measures/planned_discharge/results",

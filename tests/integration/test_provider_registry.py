@@ -168,3 +168,79 @@ async def test_the_raw_topic_refuses_forged_and_unknown_providers(world) -> None
     assert all({"unknown_provider", "source_mismatch"} <= c for c in codes), codes
     for r in rejected:
         assert "200804122380" not in (r.value or b"").decode()
+
+
+async def test_a_refusal_is_filed_under_the_provider_that_sent_it(world) -> None:  # type: ignore[no-untyped-def]
+    """A record on `care.events.raw.v1.<sender>` that claims another registered provider's source is refused
+    as a forgery, and its receipt belongs to the sender (who wrote it and must learn why), never to the
+    provider it named (which sent nothing)."""
+    sender, named = uid("sender-"), uid("named-")
+    sender_key = await create_key(world.kafka, "provider", provider_id=sender)
+    named_key = await create_key(world.kafka, "provider", provider_id=named)
+    forged = started(named, uid("ep-"), person())
+    async with running(create_ingest(world.settings(IngestSettings))) as client:
+        await produce_raw(world.kafka, sender, [(forged["id"].encode(), *raw_record(forged))])
+
+        async def filed() -> dict | None:
+            answer = await client.get(
+                f"/v1/events/provider/{sender}/{forged['id']}",
+                headers={"authorization": f"Bearer {sender_key}"},
+            )
+            return answer.json() if answer.status_code == 200 else None
+
+        receipt = await wait_until(filed, timeout=30, interval=0.3, what="the refusal's receipt")
+        assert receipt["status"] == "rejected" and receipt["source"] == f"provider/{sender}"
+        assert "source_mismatch" in {r["code"] for r in receipt["reasons"]}
+        elsewhere = await client.get(
+            f"/v1/events/provider/{named}/{forged['id']}", headers={"authorization": f"Bearer {named_key}"}
+        )
+        assert elsewhere.status_code == 404
+    dead = await read_topic(
+        world.kafka,
+        CARE_EVENTS_REJECTED,
+        predicate=lambda r: orjson.loads(r.value).get("event_id") == forged["id"],
+        expect=1,
+    )
+    assert orjson.loads(dead[0].value)["source"] == f"provider/{sender}"
+
+
+async def test_a_provider_seals_personnummer_to_ingest_and_its_raw_topic_holds_none(world) -> None:  # type: ignore[no-untyped-def]
+    """The documented option for a provider that produces to Kafka: fetch ingest's public keys, seal each
+    person_id to them, produce. Ingest opens it in memory and pseudonymises it as it would the clear number;
+    the raw topic holds ciphertext only. The key document is public and holds no private part."""
+    from utfall_events.personnummer import find_personnummer
+    from utfall_events.topics import raw_topic
+
+    provider = uid("sealer-")
+    await register_provider(world.kafka, provider)
+    number = person()
+    clear = started(provider, uid("ep-"), number)
+    async with running(create_ingest(world.settings(IngestSettings))) as client:
+        keys = await client.get("/v1/keys/person-id")
+        assert keys.status_code == 200 and keys.headers["content-type"] == "application/jwk-set+json"
+        public = keys.json()
+        assert public["keys"] and all("d" not in k for k in public["keys"])
+        episode = uid("ep-")
+        sealed = dict(clear, id=uid("ev-"), subject=episode, data={**clear["data"], "episode_id": episode})
+        await produce_raw(
+            world.kafka,
+            provider,
+            [(e["id"].encode(), *raw_record(e, public)) for e in (sealed,)],
+        )
+        await client.post(
+            "/v1/events",
+            content=orjson.dumps([clear]),
+            headers=batch_headers(await create_key(world.kafka, "provider", provider_id=provider)),
+        )
+        published = await read_topic(
+            world.kafka,
+            CARE_EVENTS,
+            predicate=lambda r: header(r, "ce_id") in {clear["id"], sealed["id"]},
+            expect=2,
+            timeout=30,
+        )
+    refs = {orjson.loads(r.value)["subject_ref"] for r in published}
+    assert len(refs) == 1  # the same person, whether it came sealed or in clear
+    on_raw = await read_topic(world.kafka, raw_topic(provider).name)
+    assert on_raw and not any(find_personnummer((r.value or b"").decode()) for r in on_raw)
+    assert number not in b"".join(r.value or b"" for r in on_raw).decode()

@@ -81,11 +81,13 @@ async def test_one_cache_entry_per_comparison_and_scope(monkeypatch: pytest.Monk
     monkeypatch.setattr(readmodel, "self_reported_counts", nothing)
     monkeypatch.setattr(readmodel, "data_errors_by_provider", no_errors)
     gw: Any = SimpleNamespace(pool=None, cache=TtlCache(60), min_cell=10)
-    page = await views.comparison(gw, "planned_discharge", year=2025, filters={}, principal=PUBLIC)
-    route = await views.comparison(
-        gw, "planned_discharge", year=2025, filters={}, principal=Principal("public")
+    first = await views.live_comparison(
+        gw, "planned_discharge", year=2025, filters={}, principal=Principal("provider", provider_id="tiny")
     )
-    assert page == route and fetched == ["planned_discharge"]
+    again = await views.live_comparison(
+        gw, "planned_discharge", year=2025, filters={}, principal=Principal("provider", provider_id="tiny")
+    )
+    assert first == again and fetched == ["planned_discharge"]
     await views.comparison(gw, "planned_discharge", year=2025, filters={}, principal=Principal("operator"))
     assert fetched == ["planned_discharge", "planned_discharge"]  # another scope, another answer
 

@@ -229,3 +229,43 @@ def test_the_registry_refuses_what_could_identify_a_person_or_is_incomplete(fiel
             registered(value)
         else:
             registered("hvb-eken", **{field: value})
+
+
+def test_a_personnummer_sealed_to_ingest_is_opened_in_memory_and_pseudonymised_alike() -> None:
+    """A provider may seal person_id to ingest's public key (JWE, utfall_events.sealed): the event is accepted
+    and pseudonymised exactly as the clear one; a value sealed to another key, or damaged, is refused with a
+    reason that names no value."""
+    from utfall_events.sealed import Unsealer, new_key_set, public_key_set, seal
+
+    private = new_key_set("k1")
+    key = PseudonymKey("v1", b"test-key", Unsealer(private).unseal)
+    event = load("placement_started")
+    clear = check_event(
+        event, authenticated_provider="hvb-eken", providers=REGISTRY, today=TODAY, now=NOW, key=key
+    )
+    sealed_event = json.loads(json.dumps(event))
+    sealed_event["data"]["person_id"] = seal(event["data"]["person_id"], public_key_set(private))
+    assert event["data"]["person_id"] not in json.dumps(sealed_event)
+    opened = check_event(
+        sealed_event, authenticated_provider="hvb-eken", providers=REGISTRY, today=TODAY, now=NOW, key=key
+    )
+    assert isinstance(clear, CheckedEvent) and isinstance(opened, CheckedEvent)
+    assert opened.fields["subject_ref"] == clear.fields["subject_ref"] and "person_id" not in opened.fields
+
+    other = json.loads(json.dumps(event))
+    other["data"]["person_id"] = seal(event["data"]["person_id"], public_key_set(new_key_set("k2")))
+    damaged = json.loads(json.dumps(sealed_event))
+    damaged["data"]["person_id"] = damaged["data"]["person_id"][:-4] + "AAAA"
+    for refused in (other, damaged):
+        result = check_event(
+            refused, authenticated_provider="hvb-eken", providers=REGISTRY, today=TODAY, now=NOW, key=key
+        )
+        assert isinstance(result, Rejection)
+        assert [(r.field, r.code) for r in result.reasons] == [("/data/person_id", "unsealable")]
+    without_keys = check(sealed_event)  # an ingest with no keys opens nothing
+    assert isinstance(without_keys, Rejection) and without_keys.reasons[0].code == "unsealable"
+
+
+def test_a_refusal_is_filed_under_the_authenticated_sender() -> None:
+    result = check(load("placement_started"), provider="familjehem-vast")
+    assert isinstance(result, Rejection) and result.source == "provider/familjehem-vast"

@@ -1,26 +1,43 @@
-"""A release's tables: what they publish, and that nothing suppressed can be derived across all of them."""
+"""A release's tables: what they publish, and that no suppressed cell can be narrowed below the protection
+margin by a reader holding every release, the registry and one provider's own figures (an independent
+LP attacker, `tests.attacker.IntervalAttacker`); with the audit switched off the same attacker does narrow
+cells (the control)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
-from tests.attacker import published_and_relations, recovered
+import pytest
+
+from tests.attacker import IntervalAttacker, OwnFigures
 from utfall_events.releases import TABLES
-from utfall_gateway.releases import ALL_YEARS, MeasureCounts, build, changes
+from utfall_gateway.domain import releases as releases_module
+from utfall_gateway.domain.releases import ALL_YEARS, Earlier, MeasureCounts, build, changes, snapshot_of
 from utfall_gateway.results import STRATA
 
+pytestmark = pytest.mark.unit
 COUNTS = ("achieved", "not_achieved", "missing", "pending")
+FINE = ("provider_id", "sex", "age_band", "target_group", "legal_basis", "discharge_year")
+MIN_CELL = MARGIN = 10
 
 
 def cohort(seed: int, providers: int = 6, years: range = range(2020, 2025)) -> list[dict[str, Any]]:
-    """Episodes as the read model groups them: provider, year, strata, sex, care type; many small groups."""
+    """Episodes as the read model groups them: provider, year, strata; many small groups. Each episode has
+    an outcome per measure (`m0`, `m1`, `m2`); the last year's windows are still open for `m2`."""
     rng = random.Random(seed)
     out = []
     for i in range(providers):
         size = rng.choice([3, 8, 15, 40, 120])
         for year in years:
             for _ in range(rng.randint(0, size)):
+                outcome = {}
+                for m in ("m0", "m1", "m2"):
+                    if m == "m2" and year == years[-1] and rng.random() < 0.6:
+                        outcome[m] = "pending"
+                    else:
+                        outcome[m] = rng.choice(["achieved", "achieved", "not_achieved", "missing"])
                 out.append(
                     {
                         "provider_id": f"p{i}",
@@ -28,22 +45,21 @@ def cohort(seed: int, providers: int = 6, years: range = range(2020, 2025)) -> l
                         "age_band": rng.choice(["13-15", "16-17"]),
                         "sex": rng.choice(["female", "male"]),
                         "legal_basis": rng.choice(["SoL", "LVU"]),
-                        "target_group": rng.choice(["substance", "behaviour", "other"]),
-                        "care_type": rng.choice(["hvb", "familjehem"]),
-                        "status": rng.choice(["achieved", "achieved", "not_achieved", "missing", "pending"]),
+                        "target_group": rng.choice(["substance_use", "behaviour", "other"]),
+                        "outcome": outcome,
                     }
                 )
     return out
 
 
-def group(episodes: list[dict[str, Any]], by: tuple[str, ...]) -> list[dict[str, Any]]:
+def group(episodes: list[dict[str, Any]], by: tuple[str, ...], measure: str) -> list[dict[str, Any]]:
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     for e in episodes:
         key = tuple(e[c] for c in by)
         r = rows.setdefault(key, {**dict(zip(by, key, strict=True)), **dict.fromkeys(COUNTS, 0)})
-        r[e["status"]] += 1
+        r[e["outcome"][measure] if "outcome" in e else e["status"]] += 1
     for r in rows.values():
-        r["windows_closed"] = sum(r[c] for c in COUNTS)
+        r["windows_closed"] = r["achieved"] + r["not_achieved"] + r["missing"]  # pending: window open
     return list(rows.values())
 
 
@@ -59,99 +75,233 @@ def submissions(seed: int, years: list[int]) -> list[dict[str, Any]]:
     return out
 
 
-def measure_counts(
-    episodes: list[dict[str, Any]], reported: list[dict[str, Any]] | None = None
-) -> MeasureCounts:
+def measure_counts(episodes: list[dict[str, Any]], seed: int = 0) -> list[MeasureCounts]:
     years = sorted({e["discharge_year"] for e in episodes})
-    reported = submissions(len(episodes), years) if reported is None else reported
-    strata: dict[int | str, list[dict[str, Any]]] = {
-        y: group([e for e in episodes if e["discharge_year"] == y], ("provider_id", *STRATA)) for y in years
-    }
-    strata[ALL_YEARS] = group(episodes, ("provider_id", *STRATA))
-    by_period: dict[int | str, list[dict[str, Any]]] = {
-        y: group([e for e in reported if e["discharge_year"] == y], ("provider_id",)) for y in years
-    }
-    by_period[ALL_YEARS] = group(reported, ("provider_id",))
-    return MeasureCounts(
-        "m",
-        1,
-        group(episodes, ("provider_id", "discharge_year")),
-        strata,
-        {
-            dim: group(episodes, (dim, "discharge_year"))
-            for dim in ("sex", "care_type", "target_group", "age_band")
-        },
-        reported_year=group(reported, ("provider_id", "discharge_year")),
-        reported=by_period,
-    )
+    out = []
+    for measure in ("m0", "m1", "m2"):
+        reported = submissions(seed, years) if measure == "m0" else []
+        by_period: dict[int | str, list[dict[str, Any]]] = {
+            y: group([e for e in reported if e["discharge_year"] == y], ("provider_id",), measure)
+            for y in years
+        }
+        by_period[ALL_YEARS] = group(reported, ("provider_id",), measure)
+        out.append(
+            MeasureCounts(
+                measure,
+                1,
+                group(episodes, FINE, measure),
+                reported_year=group(reported, ("provider_id", "discharge_year"), measure),
+                reported=by_period,
+            )
+        )
+    return out
+
+
+def own_figures(provider: str, counts: Sequence[MeasureCounts]) -> OwnFigures:
+    own = OwnFigures(provider)
+    for c in counts:
+        for r in c.fine:
+            if r["provider_id"] != provider:
+                continue
+            year = own.years.setdefault((c.measure_id, r["discharge_year"]), dict.fromkeys(COUNTS, 0))
+            for k in COUNTS:
+                year[k] += r[k]
+            for dim in ("sex", "age_band", "target_group"):
+                share = own.shares.setdefault(
+                    (c.measure_id, dim, r[dim], r["discharge_year"]), dict.fromkeys(COUNTS, 0)
+                )
+                for k in COUNTS:
+                    share[k] += r[k]
+    return own
+
+
+def open_data(release: Any) -> list[dict[str, Any]]:
+    return [c.model_dump(mode="json") for m in release.measures for t in m.tables.values() for c in t]
+
+
+def sizes(counts: Sequence[MeasureCounts]) -> dict[tuple[Any, ...], int]:
+    """Every cell's true number of episodes, by its key in the open data."""
+    out: dict[tuple[Any, ...], int] = {}
+
+    def add(key: tuple[Any, ...], n: int) -> None:
+        out[key] = out.get(key, 0) + n
+
+    for c in counts:
+        for source, rows in (("events", c.fine), ("self_reported", c.reported_year)):
+            for r in rows:
+                n = sum(int(r.get(k) or 0) for k in COUNTS)
+                m, p, y = c.measure_id, r["provider_id"], r["discharge_year"]
+                add((m, source, "provider_year", p, y), n)
+                add((m, source, "provider_all_years", p), n)
+                add((m, source, "national_year", y), n)
+                add((m, source, "national_all_years"), n)
+                if source == "events":
+                    for dim in ("sex", "age_band", "target_group"):
+                        add((m, source, f"{dim}_year", r[dim], y), n)
+    return out
+
+
+def attack(
+    published: dict[int, list[dict[str, Any]]],
+    counts: dict[int, Sequence[MeasureCounts]],
+    providers: Sequence[str],
+) -> list[Any]:
+    """Every bound the public and each provider (knowing its own figures) get on a small cell (fewer than
+    MIN_CELL episodes in fact: the cells suppression protects; complementary cells may be recovered)."""
+    bounds = IntervalAttacker(published).bounds()
+    for provider in providers:
+        own = {n: own_figures(provider, c) for n, c in counts.items()}
+        bounds += IntervalAttacker(published, own=own).bounds()
+    true = {n: sizes(c) for n, c in counts.items()}
+    return [b for b in bounds if true[b.release][b.cell] < MIN_CELL]
 
 
 def test_every_table_is_released_and_suppressed_cells_carry_no_number() -> None:
-    release = build(measure_counts(cohort(1)), min_cell=10)
-    assert set(release.tables) == set(TABLES)
-    sources = {c.source for c in release.tables["provider_year"]}
-    assert sources == {"events", "self_reported"}
-    assert {c.source for c in release.tables["sex_year"]} == {"events"}
-    for cells in release.tables.values():
-        for c in cells:
-            numbers = [
-                v
-                for k, v in c.model_dump().items()
-                if k not in ("measure_version", "discharge_year")
-                and v is not None
-                and not isinstance(v, (bool, str))
-            ]
-            if c.suppressed:
-                assert numbers == [], c
-            else:
-                assert c.closed is not None and c.closed >= 10
-    assert release.suppressed > 0
+    release = build(measure_counts(cohort(1)), release=1, min_cell=MIN_CELL, margin=MARGIN)
+    tables = release.measures[0].tables
+    assert set(tables) == set(TABLES)
+    assert {c.source for c in tables["provider_year"]} == {"events", "self_reported"}
+    assert {c.source for c in tables["sex_year"]} == {"events"}
+    preliminary = 0
+    for measure in release.measures:
+        for cells in measure.tables.values():
+            for c in cells:
+                numbers = [
+                    v
+                    for k, v in c.model_dump().items()
+                    if k not in ("measure_version", "discharge_year")
+                    and v is not None
+                    and not isinstance(v, (bool, str))
+                ]
+                if c.suppressed:
+                    assert numbers == [], c
+                    continue
+                assert c.episodes is not None and c.episodes >= MIN_CELL, c
+                if c.result == "preliminary":  # its size and share closed, not its outcomes so far
+                    preliminary += 1
+                    assert (
+                        c.achieved is None
+                        and c.pending is None
+                        and c.closed is None
+                        and c.observed_rate is None
+                    )
+                    assert c.windows_closed_share is not None
+                else:
+                    assert c.closed == c.episodes
+    assert preliminary > 0
+    assert sum(m.suppressed for m in release.measures) > 0
+    assert release.audit.figures["narrowest_interval"] >= MARGIN
 
 
-def test_no_suppressed_cell_is_recoverable_across_all_tables() -> None:
-    for seed in range(8):
-        release = build(measure_counts(cohort(seed)), min_cell=10)
-        for column in (*COUNTS, "closed"):
-            published, relations = published_and_relations(
-                [c for t in release.tables.values() for c in t], column
-            )
-            assert recovered(published, relations) == {}, (seed, column)
+@pytest.mark.parametrize("seed", range(4))
+def test_no_suppressed_cell_narrows_below_the_margin_for_any_reader(seed: int) -> None:
+    counts = measure_counts(cohort(seed), seed)
+    release = build(counts, release=1, min_cell=MIN_CELL, margin=MARGIN)
+    bounds = attack({1: open_data(release)}, {1: counts}, [f"p{i}" for i in range(6)])
+    assert bounds
+    narrow = [b for b in bounds if b.width < MARGIN]
+    assert narrow == [], narrow[:5]
 
 
-def test_the_attacker_breaks_table_by_table_suppression(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The control: with only each table's own primary and complementary suppression (as the live API
-    applies), the same attacker recovers small cells. So the test above is not passing for want of trying."""
-    from utfall_gateway import releases
-    from utfall_stats.linked import LinkedSuppression
+def test_the_attacker_narrows_cells_when_the_audit_is_off(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The control: with suppression that only stops exact recovery (primary cells and complementary cells
+    until no cell follows by subtraction, per measure, as releases did before the audit), the same attacker
+    narrows small cells below the margin. So the tests above do not pass for want of trying."""
+    from utfall_gateway.domain import disclosure
 
-    monkeypatch.setattr(
-        releases, "suppress_linked", lambda *a, **k: LinkedSuppression(frozenset(), frozenset())
-    )
-    found = {}
-    for seed in range(8):
-        tables = build(measure_counts(cohort(seed)), min_cell=10).tables
-        published, relations = published_and_relations([c for t in tables.values() for c in t], "closed")
-        found.update(recovered(published, relations))
-    assert any(0 < value < 10 for value in found.values()), found
+    monkeypatch.setattr(disclosure, "protect", lambda tables, exact, *, hidden, **_: _Protection(hidden))
+    narrow = []
+    for seed in range(4):
+        counts = measure_counts(cohort(seed), seed)
+        release = build(counts, release=1, min_cell=MIN_CELL, margin=MARGIN)
+        narrow += [b for b in attack({1: open_data(release)}, {1: counts}, ["p0", "p1"]) if b.width < MARGIN]
+    assert narrow, "the attacker found nothing: it is not testing anything"
+
+
+class _Protection:
+    def __init__(self, hidden: Any) -> None:
+        self.hidden = frozenset(hidden)
+        self.findings = ()
+        self.rounds = 0
+
+
+def test_two_releases_together_leave_every_small_cell_protected() -> None:
+    """A second release after new data: the years that did not change are the same unknowns in both, and the
+    attacker holds both. Each release alone and both together keep every small cell wide."""
+    episodes = cohort(5)
+    first_counts = measure_counts(episodes, 5)
+    first = build(first_counts, release=1, min_cell=MIN_CELL, margin=MARGIN)
+    later = episodes + [{**episodes[0], "discharge_year": 2024, "provider_id": "p0"}] * 3
+    second_counts = measure_counts(later, 5)
+    earlier = [
+        Earlier(snapshot_of(first.audit), [c for m in first.measures for t in m.tables.values() for c in t])
+    ]
+    second = build(second_counts, release=2, min_cell=MIN_CELL, margin=MARGIN, earlier=earlier)
+    published = {1: open_data(first), 2: open_data(second)}
+    bounds = attack(published, {1: first_counts, 2: second_counts}, [f"p{i}" for i in range(6)])
+    assert {b.release for b in bounds} == {1, 2}
+    narrow = [b for b in bounds if b.width < MARGIN]
+    assert narrow == [], narrow[:5]
+    # an unchanged year keeps its answer: a cell hidden in the first release and unchanged is hidden again
+    hidden_first = {
+        (c.provider_id, c.discharge_year)
+        for c in first.measures[0].tables["provider_year"]
+        if c.suppressed and c.source == "events"
+    }
+    hidden_second = {
+        (c.provider_id, c.discharge_year)
+        for c in second.measures[0].tables["provider_year"]
+        if c.suppressed and c.source == "events"
+    }
+    assert {h for h in hidden_first if h[1] != 2024} <= hidden_second
 
 
 def test_the_views_hide_what_the_tables_hide() -> None:
-    release = build(measure_counts(cohort(2)), min_cell=10)
-    hidden = {(c.provider_id, c.discharge_year) for c in release.tables["provider_year"] if c.suppressed}
-    for row in release.views["per_provider"]["rows"]:
-        assert (row["status"] == "suppressed") == ((row["provider_id"], row["discharge_year"]) in hidden)
-        if row["status"] == "suppressed":
-            assert row["achieved"] is None and row["risk_adjusted"] is None and row["funnel"] is None
+    release = build(measure_counts(cohort(2)), release=1, min_cell=MIN_CELL, margin=MARGIN)
+    for measure in release.measures:
+        hidden = {
+            (c.provider_id, c.discharge_year)
+            for c in measure.tables["provider_year"]
+            if c.suppressed and c.source == "events"
+        }
+        for row in measure.views["per_provider"]["rows"]:
+            if row["source"] != "events":
+                continue
+            assert (row["status"] == "suppressed") == ((row["provider_id"], row["discharge_year"]) in hidden)
+            if row["status"] == "suppressed":
+                assert row["achieved"] is None and row["risk_adjusted"] is None and row["funnel"] is None
+                assert row["episodes"] is None
+    # an event-based cell hidden in one measure is hidden in every measure (each shows its episodes)
+    keys = [
+        {
+            (c.table, c.provider_id, c.breakdown_value, c.discharge_year)
+            for t in m.tables.values()
+            for c in t
+            if c.suppressed and c.source == "events"
+        }
+        for m in release.measures
+    ]
+    assert keys[0] == keys[1] == keys[2]
 
 
 def test_change_list_names_what_moved() -> None:
     episodes = cohort(3)
-    first = build(measure_counts(episodes), min_cell=10)
+    first = build(measure_counts(episodes), release=1, min_cell=MIN_CELL, margin=MARGIN).measures[0]
     assert changes(first.tables, first.tables) == []
     later = episodes + [{**episodes[0], "discharge_year": 2025}] * 12
-    second = build(measure_counts(later), min_cell=10)
+    second = build(measure_counts(later), release=2, min_cell=MIN_CELL, margin=MARGIN).measures[0]
     listed = changes(first.tables, second.tables)
     added = {(c.table, tuple(sorted(c.key.items()))) for c in listed if c.change == "added"}
     assert ("national_year", (("discharge_year", 2025), ("source", "events"))) in added
     changed = [c for c in listed if c.change == "changed" and c.table == "national_all_years"]
-    assert changed and "closed" in changed[0].fields
+    assert changed and "episodes" in changed[0].fields
+
+
+def test_strata_come_from_the_fine_counts() -> None:
+    counts = measure_counts(cohort(1))[0]
+    year = counts.years()[0]
+    rows = counts.grouped(("provider_id", *STRATA), year)
+    assert sum(r["achieved"] for r in rows) == sum(
+        r["achieved"] for r in counts.fine if r["discharge_year"] == year
+    )
+    assert releases_module.ALL_YEARS == "all"

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .personnummer import looks_like_personnummer
+from .sealed import SEALED_PATTERN
 from .vocabulary import (
     CareType,
     Destination,
@@ -102,8 +103,12 @@ UnitId = Annotated[str, UNIT_ID.constraints(), AfterValidator(_not_a_personnumme
 MunicipalityCode = Annotated[str, MUNICIPALITY_CODE.constraints()]
 PersonId = Annotated[
     str,
-    StringConstraints(pattern=r"^\d{8}-?\d{4}$"),
-    Field(description="Personnummer or samordningsnummer, 12 digits (YYYYMMDDNNNC), optional hyphen"),
+    StringConstraints(pattern=rf"^(\d{{8}}-?\d{{4}}|{SEALED_PATTERN})$", max_length=8400),
+    Field(
+        description="Personnummer or samordningsnummer, 12 digits (YYYYMMDDNNNC), optional hyphen; or the same "
+        "sealed to ingest's public key (GET /v1/keys/person-id on ingest): a JWE compact serialisation, "
+        "ECDH-ES+A256KW with A256GCM"
+    ),
 ]
 SubjectRef = Annotated[str, SUBJECT_REF.constraints()]
 Unknowable = StrictBool | None

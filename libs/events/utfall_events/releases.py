@@ -24,11 +24,12 @@ TableName = Literal[
     "national_all_years",
     "sex_year",
     "age_band_year",
-    "care_type_year",
     "target_group_year",
+    "care_type_year",  # published by releases before 2026-12 only: with one or two providers per care type
+    # it was the providers' own figures under another name (see docs/architecture.md, Privacy)
 ]
-TABLES: tuple[str, ...] = get_args(TableName)
-BREAKDOWNS = ("sex", "age_band", "care_type", "target_group")
+BREAKDOWNS = ("sex", "age_band", "target_group")
+TABLES: tuple[str, ...] = tuple(t for t in get_args(TableName) if t != "care_type_year")
 
 Count = Annotated[int | None, Field(ge=0)]
 Share = Annotated[float | None, Field(ge=0, le=1)]
@@ -54,8 +55,11 @@ class ReleasedCellV1(BaseModel):
         description="true: too few episodes, or hidden so a small cell cannot be derived"
     )
     result: Literal["final", "preliminary"] | None = Field(
-        None, description="final: every outcome window of the cohort has closed; preliminary: counts so far"
+        None,
+        description="final: every outcome window of the cohort has closed, and its outcomes are published; "
+        "preliminary: not yet, and only its number of episodes and the share of windows closed are",
     )
+    episodes: Count = Field(None, description="discharged episodes in the cell (closed and pending)")
     achieved: Count = None
     not_achieved: Count = None
     missing: Count = None
@@ -111,6 +115,13 @@ class ReleaseV1(BaseModel):
     suppression: str = Field(
         description="how small cells are protected: primary below min_cell, complementary across all tables"
     )
+    margin: int | None = Field(
+        None,
+        description="the protection margin: every suppressed small cell's feasible interval is at least this wide",
+    )
+    audit: dict[str, Any] | None = Field(
+        None, description="the disclosure audit in figures: sensitive cells, attackers, narrowest interval"
+    )
     measures: list[ReleasedMeasureV1]
 
 
@@ -140,6 +151,44 @@ def _no_personnummer(value: str) -> str:
     return value
 
 
+class AuditAtomV1(BaseModel):
+    """One atom of a release's audit: the finest piece its tables are sums of, with its exact counts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: list[str | int]
+    version: int = Field(ge=1, description="the release since which the atom's counts have not changed")
+    counts: dict[str, int]
+    windows: dict[str, int] = Field(description="per measure: episodes whose outcome window has closed")
+
+
+class ProviderShareV1(BaseModel):
+    """A provider's own part of a breakdown atom: what that provider knows of it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider_id: str
+    key: list[str | int]
+    counts: dict[str, int]
+
+
+class ReleaseAuditV1(BaseModel):
+    """What a release's disclosure audit saw (key `release:<n>:audit`): the exact counts behind its tables, so
+    that the next release is suppressed against this one too. Never served: the gateway's principal alone
+    reads `releases.v1`, and no route returns it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["release_audit"] = "release_audit"
+    release: int = Field(ge=1)
+    min_cell: int = Field(ge=1)
+    margin: int = Field(ge=0)
+    measures: list[list[str]] = Field(description="(measure id, measure id@version) of each measure")
+    atoms: list[AuditAtomV1]
+    shares: list[ProviderShareV1]
+    figures: dict[str, Any] = Field(description="the audit in figures: cells, attackers, narrowest interval")
+
+
 class ReleaseCommentV1(BaseModel):
     """A provider's factual correction or comment on the next release (key `comment:<id>`): operators see it
     before they publish, as inspectorates hear a provider before they publish."""
@@ -157,9 +206,13 @@ class ReleaseCommentV1(BaseModel):
 
 
 class ReleaseRecordV1(
-    RootModel[Annotated[ReleaseV1 | ReleaseMeasureV1 | ReleaseCommentV1, Field(discriminator="kind")]]
+    RootModel[
+        Annotated[
+            ReleaseV1 | ReleaseMeasureV1 | ReleaseCommentV1 | ReleaseAuditV1, Field(discriminator="kind")
+        ]
+    ]
 ):
-    """Either record of `releases.v1`."""
+    """Any record of `releases.v1`."""
 
 
 def key_prefix(deployment: str = "") -> str:
@@ -174,6 +227,10 @@ def manifest_key(release: int, deployment: str = "") -> str:
 
 def measure_key(release: int, measure_id: str, deployment: str = "") -> str:
     return f"{key_prefix(deployment)}{release}:{measure_id}"
+
+
+def audit_key(release: int, deployment: str = "") -> str:
+    return f"{key_prefix(deployment)}{release}:audit"
 
 
 def comment_key(comment_id: str, deployment: str = "") -> str:

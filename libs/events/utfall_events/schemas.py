@@ -53,6 +53,7 @@ def models() -> dict[str, type[BaseModel]]:
     found["ReleaseV1"] = releases.ReleaseV1
     found["ReleaseMeasureV1"] = releases.ReleaseMeasureV1
     found["ReleasedCellV1"] = releases.ReleasedCellV1
+    found["ReleaseAuditV1"] = releases.ReleaseAuditV1
     found["DisputePaymentV1"] = ledger_commands.DisputePaymentV1
     found["ResolveDisputeV1"] = ledger_commands.ResolveDisputeV1
     found["ClosePeriodV1"] = ledger_commands.ClosePeriodV1

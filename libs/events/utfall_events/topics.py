@@ -12,6 +12,7 @@ class TopicSpec:
     compacted: bool = False
     retention_ms: int = -1  # keep forever: measures rebuilds replay care.events.v1 from the start
     max_message_bytes: int | None = None  # the broker's default (1 MB) when None
+    segment_ms: int | None = None  # roll segments this often (retention deletes whole closed segments only)
 
 
 # Providers that produce to Kafka write their own raw topic, `care.events.raw.v1.<provider id>`, which only they
@@ -66,9 +67,21 @@ TRANSACTIONAL_TOPICS: frozenset[str] = frozenset(
 )
 
 
+# A provider's raw topic is ingest's input, and may hold personnummer in clear (unless the provider seals them
+# to ingest, utfall_events.sealed). Ingest needs a record only until it has committed what the record became
+# (its position is stored in that same transaction); after that nothing reads the raw topic again. What it
+# must outlast is an ingest that cannot read: the consumer-lag alert fires within minutes, and six hours lets
+# an operator restore ingest (or its database, which then re-reads what it lost) before records age out. The
+# segment rolls hourly so that retention can delete it: a record is gone at most seven hours after it arrived.
+RAW_RETENTION_MS = 6 * 3600 * 1000
+RAW_SEGMENT_MS = 3600 * 1000
+
+
 def raw_topic(provider_id: str) -> TopicSpec:
-    """A provider's own raw topic: its input, personnummer included, kept one day only as the boundary of ingest."""
-    return TopicSpec(RAW_TOPIC_PREFIX + provider_id, 3, retention_ms=24 * 3600 * 1000)
+    """A provider's own raw topic: its input, kept only as long as recovery needs (RAW_RETENTION_MS)."""
+    return TopicSpec(
+        RAW_TOPIC_PREFIX + provider_id, 3, retention_ms=RAW_RETENTION_MS, segment_ms=RAW_SEGMENT_MS
+    )
 
 
 def provider_of_raw_topic(topic: str) -> str | None:

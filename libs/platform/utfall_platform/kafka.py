@@ -11,13 +11,14 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
-from utfall_events.topics import ALL_TOPICS, TRANSACTIONAL_TOPICS, TopicSpec
+from utfall_events.topics import ALL_TOPICS, TRANSACTIONAL_TOPICS, TopicSpec, provider_of_raw_topic
 
 from . import metrics
 from .background import run_periodically
@@ -155,28 +156,54 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
             await kafka_consumer.seek_to_beginning(*from_start)
 
 
+def topic_config(spec: TopicSpec) -> dict[str, str]:
+    """A topic's configuration as the broker takes it."""
+    config = {"cleanup.policy": "compact"} if spec.compacted else {"retention.ms": str(spec.retention_ms)}
+    if spec.max_message_bytes:
+        config["max.message.bytes"] = str(spec.max_message_bytes)
+    if spec.segment_ms:
+        config["segment.ms"] = str(spec.segment_ms)
+    return config
+
+
 async def ensure_topics(kafka: KafkaAccess, topics: Iterable[TopicSpec] = ALL_TOPICS) -> list[str]:
-    """Create missing topics (idempotent); returns those created."""
+    """Create missing topics (idempotent); returns those created. A topic with a bounded retention that exists
+    already is set to the retention stated here (a raw topic created under an older, longer one)."""
     admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="utfall-topics")
     await admin.start()
     created: list[str] = []
     try:
         existing = set(await admin.list_topics())
-        wanted = [t for t in topics if t.name not in existing]
-        for spec in wanted:
-            config = {"retention.ms": str(spec.retention_ms)}
-            if spec.compacted:
-                config = {"cleanup.policy": "compact"}
-            if spec.max_message_bytes:
-                config["max.message.bytes"] = str(spec.max_message_bytes)
+        specs = list(topics)
+        for spec in specs:
+            if spec.name in existing:
+                continue
             try:
-                await admin.create_topics([NewTopic(spec.name, spec.partitions, 1, topic_configs=config)])
+                await admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, 1, topic_configs=topic_config(spec))]
+                )
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
+        bounded = [s for s in specs if s.name in existing and s.retention_ms > 0 and not s.compacted]
+        if bounded:
+            await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, s.name, configs=topic_config(s)) for s in bounded]
+            )
     finally:
         await admin.close()
     return created
+
+
+async def raw_topic_providers(kafka: KafkaAccess) -> list[str]:
+    """The providers that have a raw topic on the cluster."""
+    admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="utfall-topics")
+    await admin.start()
+    try:
+        names = await admin.list_topics()
+    finally:
+        await admin.close()
+    return sorted(p for p in (provider_of_raw_topic(n) for n in names) if p)
 
 
 class MissingTopics(RuntimeError):

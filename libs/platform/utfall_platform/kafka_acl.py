@@ -38,7 +38,7 @@ from confluent_kafka.admin import (
 
 from utfall_events import topics as t
 
-from .kafka import ensure_topics
+from .kafka import ensure_topics, raw_topic_providers
 from .kafka_access import KafkaAccess
 
 SERVICES = ("ingest", "measures", "contracts", "gateway")
@@ -226,8 +226,10 @@ class KafkaProvisioner:
         return await asyncio.to_thread(run)
 
     async def provision_services(self, passwords: Mapping[str, str]) -> None:
-        """Topics, one principal per service (`passwords`: principal -> password) and their ACLs."""
+        """Topics, one principal per service (`passwords`: principal -> password) and their ACLs. Providers' raw
+        topics that exist already get the raw retention stated in `utfall_events.topics`."""
         await ensure_topics(self.admin)
+        await ensure_topics(self.admin, [t.raw_topic(p) for p in await raw_topic_providers(self.admin)])
         await self.upsert_users(passwords)
         for principal in passwords:
             grants = SERVICE_GRANTS[principal]
@@ -244,7 +246,7 @@ class KafkaProvisioner:
         return await usable(self.admin.as_user(principal, password))
 
     async def revoke_provider(self, provider_id: str) -> None:
-        """A retired provider can no longer authenticate nor write; its raw topic ages out (one day)."""
+        """A retired provider can no longer authenticate nor write; its raw topic ages out (RAW_RETENTION_MS)."""
         principal = provider_principal(provider_id)
         await self.delete_acls(principal)
         await self.delete_user(principal)

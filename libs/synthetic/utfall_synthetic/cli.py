@@ -16,6 +16,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from utfall_events.sealed import seal
 from utfall_events.topics import raw_topic
 from utfall_platform.kafka_access import KafkaAccess
 
@@ -27,11 +28,18 @@ def raw_key(event: dict[str, Any]) -> bytes:
     return f"{event['source']}/{event.get('subject') or event['data'].get('episode_id', '')}".encode()
 
 
-def raw_record(event: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """CloudEvents binary mode for the raw topic: attributes as ce_* headers, data as the JSON value."""
+def raw_record(
+    event: dict[str, Any], sealed_to: dict[str, Any] | None = None
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """CloudEvents binary mode for the raw topic: attributes as ce_* headers, data as the JSON value. With
+    `sealed_to` (ingest's public keys, GET /v1/keys/person-id) a personnummer is sealed to ingest, so the topic
+    holds none in clear."""
     headers = [(f"ce_{k}", str(v).encode()) for k, v in event.items() if k not in ("data", "datacontenttype")]
     headers.append(("content-type", b"application/json"))
-    return orjson.dumps(event["data"]), headers
+    data = event["data"]
+    if sealed_to is not None and isinstance(data, dict) and isinstance(data.get("person_id"), str):
+        data = {**data, "person_id": seal(data["person_id"], sealed_to)}
+    return orjson.dumps(data), headers
 
 
 async def post_events(
@@ -43,9 +51,11 @@ async def post_events(
     rate: float | None = None,
     kafka: dict[str, KafkaAccess] | None = None,
     quiet: bool = False,
+    sealed_to: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """Send events: batched over HTTP with each provider's key, or, for the providers in `kafka`, to their own
-    raw topic as themselves (each provider's Kafka principal may write only its own topic)."""
+    raw topic as themselves (each provider's Kafka principal may write only its own topic), with personnummer
+    sealed to `sealed_to` when given."""
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "kafka": 0}
     producers: dict[str, AIOKafkaProducer] = {}
     for provider, access in (kafka or {}).items():
@@ -65,7 +75,7 @@ async def post_events(
                     producer = producers.get(provider)
                     if producer is not None:
                         for event in items:
-                            value, headers = raw_record(event)
+                            value, headers = raw_record(event, sealed_to)
                             await producer.send(
                                 raw_topic(provider).name,
                                 value,
@@ -106,10 +116,52 @@ async def post_events(
 DEMO_KAFKA_PROVIDERS = ("sis-ljungen",)
 
 
+async def ingest_public_keys(url: str) -> dict[str, Any] | None:
+    """Ingest's public keys for sealing personnummer (None when it offers none): what a provider that
+    produces to Kafka fetches before it seals."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        answer = await http.get("/v1/keys/person-id")
+    if answer.status_code != 200:
+        return None
+    keys: dict[str, Any] = answer.json()
+    return keys
+
+
+async def publish_release(gateway: str, operator_key: str, note: str) -> None:
+    """What an operator does to open the figures to the public: publish a release (the public sees nothing
+    else)."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=gateway, timeout=300) as http:
+        answer = await http.post(
+            "/v1/releases", json={"note": note}, headers={"authorization": f"Bearer {operator_key}"}
+        )
+    if answer.status_code in (200, 201):
+        body = answer.json()
+        print(
+            f"demo operator: release {body['release']} ({body.get('audit') or {}})",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        print(f"demo operator: no release ({answer.status_code}: {answer.text[:200]})", file=sys.stderr)
+
+
 async def demo(
-    url: str, keys: dict[str, str], kafka: dict[str, KafkaAccess], subjects: int, rate: float, seed: int
+    url: str,
+    keys: dict[str, str],
+    kafka: dict[str, KafkaAccess],
+    subjects: int,
+    rate: float,
+    seed: int,
+    *,
+    gateway: str | None = None,
+    operator_key: str | None = None,
+    release_every: float = 600.0,
 ) -> None:
-    """The demo provider of `make run`: a cohort streamed at a steady rate, then a new small cohort now and then."""
+    """The demo provider of `make run`: a cohort streamed at a steady rate, then a new small cohort now and then;
+    with an operator key, the demo operator publishes a release once the cohort has settled and again every
+    `release_every` seconds."""
     today = date.today()
     cohort = generate(CohortConfig(subjects=subjects, seed=seed, today=today))
     print(
@@ -118,6 +170,7 @@ async def demo(
         file=sys.stderr,
         flush=True,
     )
+    sealed_to = await ingest_public_keys(url) if kafka else None
     counts = await post_events(
         url,
         keys,
@@ -126,14 +179,20 @@ async def demo(
         rate=rate,
         kafka=kafka,
         quiet=True,
+        sealed_to=sealed_to,
     )
     print(f"demo provider: initial cohort sent: {counts}", file=sys.stderr, flush=True)
+    loop = asyncio.get_running_loop()
+    next_release = loop.time() + 30  # the services have projected the cohort by then
     round_ = 0
     while True:
         await asyncio.sleep(10)
+        if gateway and operator_key and loop.time() >= next_release:
+            await publish_release(gateway, operator_key, "Demo")
+            next_release = loop.time() + release_every
         round_ += 1
         more = generate(CohortConfig(subjects=5, seed=seed * 1000 + round_, today=today))
-        await post_events(url, keys, more.events, batch=100, kafka=kafka, quiet=True)
+        await post_events(url, keys, more.events, batch=100, kafka=kafka, quiet=True, sealed_to=sealed_to)
 
 
 async def register_demo(credentials_file: Path) -> None:
@@ -190,6 +249,11 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--subjects", type=int, default=1500)
     run.add_argument("--rate", type=float, default=300.0)
     run.add_argument("--seed", type=int, default=2026)
+    run.add_argument("--gateway", help="publish releases on this gateway (with --operator-keys)")
+    run.add_argument(
+        "--operator-keys", type=Path, help="JSON file with the demo's keys ({operator: key, ...})"
+    )
+    run.add_argument("--release-every", type=float, default=600.0, help="seconds between demo releases")
     register = sub.add_parser(
         "register",
         help="register the demo providers (Kafka administrator's access from UTFALL_KAFKA_*) and give the "
@@ -216,8 +280,21 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "demo":
         keys = json.loads(args.keys.read_text())
         kafka = read_kafka_credentials(args.kafka_credentials) if args.kafka_credentials else {}
+        operator = json.loads(args.operator_keys.read_text())["operator"] if args.operator_keys else None
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(demo(args.url, keys, kafka, args.subjects, args.rate, args.seed))
+            asyncio.run(
+                demo(
+                    args.url,
+                    keys,
+                    kafka,
+                    args.subjects,
+                    args.rate,
+                    args.seed,
+                    gateway=args.gateway,
+                    operator_key=operator,
+                    release_every=args.release_every,
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     keys = KeyStore(settings.kafka, service="gateway")
     providers = ProviderRegistry(settings.kafka, service="gateway")
     release_store = ReleaseStore(settings.kafka, service="gateway", deployment=settings.instance)
-    state = GatewayState(runtime, settings, clock)
+    state = GatewayState(runtime, settings, clock, release_store)
 
     async def start_background() -> None:
         runtime.spawn(keys.run(), "key-store")

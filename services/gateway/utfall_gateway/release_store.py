@@ -9,10 +9,13 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from utfall_events.releases import (
+    ReleaseAuditV1,
     ReleaseCommentV1,
+    ReleasedCellV1,
     ReleaseMeasureV1,
     ReleaseRecordV1,
     ReleaseV1,
+    audit_key,
     comment_key,
     key_prefix,
     manifest_key,
@@ -61,6 +64,24 @@ class ReleaseStore(CompactedTable[ReleaseRecordV1]):
     def measure(self, number: int, measure_id: str) -> ReleaseMeasureV1 | None:
         record = self.rows.get(self.measure_key(number, measure_id))
         return record.root if record is not None and isinstance(record.root, ReleaseMeasureV1) else None
+
+    def audit_key(self, number: int) -> str:
+        return audit_key(number, self.deployment)
+
+    def audit(self, number: int) -> ReleaseAuditV1 | None:
+        """What a release's disclosure audit saw: for the next audit only, never for a reader."""
+        record = self.rows.get(self.audit_key(number))
+        return record.root if record is not None and isinstance(record.root, ReleaseAuditV1) else None
+
+    def cells(self, release: ReleaseV1) -> list[ReleasedCellV1]:
+        """Every cell of a complete release, measure by measure."""
+        out: list[ReleasedCellV1] = []
+        for m in release.measures:
+            measure = self.measure(release.release, m.measure_id)
+            assert measure is not None  # a listed release has every measure (manifests)
+            for cells in measure.tables.values():
+                out.extend(cells)
+        return out
 
     def highest(self) -> int:
         numbers = [r.root.release for r in self.rows.values() if not isinstance(r.root, ReleaseCommentV1)]

@@ -1,27 +1,36 @@
-"""Publishing a release: read every current measure's counts in one consistent snapshot, build the tables
-(pure, `releases.py`), compare with the previous release, write them to `releases.v1`. Releases are
-numbered one at a time across gateway replicas (a PostgreSQL advisory lock, which a read-only role may take)."""
+"""Publishing a release: read every current measure's counts in one consistent snapshot, decide and build the
+tables against every earlier release (pure, `domain/releases.py`), compare with the previous release, write
+them to `releases.v1`. Releases are numbered one at a time across gateway replicas (a PostgreSQL advisory
+lock, which a read-only role may take)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from typing import Any
 
-from utfall_events.releases import (
-    BREAKDOWNS,
-    ReleasedMeasureV1,
-    ReleaseMeasureV1,
-    ReleaseV1,
-)
+from utfall_events.releases import ReleasedMeasureV1, ReleaseMeasureV1, ReleaseV1
 from utfall_platform import locks
 
 from . import readmodel
 from .auth import Principal
+from .domain.releases import (
+    ALL_YEARS,
+    SUPPRESSION,
+    Earlier,
+    MeasureCounts,
+    Release,
+    build,
+    changes,
+    snapshot_of,
+)
 from .release_store import ReleaseStore
-from .releases import ALL_YEARS, SUPPRESSION, MeasureCounts, build, changes
 from .results import ResultsQuery, Window, comparison_query, self_reported_fit
 from .state import GatewayState
+
+log = logging.getLogger("utfall.gateway.releases")
+FINE = ("provider_id", "sex", "age_band", "target_group", "legal_basis")
 
 
 async def snapshot(gw: GatewayState) -> list[MeasureCounts]:
@@ -36,38 +45,24 @@ async def snapshot(gw: GatewayState) -> list[MeasureCounts]:
                 continue
             window = Window(m["window_months"], m["grace_days"] or 0, today)
             by_provider = ResultsQuery(m["id"], "year", ("provider_id",), window=window)
-            provider_year = [dict(r) for r in await readmodel.outcome_counts(conn, by_provider)]
-            periods: list[int | str] = [*sorted({r["discharge_year"] for r in provider_year}), ALL_YEARS]
-            queries = {
-                p: dataclasses.replace(
-                    comparison_query(m["id"], None if p == ALL_YEARS else int(p), {}), window=window
+            fine = [
+                dict(r)
+                for r in await readmodel.outcome_counts(
+                    conn, ResultsQuery(m["id"], "year", FINE, window=window)
                 )
-                for p in periods
-            }
-            strata = {
-                p: [dict(r) for r in await readmodel.comparison_strata(conn, q)] for p, q in queries.items()
-            }
-            reported = {p: await _reported(conn, q) for p, q in queries.items()}
-            reported_year = await _reported(conn, by_provider)
-            breakdowns = {
-                dim: [
-                    dict(r)
-                    for r in await readmodel.outcome_counts(
-                        conn, ResultsQuery(m["id"], "year", (dim,), window=window)
-                    )
-                ]
-                for dim in BREAKDOWNS
-            }
+            ]
+            periods: list[int | str] = [*sorted({r["discharge_year"] for r in fine}), ALL_YEARS]
+            reported = {}
+            for p in periods:
+                q = comparison_query(m["id"], None if p == ALL_YEARS else int(p), {})
+                reported[p] = await _reported(conn, dataclasses.replace(q, window=window))
             measures.append(
                 MeasureCounts(
                     m["id"],
                     m["version"],
-                    provider_year,
-                    strata,
-                    breakdowns,
+                    fine,
                     errors,
-                    queries,
-                    reported_year,
+                    await _reported(conn, by_provider),
                     reported,
                 )
             )
@@ -80,19 +75,37 @@ async def _reported(conn: Any, q: ResultsQuery) -> list[dict[str, Any]]:
     return [dict(r) for r in await readmodel.self_reported_counts(conn, q, fit)] if fit is not None else []
 
 
+def _earlier(store: ReleaseStore) -> list[Earlier]:
+    """Every published release whose audit is kept, oldest first: what the next one is suppressed against."""
+    out = []
+    for manifest in reversed(store.manifests()):
+        audit = store.audit(manifest.release)
+        if audit is not None:
+            out.append(Earlier(snapshot_of(audit), store.cells(manifest)))
+    return out
+
+
+async def _build(gw: GatewayState, store: ReleaseStore, number: int) -> tuple[list[MeasureCounts], Release]:
+    counts = await snapshot(gw)
+    earlier = _earlier(store)
+    built = await asyncio.to_thread(
+        lambda: build(counts, release=number, min_cell=gw.min_cell, margin=gw.margin, earlier=earlier)
+    )
+    return counts, built
+
+
 async def preview(gw: GatewayState, store: ReleaseStore, provider_id: str) -> dict[str, Any]:
     """What the next release would publish of one provider if it were published now: its cells in the
-    provider tables, suppressed or not, built exactly as a release is (computed at most once a minute)."""
+    provider tables, suppressed or not, built exactly as a release is (computed at most once a minute). Only
+    the provider's own cells: the rest of a release built at another moment than the published ones would
+    be one more snapshot to subtract."""
 
-    async def compute() -> list[tuple[str, Any]]:
-        counts = await snapshot(gw)
-        return await asyncio.to_thread(
-            lambda: [(c.measure_id, build(c, min_cell=gw.min_cell)) for c in counts]
-        )
+    async def compute() -> Release:
+        return (await _build(gw, store, store.highest() + 1))[1]
 
-    built: list[tuple[str, Any]] = await gw.previews.get(("release-preview",), compute)
+    built: Release = await gw.previews.get(("release-preview",), compute)
     measures = []
-    for measure_id, release in built:
+    for release in built.measures:
         cells = [
             c
             for table in ("provider_all_years", "provider_year")
@@ -100,7 +113,7 @@ async def preview(gw: GatewayState, store: ReleaseStore, provider_id: str) -> di
             if c.provider_id == provider_id
         ]
         if cells:
-            measures.append({"measure_id": measure_id, "cells": cells})
+            measures.append({"measure_id": cells[0].measure_id, "cells": cells})
     return {"release": store.highest() + 1, "measures": measures}
 
 
@@ -122,11 +135,10 @@ async def publish_release(
             number = store.highest() + 1
             previous = store.latest()
             data_as_of = gw.clock.now()
-            counts = await snapshot(gw)
-            built = await asyncio.to_thread(lambda: [build(c, min_cell=gw.min_cell) for c in counts])
-            records: list[tuple[str, ReleaseMeasureV1 | ReleaseV1]] = []
+            counts, built = await _build(gw, store, number)
+            records: list[tuple[str, Any]] = []
             summary = []
-            for c, release in zip(counts, built, strict=True):
+            for c, release in zip(counts, built.measures, strict=True):
                 before = store.measure(previous.release, c.measure_id) if previous else None
                 listed = changes(before.tables if before else ({} if previous else None), release.tables)
                 records.append(
@@ -163,11 +175,15 @@ async def publish_release(
                 published_by=who.key_id or who.role,
                 note=note,
                 min_cell=gw.min_cell,
+                margin=gw.margin,
                 suppression=SUPPRESSION,
+                audit=built.audit.figures,
                 measures=summary,
             )
+            records.append((store.audit_key(number), built.audit))
             records.append((store.manifest_key(number), manifest))
             await store.publish(records)
+            log.info("release %s published: %s", number, built.audit.figures)
             return manifest, True
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock($1)", locks.GATEWAY_RELEASE)

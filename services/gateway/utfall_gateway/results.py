@@ -117,6 +117,7 @@ def row(
         closed_windows = counts.get("windows_closed", members)
         final = closed_windows >= members
         out["closed"] = counts["achieved"] + counts["not_achieved"] + counts["missing"]
+        out["episodes"] = members
         out["windows_closed"] = closed_windows
         out["windows_closed_share"] = closed_windows / members if members else None
         out["result"] = "final" if final else "preliminary"
@@ -127,7 +128,7 @@ def row(
 
 
 RATES = ("observed_rate", "itt_rate", "ci_low", "ci_high")
-SHOWN = ("closed", "windows_closed_share", "result", *RATES)
+SHOWN = ("closed", "episodes", "windows_closed_share", "result", *RATES)
 
 
 def is_own(principal: Principal, dims: dict[str, Any], filters: dict[str, str]) -> bool:

@@ -13,6 +13,9 @@ class GatewaySettings(PlatformSettings):
     # The gateway reads the *_read views only, through a read-only role.
     gateway_database_url: SecretStr = SecretStr("postgresql://utfall_gateway@127.0.0.1:5433/utfall")
     min_cell: int = 10
+    # Every suppressed small cell must stay uncertain within an interval at least this wide to any reader of
+    # every release (0: the same as min_cell). See docs/architecture.md, Privacy.
+    protection_margin: int = 0
     results_cache_seconds: float = 1.0
     cors_origins: str = ""  # closed by default; comma-separated origins to open
     # Where the providers' pages send an uploaded sheet (ingest's POST /v1/aggregates, as the provider).

@@ -10,12 +10,16 @@ from utfall_platform.clock import Clock
 from utfall_platform.service import ServiceRuntime
 
 from .cache import TtlCache
+from .release_store import ReleaseStore
 from .settings import GatewaySettings
 
 
 class GatewayState:
-    def __init__(self, runtime: ServiceRuntime, settings: GatewaySettings, clock: Clock) -> None:
+    def __init__(
+        self, runtime: ServiceRuntime, settings: GatewaySettings, clock: Clock, releases: ReleaseStore
+    ) -> None:
         self.runtime = runtime
+        self.releases = releases
         self.settings = settings
         self.clock = clock
         self.cache = TtlCache(settings.results_cache_seconds)
@@ -28,6 +32,10 @@ class GatewayState:
     @property
     def min_cell(self) -> int:
         return self.settings.min_cell
+
+    @property
+    def margin(self) -> int:
+        return self.settings.protection_margin or self.settings.min_cell
 
     async def publish(self, topic: str, value: bytes, *, key: bytes) -> None:
         await self.runtime.broker.publish(value, topic, key=key, headers={"content-type": "application/json"})

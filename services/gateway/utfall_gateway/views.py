@@ -1,5 +1,6 @@
-"""The gateway's computed answers: fetch from the read model, compute (pure, in `results.py`), cache. One cache
-key per answer and reader scope, whichever route or page asks for it."""
+"""The gateway's computed answers: fetch from the read model, compute (pure, in `results.py`), cache; and the
+one policy of who sees what (`domain/public.py`): outcome figures within the reader's scope exactly and live,
+everything else from a release. One cache key per answer and reader scope, whichever route or page asks."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from utfall_events.releases import ReleaseMeasureV1, ReleaseV1
+from utfall_platform.problems import Problem
+
 from . import readmodel
 from .auth import Principal
+from .domain import public
 from .results import (
     ResultsQuery,
     Window,
@@ -46,7 +51,78 @@ def scope(principal: Principal) -> tuple[str, str | None]:
     return (principal.role, principal.provider_id or principal.municipality_code)
 
 
+def released(
+    gw: GatewayState, measure_id: str, number: int | None = None
+) -> tuple[ReleaseV1, ReleaseMeasureV1] | None:
+    """A release's figures of one measure (the latest release unless `number` names one); None when there is
+    no release yet, or the release does not hold the measure."""
+    release = gw.releases.manifest(number) if number is not None else gw.releases.latest()
+    if release is None:
+        if number is not None:
+            raise Problem(404, "not-found", f"No release {number}.")
+        return None
+    measure = gw.releases.measure(release.release, measure_id)
+    return (release, measure) if measure is not None else None
+
+
+NO_RELEASE = (
+    "Public figures come from releases, and no release of this measure has been published yet. "
+    "Key holders see their own figures exactly."
+)
+
+
+def _not_published(reason: str) -> Problem:
+    return Problem(
+        403,
+        "not-published",
+        f"Public figures come from releases, which do not answer this question ({reason}). Releases publish, "
+        "by discharge year or over all years: providers, the national figure, and national breakdowns by "
+        "sex, age band and target group, one at a time. Key holders see their own figures exactly.",
+    )
+
+
 async def comparison(
+    gw: GatewayState,
+    measure_id: str,
+    *,
+    year: int | None,
+    filters: Mapping[str, str],
+    principal: Principal,
+    release: int | None = None,
+) -> dict[str, Any]:
+    """Providers compared: an operator's live and exact; the public's from a release; a key holder's from a
+    release with its own rows exact."""
+    if principal.role == "operator":
+        return {
+            **await live_comparison(gw, measure_id, year=year, filters=filters, principal=principal),
+            "release": None,
+        }
+    if principal.is_public:
+        try:
+            public.published_comparison(filters)
+        except public.NotPublished as refused:
+            raise _not_published(str(refused)) from None
+    found = released(gw, measure_id, release)
+    view: dict[str, Any] | None = None
+    reason = ""
+    if found is not None:
+        try:
+            view = public.release_comparison(found[1], year, filters)
+        except public.NotPublished as refused:
+            reason = str(refused)
+    if principal.is_public:
+        if found is None:
+            raise Problem(404, "no-release", NO_RELEASE)
+        if view is None:
+            raise _not_published(reason)
+        return {**view, "release": public.release_info(found[0])}
+    live = await live_comparison(gw, measure_id, year=year, filters=filters, principal=principal)
+    out = public.overlay(view, live, principal, filters)
+    out["release"] = public.release_info(found[0]) if found is not None and view is not None else None
+    return out
+
+
+async def live_comparison(
     gw: GatewayState, measure_id: str, *, year: int | None, filters: Mapping[str, str], principal: Principal
 ) -> dict[str, Any]:
     q = await windowed(gw, comparison_query(measure_id, year, filters))
@@ -63,9 +139,44 @@ async def comparison(
 
 
 async def results_table(
+    gw: GatewayState, q: ResultsQuery, source: Source, principal: Principal, release: int | None = None
+) -> dict[str, Any]:
+    """Rows and totals of one results query: an operator's live and exact; the public's from a release; a key
+    holder's from a release with its own rows exact (only its own when no release answers the question)."""
+    if principal.role == "operator":
+        return {**await live_results(gw, q, source, principal), "release": None}
+    if principal.is_public:
+        try:
+            public.published_table(q)
+        except public.NotPublished as refused:
+            raise _not_published(str(refused)) from None
+    found = released(gw, q.measure_id, release)
+    answer: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+    reason = ""
+    if found is not None:
+        try:
+            answer = public.release_results(found[1], q, source)
+        except public.NotPublished as refused:
+            reason = str(refused)
+    info = public.release_info(found[0]) if found is not None and answer is not None else None
+    if principal.is_public:
+        if found is None:
+            raise Problem(404, "no-release", NO_RELEASE)
+        if answer is None:
+            raise _not_published(reason)
+        return {"rows": answer[0], "totals": answer[1], "release": info}
+    live = await live_results(gw, q, source, principal)
+    return {
+        "rows": public.overlay_rows(answer[0] if answer else None, live["rows"], q.group_by),
+        "totals": public.overlay_rows(answer[1] if answer else None, live["totals"], ()),
+        "release": info,
+    }
+
+
+async def live_results(
     gw: GatewayState, q: ResultsQuery, source: Source, principal: Principal
 ) -> dict[str, Any]:
-    """Rows and totals of one results query, disclosure-controlled for the reader."""
+    """Rows and totals of one results query from the read model, disclosure-controlled for the reader."""
     q = await windowed(gw, q)
 
     async def compute() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from importlib import resources
 import asyncpg
 from fastapi import FastAPI
 
+from utfall_events.sealed import Unsealer
 from utfall_events.topics import CARE_EVENTS_REJECTED, RAW_TOPICS_PATTERN
 from utfall_platform.apikeys import KeyStore
 from utfall_platform.clock import Clock, clock_from_offset_days
@@ -30,7 +31,12 @@ log = logging.getLogger(__name__)
 def create_app(settings: IngestSettings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or IngestSettings()
     clock = clock or clock_from_offset_days(settings.clock_offset_days)
-    key = PseudonymKey(settings.pseudonym_key_version, settings.pseudonym_key.get_secret_value().encode())
+    sealing = Unsealer(settings.person_id_keys.get_secret_value()) if settings.person_id_keys else None
+    key = PseudonymKey(
+        settings.pseudonym_key_version,
+        settings.pseudonym_key.get_secret_value().encode(),
+        sealing.unseal if sealing else None,
+    )
     runtime = ServiceRuntime(
         name="ingest",
         settings=settings,
@@ -75,7 +81,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
     app.state.providers = providers
     runtime.readiness_checks["api_keys"] = keys.caught_up.is_set
     runtime.readiness_checks["provider_registry"] = providers.caught_up.is_set
-    app.include_router(router(runtime, settings, key, providers))
+    app.include_router(router(runtime, settings, key, providers, sealing))
     return app
 
 

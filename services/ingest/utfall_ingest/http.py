@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from utfall_events.auth import ApiKeyV1
 from utfall_events.cloudevents import BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE
 from utfall_events.schemas import load_schema, schema_names
+from utfall_events.sealed import Unsealer
 from utfall_platform.problems import Problem, problem_responses
 from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime
@@ -74,7 +75,11 @@ def binary_mode_event(headers: Iterable[tuple[str, str]], content_type: str, dat
 
 
 def router(
-    runtime: ServiceRuntime, settings: IngestSettings, key: PseudonymKey, providers: ProviderRegistry
+    runtime: ServiceRuntime,
+    settings: IngestSettings,
+    key: PseudonymKey,
+    providers: ProviderRegistry,
+    sealing: Unsealer | None = None,
 ) -> APIRouter:
     api = APIRouter(
         prefix="/v1", tags=["events"], responses=problem_responses(400, 401, 403, 404, 413, 415, 422)
@@ -278,6 +283,18 @@ def router(
         return JSONResponse(schema, media_type="application/schema+json")
 
     api.include_router(schemas, prefix="")
+
+    @api.get(
+        "/keys/person-id",
+        tags=["schemas"],
+        summary="Ingest's public keys for sealing person_id (JWK Set: ECDH-ES+A256KW, A256GCM)",
+    )
+    async def person_id_keys() -> JSONResponse:
+        """A provider that produces to Kafka may seal each `person_id` to these keys (JWE compact), so its raw
+        topic holds no personnummer; only ingest can open it (`utfall_events.sealed`)."""
+        if sealing is None:
+            raise Problem(404, "not-found", "This ingest accepts no sealed person_id (no key is configured).")
+        return JSONResponse(sealing.public, media_type="application/jwk-set+json")
 
     @api.get("/asyncapi.json", tags=["schemas"], summary="The AsyncAPI 3.0 document of Utfall's topics")
     async def asyncapi() -> JSONResponse:

@@ -14,6 +14,9 @@ class IngestSettings(PlatformSettings):
     port: int = 8081
     pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
     pseudonym_key_version: str = "v1"
+    # A private JWK Set (JSON) that opens person_id values providers sealed to ingest (utfall_events.sealed);
+    # its public half is served at GET /v1/keys/person-id. Unset: sealed values are refused.
+    person_id_keys: SecretStr | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch: int = 1000
     hold_days: int = 7

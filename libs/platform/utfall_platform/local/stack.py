@@ -171,8 +171,21 @@ class LocalStack:
         )
         if kind == "gateway":  # the providers' pages send uploaded sheets to ingest
             env["UTFALL_INGEST_URL"] = self.services["ingest"].url
+        if kind == "ingest" and "UTFALL_PERSON_ID_KEYS" not in os.environ:
+            env["UTFALL_PERSON_ID_KEYS"] = self.person_id_keys()
         env.update(self.extra_env)
         return env
+
+    def person_id_keys(self) -> str:
+        """Ingest's private keys for sealed personnummer, made once and kept owner-only in the state folder
+        (every ingest process of this stack opens what providers sealed to any of them)."""
+        path = self.base / "person-id-keys.json"
+        if not path.exists():
+            from utfall_events.sealed import new_key_set
+
+            self.base.mkdir(parents=True, exist_ok=True)
+            write_secret(path, json.dumps(new_key_set(f"local-{int(time.time())}")))
+        return path.read_text()
 
     def start_service(self, name: str) -> ServiceProcess:
         svc = self.services[name]
@@ -364,6 +377,10 @@ def run(argv: list[str] | None = None) -> None:
                     str(provider_keys_file),
                     "--kafka-credentials",
                     str(kafka_credentials),
+                    "--gateway",
+                    stack.services["gateway"].url,
+                    "--operator-keys",
+                    str(base / "demo-keys.json"),
                 ],
             )
         print(

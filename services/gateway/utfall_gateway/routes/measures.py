@@ -8,11 +8,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from utfall_platform.problems import Problem, problem_responses
 from utfall_platform.registry import ProviderRegistry
-from utfall_stats.disclosure import suppress
 from utfall_stats.quantiles import quantile
 
 from .. import readmodel
-from ..auth import Anyone, Principal, principal
+from ..auth import Anyone, Authenticated, Principal, principal
 from ..pagination import cursor_int, encode_cursor
 from ..providers import display_name, with_display_names
 from ..results import DIMENSIONS, ResultsQuery, is_own
@@ -22,7 +21,7 @@ from ..views import catalogue, comparison, results_table, scope
 router = APIRouter(
     prefix="/v1",
     tags=["measures"],
-    responses=problem_responses(400, 401, 404, 422),
+    responses=problem_responses(400, 401, 403, 404, 422),
     dependencies=[Depends(principal)],
 )
 
@@ -30,6 +29,15 @@ MeasureId = Annotated[str, Path(max_length=64, examples=["planned_discharge"])]
 ProviderIdPath = Annotated[str, Path(max_length=64, examples=["hvb-eken"])]
 Dim = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 YearQ = Annotated[int | None, Query(ge=2000, le=2100)]
+ReleaseQ = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=1_000_000,
+        description="the release to answer from (default: the latest); figures outside your scope always come "
+        "from a release",
+    ),
+]
 
 
 def _measure_out(r: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +117,12 @@ async def results(
     ] = "all",
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    release: ReleaseQ = None,
 ) -> dict[str, Any]:
+    """Within your scope (an operator's everything, a provider's own cells, a municipality's placements) the
+    figures are exact and live; everything else comes from a release, which publishes by discharge year over
+    one breakdown at a time (provider, sex, age band, target group). The public's questions that no release
+    answers are refused with 403 `not-published`."""
     await _known_measure(request, measure_id)
     groups = tuple(g.strip() for g in group_by.split(",") if g.strip()) if group_by else ()
     unknown = [g for g in groups if g not in DIMENSIONS]
@@ -139,7 +152,7 @@ async def results(
         quarter,
     )
     gw = gateway_state(request)
-    table = await results_table(gw, q, source, who)
+    table = await results_table(gw, q, source, who, release)
     offset = cursor_int(cursor, "offset")
     page = table["rows"][offset : offset + limit]
     next_offset = offset + limit
@@ -151,6 +164,7 @@ async def results(
         "min_cell": gw.min_cell,
         "rows": page,
         "totals": table["totals"],
+        "release": table["release"],
         "next_cursor": encode_cursor({"offset": next_offset}) if next_offset < len(table["rows"]) else None,
     }
 
@@ -169,7 +183,10 @@ async def comparisons(
     legal_basis: Dim = None,
     municipality_code: Dim = None,
     county_code: Dim = None,
+    release: ReleaseQ = None,
 ) -> dict[str, Any]:
+    """The public's comparison is a release's (over one discharge year or all years, unfiltered); a key
+    holder's is the same with its own rows exact and live; an operator's is live."""
     await _known_measure(request, measure_id)
     filters = dict(
         _filters(
@@ -180,7 +197,9 @@ async def comparisons(
             county_code=county_code,
         )
     )
-    result = await comparison(gateway_state(request), measure_id, year=year, filters=filters, principal=who)
+    result = await comparison(
+        gateway_state(request), measure_id, year=year, filters=filters, principal=who, release=release
+    )
     return with_display_names(result, request.app.state.providers)
 
 
@@ -206,14 +225,20 @@ async def providers(request: Request) -> dict[str, Any]:
     summary="One provider's results on every measure",
 )
 async def scorecard(
-    request: Request, who: Anyone, provider_id: ProviderIdPath, year: YearQ = None
+    request: Request, who: Anyone, provider_id: ProviderIdPath, year: YearQ = None, release: ReleaseQ = None
 ) -> dict[str, Any]:
+    """From a release, as the comparisons are; exact and live for the provider itself and operators."""
     gw = gateway_state(request)
     pool = gw.pool
     current = [r for r in await catalogue(gw) if r["is_current"]]
     measures = []
     for m in current:
-        comp = await comparison(gw, m["id"], year=year, filters={}, principal=who)
+        try:
+            comp = await comparison(gw, m["id"], year=year, filters={}, principal=who, release=release)
+        except Problem as absent:
+            if absent.slug != "no-release":
+                raise
+            continue
         mine = next(
             (p for p in comp["providers"] if p["provider_id"] == provider_id and p["source"] == "events"),
             None,
@@ -237,8 +262,8 @@ async def scorecard(
     if all(m["provider"] is None and m["self_reported"] is None for m in measures):
         if not await readmodel.provider_has_episodes(pool, provider_id):
             raise Problem(404, "not-found", "No data for this provider.")
-    errors = await readmodel.data_errors(pool, provider_id)
     own = who.role == "operator" or (who.role == "provider" and who.provider_id == provider_id)
+    errors = await readmodel.data_errors(pool, provider_id) if own else None
     return {
         "provider_id": provider_id,
         "display_name": display_name(request.app.state.providers, provider_id),
@@ -246,49 +271,44 @@ async def scorecard(
         "exact": own,
         "measures": measures,
         "data_errors": errors,
-        "length_of_stay": await _length_of_stay(
-            pool, ("provider_id",), {"provider_id": provider_id}, year, who, gw.min_cell
+        "length_of_stay": (
+            await _length_of_stay(pool, ("provider_id",), {"provider_id": provider_id}, year, who)
+            if own
+            else None
         ),
     }
 
 
 async def _length_of_stay(
-    pool: Any,
-    groups: tuple[str, ...],
-    filters: dict[str, str],
-    year: int | None,
-    who: Principal,
-    min_cell: int,
+    pool: Any, groups: tuple[str, ...], filters: dict[str, str], year: int | None, who: Principal
 ) -> list[dict[str, Any]]:
-    rows = await readmodel.length_of_stay_days(pool, groups, filters, year)
-
-    cells = {tuple(r[g] for g in groups): int(r["n"]) for r in rows}
-    own = {k for k, r in zip(cells, rows, strict=True) if is_own(who, {g: r[g] for g in groups}, filters)}
-    hidden = suppress(cells, min_cell=min_cell, known=frozenset(own))
+    """Lengths of stay within the reader's scope only, exactly: releases do not publish them, so there is no
+    public figure to show beside the reader's own."""
     out = []
-    for key, r in zip(cells, rows, strict=True):
-        item: dict[str, Any] = {g: r[g] for g in groups}
-        if (key in hidden.cells and key not in own) or not r["n"]:
-            item.update({"n": None, "median": None, "q1": None, "q3": None, "status": "suppressed"})
-        else:
-            days = list(r["days"] or [])
-            item.update(
-                {
-                    "n": int(r["n"]),
-                    "q1": quantile(days, 0.25),
-                    "median": quantile(days, 0.5),
-                    "q3": quantile(days, 0.75),
-                    "status": "ok",
-                }
-            )
-        out.append(item)
+    for r in await readmodel.length_of_stay_days(pool, groups, filters, year):
+        if not is_own(who, {g: r[g] for g in groups}, filters):
+            continue
+        days = list(r["days"] or [])
+        out.append(
+            {
+                **{g: r[g] for g in groups},
+                "n": int(r["n"]),
+                "q1": quantile(days, 0.25),
+                "median": quantile(days, 0.5),
+                "q3": quantile(days, 0.75),
+                "status": "ok",
+            }
+        )
     return out
 
 
-@router.get("/length-of-stay", summary="Length of stay in days (median and quartiles) of ended episodes")
+@router.get(
+    "/length-of-stay",
+    summary="Length of stay in days (median and quartiles) of ended episodes, within your scope (a key)",
+)
 async def length_of_stay(
     request: Request,
-    who: Anyone,
+    who: Authenticated,
     group_by: Annotated[str | None, Query(max_length=300)] = None,
     year: YearQ = None,
     provider_id: Dim = None,
@@ -312,6 +332,6 @@ async def length_of_stay(
     )
     rows = await gw.cache.get(
         ("los", groups, tuple(sorted(filters.items())), year, scope(who)),
-        lambda: _length_of_stay(gw.pool, groups, filters, year, who, gw.min_cell),
+        lambda: _length_of_stay(gw.pool, groups, filters, year, who),
     )
     return {"group_by": list(groups), "filters": filters, "year": year, "rows": rows}

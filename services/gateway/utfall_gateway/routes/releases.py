@@ -58,13 +58,7 @@ def _manifest(store: ReleaseStore, number: int) -> ReleaseV1:
 
 
 def _cells(store: ReleaseStore, release: ReleaseV1) -> list[ReleasedCellV1]:
-    out: list[ReleasedCellV1] = []
-    for m in release.measures:
-        measure = store.measure(release.release, m.measure_id)
-        assert measure is not None  # a listed release has every measure (ReleaseStore.manifests)
-        for cells in measure.tables.values():
-            out.extend(cells)
-    return out
+    return store.cells(release)
 
 
 @router.post(

@@ -64,8 +64,10 @@ TEXT = {
         "fields": "Uppgifter som används",
         "versions": "Versioner",
         "protection": "Röjandeskydd",
-        "protection_text": "Celler med färre än {n} avslutade placeringar undertrycks, liksom celler som annars kunde "
-        "räknas fram ur totaler.",
+        "protection_text": "Offentliga siffror kommer bara från publiceringar. Celler med färre än {n} placeringar "
+        "undertrycks, och fler celler undertrycks tills ingen undertryckt cell kan ringas in till färre än "
+        "{margin} möjliga värden med alla publiceringar, listan över utförare och en utförares egna siffror "
+        "tillsammans. Ett preliminärt år visar antal placeringar och andelen stängda fönster, inte utfallen.",
         "oe": "O/E (observerat/förväntat) jämför utförarens utfall med vad riket skulle ha fått med samma "
         "sammansättning av ålder, kön, lagrum och målgrupp; 1 betyder som riket.",
     },
@@ -95,15 +97,17 @@ TEXT = {
         "fields": "Data used",
         "versions": "Versions",
         "protection": "Disclosure control",
-        "protection_text": "Cells with fewer than {n} closed placements are suppressed, as are cells that could "
-        "otherwise be derived from totals.",
+        "protection_text": "Public figures come from releases only. Cells with fewer than {n} placements are "
+        "suppressed, and further cells until no suppressed cell can be narrowed to fewer than {margin} possible "
+        "values with every release, the list of providers and one provider's own figures together. A "
+        "preliminary year shows its number of placements and the share of windows closed, not its outcomes.",
         "oe": "O/E (observed/expected) compares a provider's outcomes with what the nation would have had with "
         "the same mix of age, sex, legal basis and target group; 1 means as nationally.",
     },
 }
 
 
-def describe(versions: list[dict[str, Any]], lang: str, min_cell: int) -> dict[str, Any]:
+def describe(versions: list[dict[str, Any]], lang: str, min_cell: int, margin: int) -> dict[str, Any]:
     """Everything the page says about one measure, from its catalogue rows (every version)."""
     ordered = sorted(versions, key=lambda r: r["version"])
     current = next((r for r in reversed(ordered) if r["is_current"]), ordered[-1])
@@ -121,7 +125,7 @@ def describe(versions: list[dict[str, Any]], lang: str, min_cell: int) -> dict[s
         if months is None
         else text["window_text"].format(months=months, grace=current["grace_days"]),
         "fields": list(current["source_fields"]),
-        "protection": text["protection_text"].format(n=min_cell),
+        "protection": text["protection_text"].format(n=min_cell, margin=margin),
         "versions": [
             {
                 "version": r["version"],
@@ -146,5 +150,5 @@ async def measure_page(
     versions = [r for r in await catalogue(gw) if r["id"] == measure_id]
     if not versions:
         raise Problem(404, "not-found", "No measure with this id.")
-    html = templates.get_template("measure.html").render(m=describe(versions, lang, gw.min_cell))
+    html = templates.get_template("measure.html").render(m=describe(versions, lang, gw.min_cell, gw.margin))
     return HTMLResponse(html, headers=SECURITY_HEADERS)

@@ -12,13 +12,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from utfall_platform.problems import Problem
 
 from .. import readmodel
-from ..auth import PUBLIC
+from ..domain.releases import ALL_YEARS
 from ..providers import display_name, with_display_names
 from ..release_store import ReleaseStore
-from ..releases import ALL_YEARS
-from ..results import ResultsQuery
 from ..state import gateway_state
-from ..views import comparison, results_table
 
 router = APIRouter(include_in_schema=False)
 templates = Environment(
@@ -52,8 +49,14 @@ LABELS = {
         "data_errors": "Datafel",
         "source_filter": "Källa",
         "both": "Båda",
-        "about": "Andelar visas med 95 % Wilson-intervall. Celler med färre än {n} avslutade "
-        "placeringar undertrycks, liksom celler som annars kunde räknas fram ur totalen.",
+        "about": "Andelar visas med 95 % Wilson-intervall.",
+        "protection_title": "Så skyddas enskilda",
+        "protection": "Siffrorna kommer bara från publiceringar, som är frysta och ligger kvar. En cell med färre "
+        "än {n} placeringar visas inte (undertrycks). Andra celler undertrycks också, tills ingen kan ringa in en "
+        "undertryckt cell till ett spann smalare än {margin} möjliga värden, inte ens med alla publiceringar, "
+        "alla tabeller, listan över utförare och en utförares egna siffror tillsammans. Samma cell har samma svar "
+        "överallt. Ett år som ännu inte är slutligt visar antal placeringar och andelen stängda "
+        "uppföljningsfönster, inte utfallen hittills. Utförare ser sina egna siffror exakt när de loggar in.",
         "national": "Riket (alla utförare)",
         "judgement": "Jämfört med riket",
         "higher": "Högre än förväntat",
@@ -80,10 +83,9 @@ LABELS = {
         "release_help": "Siffrorna är en fryst publicering; de ändras inte medan du läser.",
         "downloads": "Ladda ned",
         "changes": "ändringar mot föregående",
-        "live": "Aktuella siffror (inte en publicering)",
-        "to_live": "visa aktuella siffror",
+        "no_release": "Inga siffror är publicerade ännu.",
         "to_release": "visa senaste publiceringen",
-        "not_released": "Måttet finns inte i publiceringen; aktuella siffror visas.",
+        "not_released": "Måttet finns inte i den här publiceringen.",
     },
     "en": {
         "title": "Open comparisons: outcomes of out-of-home care",
@@ -111,8 +113,15 @@ LABELS = {
         "data_errors": "Data errors",
         "source_filter": "Source",
         "both": "Both",
-        "about": "Rates are shown with 95% Wilson intervals. Cells with fewer than {n} closed placements are "
-        "suppressed, as are cells that could otherwise be derived from the total.",
+        "about": "Rates are shown with 95% Wilson intervals.",
+        "protection_title": "How individuals are protected",
+        "protection": "The figures come only from releases, which are frozen and stay public. A cell with fewer "
+        "than {n} placements is not shown (suppressed). Further cells are suppressed until nobody can narrow a "
+        "suppressed cell down to a range of fewer than {margin} possible values, not even with every release, "
+        "every table, the list of providers and one provider's own figures together. The same cell has the same "
+        "answer everywhere. A year that is not final yet shows its number of placements and the share of "
+        "follow-up windows closed, not its outcomes so far. Providers see their own figures exactly when they "
+        "sign in.",
         "national": "National (all providers)",
         "judgement": "Compared with national",
         "higher": "Higher than expected",
@@ -139,10 +148,9 @@ LABELS = {
         "release_help": "The figures are a frozen release; they do not change while you read them.",
         "downloads": "Download",
         "changes": "changes against the previous",
-        "live": "Current figures (not a release)",
-        "to_live": "show current figures",
+        "no_release": "No figures have been released yet.",
         "to_release": "show the latest release",
-        "not_released": "This measure is not in the release; current figures are shown.",
+        "not_released": "This measure is not in this release.",
     },
 }
 
@@ -299,11 +307,11 @@ async def home(
     year_text: str | None = Query(None, alias="year", pattern=r"^(|20\d\d)$"),
     lang: str = Query("sv", pattern="^(sv|en)$"),
     source: str = Query("all", pattern="^(all|events|self_reported)$"),
-    release_text: str | None = Query(None, alias="release", pattern=r"^(live|[1-9]\d{0,5})$"),
+    release_text: str | None = Query(None, alias="release", pattern=r"^[1-9]\d{0,5}$"),
 ) -> HTMLResponse:
     """`year` absent: the latest final discharge year; empty (the form's "all years"): every year.
-    `release` absent: the latest release (the current figures if none is published yet); a number: that
-    release; `live`: the current figures."""
+    `release` absent: the latest release; a number: that release. The page shows releases only: nobody
+    without a key sees a figure that is not in one."""
     year = int(year_text) if year_text else None
     gw = gateway_state(request)
     catalogue = await readmodel.current_measure_titles(gw.pool)
@@ -312,14 +320,15 @@ async def home(
         measure = ids[0]
     store: ReleaseStore = request.app.state.releases
     latest = store.latest()
-    release = (
-        None if release_text == "live" else store.manifest(int(release_text)) if release_text else latest
-    )
-    if release_text and release_text != "live" and release is None:
+    release = store.manifest(int(release_text)) if release_text else latest
+    if release_text and release is None:
         raise Problem(404, "not-found", f"No release {release_text}.")
     released = store.measure(release.release, measure) if release is not None else None
     data: dict[str, Any] = {"providers": [], "total": None}
     trends = None
+    years: list[int] = []
+    national: dict[str, Any] = {"totals": []}
+    per_provider: dict[str, Any] = {"rows": []}
     if released is not None:
         # the release's own figures: frozen, and suppressed across all of its tables together
         views = released.views
@@ -330,28 +339,14 @@ async def home(
         shown = views["comparisons"].get(str(year) if year is not None else ALL_YEARS)
         if shown is not None:
             data = with_display_names(shown, request.app.state.providers)
-    elif measure in ids:
-        years = await readmodel.discharge_years(gw.pool)
-        national = await results_table(gw, ResultsQuery(measure, "year"), "events", PUBLIC)
-        per_provider = await results_table(
-            gw, ResultsQuery(measure, "year", ("provider_id",)), "events", PUBLIC
-        )
-        if year_text is None:
-            year = _latest_final(national)
-        data = with_display_names(
-            await comparison(gw, measure, year=year, filters={}, principal=PUBLIC),
-            request.app.state.providers,
-        )
-    else:
-        years = []
-    if measure in ids:
+    if released is not None:
         names = {p["provider_id"]: p.get("display_name", p["provider_id"]) for p in data["providers"]}
         names.update(
             {pid: display_name(request.app.state.providers, pid) for pid in _provider_ids(per_provider)}
         )
         trends = trend(national, per_provider, names)
     providers = [p for p in data["providers"] if source == "all" or p.get("source", "events") == source]
-    labels = {k: v.format(n=gw.settings.min_cell) for k, v in LABELS[lang].items()}
+    labels = {k: v.format(n=gw.min_cell, margin=gw.margin) for k, v in LABELS[lang].items()}
     html = templates.get_template("index.html").render(
         labels=labels,
         lang=lang,

@@ -10,7 +10,7 @@ Every reason points at a field (JSON Pointer) and never echoes a submitted value
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -28,6 +28,7 @@ from utfall_events.personnummer import (
 )
 from utfall_events.reference import is_municipality
 from utfall_events.registry import ProviderV1
+from utfall_events.sealed import SealError, looks_sealed
 from utfall_events.vocabulary import (
     EVENT_RETRACTED,
     FOLLOWUP_RECORDED,
@@ -88,6 +89,8 @@ class EpisodeState:
 class PseudonymKey:
     version: str
     secret: bytes
+    # opens a personnummer sealed to ingest (utfall_events.sealed); None: ingest accepts none sealed
+    unseal: Callable[[str], str] | None = None
 
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
@@ -172,7 +175,13 @@ def check_event(
     if not isinstance(raw, dict):
         return Rejection(None, None, None, (Reason("", "not_an_object", "each event must be a JSON object"),))
     event_id = _safe_text(raw.get("id"))
-    source = _safe_text(raw.get("source"), 80)
+    # A refusal is filed under whoever sent the event (its API key, or the raw topic only it may write), not
+    # under the source it claims: the sender reads its receipts, and nobody reads another's.
+    source = (
+        f"provider/{authenticated_provider}"
+        if authenticated_provider is not None
+        else _safe_text(raw.get("source"), 80)
+    )
     type_ = _safe_text(raw.get("type"), 100)
 
     def reject(*reasons: Reason) -> Rejection:
@@ -240,6 +249,20 @@ def check_event(
     if envelope.type == PLACEMENT_STARTED:
         fields.pop("person_id")
         person_text: str = data.person_id  # type: ignore[attr-defined]
+        if looks_sealed(person_text):
+            try:
+                if key.unseal is None:
+                    raise SealError("no key")
+                person_text = key.unseal(person_text)
+            except SealError:
+                person_text = ""
+                reasons.append(
+                    Reason(
+                        "/data/person_id",
+                        "unsealable",
+                        "person_id is sealed, but not to a key of this ingest (see GET /v1/keys/person-id)",
+                    )
+                )
         if data.provider_id != provider_id:  # type: ignore[attr-defined]
             reasons.append(
                 Reason(
@@ -259,10 +282,11 @@ def check_event(
         start: date = data.start_date  # type: ignore[attr-defined]
         reasons += _date_reasons("/data/start_date", start, today)
         try:
-            person = parse_person_number(person_text, today=today)
+            person = parse_person_number(person_text, today=today) if person_text else None
         except InvalidPersonNumber as exc:
+            person = None
             reasons.append(Reason("/data/person_id", exc.code, exc.message))
-        else:
+        if person is not None:
             age = age_on(person.birth_date, start)
             if not 0 <= age <= 20:
                 reasons.append(

@@ -1,0 +1,165 @@
+"""Who sees which figures, and from where (pure).
+
+Outcome figures reach a reader two ways:
+- **exactly and live**, for the cells within the reader's scope: an operator's everything, a provider's own
+  cells, a municipality's own placements;
+- **from a release**, for everything else: the public sees nothing but releases, and a key holder sees others'
+  cells as the public does. A release is suppressed once, jointly over all of its tables and every earlier
+  release (`disclosure.py`), so a cell has one public answer however it is asked.
+
+A question no release answers (a filter or grouping the releases do not publish) is refused to the public
+(`NotPublished`) and answered to a key holder with its own cells only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from utfall_events.releases import BREAKDOWNS, ReleasedCellV1, ReleaseMeasureV1, ReleaseV1
+
+from ..auth import Principal
+from ..results import COUNTS, RATES, ResultsQuery, is_own
+
+ALL_YEARS = "all"
+PUBLISHED_DIMENSIONS = ("provider_id", *BREAKDOWNS)
+COMPARISON_FILTERS: tuple[str, ...] = ()  # a release compares providers over one year or all, unfiltered
+
+
+class NotPublished(Exception):
+    """The question needs figures that no release publishes."""
+
+
+def release_info(release: ReleaseV1) -> dict[str, Any]:
+    return {
+        "number": release.release,
+        "data_as_of": release.data_as_of.isoformat(),
+        "min_cell": release.min_cell,
+    }
+
+
+def published_table(q: ResultsQuery) -> str:
+    """The release table that answers a results query: by discharge year, over one dimension at most (the
+    dimension grouped by, or filtered on), among provider, sex, age band and target group."""
+    if q.period != "year" or q.quarter is not None:
+        raise NotPublished("releases publish results by discharge year, not by quarter")
+    dims = set(q.group_by) | {name for name, _ in q.filters}
+    if len(q.group_by) > 1 or len(dims) > 1:
+        raise NotPublished("releases publish one breakdown at a time")
+    if not dims:
+        return "national_year"
+    (dim,) = dims
+    if dim not in PUBLISHED_DIMENSIONS:
+        raise NotPublished(f"releases publish no breakdown by {dim}")
+    return "provider_year" if dim == "provider_id" else f"{dim}_year"
+
+
+def cell_row(cell: ReleasedCellV1, dims: Mapping[str, Any]) -> dict[str, Any]:
+    """A released cell as a results row (the live rows' shape): no number when suppressed."""
+    shown = not cell.suppressed
+    episodes = cell.episodes if shown else None
+    share = cell.windows_closed_share if shown else None
+    return {
+        **dims,
+        "discharge_year": cell.discharge_year,
+        "source": cell.source,
+        **{k: getattr(cell, k) for k in COUNTS},
+        "closed": cell.closed,
+        "episodes": episodes,
+        "windows_closed": round(share * episodes) if share is not None and episodes is not None else None,
+        "windows_closed_share": share,
+        "result": cell.result,
+        **{k: getattr(cell, k) for k in RATES},
+        "status": "ok" if shown else "suppressed",
+        "exact": False,
+    }
+
+
+def release_results(
+    measure: ReleaseMeasureV1, q: ResultsQuery, source: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows and totals of a results query, from a release's tables (`NotPublished` if they hold no answer)."""
+    table = published_table(q)
+    filters = dict(q.filters)
+    dim = next(iter(set(q.group_by) | set(filters)), None)
+
+    def wanted(c: ReleasedCellV1) -> bool:
+        return (source == "all" or c.source == source) and (q.year is None or c.discharge_year == q.year)
+
+    def value(c: ReleasedCellV1) -> Any:
+        return c.provider_id if dim == "provider_id" else c.breakdown_value
+
+    rows = []
+    for c in measure.tables.get(table, []):
+        if not wanted(c) or (dim in filters and value(c) != filters[dim]):
+            continue
+        rows.append(cell_row(c, {dim: value(c)} if dim in q.group_by else {}))
+    if q.group_by:
+        totals = [cell_row(c, {}) for c in measure.tables.get("national_year", []) if wanted(c)]
+    else:
+        totals = [{k: v for k, v in r.items()} for r in rows]
+    return rows, totals
+
+
+def published_comparison(filters: Mapping[str, str]) -> None:
+    """Releases compare providers over one discharge year or all of them, without further filters."""
+    if any(name not in COMPARISON_FILTERS for name in filters):
+        raise NotPublished("releases compare providers over a discharge year or all, without further filters")
+
+
+def release_comparison(
+    measure: ReleaseMeasureV1, year: int | None, filters: Mapping[str, str]
+) -> dict[str, Any]:
+    """A release's comparison of providers over one discharge year or all of them."""
+    published_comparison(filters)
+    view = measure.views["comparisons"].get(str(year) if year is not None else ALL_YEARS)
+    if view is None:
+        return {
+            "measure_id": measure.measure_id,
+            "year": year,
+            "filters": {},
+            "providers": [],
+            "total": None,
+            "self_reported_total": None,
+            "funnel": None,
+        }
+    return dict(view)
+
+
+def overlay(
+    released: Mapping[str, Any] | None, live: Mapping[str, Any], who: Principal, filters: Mapping[str, str]
+) -> dict[str, Any]:
+    """A key holder's comparison: the release's, with the reader's own rows exact and live (and only its own
+    rows when no release answers the question). A question wholly within the reader's scope (a municipality
+    filtered to itself) is answered live."""
+    if is_own(who, {}, dict(filters)):
+        return dict(live)
+    own = [p for p in live["providers"] if is_own(who, {"provider_id": p["provider_id"]}, dict(filters))]
+    mine = {(p["provider_id"], p["source"]) for p in own}
+    if released is None:
+        base: dict[str, Any] = {
+            **live,
+            "providers": [],
+            "total": None,
+            "self_reported_total": None,
+            "funnel": None,
+        }
+    else:
+        base = dict(released)
+    others = [p for p in base["providers"] if (p["provider_id"], p["source"]) not in mine]
+    providers = sorted([*others, *own], key=lambda p: (p["provider_id"], p["source"]))
+    return {**base, "providers": providers}
+
+
+def overlay_rows(
+    released: Sequence[Mapping[str, Any]] | None, live: Iterable[Mapping[str, Any]], keys: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Results rows: the reader's own (exact, live) in place of the release's same rows; the release's others."""
+    own = [dict(r) for r in live if r.get("exact")]
+
+    def key(r: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(r.get(k) for k in (*keys, "discharge_year", "source"))
+
+    mine = {key(r) for r in own}
+    rows = [dict(r) for r in released or () if key(r) not in mine]
+    return sorted([*rows, *own], key=lambda r: tuple(str(x) for x in key(r)))
