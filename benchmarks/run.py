@@ -660,8 +660,11 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> dict[s
                 progress=progress,
             )
 
-        # 6. the gateway's results endpoint under a steady open-loop load
+        # 6. the gateway's results endpoint under a steady open-loop load: live and exact, as an operator reads
+        # it (the public's answers are a release's cells, read from memory)
         note("step 6: the gateway's results endpoint under a steady open-loop load")
+        operator = generate_key("operator", now=SystemClock().now(), label="bench")
+        await publish_keys(stack.admin, [operator.record])
         params = [
             {"group_by": g}
             for g in (
@@ -675,7 +678,11 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> dict[s
         url = stack.services["gateway"].url + "/v1/measures/planned_discharge/results"
         with ResourceSampler(pids) as sampler:
             result = await gateway_load(
-                url, params, rate=size["gateway_rps"], seconds=size["gateway_seconds"]
+                url,
+                params,
+                rate=size["gateway_rps"],
+                seconds=size["gateway_seconds"],
+                headers={"authorization": f"Bearer {operator.secret}"},
             )
         report["steps"]["gateway_results"] = {
             **result,
@@ -832,7 +839,9 @@ async def latency_at(
     }
 
 
-async def gateway_load(url: str, params: list[dict[str, str]], *, rate: int, seconds: int) -> dict[str, Any]:
+async def gateway_load(
+    url: str, params: list[dict[str, str]], *, rate: int, seconds: int, headers: dict[str, str]
+) -> dict[str, Any]:
     """wrk (C, from Debian) paced to about `rate` requests/s across its connections; the Python open-loop
     generator when wrk is missing (it saturates a core by itself, so it understates the gateway)."""
     import shutil
@@ -841,21 +850,28 @@ async def gateway_load(url: str, params: list[dict[str, str]], *, rate: int, sec
 
     wrk = shutil.which("wrk")
     if wrk is None:
-        return {**await open_loop(url, rate=rate, seconds=seconds, params=params), "tool": "python"}
+        return {
+            **await open_loop(url, rate=rate, seconds=seconds, params=params, headers=headers),
+            "tool": "python",
+        }
     connections = 10
     paths = [url.split("://", 1)[1].split("/", 1)[1] for _ in params]
     paths = ["/" + p + "?" + urlencode(q) for p, q in zip(paths, params, strict=True)]
     base = url.split("/v1/", 1)[0]
-    async with httpx.AsyncClient(timeout=30) as client:  # warm-up: fill the read-model cache once
+    async with httpx.AsyncClient(timeout=30, headers=headers) as client:  # warm-up: fill the cache once
         for q in params:
-            await client.get(url, params=q)
+            for _ in range(60):  # a new key reaches the gateway's key store within moments
+                if (await client.get(url, params=q)).status_code != 401:
+                    break
+                await asyncio.sleep(0.5)
 
     def run_wrk(delay_ms: int, duration: int) -> dict[str, float]:
         script = Path(tempfile.mkstemp(suffix=".lua")[1])
         script.write_text(
             "local paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n"
             "local i = 0\n"
-            "request = function() i = i + 1; return wrk.format('GET', paths[(i % #paths) + 1]) end\n"
+            "local headers = {" + ",".join(f'["{k}"]="{v}"' for k, v in headers.items()) + "}\n"
+            "request = function() i = i + 1; return wrk.format('GET', paths[(i % #paths) + 1], headers) end\n"
             f"delay = function() return {delay_ms} end\n"
             "done = function(summary, latency, requests)\n"
             "  io.write(string.format('RESULT %d %d %f %f %f %f\\n', summary.requests, summary.errors.status,"

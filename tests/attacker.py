@@ -286,18 +286,21 @@ class IntervalAttacker:
         return out
 
     def _solve(self, expr: Any, *, minimise: bool) -> float:
-        if minimise:
-            self.h.minimize(expr)
-        else:
-            self.h.maximize(expr)
-        status = self.h.getModelStatus()
-        if status == highspy.HighsModelStatus.kUnbounded:
-            return float("inf")
-        assert status == highspy.HighsModelStatus.kOptimal, (
-            f"the public answers contradict each other: {status}"
-        )
-        value = float(self.h.getInfo().objective_function_value)
-        return float(np.ceil(value - 1e-6)) if minimise else float(np.floor(value + 1e-6))
+        return _bound(self.h, expr, minimise=minimise)
+
+
+def _bound(h: Any, expr: Any, *, minimise: bool) -> float:
+    """The least (or most) `expr` can be, rounded inwards to a whole number; inf when nothing bounds it."""
+    if minimise:
+        h.minimize(expr)
+    else:
+        h.maximize(expr)
+    status = h.getModelStatus()
+    if status == highspy.HighsModelStatus.kUnbounded:
+        return float("inf")
+    assert status == highspy.HighsModelStatus.kOptimal, f"the public answers contradict each other: {status}"
+    value = float(h.getInfo().objective_function_value)
+    return float(np.ceil(value - 1e-6)) if minimise else float(np.floor(value + 1e-6))
 
 
 class SumsAttacker:
@@ -320,17 +323,4 @@ class SumsAttacker:
 
     def bounds(self, atoms: Iterable[Hashable]) -> tuple[float, float]:
         expr = self.h.qsum([self.vars[a] for a in atoms])
-        out = []
-        for minimise in (True, False):
-            if minimise:
-                self.h.minimize(expr)
-            else:
-                self.h.maximize(expr)
-            status = self.h.getModelStatus()
-            if status == highspy.HighsModelStatus.kUnbounded:
-                out.append(float("inf"))
-                continue
-            assert status == highspy.HighsModelStatus.kOptimal, status
-            value = float(self.h.getInfo().objective_function_value)
-            out.append(float(np.ceil(value - 1e-6)) if minimise else float(np.floor(value + 1e-6)))
-        return out[0], out[1]
+        return _bound(self.h, expr, minimise=True), _bound(self.h, expr, minimise=False)

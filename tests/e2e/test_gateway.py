@@ -119,7 +119,9 @@ async def data(stack) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             now = await totals()
             if now != last:
                 last, steady_since = now, asyncio.get_running_loop().time()
-        made = await http.post("/v1/releases", json={"note": "Första"}, headers=keys.headers("operator"))
+        made = await http.post(
+            "/v1/releases", json={"note": "Första"}, headers=keys.headers("operator"), timeout=300
+        )
         assert made.status_code == 201, made.text
     first_event = next(e for e in cohort.events if e["source"] == "provider/hvb-eken")
     return {

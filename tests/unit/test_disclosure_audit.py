@@ -149,3 +149,17 @@ def test_an_attacker_is_not_protected_from_its_own_cell() -> None:
         attackers=[Knowledge(), a],
     )
     assert {f.attacker for f in result.findings} == {"public"}
+
+
+def test_a_stalled_warm_start_falls_back_to_a_fresh_dual_simplex(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No time at all for the warm start: every bound comes from the fallback, and they are the same."""
+    from utfall_stats import audit
+
+    values = {(p, y): n for p, n in zip("abcd", (3, 14, 25, 7), strict=True) for y in (2020, 2021)}
+    tables, exact, _ = grid(values)
+    hidden = {("py", "a", 2020), ("py", "b", 2020), ("py", "d", 2021), ("py", "c", 2021)}
+    published = {k: v for k, v in exact.items() if k not in hidden}
+    warm = [Auditor(tables, published).bounds(k, ("n",)) for k in sorted(hidden, key=repr)]
+    monkeypatch.setattr(audit, "WARM_SECONDS", 0.0)
+    cold = [Auditor(tables, published).bounds(k, ("n",)) for k in sorted(hidden, key=repr)]
+    assert cold == warm

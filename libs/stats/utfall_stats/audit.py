@@ -29,7 +29,7 @@ from typing import Any
 import highspy
 import numpy as np
 
-from .linked import Relation
+from .linked import Relation, neighbours
 
 AtomKey = Any  # hashable: a tuple naming an atom
 CellKey = Any  # hashable: a tuple naming a cell
@@ -80,6 +80,7 @@ class Interval:
         return self.high - self.low
 
 
+WARM_SECONDS = 5.0  # a warm-started bound takes milliseconds; one that has not ended by then has stalled
 Published = Mapping[CellKey, Sequence[int]]  # a shown cell's numbers, one per entry of its `sums`
 
 
@@ -180,13 +181,6 @@ class Auditor:
         self.highs.changeColsBounds(len(cols), cols, lower, upper)
         self._knowledge = knowledge
 
-    def feasible(self, knowledge: Knowledge = PUBLIC) -> bool:
-        self._know(knowledge)
-        self._objective({})
-        self.highs.changeObjectiveSense(highspy.ObjSense.kMinimize)
-        self.highs.run()
-        return bool(self.highs.getModelStatus() == highspy.HighsModelStatus.kOptimal)
-
     def _objective(self, row: Mapping[int, float]) -> None:
         if self._cost:
             cols = np.array(self._cost, dtype=np.int32)
@@ -196,6 +190,24 @@ class Auditor:
             cols = np.array(self._cost, dtype=np.int32)
             self.highs.changeColsCost(len(cols), cols, np.array([row[c] for c in self._cost]))
 
+    def _solve(self) -> highspy.HighsModelStatus:
+        """One solve from the last basis. The primal simplex can stall on these degenerate programs (seen once
+        in hundreds of releases); a solve that has not ended within `WARM_SECONDS` starts afresh with the dual
+        simplex, which has no time limit."""
+        self.highs.setOptionValue("time_limit", WARM_SECONDS)
+        self.highs.run()
+        status = self.highs.getModelStatus()
+        if status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kUnbounded):
+            return status
+        self.highs.clearSolver()
+        self.highs.setOptionValue("simplex_strategy", 1)
+        self.highs.setOptionValue("time_limit", highspy.kHighsInf)
+        try:
+            self.highs.run()
+            return self.highs.getModelStatus()
+        finally:
+            self.highs.setOptionValue("simplex_strategy", 4)
+
     def bounds(self, cell: CellKey, counts: Sequence[Count], knowledge: Knowledge = PUBLIC) -> Interval:
         """The least and the most the cell's sum of `counts` can be, given everything published and
         `knowledge`, rounded inwards to whole numbers."""
@@ -204,8 +216,7 @@ class Auditor:
         found = []
         for sense in (highspy.ObjSense.kMinimize, highspy.ObjSense.kMaximize):
             self.highs.changeObjectiveSense(sense)
-            self.highs.run()
-            status = self.highs.getModelStatus()
+            status = self._solve()
             if status == highspy.HighsModelStatus.kUnbounded:
                 found.append(math.inf)
             elif status == highspy.HighsModelStatus.kOptimal:
@@ -274,6 +285,8 @@ def protect(
     nonempty: Iterable[CellKey] = (),
     cost: Callable[[CellKey], Any] = repr,
     together: Callable[[CellKey], Iterable[CellKey]] = lambda cell: (cell,),
+    anchor: Callable[[CellKey], CellKey] = lambda cell: cell,
+    useful: Callable[[CellKey], bool] = lambda cell: True,
 ) -> Protection:
     """Suppress cells of `exact` (the cells being published now, with their true values) beyond `hidden`
     until every requirement holds against every attacker: audit, and for each cell still too narrow hide
@@ -281,7 +294,10 @@ def protect(
     Hiding more only widens intervals, so a requirement that holds once holds to the end and is not
     audited again. `fixed`: what the attacker has whatever is hidden now (cells of earlier releases, and
     zeros: cells the tables do not list); they constrain it and are never hidden. `together`: the cells
-    hidden with a cell (the same episodes shown in other tables would give it away)."""
+    hidden with a cell (the same episodes shown in other tables would give it away). `anchor`: where among
+    the cells being published to look for complements of a sensitive cell (an earlier release's cell: the
+    same cell now). `useful`: whether hiding a cell can help at all (one an earlier release showed, unchanged
+    since, cannot)."""
     hidden_now = set(hidden)
     before = dict(fixed or {})
     touching: dict[CellKey, list[Relation[CellKey]]] = {}
@@ -318,11 +334,11 @@ def protect(
         for requirement, attacker in failing:
             if requirement.cell in added:
                 continue  # one complement per cell and round: the next audit says whether it was enough
-            options = _neighbours(
-                requirement.cell,
+            options = neighbours(
+                [anchor(requirement.cell)],
                 hidden_now,
                 touching,
-                lambda c, a=attacker: c in exact and not _knows(tables, a, c),  # type: ignore[misc]
+                lambda c, a=attacker: c in exact and useful(c) and not _knows(tables, a, c),  # type: ignore[misc]
             )
             if not options:
                 raise Unprotectable(
@@ -335,34 +351,6 @@ def protect(
 
 def _knows(tables: LinearTables, attacker: Knowledge, cell: CellKey) -> bool:
     return all(atom in attacker.exact for atom in tables.cells[cell].atoms)
-
-
-def _neighbours(
-    cell: CellKey,
-    hidden: set[CellKey],
-    touching: Mapping[CellKey, list[Relation[CellKey]]],
-    eligible: Callable[[CellKey], bool],
-) -> list[CellKey]:
-    """Eligible published cells sharing a relation with `cell`; if there are none, those one relation
-    further out (through hidden cells and cells that may not be hidden), and so on."""
-    seen = {cell}
-    frontier = [cell]
-    while frontier:
-        found: set[CellKey] = set()
-        reached: list[CellKey] = []
-        for current in frontier:
-            for relation in touching.get(current, ()):
-                for other in (relation.total, *relation.parts):
-                    if other not in hidden and eligible(other):
-                        found.add(other)
-                    elif other not in seen:
-                        seen.add(other)
-                        reached.append(other)
-        found.discard(cell)
-        if found:
-            return sorted(found, key=repr)
-        frontier = reached
-    return []
 
 
 class Unprotectable(ValueError):

@@ -15,7 +15,7 @@ The check is exact (rational elimination), not a heuristic about how many cells 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Generic, TypeVar
@@ -136,22 +136,32 @@ def suppress_linked(
 
 
 def _candidates(open_cells: list[K], suppressed: set[K], touching: Mapping[K, list[Relation[K]]]) -> list[K]:
-    """The published cells sharing a relation with a disclosed cell; if there are none, those one relation
-    further out through suppressed cells, and so on."""
-    seen: set[K] = set(open_cells)
-    frontier = list(open_cells)
+    return neighbours(open_cells, suppressed, touching)
+
+
+def neighbours(
+    cells: Iterable[K],
+    hidden: set[K],
+    touching: Mapping[K, list[Relation[K]]],
+    eligible: Callable[[K], bool] = lambda _: True,
+) -> list[K]:
+    """The eligible published cells sharing a relation with one of `cells`; if there are none, those one
+    relation further out (through hidden cells and cells that may not be hidden), and so on."""
+    start = list(cells)
+    seen: set[K] = set(start)
+    frontier = start
     while frontier:
-        candidates: set[K] = set()
+        found: set[K] = set()
         reached: list[K] = []
         for cell in frontier:
             for relation in touching.get(cell, ()):
                 for other in (relation.total, *relation.parts):
-                    if other not in suppressed:
-                        candidates.add(other)
+                    if other not in hidden and other not in start and eligible(other):
+                        found.add(other)
                     elif other not in seen:
                         seen.add(other)
                         reached.append(other)
-        if candidates:
-            return sorted(candidates, key=repr)
+        if found:
+            return sorted(found, key=repr)
         frontier = reached
     return []

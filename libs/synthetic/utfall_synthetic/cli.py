@@ -157,11 +157,13 @@ async def demo(
     *,
     gateway: str | None = None,
     operator_key: str | None = None,
-    release_every: float = 600.0,
+    release_every: float = 3600.0,
+    releases: int = 24,
 ) -> None:
     """The demo provider of `make run`: a cohort streamed at a steady rate, then a new small cohort now and then;
     with an operator key, the demo operator publishes a release once the cohort has settled and again every
-    `release_every` seconds."""
+    `release_every` seconds, `releases` in all (each release is audited against every earlier one, so a demo
+    left running does not pile them up)."""
     today = date.today()
     cohort = generate(CohortConfig(subjects=subjects, seed=seed, today=today))
     print(
@@ -187,9 +189,10 @@ async def demo(
     round_ = 0
     while True:
         await asyncio.sleep(10)
-        if gateway and operator_key and loop.time() >= next_release:
+        if gateway and operator_key and releases > 0 and loop.time() >= next_release:
             await publish_release(gateway, operator_key, "Demo")
             next_release = loop.time() + release_every
+            releases -= 1
         round_ += 1
         more = generate(CohortConfig(subjects=5, seed=seed * 1000 + round_, today=today))
         await post_events(url, keys, more.events, batch=100, kafka=kafka, quiet=True, sealed_to=sealed_to)
@@ -253,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument(
         "--operator-keys", type=Path, help="JSON file with the demo's keys ({operator: key, ...})"
     )
-    run.add_argument("--release-every", type=float, default=600.0, help="seconds between demo releases")
+    run.add_argument("--release-every", type=float, default=3600.0, help="seconds between demo releases")
     register = sub.add_parser(
         "register",
         help="register the demo providers (Kafka administrator's access from UTFALL_KAFKA_*) and give the "

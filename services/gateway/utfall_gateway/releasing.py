@@ -96,7 +96,7 @@ async def _build(gw: GatewayState, store: ReleaseStore, number: int) -> tuple[li
 
 async def preview(gw: GatewayState, store: ReleaseStore, provider_id: str) -> dict[str, Any]:
     """What the next release would publish of one provider if it were published now: its cells in the
-    provider tables, suppressed or not, built exactly as a release is (computed at most once a minute). Only
+    provider tables, suppressed or not, built exactly as a release is (at most every `release_preview_seconds`). Only
     the provider's own cells: the rest of a release built at another moment than the published ones would
     be one more snapshot to subtract."""
 

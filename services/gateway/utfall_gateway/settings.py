@@ -20,7 +20,8 @@ class GatewaySettings(PlatformSettings):
     cors_origins: str = ""  # closed by default; comma-separated origins to open
     # Where the providers' pages send an uploaded sheet (ingest's POST /v1/aggregates, as the provider).
     ingest_url: str = "http://127.0.0.1:8081"
-    release_preview_seconds: float = 60.0  # a preview of the next release is computed at most this often
+    # a preview of the next release is built (audit included: seconds of CPU) at most this often
+    release_preview_seconds: float = 900.0
     # A command on a ledger (a dispute, a resolution, closing a period) is answered with its outcome when the
     # contracts service decides it within this long, else 202 with where to look.
     command_wait_seconds: float = 10.0

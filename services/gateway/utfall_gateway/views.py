@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
 
 from utfall_events.releases import ReleaseMeasureV1, ReleaseV1
 from utfall_platform.problems import Problem
@@ -97,29 +97,49 @@ async def comparison(
             **await live_comparison(gw, measure_id, year=year, filters=filters, principal=principal),
             "release": None,
         }
+    release_, view = _from_release(
+        gw,
+        measure_id,
+        release,
+        principal,
+        lambda: public.published_comparison(filters),
+        lambda measure: public.release_comparison(measure, year, filters),
+    )
     if principal.is_public:
-        try:
-            public.published_comparison(filters)
-        except public.NotPublished as refused:
-            raise _not_published(str(refused)) from None
-    found = released(gw, measure_id, release)
-    view: dict[str, Any] | None = None
-    reason = ""
-    if found is not None:
-        try:
-            view = public.release_comparison(found[1], year, filters)
-        except public.NotPublished as refused:
-            reason = str(refused)
-    if principal.is_public:
-        if found is None:
-            raise Problem(404, "no-release", NO_RELEASE)
-        if view is None:
-            raise _not_published(reason)
-        return {**view, "release": public.release_info(found[0])}
+        assert release_ is not None and view is not None
+        return {**view, "release": public.release_info(release_)}
     live = await live_comparison(gw, measure_id, year=year, filters=filters, principal=principal)
     out = public.overlay(view, live, principal, filters)
-    out["release"] = public.release_info(found[0]) if found is not None and view is not None else None
+    out["release"] = public.release_info(release_) if release_ is not None else None
     return out
+
+
+T = TypeVar("T")
+
+
+def _from_release(
+    gw: GatewayState,
+    measure_id: str,
+    number: int | None,
+    principal: Principal,
+    check: Callable[[], None],
+    read: Callable[[ReleaseMeasureV1], T],
+) -> tuple[ReleaseV1 | None, T | None]:
+    """A release's answer to a question (`check` says whether releases answer it at all, `read` reads it).
+    The public gets 403 for a question no release answers and 404 before the first release; a key holder
+    gets (None, None) and sees its own cells only."""
+    try:
+        check()
+    except public.NotPublished as refused:
+        if principal.is_public:
+            raise _not_published(str(refused)) from None
+        return None, None
+    found = released(gw, measure_id, number)
+    if found is None:
+        if principal.is_public:
+            raise Problem(404, "no-release", NO_RELEASE)
+        return None, None
+    return found[0], read(found[1])
 
 
 async def live_comparison(
@@ -145,25 +165,17 @@ async def results_table(
     holder's from a release with its own rows exact (only its own when no release answers the question)."""
     if principal.role == "operator":
         return {**await live_results(gw, q, source, principal), "release": None}
+    release_, answer = _from_release(
+        gw,
+        q.measure_id,
+        release,
+        principal,
+        lambda: public.check_published(q),
+        lambda measure: public.release_results(measure, q, source),
+    )
+    info = public.release_info(release_) if release_ is not None else None
     if principal.is_public:
-        try:
-            public.published_table(q)
-        except public.NotPublished as refused:
-            raise _not_published(str(refused)) from None
-    found = released(gw, q.measure_id, release)
-    answer: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
-    reason = ""
-    if found is not None:
-        try:
-            answer = public.release_results(found[1], q, source)
-        except public.NotPublished as refused:
-            reason = str(refused)
-    info = public.release_info(found[0]) if found is not None and answer is not None else None
-    if principal.is_public:
-        if found is None:
-            raise Problem(404, "no-release", NO_RELEASE)
-        if answer is None:
-            raise _not_published(reason)
+        assert answer is not None
         return {"rows": answer[0], "totals": answer[1], "release": info}
     live = await live_results(gw, q, source, principal)
     return {

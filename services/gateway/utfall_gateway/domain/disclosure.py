@@ -399,6 +399,8 @@ def decide(
                     requirements.append(_requirement(old, key, old_frame.cells[key], margin))
             else:
                 fixed[key] = published[key]  # type: ignore[assignment]
+    # a cell an earlier release showed, over the same atoms at the same versions, is public already
+    shown_before = {cells[k] for k, v in fixed.items() if k[0] != release and sum(v) > 0}
     atoms: dict[AtomKey, tuple[str, ...]] = {}
     for s in (*(o for o, _ in earlier), snap):
         for key, values in s.atoms.items():
@@ -418,6 +420,8 @@ def decide(
         nonempty=nonempty,
         cost=lambda k: (_is_total(k), size_of(shown[k]), repr(k)),
         together=lambda k: _together(k, snap),
+        anchor=lambda k: (release, *k[1:]),
+        useful=lambda k: cells[k] not in shown_before,
     )
     return Decision(
         frozenset(k[1:] for k in protection.hidden),

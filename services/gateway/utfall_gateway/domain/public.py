@@ -54,6 +54,11 @@ def published_table(q: ResultsQuery) -> str:
     return "provider_year" if dim == "provider_id" else f"{dim}_year"
 
 
+def check_published(q: ResultsQuery) -> None:
+    """Raises `NotPublished` when no release table answers the query."""
+    published_table(q)
+
+
 def cell_row(cell: ReleasedCellV1, dims: Mapping[str, Any]) -> dict[str, Any]:
     """A released cell as a results row (the live rows' shape): no number when suppressed."""
     shown = not cell.suppressed
