@@ -21,6 +21,7 @@ relations over the reals.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class Interval:
         return self.high - self.low
 
 
+log = logging.getLogger("utfall.stats.audit")
 WARM_SECONDS = 5.0  # a warm-started bound takes milliseconds; one that has not ended by then has stalled
 Published = Mapping[CellKey, Sequence[int]]  # a shown cell's numbers, one per entry of its `sums`
 
@@ -199,6 +201,7 @@ class Auditor:
         status = self.highs.getModelStatus()
         if status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kUnbounded):
             return status
+        log.warning("disclosure audit: a warm-started bound ended %s; solving it afresh", status)
         self.highs.clearSolver()
         self.highs.setOptionValue("simplex_strategy", 1)
         self.highs.setOptionValue("time_limit", highspy.kHighsInf)

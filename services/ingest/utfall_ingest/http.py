@@ -74,6 +74,10 @@ def binary_mode_event(headers: Iterable[tuple[str, str]], content_type: str, dat
     return event
 
 
+class JwkSetResponse(JSONResponse):
+    media_type = "application/jwk-set+json"
+
+
 def router(
     runtime: ServiceRuntime,
     settings: IngestSettings,
@@ -288,13 +292,15 @@ def router(
         "/keys/person-id",
         tags=["schemas"],
         summary="Ingest's public keys for sealing person_id (JWK Set: ECDH-ES+A256KW, A256GCM)",
+        response_class=JwkSetResponse,
+        responses={200: {"content": {JwkSetResponse.media_type: {"schema": {"type": "object"}}}}},
     )
     async def person_id_keys() -> JSONResponse:
         """A provider that produces to Kafka may seal each `person_id` to these keys (JWE compact), so its raw
         topic holds no personnummer; only ingest can open it (`utfall_events.sealed`)."""
         if sealing is None:
             raise Problem(404, "not-found", "This ingest accepts no sealed person_id (no key is configured).")
-        return JSONResponse(sealing.public, media_type="application/jwk-set+json")
+        return JwkSetResponse(sealing.public)
 
     @api.get("/asyncapi.json", tags=["schemas"], summary="The AsyncAPI 3.0 document of Utfall's topics")
     async def asyncapi() -> JSONResponse:
