@@ -196,7 +196,8 @@ class Auditor:
         """One solve from the last basis. The primal simplex can stall on these degenerate programs (seen once
         in hundreds of releases); a solve that has not ended within `WARM_SECONDS` starts afresh with the dual
         simplex, which has no time limit."""
-        self.highs.setOptionValue("time_limit", WARM_SECONDS)
+        # HiGHS's time limit counts the instance's whole run time, not this one solve's
+        self.highs.setOptionValue("time_limit", self.highs.getRunTime() + WARM_SECONDS)
         self.highs.run()
         status = self.highs.getModelStatus()
         if status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kUnbounded):
