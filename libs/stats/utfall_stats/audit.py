@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,7 +83,7 @@ class Interval:
 
 
 log = logging.getLogger("utfall.stats.audit")
-WARM_SECONDS = 5.0  # a warm-started bound takes milliseconds; one that has not ended by then has stalled
+WARM_SECONDS = 1.0  # a warm-started bound takes milliseconds; one that has not ended by then has stalled
 Published = Mapping[CellKey, Sequence[int]]  # a shown cell's numbers, one per entry of its `sums`
 
 
@@ -311,6 +312,7 @@ def protect(
     settled: dict[tuple[Requirement, str], Interval] = {}
     listed = list(nonempty)
     rounds = 0
+    began = time.monotonic()
     while True:
         rounds += 1
         published = {**before, **{k: v for k, v in exact.items() if k not in hidden_now}}
@@ -329,6 +331,15 @@ def protect(
                     settled[(requirement, attacker.name)] = interval
                 else:
                     failing.append((requirement, attacker))
+        log.info(
+            "disclosure audit round %d: %d of %d requirements narrower than their margin, %d cells hidden, "
+            "%.1f s",
+            rounds,
+            len(failing),
+            len(requirements) * len(attackers),
+            len(hidden_now),
+            time.monotonic() - began,
+        )
         if not failing:
             findings = tuple(
                 Finding(requirement, name, interval) for (requirement, name), interval in settled.items()
