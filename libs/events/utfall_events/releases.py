@@ -25,11 +25,14 @@ TableName = Literal[
     "sex_year",
     "age_band_year",
     "target_group_year",
-    "care_type_year",  # published by releases before 2026-12 only: with one or two providers per care type
-    # it was the providers' own figures under another name (see docs/architecture.md, Privacy)
+    # Published by releases before 2026-12 only (docs/architecture.md, Privacy): the care-type breakdown was
+    # the providers' own figures under another name, and tables over all years tied every year's
+    # suppression to every other's.
+    "care_type_year",
 ]
 BREAKDOWNS = ("sex", "age_band", "target_group")
-TABLES: tuple[str, ...] = tuple(t for t in get_args(TableName) if t != "care_type_year")
+RETIRED_TABLES = ("provider_all_years", "national_all_years", "care_type_year")
+TABLES: tuple[str, ...] = tuple(t for t in get_args(TableName) if t not in RETIRED_TABLES)
 
 Count = Annotated[int | None, Field(ge=0)]
 Share = Annotated[float | None, Field(ge=0, le=1)]

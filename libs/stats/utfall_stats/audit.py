@@ -356,6 +356,8 @@ def protect(
                 lambda c, a=attacker: c in exact and useful(c) and not _knows(tables, a, c),  # type: ignore[misc]
             )
             if not options:
+                if added:
+                    continue  # hidden beside another cell this round: the next audit says if it is enough
                 raise Unprotectable(
                     f"nothing left to hide beside {requirement.cell!r} against {attacker.name}"
                 )

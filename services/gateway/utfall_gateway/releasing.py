@@ -16,7 +16,6 @@ from utfall_platform import locks
 from . import readmodel
 from .auth import Principal
 from .domain.releases import (
-    ALL_YEARS,
     SUPPRESSION,
     Earlier,
     MeasureCounts,
@@ -51,11 +50,10 @@ async def snapshot(gw: GatewayState) -> list[MeasureCounts]:
                     conn, ResultsQuery(m["id"], "year", FINE, window=window)
                 )
             ]
-            periods: list[int | str] = [*sorted({r["discharge_year"] for r in fine}), ALL_YEARS]
             reported = {}
-            for p in periods:
-                q = comparison_query(m["id"], None if p == ALL_YEARS else int(p), {})
-                reported[p] = await _reported(conn, dataclasses.replace(q, window=window))
+            for year in sorted({int(r["discharge_year"]) for r in fine}):
+                q = comparison_query(m["id"], year, {})
+                reported[year] = await _reported(conn, dataclasses.replace(q, window=window))
             measures.append(
                 MeasureCounts(
                     m["id"],
@@ -106,12 +104,7 @@ async def preview(gw: GatewayState, store: ReleaseStore, provider_id: str) -> di
     built: Release = await gw.previews.get(("release-preview",), compute)
     measures = []
     for release in built.measures:
-        cells = [
-            c
-            for table in ("provider_all_years", "provider_year")
-            for c in release.tables.get(table, [])
-            if c.provider_id == provider_id
-        ]
+        cells = [c for c in release.tables.get("provider_year", []) if c.provider_id == provider_id]
         if cells:
             measures.append({"measure_id": cells[0].measure_id, "cells": cells})
     return {"release": store.highest() + 1, "measures": measures}

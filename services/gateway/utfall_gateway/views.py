@@ -76,8 +76,8 @@ def _not_published(reason: str) -> Problem:
         403,
         "not-published",
         f"Public figures come from releases, which do not answer this question ({reason}). Releases publish, "
-        "by discharge year or over all years: providers, the national figure, and national breakdowns by "
-        "sex, age band and target group, one at a time. Key holders see their own figures exactly.",
+        "by discharge year: providers, the national figure, and national breakdowns by sex, age band and "
+        "target group, one at a time. Key holders see their own figures exactly.",
     )
 
 

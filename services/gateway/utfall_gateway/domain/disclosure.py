@@ -196,7 +196,6 @@ def frame(snap: Snapshot) -> Frame:
 
     p_atoms = sorted((k for k in snap.atoms if k[0] == "P"), key=repr)
     years = sorted({k[-1] for k in snap.atoms})
-    providers = sorted({k[1] for k in p_atoms})
     for measure_id, tag in snap.measures:
 
         def cell(
@@ -212,20 +211,11 @@ def frame(snap: Snapshot) -> Frame:
             out.cells[full] = Cell(tuple(atom(a) for a in atoms), sums)
             return full
 
-        everything = cell("events", "national_all_years", atoms=p_atoms)
-        provider_totals = []
-        for p in providers:
-            mine = [k for k in p_atoms if k[1] == p]
-            total = cell("events", "provider_all_years", p, atoms=mine)
-            provider_totals.append(total)
-            parts = tuple(cell("events", "provider_year", p, k[2], atoms=[k]) for k in mine)
-            out.relations.append(Relation(total, parts))
-        out.relations.append(Relation(everything, tuple(provider_totals)))
-        national_years = []
+        for k in p_atoms:
+            cell("events", "provider_year", k[1], k[2], atoms=[k])
         for y in years:
             of_year = [k for k in p_atoms if k[2] == y]
             national = cell("events", "national_year", y, atoms=of_year)
-            national_years.append(national)
             out.relations.append(
                 Relation(
                     national,
@@ -242,34 +232,14 @@ def frame(snap: Snapshot) -> Frame:
                     out.balances.append(
                         (tuple(atom(k) for k in of_year), tuple(atom(k) for k in margin_atoms))
                     )
-        out.relations.append(Relation(everything, tuple(national_years)))
         reported = sorted((k for k in snap.atoms if k[0] == "R" and k[1] == tag), key=repr)
-        if reported:
-            whole = cell("self_reported", "national_all_years", atoms=reported, counts=CLOSED)
-            totals = []
-            for p in sorted({k[2] for k in reported}):
-                mine = [k for k in reported if k[2] == p]
-                total = cell("self_reported", "provider_all_years", p, atoms=mine, counts=CLOSED)
-                totals.append(total)
-                parts = tuple(
-                    cell("self_reported", "provider_year", p, k[3], atoms=[k], counts=CLOSED) for k in mine
-                )
-                out.relations.append(Relation(total, parts))
-            out.relations.append(Relation(whole, tuple(totals)))
-            year_cells = []
-            for y in years:
-                of_year = [k for k in reported if k[3] == y]
-                national = cell("self_reported", "national_year", y, atoms=of_year, counts=CLOSED)
-                year_cells.append(national)
-                out.relations.append(
-                    Relation(
-                        national,
-                        tuple(
-                            (release, measure_id, "self_reported", "provider_year", k[2], y) for k in of_year
-                        ),
-                    )
-                )
-            out.relations.append(Relation(whole, tuple(year_cells)))
+        for y in sorted({k[3] for k in reported}):
+            of_year = [k for k in reported if k[3] == y]
+            national = cell("self_reported", "national_year", y, atoms=of_year, counts=CLOSED)
+            parts = tuple(
+                cell("self_reported", "provider_year", k[2], y, atoms=[k], counts=CLOSED) for k in of_year
+            )
+            out.relations.append(Relation(national, parts))
     for key, values in snap.atoms.items():
         if key[0] == "R":
             continue
@@ -405,33 +375,112 @@ def decide(
     for s in (*(o for o, _ in earlier), snap):
         for key, values in s.atoms.items():
             atoms[(s.versions[key], *key)] = tuple(values)
-    tables = LinearTables(atoms, cells, balances, identities)
-    requirements = _distinct(requirements, tables)
-    attackers = [Knowledge("public"), *_providers_knowledge([*(o for o, _ in earlier), snap])]
     hidden = _starting_point(snap, release, shown, current, min_cell, earlier)
-    protection = protect(
-        tables,
-        shown,
-        hidden=hidden,
-        requirements=requirements,
-        relations=current.relations,
-        attackers=attackers,
-        fixed=fixed,
-        nonempty=nonempty,
-        cost=lambda k: (_is_total(k), size_of(shown[k]), repr(k)),
-        together=lambda k: _together(k, snap),
-        anchor=lambda k: (release, *k[1:]),
-        useful=lambda k: cells[k] not in shown_before,
-    )
+    knowledge = _providers_knowledge([*(o for o, _ in earlier), snap])
+    hidden_before = {k for k in nonempty if k[0] != release}
+    # No table spans discharge years, so each year is a problem of its own (across every release).
+    decided: set[CellKey] = set()
+    widths: list[float] = []
+    rounds = 0
+    counted_requirements = 0
+    attacker_names: set[str] = set()
+    for year in sorted({k[-1] for k in cells}):
+
+        def of_year(key: tuple[Any, ...], year: int = year) -> bool:
+            return bool(key[-1] == year)
+
+        tables = LinearTables(
+            {a: c for a, c in atoms.items() if of_year(a)},
+            {k: c for k, c in cells.items() if of_year(k)},
+            [b for b in balances if of_year(b[0][0])],
+            [i for i in identities if of_year(i[0])],
+        )
+        wanted = _distinct([r for r in requirements if of_year(r.cell)], tables)
+        counted_requirements += len(wanted)
+        exact = {k: v for k, v in shown.items() if of_year(k)}
+        chosen = {k for k in hidden if of_year(k)}
+        while True:  # until every provider merged as all-shown is still all-shown
+            owners = {_owner(k) for k in (*chosen, *hidden_before) if of_year(k)} - {None}
+            attackers, names = _attackers(knowledge, year, owners)
+            protection = protect(
+                tables,
+                exact,
+                hidden=chosen,
+                requirements=[_exempting(r, names) for r in wanted],
+                relations=[r for r in current.relations if of_year(r.total)],
+                attackers=attackers,
+                fixed={k: v for k, v in fixed.items() if of_year(k)},
+                nonempty=[k for k in nonempty if of_year(k)],
+                cost=lambda k: (_is_total(k), size_of(shown[k]), repr(k)),
+                together=lambda k: _together(k, snap),
+                anchor=lambda k: (release, *k[1:]),
+                useful=lambda k: cells[k] not in shown_before,
+            )
+            rounds += protection.rounds
+            chosen = set(protection.hidden)
+            now = {_owner(k) for k in chosen} - {None}
+            if not (now - owners) & names["merged"]:
+                break
+        decided |= chosen
+        widths += [f.interval.width for f in protection.findings]
+        attacker_names |= {a.name for a in attackers}
     return Decision(
-        frozenset(k[1:] for k in protection.hidden),
+        frozenset(k[1:] for k in decided),
         frozenset(k[1:] for k, c in current.cells.items() if len(c.sums) > 1),
         snap,
-        len(requirements),
-        len(attackers),
-        tuple(f.interval.width for f in protection.findings),
-        protection.rounds,
+        counted_requirements,
+        len(attacker_names),
+        tuple(widths),
+        rounds,
     )
+
+
+MERGED = "providers:all-shown"
+
+
+def _owner(key: CellKey) -> str | None:
+    """The provider a provider cell belongs to."""
+    return str(key[4]) if key[3] == "provider_year" else None
+
+
+def _attackers(
+    knowledge: Sequence[Knowledge], year: int, hiding: set[str | None]
+) -> tuple[list[Knowledge], dict[str, set[str]]]:
+    """The attackers of one discharge year: the public; each provider with a hidden cell that year, knowing
+    its own figures; and the providers whose cells are all shown that year merged into one (their own cells
+    are public already; their shares of the breakdowns are taken at the largest, so the merged attacker is at
+    least as strong as each of them)."""
+    merged_exact: dict[AtomKey, Values] = {}
+    merged_least: dict[AtomKey, Values] = {}
+    members: set[str] = set()
+    out = [Knowledge("public")]
+    for k in knowledge:
+        provider = k.name.removeprefix("provider:")
+        exact = {a: v for a, v in k.exact.items() if a[-1] == year}
+        least = {a: v for a, v in k.at_least.items() if a[-1] == year}
+        if not exact and not least:
+            continue
+        if provider in hiding:
+            out.append(Knowledge(k.name, exact=exact, at_least=least))
+            continue
+        members.add(provider)
+        merged_exact.update(exact)
+        for a, values in least.items():
+            known = merged_least.setdefault(a, {})
+            for count, value in values.items():
+                known[count] = max(known.get(count, 0), value)
+    if members:
+        out.append(Knowledge(MERGED, exact=merged_exact, at_least=merged_least))
+    return out, {"merged": members}
+
+
+def _exempting(requirement: Requirement, names: Mapping[str, set[str]]) -> Requirement:
+    """The merged attacker is exempt where one of its providers is: the cell holds nobody else's episodes."""
+    if any(f"provider:{p}" in requirement.exempt for p in names.get("merged", set())):
+        return Requirement(
+            requirement.cell, requirement.counts, requirement.margin, requirement.exempt | {MERGED}
+        )
+    return requirement
 
 
 def _distinct(requirements: Sequence[Requirement], tables: LinearTables) -> list[Requirement]:
@@ -455,7 +504,7 @@ def _together(key: CellKey, snap: Snapshot) -> list[CellKey]:
 
 
 def _is_total(key: CellKey) -> bool:
-    return key[3] in ("national_year", "national_all_years")
+    return bool(key[3] == "national_year")
 
 
 def _providers_knowledge(snaps: Sequence[Snapshot]) -> list[Knowledge]:

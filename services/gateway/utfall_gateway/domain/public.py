@@ -21,9 +21,8 @@ from utfall_events.releases import BREAKDOWNS, ReleasedCellV1, ReleaseMeasureV1,
 from ..auth import Principal
 from ..results import COUNTS, RATES, ResultsQuery, is_own
 
-ALL_YEARS = "all"
 PUBLISHED_DIMENSIONS = ("provider_id", *BREAKDOWNS)
-COMPARISON_FILTERS: tuple[str, ...] = ()  # a release compares providers over one year or all, unfiltered
+COMPARISON_FILTERS: tuple[str, ...] = ()  # a release compares providers year by year, unfiltered
 
 
 class NotPublished(Exception):
@@ -106,18 +105,29 @@ def release_results(
     return rows, totals
 
 
+def latest_final_year(measure: ReleaseMeasureV1) -> int | None:
+    """The latest discharge year whose national result is final (the latest year when none is yet): what a
+    comparison shows when no year is asked for. Releases compare providers year by year only."""
+    totals = measure.views["national"]["totals"]
+    final = [t["discharge_year"] for t in totals if t.get("status") == "ok" and t.get("result") == "final"]
+    years = [t["discharge_year"] for t in totals]
+    return max(final) if final else (max(years) if years else None)
+
+
 def published_comparison(filters: Mapping[str, str]) -> None:
-    """Releases compare providers over one discharge year or all of them, without further filters."""
+    """Releases compare providers over one discharge year at a time, without further filters."""
     if any(name not in COMPARISON_FILTERS for name in filters):
-        raise NotPublished("releases compare providers over a discharge year or all, without further filters")
+        raise NotPublished("releases compare providers year by year, without further filters")
 
 
 def release_comparison(
     measure: ReleaseMeasureV1, year: int | None, filters: Mapping[str, str]
 ) -> dict[str, Any]:
-    """A release's comparison of providers over one discharge year or all of them."""
+    """A release's comparison of providers over one discharge year (no year: the latest final one)."""
     published_comparison(filters)
-    view = measure.views["comparisons"].get(str(year) if year is not None else ALL_YEARS)
+    if year is None:
+        year = latest_final_year(measure)
+    view = measure.views["comparisons"].get(str(year)) if year is not None else None
     if view is None:
         return {
             "measure_id": measure.measure_id,

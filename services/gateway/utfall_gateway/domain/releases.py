@@ -44,7 +44,6 @@ from ..results import (
 from .disclosure import CLOSED, MeasureRows, PublishedCell, Snapshot, decide, summary
 
 CellKey = tuple[Any, ...]  # (measure id, source, table, *dimension values)
-ALL_YEARS = "all"
 SOURCES = ("events", "self_reported")
 SUPPRESSION = (
     "primary: fewer than min_cell episodes; complementary: across every table of this release and of every "
@@ -59,14 +58,14 @@ class MeasureCounts:
     `windows_closed`) per provider, sex, age band, target group, legal basis and discharge year, from which
     every event-based table and the comparisons' risk strata follow; `reported_year`: self-reported counts
     per provider and discharge year, and `reported`: the submissions that fit a comparison, per discharge
-    year (`ALL_YEARS`: every year); `errors`: data errors per provider."""
+    year; `errors`: data errors per provider."""
 
     measure_id: str
     measure_version: int
     fine: Sequence[Mapping[str, Any]]
     errors: Mapping[str, int] = field(default_factory=dict)
     reported_year: Sequence[Mapping[str, Any]] = ()
-    reported: Mapping[int | str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    reported: Mapping[int, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
 
     def years(self) -> list[int]:
         return sorted({int(r["discharge_year"]) for r in self.fine})
@@ -127,19 +126,18 @@ def build(
 
 def _measure(counts: MeasureCounts, hidden: frozenset[CellKey]) -> MeasureRelease:
     years = counts.years()
-    periods: list[int | str] = [*years, ALL_YEARS]
     # Every row is computed as the live API computes it, with nothing suppressed; the release's decision
     # then hides the same cells in every view and every table.
     comparisons = {
-        period: compare(
-            counts.grouped(("provider_id", *STRATA), None if period == ALL_YEARS else int(period)),
-            counts.reported.get(period, []),
+        year: compare(
+            counts.grouped(("provider_id", *STRATA), year),
+            counts.reported.get(year, []),
             counts.errors,
-            comparison_query(counts.measure_id, None if period == ALL_YEARS else int(period), {}),
+            comparison_query(counts.measure_id, year, {}),
             principal=PUBLIC,
             min_cell=0,
         )
-        for period in periods
+        for year in years
     }
     breakdowns = {}
     for dim in BREAKDOWNS:
@@ -174,34 +172,20 @@ def _measure(counts: MeasureCounts, hidden: frozenset[CellKey]) -> MeasureReleas
 
 def _placements(
     measure_id: str,
-    comparisons: Mapping[int | str, dict[str, Any]],
+    comparisons: Mapping[int, dict[str, Any]],
     breakdowns: Mapping[str, dict[str, Any]],
 ) -> list[tuple[CellKey, dict[str, Any]]]:
     """Each shown row with the release cell it is."""
     out: list[tuple[CellKey, dict[str, Any]]] = []
-    for period, comparison in comparisons.items():
-        by_year = period != ALL_YEARS
+    for year, comparison in comparisons.items():
         for p in comparison["providers"]:
-            source = p["source"]
-            key = (
-                (measure_id, source, "provider_year", p["provider_id"], period)
-                if by_year
-                else (measure_id, source, "provider_all_years", p["provider_id"])
-            )
-            out.append((key, p))
+            out.append(((measure_id, p["source"], "provider_year", p["provider_id"], year), p))
         for source, total in (
             ("events", comparison["total"]),
             ("self_reported", comparison["self_reported_total"]),
         ):
             if total is not None:
-                out.append(
-                    (
-                        (measure_id, source, "national_year", period)
-                        if by_year
-                        else (measure_id, source, "national_all_years"),
-                        total,
-                    )
-                )
+                out.append(((measure_id, source, "national_year", year), total))
     for dim, table in breakdowns.items():
         for r in table["rows"]:
             out.append(((measure_id, "events", f"{dim}_year", r[dim], r["discharge_year"]), r))
@@ -237,7 +221,7 @@ def _tables(
             continue
         _, source, table, *dims = key
         fields: dict[str, Any] = {}
-        if table in ("provider_year", "provider_all_years"):
+        if table == "provider_year":
             fields["provider_id"] = dims[0]
         if table.endswith("_year") and table not in ("provider_year", "national_year"):
             fields["breakdown"] = table[: -len("_year")]
@@ -277,14 +261,10 @@ def _tables(
 
 def cell_key(cell: ReleasedCellV1) -> CellKey:
     """A released cell's place in the audit's tables (without the release number)."""
-    if cell.table in ("provider_year",):
+    if cell.table == "provider_year":
         dims: tuple[Any, ...] = (cell.provider_id, cell.discharge_year)
-    elif cell.table == "provider_all_years":
-        dims = (cell.provider_id,)
     elif cell.table == "national_year":
         dims = (cell.discharge_year,)
-    elif cell.table == "national_all_years":
-        dims = ()
     else:
         dims = (cell.breakdown_value, cell.discharge_year)
     return (cell.measure_id, cell.source, cell.table, *dims)

@@ -185,8 +185,9 @@ async def comparisons(
     county_code: Dim = None,
     release: ReleaseQ = None,
 ) -> dict[str, Any]:
-    """The public's comparison is a release's (over one discharge year or all years, unfiltered); a key
-    holder's is the same with its own rows exact and live; an operator's is live."""
+    """The public's comparison is a release's: one discharge year (without `year`, the latest whose results
+    are final), unfiltered; a key holder's is the same with its own rows exact and live; an operator's is
+    live (without `year`, over every discharge year)."""
     await _known_measure(request, measure_id)
     filters = dict(
         _filters(
@@ -254,6 +255,7 @@ async def scorecard(
         measures.append(
             {
                 "measure": _measure_out(m),
+                "year": comp.get("year"),
                 "provider": mine,
                 "self_reported": reported,
                 "all_providers": comp["total"],

@@ -12,7 +12,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from utfall_platform.problems import Problem
 
 from .. import readmodel
-from ..domain.releases import ALL_YEARS
+from ..domain.public import latest_final_year
 from ..providers import display_name, with_display_names
 from ..release_store import ReleaseStore
 from ..state import gateway_state
@@ -288,14 +288,6 @@ def trend(national: dict[str, Any], by_provider: dict[str, Any], names: dict[str
     }
 
 
-def _latest_final(national: dict[str, Any]) -> int | None:
-    """By default the latest discharge year whose result is final, not one that still moves."""
-    final = [
-        t["discharge_year"] for t in national["totals"] if t["status"] == "ok" and t["result"] == "final"
-    ]
-    return max(final) if final else None
-
-
 def _provider_ids(per_provider: dict[str, Any]) -> set[str]:
     return {r["provider_id"] for r in per_provider["rows"]}
 
@@ -309,9 +301,9 @@ async def home(
     source: str = Query("all", pattern="^(all|events|self_reported)$"),
     release_text: str | None = Query(None, alias="release", pattern=r"^[1-9]\d{0,5}$"),
 ) -> HTMLResponse:
-    """`year` absent: the latest final discharge year; empty (the form's "all years"): every year.
-    `release` absent: the latest release; a number: that release. The page shows releases only: nobody
-    without a key sees a figure that is not in one."""
+    """`year` absent (or not in the release): the latest final discharge year. `release` absent: the latest
+    release; a number: that release. The page shows releases only: nobody without a key sees a figure that is
+    not in one."""
     year = int(year_text) if year_text else None
     gw = gateway_state(request)
     catalogue = await readmodel.current_measure_titles(gw.pool)
@@ -333,10 +325,10 @@ async def home(
         # the release's own figures: frozen, and suppressed across all of its tables together
         views = released.views
         national, per_provider = views["national"], views["per_provider"]
-        years = sorted((int(k) for k in views["comparisons"] if k != ALL_YEARS), reverse=True)
-        if year_text is None:
-            year = _latest_final(national)
-        shown = views["comparisons"].get(str(year) if year is not None else ALL_YEARS)
+        years = sorted((int(k) for k in views["comparisons"]), reverse=True)
+        if year is None or str(year) not in views["comparisons"]:
+            year = latest_final_year(released)
+        shown = views["comparisons"].get(str(year)) if year is not None else None
         if shown is not None:
             data = with_display_names(shown, request.app.state.providers)
     if released is not None:
