@@ -1028,19 +1028,25 @@ async def test_an_attacker_holding_every_public_answer_narrows_no_small_cell(dat
         control_exact = 0
         control_cells = 0
         for m in measures:
-            rows = (
-                await http.get(
-                    f"/v1/measures/{m}/results",
-                    params={
-                        "group_by": "provider_id,care_type,target_group,legal_basis,sex,age_band",
-                        "source": "events",
-                        "limit": 1000,
-                    },
-                    headers=keys.headers("operator"),
-                )
-            ).json()
-            fine = rows["rows"]
-            assert rows["next_cursor"] is None
+            fine: list[dict[str, Any]] = []
+            cursor = None
+            while True:  # every page of the operator's exact figures
+                page = (
+                    await http.get(
+                        f"/v1/measures/{m}/results",
+                        params={
+                            "group_by": "provider_id,care_type,target_group,legal_basis,sex,age_band",
+                            "source": "events",
+                            "limit": 1000,
+                            **({"cursor": cursor} if cursor else {}),
+                        },
+                        headers=keys.headers("operator"),
+                    )
+                ).json()
+                fine += page["rows"]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
             for year in sorted({r["discharge_year"] for r in fine}):
                 of_year = [r for r in fine if r["discharge_year"] == year]
                 atoms = sorted(

@@ -345,7 +345,7 @@ def protect(
                 Finding(requirement, name, interval) for (requirement, name), interval in settled.items()
             )
             return Protection(frozenset(hidden_now), findings, rounds)
-        added = set()
+        added: set[CellKey] = set()
         for requirement, attacker in failing:
             if requirement.cell in added:
                 continue  # one complement per cell and round: the next audit says whether it was enough
