@@ -44,6 +44,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "latency_target",
         "gateway_results",
         "rebuild",
+        "register_extract",
         "http_ingest_2_replicas",
         "pipeline_2_replicas",
     }
@@ -63,6 +64,12 @@ def test_bench_smoke(tmp_path: Path) -> None:
         steps["pipeline_2_replicas"]["replicas"] == 2
         and steps["pipeline_2_replicas"]["ledger_entries_total"] > 0
     )
+    # a register extract receipted and folded; the malformed one answered with its bad rows refused
+    extract = steps["register_extract"]
+    assert extract["good"]["counts"]["accepted"] == extract["rows"] and extract["good"]["folded_seconds"] > 0
+    assert extract["malformed"]["counts"]["rejected"] == extract["rows"] // 10
+    assert extract["malformed"]["counts"]["unchanged"] == extract["rows"] - extract["rows"] // 10
+    assert "8 register extract" in result.stdout
     assert "3 pipeline, 2 replicas" in result.stdout
     assert "raw aiokafka floor" in result.stdout
     # progress when not on a terminal: a line as each step starts and completes

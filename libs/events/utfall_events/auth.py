@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Role = Literal["provider", "municipality", "finance", "operator", "assessor"]
-ROLES: tuple[Role, ...] = ("provider", "municipality", "finance", "operator", "assessor")
+Role = Literal["provider", "municipality", "finance", "operator", "assessor", "register"]
+ROLES: tuple[Role, ...] = ("provider", "municipality", "finance", "operator", "assessor", "register")
 
 
 class ApiKeyV1(BaseModel):
@@ -22,6 +22,9 @@ class ApiKeyV1(BaseModel):
     funder: str | None = None
     contract_ids: list[str] = Field(
         default_factory=list, description="an assessor's contracts: the only ones the key may see and dispute"
+    )
+    register_id: str | None = Field(
+        None, description="a register holder's register: the only one whose extracts the key may send"
     )
     label: str = ""
     created_at: datetime

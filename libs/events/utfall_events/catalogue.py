@@ -158,6 +158,16 @@ CATALOGUE: tuple[MeasureDefinition, ...] = (
 BY_ID: dict[str, MeasureDefinition] = {m.id: m for m in CATALOGUE}
 MEASURE_IDS: tuple[str, ...] = tuple(BY_ID)
 
+
+def verifiable(measure: MeasureDefinition) -> bool:
+    """Whether registers can verify the measure (a re-placement anywhere; school or work status on a date)."""
+    return measure.kind == "no_replacement" or (
+        measure.kind == "followup_bool" and measure.followup_field == "in_education_or_work"
+    )
+
+
+VERIFIABLE_MEASURE_IDS: tuple[str, ...] = tuple(m.id for m in CATALOGUE if verifiable(m))
+
 # Earlier versions of definitions stay valid to name (aggregated submissions measured by them); none yet.
 RETIRED: tuple[MeasureDefinition, ...] = ()
 

@@ -23,6 +23,7 @@ from . import (
     ledger_commands,
     outcomes,
     payments,
+    registers,
     registry,
     releases,
 )
@@ -54,6 +55,12 @@ def models() -> dict[str, type[BaseModel]]:
     found["ReleaseMeasureV1"] = releases.ReleaseMeasureV1
     found["ReleasedCellV1"] = releases.ReleasedCellV1
     found["ReleaseAuditV1"] = releases.ReleaseAuditV1
+    found["RegisterExtractV1"] = registers.RegisterExtractV1
+    found["RegisterPlacementRowV1"] = registers.RegisterPlacementRowV1
+    found["RegisterStatusRowV1"] = registers.RegisterStatusRowV1
+    found["RegisterExclusionRowV1"] = registers.RegisterExclusionRowV1
+    found["RegisterRecordV1"] = registers.RegisterRecordV1
+    found["RegisterCoverageV1"] = registers.RegisterCoverageV1
     found["DisputePaymentV1"] = ledger_commands.DisputePaymentV1
     found["ResolveDisputeV1"] = ledger_commands.ResolveDisputeV1
     found["ClosePeriodV1"] = ledger_commands.ClosePeriodV1

@@ -27,6 +27,7 @@ OUTCOMES = "outcomes.v1"  # retired for writing: contracts reads what is left on
 OUTCOMES_V2 = "outcomes.v2"
 PAYMENTS = "payments.v1"
 AGGREGATES = "aggregates.v1"
+REGISTERS = "registers.v1"  # register rows (pseudonymised) and extracts' coverage; kept, as care events are
 API_KEYS = "auth.keys.v1"
 PROVIDER_REGISTRY = "registry.providers.v1"
 CONTRACT_COMMANDS = "contracts.commands.v1"
@@ -42,6 +43,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(OUTCOMES_V2, 6),
     TopicSpec(PAYMENTS, 3),
     TopicSpec(AGGREGATES, 3),
+    TopicSpec(REGISTERS, 6),
     TopicSpec(API_KEYS, 1, compacted=True),
     TopicSpec(PROVIDER_REGISTRY, 1, compacted=True),
     TopicSpec(CONTRACT_COMMANDS, 1),
@@ -61,6 +63,7 @@ TRANSACTIONAL_TOPICS: frozenset[str] = frozenset(
         OUTCOMES_V2,
         PAYMENTS,
         AGGREGATES,
+        REGISTERS,
         MEASURES_DEADLETTER,
         CONTRACTS_DEADLETTER,
     }

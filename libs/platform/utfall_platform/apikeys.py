@@ -40,6 +40,7 @@ def generate_key(
     funder: str | None = None,
     label: str = "",
     contract_ids: Sequence[str] = (),
+    register_id: str | None = None,
 ) -> NewKey:
     key_id = base64.b32encode(secrets.token_bytes(10)).decode().lower().rstrip("=")
     secret = secrets.token_urlsafe(32)
@@ -51,6 +52,10 @@ def generate_key(
         raise ValueError("a finance key needs funder")
     if role == "assessor" and not contract_ids:
         raise ValueError("an assessor key needs the contracts it assesses (contract_ids)")
+    if role == "register" and not register_id:
+        raise ValueError("a register key needs register_id")
+    if role != "register" and register_id:
+        raise ValueError("only a register key names a register (register_id)")
     if role != "assessor" and contract_ids:
         raise ValueError("only an assessor key is scoped to contracts (contract_ids)")
     record = ApiKeyV1(
@@ -61,6 +66,7 @@ def generate_key(
         municipality_code=municipality_code,
         funder=funder,
         contract_ids=sorted(set(contract_ids)),
+        register_id=register_id,
         label=label,
         created_at=now,
     )

@@ -27,6 +27,7 @@ from utfall_events.care import (
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import EpisodeOutcomesV2, OutcomeFactV1
 from utfall_events.payments import PaymentV1
+from utfall_events.registers import RegisterRecordV1
 from utfall_events.registry import ProviderV1
 from utfall_events.releases import ReleaseRecordV1
 
@@ -80,6 +81,13 @@ def document() -> dict[str, Any]:
             "Payment triggers and reversals, keyed by contract id. Deduplicate on (payment_id, kind).",
         ),
         (topics.AGGREGATES, AggregateSubmissionV1, "Aggregated submissions, keyed by submission key."),
+        (
+            topics.REGISTERS,
+            RegisterRecordV1,
+            "Register rows from register holders' extracts, pseudonymised, keyed by subject_ref (a row's version "
+            "from the latest extract counts); beside them, keyed coverage:<register id>, each complete extract's "
+            "coverage (RegisterCoverageV1, schemas/).",
+        ),
         (topics.API_KEYS, ApiKeyV1, "API keys as hashes (compacted, keyed by key id)."),
         (
             topics.PROVIDER_REGISTRY,

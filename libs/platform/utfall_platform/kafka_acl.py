@@ -64,11 +64,11 @@ SERVICE_GRANTS: Mapping[str, Grants] = {
     "ingest": Grants(
         reads=(t.API_KEYS, t.PROVIDER_REGISTRY),
         read_prefixes=(t.RAW_TOPIC_PREFIX,),
-        writes=(t.CARE_EVENTS, t.CARE_EVENTS_REJECTED, t.AGGREGATES),
+        writes=(t.CARE_EVENTS, t.CARE_EVENTS_REJECTED, t.AGGREGATES, t.REGISTERS),
         id_prefix="utfall-ingest-",
     ),
     "measures": Grants(
-        reads=(t.CARE_EVENTS, t.AGGREGATES),
+        reads=(t.CARE_EVENTS, t.AGGREGATES, t.REGISTERS),
         writes=(t.OUTCOMES_V2, t.OUTCOMES, t.MEASURES_DEADLETTER),
         id_prefix="utfall-measures-",
     ),

@@ -13,6 +13,8 @@ import zlib
 INGEST_SOURCE = 7  # a provider source's events are admitted one batch at a time
 MEASURES_SUBJECT = 11  # a subject's episodes are re-folded one transaction at a time
 AGGREGATE_PROVIDER = 17  # a provider's aggregated submissions are versioned one at a time
+INGEST_REGISTER = 19  # a register's extracts are taken one at a time (which version of a row counts)
+MEASURES_REGISTER_COVERAGE = 23  # a register's coverage re-folds one at a time
 
 
 def session_lock(name: str) -> int:

@@ -21,6 +21,10 @@ from utfall_events.topics import raw_topic
 from utfall_platform.kafka_access import KafkaAccess
 
 from .cohort import CohortConfig, batches, generate
+from .registers import DEMO_REGISTER, register_extract
+
+# the demo provider whose school answers and re-placements the register contradicts most often
+CONTRADICTED_PROVIDER = "hvb-granen"
 
 
 def raw_key(event: dict[str, Any]) -> bytes:
@@ -147,6 +151,21 @@ async def publish_release(gateway: str, operator_key: str, note: str) -> None:
         print(f"demo operator: no release ({answer.status_code}: {answer.text[:200]})", file=sys.stderr)
 
 
+async def send_register_extract(
+    url: str, register_key: str, events: list[dict[str, Any]], today: date
+) -> None:
+    """What a register holder does: send an extract of its register covering part of the cohort."""
+    extract = register_extract(events, today=today, contradicted_provider=CONTRADICTED_PROVIDER)
+    async with httpx.AsyncClient(base_url=url, timeout=300) as http:
+        answer = await http.post(
+            "/v1/registers/extracts",
+            content=orjson.dumps(extract),
+            headers={"authorization": f"Bearer {register_key}", "content-type": "application/json"},
+        )
+    counts = answer.json().get("counts") if answer.status_code == 202 else answer.text[:200]
+    print(f"demo register: extract of {len(extract['records'])} rows: {counts}", file=sys.stderr, flush=True)
+
+
 async def demo(
     url: str,
     keys: dict[str, str],
@@ -159,6 +178,7 @@ async def demo(
     operator_key: str | None = None,
     release_every: float = 3600.0,
     releases: int = 24,
+    register_key: str | None = None,
 ) -> None:
     """The demo provider of `make run`: a cohort streamed at a steady rate, then a new small cohort now and then;
     with an operator key, the demo operator publishes a release once the cohort has settled and again every
@@ -184,6 +204,8 @@ async def demo(
         sealed_to=sealed_to,
     )
     print(f"demo provider: initial cohort sent: {counts}", file=sys.stderr, flush=True)
+    if register_key:
+        await send_register_extract(url, register_key, cohort.events, today)
     loop = asyncio.get_running_loop()
     next_release = loop.time() + 30  # the services have projected the cohort by then
     round_ = 0
@@ -283,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "demo":
         keys = json.loads(args.keys.read_text())
         kafka = read_kafka_credentials(args.kafka_credentials) if args.kafka_credentials else {}
-        operator = json.loads(args.operator_keys.read_text())["operator"] if args.operator_keys else None
+        demo_keys = json.loads(args.operator_keys.read_text()) if args.operator_keys else {}
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(
                 demo(
@@ -294,8 +316,9 @@ def main(argv: list[str] | None = None) -> None:
                     args.rate,
                     args.seed,
                     gateway=args.gateway,
-                    operator_key=operator,
+                    operator_key=demo_keys.get("operator"),
                     release_every=args.release_every,
+                    register_key=demo_keys.get(f"register_{DEMO_REGISTER}"),
                 )
             )
 

@@ -105,6 +105,7 @@ async def create_key(
     funder: str | None,
     label: str,
     contract_ids: Sequence[str] = (),
+    register_id: str | None = None,
 ) -> dict[str, object]:
     await ensure_topics(kafka)
     if provider_id is not None:
@@ -122,6 +123,7 @@ async def create_key(
         funder=funder,
         label=label,
         contract_ids=contract_ids,
+        register_id=register_id,
     )
     await publish_keys(kafka, [new.record])
     return {
@@ -131,6 +133,7 @@ async def create_key(
         "municipality_code": municipality_code,
         "funder": funder,
         "contract_ids": new.record.contract_ids,
+        "register_id": register_id,
         "key": new.secret,
     }
 
@@ -228,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument(
         "--contract-id", action="append", default=[], dest="contract_ids", help="an assessor's contract"
     )
+    create.add_argument("--register-id", help="a register holder's register (register keys)")
     create.add_argument("--label", default="")
     create.add_argument("--json", action="store_true")
     keys.add_parser("list", help="list keys (never secrets)")
@@ -323,6 +327,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.funder,
                     args.label,
                     args.contract_ids,
+                    args.register_id,
                 )
             )
         except (ValueError, AdminError) as exc:

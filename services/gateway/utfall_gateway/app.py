@@ -16,7 +16,7 @@ from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
 from .release_store import ReleaseStore
-from .routes import admin, contracts, disputes, events, forecast, measures, releases, statements
+from .routes import admin, contracts, disputes, events, forecast, measures, releases, statements, verification
 from .settings import GatewaySettings
 from .state import GatewayState
 from .web import accessibility, definitions, page, provider
@@ -81,6 +81,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         events.router,
         admin.router,
         releases.router,
+        verification.router,
         page.router,
         definitions.router,
         accessibility.router,

@@ -11,7 +11,7 @@ from utfall_events.auth import ApiKeyV1
 from utfall_platform.apikeys import KeyStore
 from utfall_platform.problems import Problem
 
-RoleName = Literal["public", "provider", "municipality", "finance", "operator", "assessor"]
+RoleName = Literal["public", "provider", "municipality", "finance", "operator", "assessor", "register"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,7 @@ class Principal:
     municipality_code: str | None = None
     funder: str | None = None
     contract_ids: tuple[str, ...] = ()
+    register_id: str | None = None
 
     @property
     def is_public(self) -> bool:
@@ -53,7 +54,13 @@ async def principal(request: Request) -> Principal:
 def principal_of(key: ApiKeyV1) -> Principal:
     """Who a valid key speaks for (a bearer header here, the providers' pages' cookie in `web/provider.py`)."""
     return Principal(
-        key.role, key.key_id, key.provider_id, key.municipality_code, key.funder, tuple(key.contract_ids)
+        key.role,
+        key.key_id,
+        key.provider_id,
+        key.municipality_code,
+        key.funder,
+        tuple(key.contract_ids),
+        key.register_id,
     )
 
 

@@ -1,4 +1,4 @@
-"""Provider authentication for ingest's HTTP API."""
+"""Authentication for ingest's HTTP API: providers send events, register holders send extracts."""
 
 from __future__ import annotations
 
@@ -17,11 +17,16 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-async def require_provider(request: Request) -> ApiKeyV1:
+async def authenticate(request: Request) -> ApiKeyV1:
     store: KeyStore = request.app.state.keys
     key = await store.authenticate(presented_key(request))
     if key is None:
         raise Problem(401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).")
+    return key
+
+
+async def require_provider(request: Request) -> ApiKeyV1:
+    key = await authenticate(request)
     if key.role != "provider" or not key.provider_id:
         raise Problem(403, "forbidden", "Only provider keys may send events.")
     registry: ProviderRegistry = request.app.state.providers

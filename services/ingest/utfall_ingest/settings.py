@@ -18,6 +18,7 @@ class IngestSettings(PlatformSettings):
     # its public half is served at GET /v1/keys/person-id. Unset: sealed values are refused.
     person_id_keys: SecretStr | None = None
     max_body_bytes: int = 8 * 1024 * 1024
+    max_register_body_bytes: int = 64 * 1024 * 1024  # a national extract: 100,000 rows as JSON is ~20 MB
     max_batch: int = 1000
     hold_days: int = 7
     clock_offset_days: float = 0.0

@@ -8,7 +8,7 @@ import asyncpg
 from fastapi import FastAPI
 
 from utfall_events.codec import UndecodableRecord
-from utfall_events.topics import AGGREGATES, CARE_EVENTS, MEASURES_DEADLETTER
+from utfall_events.topics import AGGREGATES, CARE_EVENTS, MEASURES_DEADLETTER, REGISTERS
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.consumer import DeadLetterPolicy
 from utfall_platform.logging import setup_logging
@@ -17,6 +17,7 @@ from utfall_platform.service import ServiceRuntime, create_service_app, serve
 from .catalogue_store import sync_catalogue
 from .consumer import care_events_handler
 from .rebuild import PROJECTION_LOCK, finish_interrupted_rebuild
+from .registers import registers_handler
 from .self_reported import handle_aggregates
 from .settings import MeasuresSettings
 from .tick import tick
@@ -37,6 +38,7 @@ def create_app(settings: MeasuresSettings | None = None, clock: Clock | None = N
     dead_letter = DeadLetterPolicy(MEASURES_DEADLETTER, poison=(UndecodableRecord,))
     runtime.subscribe(CONSUMER, CARE_EVENTS, care_events_handler(clock), dead_letter)
     runtime.subscribe("measures-aggregates", AGGREGATES, handle_aggregates, dead_letter)
+    runtime.subscribe("measures-registers", REGISTERS, registers_handler(clock), dead_letter)
 
     async def start_background() -> None:
         # Hold the projection lock shared while running; a rebuild takes it exclusively.

@@ -14,11 +14,12 @@ import asyncpg
 from utfall_platform.outbox import enqueue
 
 from . import metrics as measures_metrics
-from . import store
+from . import register_store, store
 from .domain.catalogue import CATALOGUE
 from .domain.episodes import Episode, EpisodeKey, StoredEvent, fold_episodes, touched_episodes
 from .domain.facts import Fact, facts_for_subject
 from .domain.revisions import plan_revisions
+from .domain.verification import Coverage, VerifiedFact, verified_for_subject
 from .incoming import Incoming, decode
 from .messages import outcome_messages
 from .store import load_subjects, store_events
@@ -98,6 +99,7 @@ async def apply_fold(
     new_facts: dict[tuple[EpisodeKey, str], Fact] = {}
     for subject_episodes in by_subject.values():
         new_facts.update(facts_for_subject(subject_episodes, today, CATALOGUE))
+    verified = await _verify(conn, by_subject, new_facts)
 
     keys = sorted({(e.provider_id, e.episode_id) for e in events})
     await store.write_episodes(
@@ -106,8 +108,30 @@ async def apply_fold(
     await store.delete_episodes(conn, [k for k in keys if k not in episodes])  # every event retracted
     plan = plan_revisions(await store.stored_facts(conn, keys), new_facts, episodes)
     await store.write_facts(conn, plan.writes, now)
+    await register_store.write_verified(conn, keys, verified, episodes, now)
     changes = Counter((p.fact.measure_id, p.fact.status) for p in plan.publish if p.fact is not None)
     for (measure_id, status), n in changes.items():  # one labels() lookup per kind, not per fact
         measures_metrics.FACT_CHANGES.labels(measure_id, status).inc(n)
     await enqueue(conn, SCHEMA, outcome_messages(plan.publish, now))
     return RefoldResult(len(episodes), len(plan.writes), len(plan.publish))
+
+
+async def _verify(
+    conn: asyncpg.Connection,
+    by_subject: dict[str, list[Episode]],
+    reported: dict[tuple[EpisodeKey, str], Fact],
+) -> dict[tuple[EpisodeKey, str], VerifiedFact]:
+    """The verified facts of these subjects' episodes, from their register rows and the registers' coverage of
+    their placing municipalities."""
+    records = await register_store.records_of(conn, by_subject)
+    municipalities = {
+        ep.placement.municipality_code
+        for eps in by_subject.values()
+        for ep in eps
+        if ep.placement is not None
+    }
+    coverage = Coverage(tuple(await register_store.coverage_of(conn, municipalities)))
+    verified: dict[tuple[EpisodeKey, str], VerifiedFact] = {}
+    for subject, subject_episodes in by_subject.items():
+        verified.update(verified_for_subject(subject_episodes, records.get(subject, []), coverage, reported))
+    return verified

@@ -161,7 +161,7 @@ async def delete_episodes(conn: asyncpg.Connection, keys: Sequence[EpisodeKey]) 
 
 
 # A fact or an episode row carries its placement's dimensions: one function names them for both tables.
-def _placement_columns(ep: Episode) -> dict[str, Any]:
+def placement_columns(ep: Episode) -> dict[str, Any]:
     p = ep.placement
     return {
         "unit_id": p.unit_id if p else None,
@@ -177,7 +177,7 @@ def _placement_columns(ep: Episode) -> dict[str, Any]:
     }
 
 
-def _discharge_columns(ep: Episode) -> dict[str, Any]:
+def discharge_columns(ep: Episode) -> dict[str, Any]:
     d = ep.discharge
     return {
         "end_date": d.end_date if d else None,
@@ -227,9 +227,9 @@ def _episode_row(ep: Episode) -> dict[str, Any]:
         "provider_id": ep.provider_id,
         "episode_id": ep.episode_id,
         "subject_ref": ep.subject_ref,
-        **_placement_columns(ep),
+        **placement_columns(ep),
         "birth_year": p.birth_year if p else None,
-        **_discharge_columns(ep),
+        **discharge_columns(ep),
         "end_reason": d.end_reason if d else None,
         "destination": d.destination if d else None,
         "length_of_stay_days": ep.length_of_stay_days,
@@ -319,7 +319,7 @@ async def write_facts(conn: asyncpg.Connection, writes: Sequence[FactWrite], now
                 assert ep is not None and ep.placement is not None and ep.discharge is not None
                 columns[w.key] = {
                     "subject_ref": ep.subject_ref,
-                    **_placement_columns(ep),
-                    **_discharge_columns(ep),
+                    **placement_columns(ep),
+                    **discharge_columns(ep),
                 }
         await _UPSERT_FACTS.write(conn, (_fact_row(w, columns[w.key]) for w in rows), now)

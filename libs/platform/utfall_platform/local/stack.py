@@ -284,12 +284,24 @@ def _answered_by(body: bytes) -> str | None:
 def _demo_keys(stack: LocalStack, path: Path) -> dict[str, object]:
     """Keys for the demo: one per demo provider, an operator, a municipality, a finance and an assessor key. Kept in the
     state folder, so a restarted `make run` reuses them (they live on the auth.keys.v1 topic)."""
-    if path.exists():
-        return dict(json.loads(path.read_text()))
     from ..apikeys import generate_key, publish_keys
     from ..clock import SystemClock
 
     now = SystemClock().now()
+    register_name = "register_socialtjanstens-register"  # utfall_synthetic.registers.DEMO_REGISTER
+    if path.exists():
+        kept = dict(json.loads(path.read_text()))
+        if register_name not in kept:  # a state folder from before register holders: add the demo's
+            register = generate_key(
+                "register",
+                now=now,
+                register_id=register_name.removeprefix("register_"),
+                label="demo register",
+            )
+            asyncio.run(publish_keys(stack.admin, [register.record]))
+            kept[register_name] = register.secret
+            write_secret(path, json.dumps(kept, indent=2))
+        return kept
     providers = {p: generate_key("provider", now=now, provider_id=p, label="demo") for p in DEMO_PROVIDERS}
     operator = generate_key("operator", now=now, label="demo operator")
     municipality = generate_key("municipality", now=now, municipality_code="0180", label="Stockholms stad")
@@ -297,7 +309,10 @@ def _demo_keys(stack: LocalStack, path: Path) -> dict[str, object]:
     assessor = generate_key(
         "assessor", now=now, contract_ids=["hvb-ungdom-stockholm"], label="demo independent assessor"
     )
-    records = [k.record for k in (*providers.values(), operator, municipality, finance, assessor)]
+    register = generate_key(
+        "register", now=now, register_id=register_name.removeprefix("register_"), label="demo register"
+    )
+    records = [k.record for k in (*providers.values(), operator, municipality, finance, assessor, register)]
     asyncio.run(publish_keys(stack.admin, records))
     keys: dict[str, object] = {
         "providers": {p: k.secret for p, k in providers.items()},
@@ -305,6 +320,7 @@ def _demo_keys(stack: LocalStack, path: Path) -> dict[str, object]:
         "municipality_0180": municipality.secret,
         "finance_stiftelsen-sociala-investeringar": finance.secret,
         "assessor_hvb-ungdom-stockholm": assessor.secret,
+        register_name: register.secret,
     }
     write_secret(path, json.dumps(keys, indent=2))
     return keys

@@ -28,6 +28,12 @@ class KeyRequest(BaseModel):
     provider_id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9\-]+$", max_length=63)
     municipality_code: str | None = Field(None, pattern=r"^\d{4}$")
     funder: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9\-]+$", max_length=64)
+    register_id: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9\-]+$",
+        max_length=63,
+        description="a register holder's register (register keys only)",
+    )
     label: str = Field("", max_length=200)
     contract_ids: list[ContractId] = Field(
         default_factory=list, max_length=100, description="an assessor's contracts (assessor keys only)"
@@ -42,6 +48,7 @@ def _key_out(k: ApiKeyV1) -> dict[str, Any]:
         "municipality_code": k.municipality_code,
         "funder": k.funder,
         "contract_ids": k.contract_ids,
+        "register_id": k.register_id,
         "label": k.label,
         "created_at": k.created_at.isoformat(),
         "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
@@ -79,6 +86,7 @@ async def create_key(request: Request, who: Operator, body: KeyRequest) -> JSONR
             funder=body.funder,
             label=body.label,
             contract_ids=body.contract_ids,
+            register_id=body.register_id,
         )
     except ValueError as exc:
         raise Problem(422, "invalid-parameters", str(exc)) from None

@@ -1,0 +1,124 @@
+"""A register extract for a synthetic cohort: what a municipality's social services register would hold of
+the cohort's young people, over part of its municipalities, with deliberate differences from what the
+providers reported (a re-placement at a home not on Utfall; school answers one provider reported that the
+register contradicts), so verification has something to find."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from typing import Any
+
+from utfall_events.periods import add_months
+
+DEMO_REGISTER = "socialtjanstens-register"
+
+
+def _episodes(events: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each episode's latest start and end and its 12-month follow-up, as the events last stated them
+    (retractions aside: a synthetic register is not a second fold)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in sorted(events, key=lambda e: (e["time"], e["id"])):
+        data = event["data"]
+        if "episode_id" not in data:
+            continue
+        provider = event["source"].split("/", 1)[1]
+        episode = out.setdefault((provider, data["episode_id"]), {})
+        kind = event["type"].split(".")[3]
+        if kind == "started":
+            episode["started"] = data
+        elif kind == "ended":
+            episode["ended"] = data
+        elif kind == "recorded" and data.get("followup_month") == 12:
+            episode["followup"] = data
+    return out
+
+
+def register_extract(
+    events: list[dict[str, Any]],
+    *,
+    today: date,
+    contradicted_provider: str,
+    seed: int = 7,
+    share_of_municipalities: float = 0.6,
+) -> dict[str, Any]:
+    """One extract (RegisterExtractV1 as JSON) covering some of the cohort's placing municipalities."""
+    rng = random.Random(seed)
+    episodes = _episodes(events)
+    municipalities = sorted({e["started"]["municipality_code"] for e in episodes.values() if "started" in e})
+    covered = set(municipalities[: max(1, round(len(municipalities) * share_of_municipalities))])
+    records: list[dict[str, Any]] = []
+    for (provider, episode_id), episode in sorted(episodes.items()):
+        started, ended = episode.get("started"), episode.get("ended")
+        if started is None or started["municipality_code"] not in covered:
+            continue
+        person = started["person_id"]
+        records.append(
+            {
+                "record_id": f"plac-{provider}-{episode_id}",
+                "kind": "placement",
+                "person_id": person,
+                "start_date": started["start_date"],
+                **({"end_date": ended["end_date"]} if ended else {}),
+                "care_type": started["care_type"],
+                "municipality_code": started["municipality_code"],
+                "provider_id": provider,
+            }
+        )
+        if ended is None:
+            continue
+        end = date.fromisoformat(ended["end_date"])
+        followup = episode.get("followup") or {}
+        # a re-placement at a municipal home (not on Utfall) the provider's follow-up did not mention
+        if followup.get("replaced_since_discharge") is False:
+            chance = 0.25 if provider == contradicted_provider else 0.03
+            replaced_on = end + timedelta(days=90 + rng.randrange(120))
+            if rng.random() < chance and replaced_on <= today:
+                records.append(
+                    {
+                        "record_id": f"plac-kommunalt-{provider}-{episode_id}",
+                        "kind": "placement",
+                        "person_id": person,
+                        "start_date": replaced_on.isoformat(),
+                        "care_type": "hvb",
+                        "municipality_code": started["municipality_code"],
+                    }
+                )
+        emigrated = end + timedelta(days=200)
+        if rng.random() < 0.01 and emigrated <= today:
+            records.append(
+                {
+                    "record_id": f"excl-{provider}-{episode_id}",
+                    "kind": "exclusion",
+                    "person_id": person,
+                    "on_date": emigrated.isoformat(),
+                    "reason": "emigration",
+                }
+            )
+        on = add_months(end, 12)
+        if on > today:
+            continue
+        reported = followup.get("in_education_or_work")
+        truly = reported if reported is not None else rng.random() < 0.6
+        if provider == contradicted_provider and reported is True and rng.random() < 0.35:
+            truly = False
+        records.append(
+            {
+                "record_id": f"stat-{provider}-{episode_id}",
+                "kind": "status",
+                "person_id": person,
+                "on_date": on.isoformat(),
+                "status": rng.choice(["enrolled", "employed"]) if truly else "none",
+            }
+        )
+    return {
+        "extract_id": f"demo-{today.isoformat()}",
+        "as_of": today.isoformat(),
+        "coverage": {
+            "municipalities": sorted(covered),
+            "kinds": ["placement", "status", "exclusion"],
+            "covers_from": "2015-01-01",
+            "covers_through": today.isoformat(),
+        },
+        "records": records,
+    }

@@ -1,0 +1,67 @@
+"""Register verification: how far each provider's reported outcomes agree with the registers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from utfall_events.catalogue import VERIFIABLE_MEASURE_IDS
+from utfall_platform.problems import Problem, problem_responses
+
+from .. import readmodel
+from ..auth import Principal, require_roles
+from ..domain.agreement import Agreement, Disagreement, VerifiedRow, agreement, by_provider, disagreements
+from ..state import gateway_state
+from .measures import MeasureId, YearQ
+
+router = APIRouter(prefix="/v1", tags=["verification"], responses=problem_responses(401, 403, 404, 422))
+
+# Agreement is exact data about episodes: a provider sees its own, an operator every provider's.
+Verifier = Annotated[Principal, Depends(require_roles("operator", "provider"))]
+
+
+class AgreementOut(BaseModel):
+    measure_id: str
+    year: int | None
+    total: Agreement
+    providers: list[Agreement]
+    disagreements: list[Disagreement]
+
+
+@router.get(
+    "/measures/{measure_id}/agreement",
+    response_model=AgreementOut,
+    summary="Agreement of reported outcomes with the registers, per provider, with the disagreeing episodes "
+    "(operators: every provider; a provider: its own)",
+)
+async def get_agreement(
+    request: Request,
+    who: Verifier,
+    measure_id: MeasureId,
+    year: YearQ = None,
+    provider_id: Annotated[str | None, Query(max_length=64, description="operators: one provider")] = None,
+) -> AgreementOut:
+    if measure_id not in VERIFIABLE_MEASURE_IDS:
+        raise Problem(
+            404,
+            "not-verifiable",
+            f"Registers verify these measures only: {', '.join(VERIFIABLE_MEASURE_IDS)}.",
+        )
+    if who.role == "provider":
+        if provider_id not in (None, who.provider_id):
+            raise Problem(403, "forbidden", "A provider sees its own agreement only.")
+        provider_id = who.provider_id
+    state = gateway_state(request)
+    rows = [
+        VerifiedRow.of(r)
+        for r in await readmodel.verified_facts(state.pool, measure_id, provider_id=provider_id, year=year)
+    ]
+    return AgreementOut(
+        measure_id=measure_id,
+        year=year,
+        total=agreement(provider_id, rows),
+        providers=by_provider(rows),
+        disagreements=disagreements(rows),
+    )

@@ -1,0 +1,189 @@
+"""Ingest's HTTP entrypoint for register holders: POST /v1/registers/extracts, as JSON or as a CSV sheet.
+
+Module-level handlers over what `create_app` keeps in `app.state.registers`; each parses its body and hands
+the extract to `registers_service.take_extract` in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from utfall_events.auth import ApiKeyV1
+from utfall_events.registers import RECORD_KINDS, RegisterCoverageDeclarationV1, RegisterExtractV1
+from utfall_platform.clock import Clock
+from utfall_platform.problems import Problem, problem_responses
+from utfall_platform.service import ServiceRuntime
+
+from .auth import authenticate
+from .domain.registers import RowRejection, check_header, coverage_reasons, parse_csv
+from .domain.validation import PseudonymKey, Reason, _from_pydantic
+from .http import _read_body
+from .registers_service import take_extract
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterIntake:
+    """What the handlers need, built once by `create_app`."""
+
+    runtime: ServiceRuntime  # its pool, once started
+    clock: Clock
+    key: PseudonymKey
+    max_body_bytes: int
+
+
+class RegisterReceiptOut(BaseModel):
+    row: int
+    record_id: str | None
+    status: str
+    detail: str
+    reasons: list[dict[str, str]] | None = None
+
+
+class ExtractResponse(BaseModel):
+    register_id: str
+    extract_id: str
+    complete: bool
+    coverage_published: bool
+    counts: dict[str, int]
+    receipts: list[RegisterReceiptOut]
+
+
+async def require_register(request: Request) -> ApiKeyV1:
+    key = await authenticate(request)
+    if key.role != "register" or not key.register_id:
+        raise Problem(403, "forbidden", "Only register keys may send register extracts.")
+    return key
+
+
+router = APIRouter(
+    prefix="/v1/registers", tags=["registers"], responses=problem_responses(400, 401, 403, 409, 413, 415, 422)
+)
+
+Complete = Annotated[
+    bool,
+    Query(
+        description="false while more parts of this extract follow: its coverage counts once it is complete"
+    ),
+]
+
+
+def _refuse(reasons: list[Reason]) -> Problem:
+    return Problem(
+        422,
+        "invalid-extract",
+        "The extract's own fields are invalid; no row was taken.",
+        errors=[r.as_dict() for r in reasons],
+    )
+
+
+async def _take(
+    request: Request,
+    key: ApiKeyV1,
+    extract: RegisterExtractV1,
+    complete: bool,
+    pre_rejected: list[RowRejection],
+) -> JSONResponse:
+    intake: RegisterIntake = request.app.state.registers
+    assert key.register_id is not None
+    async with intake.runtime.pool.acquire() as conn, conn.transaction():
+        result = await take_extract(
+            conn,
+            key.register_id,
+            extract,
+            complete=complete,
+            clock=intake.clock,
+            key=intake.key,
+            pre_rejected=pre_rejected,
+        )
+    body = ExtractResponse(
+        register_id=key.register_id,
+        extract_id=extract.extract_id,
+        complete=complete,
+        coverage_published=result.coverage_published,
+        counts=result.counts,
+        receipts=[RegisterReceiptOut.model_validate(r) for r in result.receipts],
+    )
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=202)
+
+
+@router.post(
+    "/extracts",
+    status_code=202,
+    response_model=ExtractResponse,
+    summary="Send a register extract: JSON (RegisterExtractV1) or a CSV sheet (text/csv, the extract's fields "
+    "in the query string); every row is receipted",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                # each row is checked and answered on its own: the schema of the whole is the published
+                # RegisterExtractV1.json, rows are Register*RowV1.json
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def post_extract(
+    request: Request,
+    key: Annotated[ApiKeyV1, Depends(require_register)],
+    complete: Complete = True,
+    extract_id: Annotated[str | None, Query(max_length=64, description="CSV only")] = None,
+    as_of: Annotated[date | None, Query(description="CSV only")] = None,
+    municipalities: Annotated[
+        str | None, Query(max_length=2000, description="CSV only: codes, comma-separated")
+    ] = None,
+    kinds: Annotated[str | None, Query(max_length=100, description="CSV only: comma-separated")] = None,
+    covers_from: Annotated[date | None, Query(description="CSV only")] = None,
+    covers_through: Annotated[date | None, Query(description="CSV only")] = None,
+) -> JSONResponse:
+    intake: RegisterIntake = request.app.state.registers
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await _read_body(request, intake.max_body_bytes)
+    today = intake.clock.today()
+    if content_type == "application/json":
+        try:
+            parsed: Any = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Problem(400, "invalid-json", f"The body is not valid JSON (at byte {exc.pos}).") from None
+        header = check_header(parsed, today=today, scope_municipality=key.municipality_code)
+        if not isinstance(header, RegisterExtractV1):
+            raise _refuse(header)
+        return await _take(request, key, header, complete, [])
+    if content_type == "text/csv":
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise Problem(400, "not-utf8", "A CSV sheet must be UTF-8.") from None
+        fields: dict[str, Any] = {
+            "extract_id": extract_id,
+            "as_of": as_of,
+            "coverage": {
+                "municipalities": [m.strip() for m in (municipalities or "").split(",") if m.strip()],
+                "kinds": [k.strip() for k in (kinds or ",".join(RECORD_KINDS)).split(",") if k.strip()],
+                "covers_from": covers_from,
+                "covers_through": covers_through,
+            },
+            "records": [],
+        }
+        try:
+            empty = RegisterExtractV1.model_validate(fields)
+        except ValidationError as exc:
+            raise _refuse(_from_pydantic(exc, "")) from None
+        reasons = coverage_reasons(
+            empty.as_of, empty.coverage, today=today, scope_municipality=key.municipality_code
+        )
+        if reasons:
+            raise _refuse(reasons)
+        rows, rejected = parse_csv(text)
+        return await _take(request, key, empty.model_copy(update={"records": rows}), complete, rejected)
+    raise Problem(415, "unsupported-media-type", "Send application/json (RegisterExtractV1) or text/csv.")
+
+
+__all__ = ["RegisterCoverageDeclarationV1", "RegisterIntake", "router"]

@@ -1,0 +1,267 @@
+"""Register extracts on real Kafka and Postgres: a register holder's extracts (JSON and CSV) and a provider's
+events arrive in three orders, with a re-placement at a home not on Utfall, a school answer the register
+contradicts, a death, and a corrected register row; each order ends with the same verified facts and the
+same agreement, and no personnummer reaches the topic."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from utfall_events.personnummer import find_personnummer
+from utfall_events.topics import REGISTERS
+from utfall_gateway.app import create_app as create_gateway
+from utfall_gateway.settings import GatewaySettings
+from utfall_ingest.app import create_app as create_ingest
+from utfall_ingest.settings import IngestSettings
+from utfall_measures.app import create_app as create_measures
+from utfall_measures.settings import MeasuresSettings
+
+from ..helpers import (
+    batch_headers,
+    create_key,
+    ended,
+    followup,
+    person,
+    read_topic,
+    running,
+    started,
+    uid,
+    wait_until,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+MUNICIPALITY = "2584"  # one no other test places from: this test's coverage verifies only its own episodes
+COVERAGE = {
+    "municipalities": [MUNICIPALITY],
+    "kinds": ["placement", "status", "exclusion"],
+    "covers_from": "2020-01-01",
+}
+
+
+def _extracts(a: str, b: str, c: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The first extract (JSON), its correction (JSON, a later as_of), and a CSV sheet of the death."""
+    first = {
+        "extract_id": "x-2026-02",
+        "as_of": "2026-02-01",
+        "coverage": {**COVERAGE, "covers_through": "2026-02-01"},
+        "records": [
+            # a re-placement with a municipal home that is not on Utfall
+            {
+                "record_id": "p-1",
+                "kind": "placement",
+                "person_id": a,
+                "start_date": "2024-06-01",
+                "care_type": "hvb",
+                "municipality_code": MUNICIPALITY,
+            },
+            {"record_id": "s-1", "kind": "status", "person_id": a, "on_date": "2025-01-31", "status": "none"},
+            {
+                "record_id": "s-2",
+                "kind": "status",
+                "person_id": b,
+                "on_date": "2025-02-01",
+                "status": "none",
+            },  # corrected below
+        ],
+    }
+    correction = {
+        "extract_id": "x-2026-03",
+        "as_of": "2026-03-31",
+        "coverage": {**COVERAGE, "covers_through": "2026-03-31"},
+        "records": [
+            {
+                "record_id": "s-2",
+                "kind": "status",
+                "person_id": b,
+                "on_date": "2025-02-01",
+                "status": "enrolled",
+            }
+        ],
+    }
+    sheet = f"record_id,kind,person_id,on_date,reason\nd-1,exclusion,{c},2024-05-01,death\n"
+    return first, correction, sheet
+
+
+def _events(provider: str, a: str, b: str, c: str) -> list[dict[str, Any]]:
+    out = []
+    for name, pid in (("a", a), ("b", b), ("c", c)):
+        ep = f"ep-{name}-{uid()}"
+        out += [
+            started(provider, ep, pid, start="2023-03-01", municipality=MUNICIPALITY),
+            ended(provider, ep, end="2024-01-31"),
+        ]
+        if name != "c":  # both followed up: not re-placed, in education or work
+            out.append(followup(provider, ep, assessed="2025-02-10", replaced=False, education=True))
+    return out
+
+
+async def test_verified_facts_and_agreement_are_the_same_in_three_arrival_orders(world) -> None:  # type: ignore[no-untyped-def]
+    operator = {"authorization": f"Bearer {await create_key(world.kafka, 'operator')}"}
+    ingest = create_ingest(world.settings(IngestSettings))
+    measures = create_measures(world.settings(MeasuresSettings))
+    gateway = create_gateway(world.settings(GatewaySettings, results_cache_seconds=0))
+    outcomes: dict[str, Any] = {}
+    expected = {
+        "no_replacement_12m": (
+            2,
+            1,
+            {"achieved": 1, "not_achieved": 1, "excluded": 1, "unverified": 0},
+            [("achieved", "not_achieved", "a")],
+        ),
+        "education_or_work_12m": (
+            2,
+            1,
+            {"achieved": 1, "not_achieved": 1, "excluded": 1, "unverified": 0},
+            [("achieved", "not_achieved", "a")],
+        ),
+    }
+    registers: list[str] = []
+    async with running(ingest) as client, running(measures), running(gateway) as gw:
+
+        async def one_order(order: str) -> None:
+            provider, register = uid("reg-p-"), uid("reg-r-")
+            registers.append(register)
+            provider_key = await create_key(world.kafka, "provider", provider_id=provider)
+            register_key = {
+                "authorization": f"Bearer {await create_key(world.kafka, 'register', register_id=register)}"
+            }
+            a, b, c = person(), person(), person()
+            first, correction, sheet = _extracts(a, b, c)
+
+            async def send_events() -> None:
+                r = await client.post(
+                    "/v1/events",
+                    content=orjson.dumps(_events(provider, a, b, c)),
+                    headers=batch_headers(provider_key),
+                )
+                assert r.json()["accepted"] == 8, r.text
+
+            async def send_json(extract: dict[str, Any], expect: list[str]) -> None:
+                r = await client.post(
+                    "/v1/registers/extracts",
+                    content=orjson.dumps(extract),
+                    headers={**register_key, "content-type": "application/json"},
+                )
+                assert r.status_code == 202, r.text
+                assert [x["status"] for x in r.json()["receipts"]] == expect, r.text
+                assert not find_personnummer(r.text)
+
+            async def send_csv() -> None:
+                r = await client.post(
+                    "/v1/registers/extracts",
+                    content=sheet.encode(),
+                    params={
+                        "extract_id": "x-deaths",
+                        "as_of": "2026-03-31",
+                        "municipalities": MUNICIPALITY,
+                        "kinds": "exclusion",
+                        "covers_from": "2020-01-01",
+                        "covers_through": "2026-03-31",
+                    },
+                    headers={**register_key, "content-type": "text/csv"},
+                )
+                assert r.status_code == 202 and r.json()["counts"] == {"accepted": 1}, r.text
+
+            steps: dict[str, list[Callable[[], Awaitable[None]]]] = {
+                "events first": [
+                    send_events,
+                    lambda: send_json(first, ["accepted"] * 3),
+                    lambda: send_json(correction, ["correction"]),
+                    send_csv,
+                ],
+                "registers first": [
+                    lambda: send_json(first, ["accepted"] * 3),
+                    lambda: send_json(correction, ["correction"]),
+                    send_csv,
+                    send_events,
+                ],
+                # the correction before the extract it corrects; the first extract sent twice
+                "correction first": [
+                    lambda: send_json(correction, ["accepted"]),
+                    send_csv,
+                    send_events,
+                    lambda: send_json(first, ["accepted", "accepted", "superseded"]),
+                    lambda: send_json(first, ["duplicate"] * 3),
+                ],
+            }
+            for step in steps[order]:
+                await step()
+
+            async def settled() -> dict[str, Any] | None:
+                seen = {}
+                for measure in expected:
+                    r = await gw.get(
+                        f"/v1/measures/{measure}/agreement",
+                        params={"provider_id": provider},
+                        headers=operator,
+                    )
+                    body = r.json()
+                    seen[measure] = (
+                        body["total"]["compared"],
+                        body["total"]["agree"],
+                        body["total"]["verified"],
+                        sorted(
+                            (d["reported_status"], d["verified_status"], d["episode_id"].split("-")[1])
+                            for d in body["disagreements"]
+                        ),
+                    )
+                outcomes[order] = seen
+                return seen if seen == expected else None
+
+            try:
+                await wait_until(
+                    settled, timeout=60, interval=0.5, what=f"the expected verified facts ({order})"
+                )
+            except AssertionError:
+                raise AssertionError(f"{order}: {outcomes.get(order)} != {expected}") from None
+            # the provider sees its own agreement, nobody else's; the public none
+            own = await gw.get(
+                "/v1/measures/no_replacement_12m/agreement",
+                headers={"authorization": f"Bearer {provider_key}"},
+            )
+            assert own.status_code == 200 and {p["provider_id"] for p in own.json()["providers"]} == {
+                provider
+            }
+            assert (
+                await gw.get(
+                    "/v1/measures/no_replacement_12m/agreement",
+                    params={"provider_id": "x"},
+                    headers={"authorization": f"Bearer {provider_key}"},
+                )
+            ).status_code == 403
+            assert (await gw.get("/v1/measures/no_replacement_12m/agreement")).status_code == 401
+            assert (
+                await gw.get("/v1/measures/planned_discharge/agreement", headers=operator)
+            ).status_code == 404
+            # a provider key cannot send extracts; a register key cannot send events
+            assert (
+                await client.post(
+                    "/v1/registers/extracts",
+                    content=orjson.dumps(first),
+                    headers={"authorization": f"Bearer {provider_key}", "content-type": "application/json"},
+                )
+            ).status_code == 403
+            assert (
+                await client.post(
+                    "/v1/events", content=b"[]", headers=batch_headers(register_key["authorization"][7:])
+                )
+            ).status_code == 403
+
+        for order in ("events first", "registers first", "correction first"):
+            await one_order(order)
+
+    assert outcomes == {order: expected for order in outcomes} and len(outcomes) == 3
+    on_topic = await read_topic(
+        world.kafka,
+        REGISTERS,
+        predicate=lambda r: any(reg.encode() in r.value for reg in registers),
+        expect=8 + 8 + 7,
+        settle=1.0,
+    )
+    assert not any(find_personnummer(r.value.decode()) for r in on_topic)
+    kinds = sorted(orjson.loads(r.value)["type"].rsplit(".", 2)[1] for r in on_topic)
+    assert kinds.count("coverage") == 3 * 3  # one per complete extract: two JSON, one CSV
