@@ -1128,7 +1128,9 @@ async def test_an_attacker_holding_every_public_answer_narrows_no_small_cell(dat
     assert crawled["rows"] > 1000 and crawled["refused"] > 100
     assert attacked, "the attacker attacked nothing"
     assert narrow == [], narrow[:5]
-    assert control_found and control_exact > 0, report
+    # the control leaks: the same kind of attacker narrows small cells below the margin (how many it pins to
+    # their exact value depends on the cohort: reported, not asserted)
+    assert control_found, report
 
 
 async def test_provider_pages_upload_own_figures_preview_and_right_of_reply(data, artifacts) -> None:  # type: ignore[no-untyped-def]
