@@ -6,6 +6,7 @@ same agreement, and no personnummer reaches the topic."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Any
 
 import orjson
@@ -129,7 +130,8 @@ async def test_verified_facts_and_agreement_are_the_same_in_three_arrival_orders
             register_key = {
                 "authorization": f"Bearer {await create_key(world.kafka, 'register', register_id=register)}"
             }
-            a, b, c = person(), person(), person()
+            # three people (one birth date each: person() gives two calls in a row the same number)
+            a, b, c = (person(date(2006, 2, 3)), person(date(2007, 7, 9)), person(date(2009, 11, 21)))
             first, correction, sheet = _extracts(a, b, c)
 
             async def send_events() -> None:
