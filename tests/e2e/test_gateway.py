@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from utfall_events.payments import signed_amount
 from utfall_measures.domain.windows import add_months
 from utfall_synthetic.cli import post_events
 from utfall_synthetic.cohort import PROVIDERS, CohortConfig, generate
+from utfall_synthetic.registers import DEMO_REGISTER, register_extract
 
 from ..helpers import create_key, register_provider, wait_until
 
@@ -82,6 +84,19 @@ async def data(stack) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         stack.services["ingest"].url, provider_keys, cohort.events, batch=500, quiet=True
     )
     assert counts["rejected"] == 0, counts
+    # the municipalities' register vouches for part of the cohort, and contradicts hvb-granen's reports
+    register = await create_key(world.kafka, "register", register_id=DEMO_REGISTER)
+    extract = register_extract(cohort.events, today=date(2026, 10, 31), contradicted_provider="hvb-granen")
+    async with httpx.AsyncClient(base_url=stack.services["ingest"].url, timeout=120) as http:
+
+        async def taken() -> httpx.Response | None:
+            answer = await http.post(
+                "/v1/registers/extracts", json=extract, headers={"authorization": f"Bearer {register}"}
+            )
+            return None if answer.status_code == 401 else answer  # until ingest has read the new key
+
+        answer = await wait_until(taken, timeout=30, interval=0.5, what="ingest to know the register key")
+        assert answer.status_code == 202 and set(answer.json()["counts"]) == {"accepted"}, answer.text[:2000]
     gateway = stack.services["gateway"].url
     async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
 
@@ -1497,6 +1512,59 @@ async def test_forecast_contract_page_and_indigo_export_of_the_hvb_contract(data
         (artifacts / f"hvb-{name}.json").write_text(json.dumps(body, indent=1, ensure_ascii=False))
 
 
+async def test_the_register_finds_the_provider_whose_reports_it_contradicts(data, artifacts) -> None:  # type: ignore[no-untyped-def]
+    """Issue 31: the register extract the fixture sent contradicts hvb-granen's school answers and holds
+    re-placements its follow-ups did not mention; its agreement is the lowest, every disagreement is its own,
+    each provider sees only its own, and nobody without a key sees any."""
+    keys = data["keys"]
+    async with httpx.AsyncClient(base_url=data["gateway"], timeout=60) as http:
+
+        async def settled() -> dict[str, Any] | None:
+            body = (
+                await http.get(
+                    "/v1/measures/education_or_work_12m/agreement", headers=keys.headers("operator")
+                )
+            ).json()
+            compared = {p["provider_id"]: p["compared"] for p in body["providers"]}
+            return body if compared.get("hvb-granen", 0) >= 10 and len(compared) >= 8 else None
+
+        body = await wait_until(settled, timeout=120, interval=1.0, what="verified facts of the register")
+        demo = {p.provider_id for p in PROVIDERS}
+        shares = {
+            p["provider_id"]: p["share"]
+            for p in body["providers"]
+            if p["provider_id"] in demo and p["compared"] >= 10
+        }
+        assert min(shares, key=lambda p: shares[p]) == "hvb-granen" and shares["hvb-granen"] < 0.9, shares
+        assert all(s >= 0.95 for p, s in shares.items() if p != "hvb-granen"), shares
+        granen = [d for d in body["disagreements"] if d["provider_id"] == "hvb-granen"]
+        assert granen and all(
+            (d["reported_status"], d["verified_status"]) == ("achieved", "not_achieved") for d in granen
+        )
+        interval = next(p for p in body["providers"] if p["provider_id"] == "hvb-granen")["interval"]
+        assert interval["low"] < shares["hvb-granen"] < interval["high"]
+        own = (
+            await http.get("/v1/measures/no_replacement_12m/agreement", headers=keys.headers("provider"))
+        ).json()
+        assert {p["provider_id"] for p in own["providers"]} == {"hvb-eken"}
+        assert {d["provider_id"] for d in own["disagreements"]} <= {"hvb-eken"}
+        for who, status in (("public", 401), ("municipality", 403), ("finance", 403)):
+            answer = await http.get("/v1/measures/no_replacement_12m/agreement", headers=keys.headers(who))
+            assert answer.status_code == status, who
+        page = await http.get(
+            "/v1/measures/education_or_work_12m/agreement",
+            params={"format": "html"},
+            headers=keys.headers("operator"),
+        )
+        assert page.status_code == 200 and 'id="agreement-chart"' in page.text
+        drawn = re.findall(r'<g class="row" data-provider="([^"]+)" data-share="([0-9.]+)"', page.text)
+        order = [p for p, _ in drawn if p in shares]
+        assert order[0] == "hvb-granen" and len(order) == len(shares)  # lowest first: what needs a look
+    (artifacts / "register-agreement.json").write_text(
+        json.dumps({"education_or_work_12m": shares}, indent=2)
+    )
+
+
 async def test_pages_meet_wcag_21_aa_by_axe_core_and_work_by_keyboard(data, artifacts) -> None:  # type: ignore[no-untyped-def]
     """Issue 18 item 7: every public page, in both languages, live and released, has no WCAG 2.1 A/AA
     violation axe-core (npm, the real library) can find in Chromium; the page works with the keyboard alone."""
@@ -1535,6 +1603,23 @@ async def test_pages_meet_wcag_21_aa_by_axe_core_and_work_by_keyboard(data, arti
         assert await page.locator("#own").count() == 1
         found["/provider"] = await _axe(page)
         await page.screenshot(path=str(artifacts / "provider-page.png"), full_page=True)
+        assert await page.locator("#verified").count() == 1  # its outcomes against the register
+        # the operator's agreement page (the operator's key on every request of its own context)
+        operator = await browser.new_context(
+            bypass_csp=True,
+            viewport={"width": 1100, "height": 900},
+            extra_http_headers=data["keys"].headers("operator"),
+        )
+        operator_page = await operator.new_page()
+        for path in (
+            "/v1/measures/education_or_work_12m/agreement?format=html",
+            "/v1/measures/no_replacement_12m/agreement?format=html&lang=en",
+        ):
+            await operator_page.goto(gateway + path)
+            assert await operator_page.locator("#agreement-chart g.row").count() >= 5
+            found[path] = await _axe(operator_page)
+        await operator_page.screenshot(path=str(artifacts / "agreement-page.png"), full_page=True)
+        await operator.close()
         await page.goto(gateway + "/accessibility?lang=en")
         await page.screenshot(path=str(artifacts / "accessibility-statement.png"), full_page=True)
         assert "partially compliant" in await page.locator("#status").inner_text()

@@ -29,8 +29,8 @@ def _episodes(events: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, A
             episode["started"] = data
         elif kind == "ended":
             episode["ended"] = data
-        elif kind == "recorded" and data.get("followup_month") == 12:
-            episode["followup"] = data
+        elif kind == "recorded":
+            episode.setdefault("followups", {})[data["followup_month"]] = data
     return out
 
 
@@ -68,7 +68,22 @@ def register_extract(
         if ended is None:
             continue
         end = date.fromisoformat(ended["end_date"])
-        followup = episode.get("followup") or {}
+        followups = episode.get("followups", {})
+        followup = followups.get(12) or {}
+        # a re-placement a follow-up reported is in the register too (with a home not on Utfall)
+        said_yes = sorted(m for m, f in followups.items() if f.get("replaced_since_discharge") is True)
+        reported_on = end + timedelta(days=28 * said_yes[0]) if said_yes else None
+        if reported_on is not None and reported_on <= today:
+            records.append(
+                {
+                    "record_id": f"plac-rapporterad-{provider}-{episode_id}",
+                    "kind": "placement",
+                    "person_id": person,
+                    "start_date": reported_on.isoformat(),
+                    "care_type": "family_home",
+                    "municipality_code": started["municipality_code"],
+                }
+            )
         # a re-placement at a municipal home (not on Utfall) the provider's follow-up did not mention
         if followup.get("replaced_since_discharge") is False:
             chance = 0.25 if provider == contradicted_provider else 0.03

@@ -14,7 +14,7 @@ from utfall_platform.bulk import EVERY_OTHER_COLUMN, BulkInsert, key_arrays
 
 from .domain.episodes import Episode, EpisodeKey
 from .domain.verification import CoverageClaim, RegisterRecord, VerifiedFact
-from .store import discharge_columns, placement_columns
+from .store import DISCHARGE_TYPES, PLACEMENT_TYPES, discharge_columns, placement_columns
 
 _UPSERT_RECORDS = BulkInsert(
     "measures.register_records",
@@ -139,19 +139,8 @@ _UPSERT_VERIFIED = BulkInsert(
         ("reported_status", "text"),
         ("outcome_date", "date"),
         ("evidence", "jsonb"),
-        ("unit_id", "text"),
-        ("municipality_code", "text"),
-        ("county_code", "text"),
-        ("care_type", "text"),
-        ("legal_basis", "text"),
-        ("target_group", "text"),
-        ("sex", "text"),
-        ("age_at_start", "int"),
-        ("age_band", "text"),
-        ("start_date", "date"),
-        ("end_date", "date"),
-        ("discharge_year", "int"),
-        ("discharge_quarter", "int"),
+        *PLACEMENT_TYPES,
+        *DISCHARGE_TYPES,
     ),
     constants=(("determined_at", "timestamptz"),),
     conflict=("provider_id", "episode_id", "measure_id"),

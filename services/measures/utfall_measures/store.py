@@ -186,7 +186,7 @@ def discharge_columns(ep: Episode) -> dict[str, Any]:
     }
 
 
-_PLACEMENT_TYPES = (
+PLACEMENT_TYPES = (
     ("unit_id", "text"),
     ("municipality_code", "text"),
     ("county_code", "text"),
@@ -198,7 +198,7 @@ _PLACEMENT_TYPES = (
     ("age_band", "text"),
     ("start_date", "date"),
 )
-_DISCHARGE_TYPES = (("end_date", "date"), ("discharge_year", "int"), ("discharge_quarter", "int"))
+DISCHARGE_TYPES = (("end_date", "date"), ("discharge_year", "int"), ("discharge_quarter", "int"))
 
 _UPSERT_EPISODES = BulkInsert(
     "measures.episodes",
@@ -206,9 +206,9 @@ _UPSERT_EPISODES = BulkInsert(
         ("provider_id", "text"),
         ("episode_id", "text"),
         ("subject_ref", "text"),
-        *_PLACEMENT_TYPES,
+        *PLACEMENT_TYPES,
         ("birth_year", "int"),
-        *_DISCHARGE_TYPES,
+        *DISCHARGE_TYPES,
         ("end_reason", "text"),
         ("destination", "text"),
         ("length_of_stay_days", "int"),
@@ -250,8 +250,8 @@ _UPSERT_FACTS = BulkInsert(
         ("evidence", "jsonb"),
         ("closes_on", "date"),
         ("outcome_date", "date"),
-        *_PLACEMENT_TYPES,
-        *_DISCHARGE_TYPES,
+        *PLACEMENT_TYPES,
+        *DISCHARGE_TYPES,
     ),
     constants=(("determined_at", "timestamptz"),),
     conflict=("provider_id", "episode_id", "measure_id"),

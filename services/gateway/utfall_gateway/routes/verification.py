@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
 from utfall_events.catalogue import VERIFIABLE_MEASURE_IDS
@@ -13,7 +15,10 @@ from utfall_platform.problems import Problem, problem_responses
 from .. import readmodel
 from ..auth import Principal, require_roles
 from ..domain.agreement import Agreement, Disagreement, VerifiedRow, agreement, by_provider, disagreements
+from ..providers import display_name
 from ..state import gateway_state
+from ..web.agreement import LABELS, chart
+from ..web.page import SECURITY_HEADERS, templates
 from .measures import MeasureId, YearQ
 
 router = APIRouter(prefix="/v1", tags=["verification"], responses=problem_responses(401, 403, 404, 422))
@@ -34,7 +39,8 @@ class AgreementOut(BaseModel):
     "/measures/{measure_id}/agreement",
     response_model=AgreementOut,
     summary="Agreement of reported outcomes with the registers, per provider, with the disagreeing episodes "
-    "(operators: every provider; a provider: its own)",
+    "(operators: every provider; a provider: its own); format=html is its page, with a chart",
+    responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 async def get_agreement(
     request: Request,
@@ -42,7 +48,9 @@ async def get_agreement(
     measure_id: MeasureId,
     year: YearQ = None,
     provider_id: Annotated[str | None, Query(max_length=64, description="operators: one provider")] = None,
-) -> AgreementOut:
+    format: Annotated[Literal["json", "html"], Query()] = "json",
+    lang: Annotated[Literal["sv", "en"], Query()] = "sv",
+) -> AgreementOut | Response:
     if measure_id not in VERIFIABLE_MEASURE_IDS:
         raise Problem(
             404,
@@ -58,10 +66,27 @@ async def get_agreement(
         VerifiedRow.of(r)
         for r in await readmodel.verified_facts(state.pool, measure_id, provider_id=provider_id, year=year)
     ]
-    return AgreementOut(
+    answer = AgreementOut(
         measure_id=measure_id,
         year=year,
         total=agreement(provider_id, rows),
         providers=by_provider(rows),
         disagreements=disagreements(rows),
     )
+    if format == "json":
+        return answer
+    registry = request.app.state.providers
+    names = {p.provider_id: display_name(registry, p.provider_id) for p in answer.providers if p.provider_id}
+    titles = {r["id"]: r[f"title_{lang}"] for r in await readmodel.current_measure_titles(state.pool)}
+    query = "".join(f"&{k}={quote(str(v))}" for k, v in (("year", year), ("provider_id", provider_id)) if v)
+    page = templates.get_template("agreement.html").render(
+        a=answer,
+        t=LABELS[lang],
+        lang=lang,
+        other_lang="en" if lang == "sv" else "sv",
+        query=query,
+        names=names,
+        measure_title=titles.get(measure_id, measure_id),
+        chart=chart(answer.providers, answer.total, names),
+    )
+    return HTMLResponse(page, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})

@@ -20,11 +20,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from utfall_events.aggregates import CSV_COLUMNS
+from utfall_events.catalogue import VERIFIABLE_MEASURE_IDS
 from utfall_events.releases import ReleaseCommentV1
 from utfall_platform.apikeys import KeyStore
 
 from .. import readmodel
 from ..auth import Principal, principal_of
+from ..domain.agreement import VerifiedRow, agreement, disagreements
 from ..providers import display_name
 from ..release_store import ReleaseStore
 from ..releasing import preview
@@ -80,6 +82,22 @@ TEXT = {
         "comment_refused": "Kommentaren togs inte emot: {why}",
         "your_comments": "Era kommentarer",
         "none": "Inga siffror ännu.",
+        "verified_title": "Era utfall mot registret",
+        "verified_help": "Av de utfall som både ni rapporterat och registret avgjort: andelen lika, med 95 % "
+        "intervall. Nedan varje placering där de skiljer sig, så att ni kan rätta er rapport eller bestrida "
+        "registrets.",
+        "compared": "Jämförda",
+        "agree": "Lika",
+        "share_agree": "Andel lika",
+        "interval": "95 % intervall",
+        "episode": "Placering",
+        "reported": "Rapporterat",
+        "register": "Registret",
+        "evidence": "Underlag",
+        "achieved": "uppnått",
+        "not_achieved": "ej uppnått",
+        "missing": "saknas",
+        "pending": "väntande",
     },
     "en": {
         "title": "Provider pages",
@@ -123,6 +141,22 @@ TEXT = {
         "comment_refused": "The comment was not accepted: {why}",
         "your_comments": "Your comments",
         "none": "No figures yet.",
+        "verified_title": "Your outcomes against the register",
+        "verified_help": "Of the outcomes both you reported and the register decided: the share that agree, with "
+        "a 95 % interval. Below, each episode where they differ, so you can correct your report or dispute the "
+        "register's.",
+        "compared": "Compared",
+        "agree": "Agree",
+        "share_agree": "Share agreeing",
+        "interval": "95 % interval",
+        "episode": "Episode",
+        "reported": "Reported",
+        "register": "Register",
+        "evidence": "Evidence",
+        "achieved": "achieved",
+        "not_achieved": "not achieved",
+        "missing": "missing",
+        "pending": "pending",
     },
 }
 
@@ -312,6 +346,23 @@ async def _dashboard(
         mine = [p for p in data["providers"] if p["provider_id"] == who.provider_id]
         own.append({"measure_id": measure_id, "title": title, "rows": mine, "national": data["total"]})
     next_release = await preview(gw, store, who.provider_id)
+    verified = []
+    for measure_id in VERIFIABLE_MEASURE_IDS:
+        rows = [
+            VerifiedRow.of(r)
+            for r in await readmodel.verified_facts(
+                gw.pool, measure_id, provider_id=who.provider_id, year=None
+            )
+        ]
+        if rows:
+            verified.append(
+                {
+                    "measure_id": measure_id,
+                    "title": titles.get(measure_id, measure_id),
+                    "agreement": agreement(who.provider_id, rows),
+                    "disagreements": disagreements(rows),
+                }
+            )
     html = templates.get_template("provider.html").render(
         t=TEXT[lang],
         lang=lang,
@@ -321,6 +372,7 @@ async def _dashboard(
         own=own,
         titles=titles,
         preview=next_release,
+        verified=verified,
         receipts=receipts,
         sheet_error=sheet_error,
         comment_error=comment_error,

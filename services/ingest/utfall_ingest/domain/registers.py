@@ -27,10 +27,9 @@ from utfall_events.registers import (
     RegisterPlacementRowV1,
     RegisterStatusRowV1,
 )
-from utfall_events.sealed import SealError, looks_sealed
 
 from .pseudonym import subject_ref
-from .validation import EARLIEST_DATE, PseudonymKey, Reason, _from_pydantic
+from .validation import EARLIEST_DATE, PseudonymKey, Reason, _from_pydantic, open_person_id
 
 # The columns of a register CSV sheet: every kind's fields; a row fills those of its kind.
 CSV_COLUMNS = (
@@ -122,19 +121,11 @@ def coverage_reasons(
 
 
 def _pseudonym(person_text: str, pointer: str, *, key: PseudonymKey, today: date) -> str | Reason:
-    if looks_sealed(person_text):
-        try:
-            if key.unseal is None:
-                raise SealError("no key")
-            person_text = key.unseal(person_text)
-        except SealError:
-            return Reason(
-                pointer,
-                "unsealable",
-                "person_id is sealed, but not to a key of this ingest (see GET /v1/keys/person-id)",
-            )
+    opened = open_person_id(person_text, key, pointer)
+    if isinstance(opened, Reason):
+        return opened
     try:
-        person = parse_person_number(person_text, today=today)
+        person = parse_person_number(opened, today=today)
     except InvalidPersonNumber as exc:
         return Reason(pointer, exc.code, exc.message)
     return subject_ref(person.digits, key=key.secret, version=key.version)

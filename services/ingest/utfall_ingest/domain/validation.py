@@ -97,6 +97,22 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f]")
 
 
+def open_person_id(text: str, key: PseudonymKey, pointer: str) -> str | Reason:
+    """A person_id as sent: a personnummer in clear, or one sealed to this ingest, opened in memory."""
+    if not looks_sealed(text):
+        return text
+    try:
+        if key.unseal is None:
+            raise SealError("no key")
+        return key.unseal(text)
+    except SealError:
+        return Reason(
+            pointer,
+            "unsealable",
+            "person_id is sealed, but not to a key of this ingest (see GET /v1/keys/person-id)",
+        )
+
+
 def clean(text: str, limit: int = 200) -> str:
     """Reason text is ours, but pointers name submitted keys: no control characters, bounded, redacted."""
     text = _UNPRINTABLE.sub("?", text)
@@ -248,21 +264,10 @@ def check_event(
 
     if envelope.type == PLACEMENT_STARTED:
         fields.pop("person_id")
-        person_text: str = data.person_id  # type: ignore[attr-defined]
-        if looks_sealed(person_text):
-            try:
-                if key.unseal is None:
-                    raise SealError("no key")
-                person_text = key.unseal(person_text)
-            except SealError:
-                person_text = ""
-                reasons.append(
-                    Reason(
-                        "/data/person_id",
-                        "unsealable",
-                        "person_id is sealed, but not to a key of this ingest (see GET /v1/keys/person-id)",
-                    )
-                )
+        opened = open_person_id(data.person_id, key, "/data/person_id")  # type: ignore[attr-defined]
+        if isinstance(opened, Reason):
+            reasons.append(opened)
+        person_text = opened if isinstance(opened, str) else ""
         if data.provider_id != provider_id:  # type: ignore[attr-defined]
             reasons.append(
                 Reason(
