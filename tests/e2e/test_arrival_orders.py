@@ -140,7 +140,7 @@ class Run:
     async def facts(self, conn: asyncpg.Connection) -> dict[tuple[str, str, str], tuple[str, date | None]]:
         rows = await conn.fetch(
             "SELECT provider_id, episode_id, measure_id, status, outcome_date FROM measures.facts "
-            "WHERE provider_id = ANY($1) AND status <> 'void'",
+            "WHERE provider_id = ANY($1) AND status <> 'void' AND measure_id NOT LIKE '%@%'",  # reported facts
             self.providers,
         )
         return {(r[0], r[1], r[2]): (r[3], r[4]) for r in rows}

@@ -267,3 +267,146 @@ async def test_verified_facts_and_agreement_are_the_same_in_three_arrival_orders
     assert not any(find_personnummer(r.value.decode()) for r in on_topic)
     kinds = sorted(orjson.loads(r.value)["type"].rsplit(".", 2)[1] for r in on_topic)
     assert kinds.count("coverage") == 3 * 3  # one per complete extract: two JSON, one CSV
+
+
+async def test_a_register_validated_milestone_pays_only_verified_outcomes_in_any_order(
+    world, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 31 item 4: a contract pays one milestone on the provider's report and one on the register's word.
+    The provider reports no re-placement; the register first covers the window with none (the register's
+    milestone pays), then a later extract holds a re-placement with a home not on Utfall (it is reversed; the
+    reported one stands). Two arrival orders end with the same net per milestone."""
+    import asyncpg
+
+    from utfall_contracts.app import create_app as create_contracts
+    from utfall_contracts.settings import ContractsSettings
+    from utfall_events.topics import CONTRACT_COMMANDS
+
+    from ..builders import contract_document
+    from ..helpers import produce
+
+    ingest = create_ingest(world.settings(IngestSettings))
+    measures = create_measures(world.settings(MeasuresSettings))
+    contracts = create_contracts(world.settings(ContractsSettings, contracts_dir=tmp_path))
+    conn = await asyncpg.connect(world.database_url)
+    nets: dict[str, dict[str, int]] = {}
+    try:
+        async with running(ingest) as client, running(measures), running(contracts):
+            for order in ("events first", "register first"):
+                provider, register, contract_id = uid("rv-p-"), uid("rv-r-"), uid("rv-c-")
+                provider_key = await create_key(world.kafka, "provider", provider_id=provider)
+                register_key = {
+                    "authorization": f"Bearer {await create_key(world.kafka, 'register', register_id=register)}",
+                    "content-type": "application/json",
+                }
+                document = contract_document(
+                    contract_id,
+                    [provider],
+                    [
+                        {"milestone_id": "reported", "measure_id": "no_replacement_12m", "price_ore": 1000},
+                        {
+                            "milestone_id": "verified",
+                            "measure_id": "no_replacement_12m",
+                            "price_ore": 3000,
+                            "validation": "register",
+                        },
+                    ],
+                    per_participant_cap_ore=10**6,
+                    total_cap_ore=10**8,
+                )
+                await produce(
+                    world.kafka, CONTRACT_COMMANDS, [(contract_id.encode(), orjson.dumps(document), [])]
+                )
+                someone = person(date(2005, 8, 17))
+                ep = f"ep-{uid()}"
+                events = [
+                    started(provider, ep, someone, start="2023-03-01", municipality=MUNICIPALITY),
+                    ended(provider, ep, end="2024-01-31"),
+                    followup(provider, ep, assessed="2025-02-10", replaced=False),
+                ]
+                covering = {
+                    "extract_id": "x-1",
+                    "as_of": "2026-02-01",
+                    "coverage": {**COVERAGE, "covers_through": "2026-02-01"},
+                    "records": [],
+                }
+                contradicting = {
+                    "extract_id": "x-2",
+                    "as_of": "2026-03-31",
+                    "coverage": {**COVERAGE, "covers_through": "2026-03-31"},
+                    "records": [
+                        {
+                            "record_id": "p-7",
+                            "kind": "placement",
+                            "person_id": someone,
+                            "start_date": "2024-09-01",
+                            "care_type": "hvb",
+                            "municipality_code": MUNICIPALITY,
+                        }
+                    ],
+                }
+
+                async def ledger(cid: str = contract_id) -> dict[str, list[tuple[str, int]]]:
+                    rows = await conn.fetch(
+                        "SELECT milestone_id, kind, amount_ore FROM contracts.ledger WHERE contract_id = $1 "
+                        "ORDER BY seq",
+                        cid,
+                    )
+                    out: dict[str, list[tuple[str, int]]] = {}
+                    for r in rows:
+                        out.setdefault(r["milestone_id"], []).append((r["kind"], r["amount_ore"]))
+                    return out
+
+                async def send_events() -> None:
+                    r = await client.post(
+                        "/v1/events", content=orjson.dumps(events), headers=batch_headers(provider_key)
+                    )
+                    assert r.json()["accepted"] == 3, r.text
+
+                async def send(extract: dict[str, Any]) -> None:
+                    r = await client.post(
+                        "/v1/registers/extracts", content=orjson.dumps(extract), headers=register_key
+                    )
+                    assert r.status_code == 202, r.text
+
+                if order == "events first":
+                    await send_events()
+                    await send(covering)
+
+                    async def both_paid() -> dict[str, Any] | None:
+                        got = await ledger()
+                        return got if len(got.get("verified", [])) == 1 and got.get("reported") else None
+
+                    paid = await wait_until(both_paid, timeout=60, interval=0.5, what="both milestones paid")
+                    assert paid["verified"] == [("payment.triggered", 3000)]
+                    await send(contradicting)
+                else:
+                    await send(contradicting)
+                    await send_events()
+                    await send(covering)
+
+                async def settled() -> dict[str, int] | None:
+                    got = await ledger()
+                    net = {
+                        m: sum(a if k == "payment.triggered" else -a for k, a in entries)
+                        for m, entries in got.items()
+                    }
+                    reversed_ = order != "events first" or ("payment.reversed", 3000) in got.get(
+                        "verified", []
+                    )
+                    return net if net.get("reported") == 1000 and reversed_ else None
+
+                nets[order] = await wait_until(
+                    settled, timeout=60, interval=0.5, what=f"the ledger ({order})"
+                )
+                reason = await conn.fetchval(
+                    "SELECT reason FROM contracts.ledger WHERE contract_id = $1 AND milestone_id = 'verified' "
+                    "AND kind = 'payment.reversed'",
+                    contract_id,
+                )
+                if order == "events first":
+                    assert "the register now says not achieved on 2024-09-01" in reason
+    finally:
+        await conn.close()
+    nonzero = {order: {m: n for m, n in net.items() if n} for order, net in nets.items()}
+    assert nonzero == {"events first": {"reported": 1000}, "register first": {"reported": 1000}}

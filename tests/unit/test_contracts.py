@@ -483,3 +483,67 @@ def test_contracts_passes_over_the_care_events_it_does_not_read_and_dead_letters
     for read in (PLACEMENT_STARTED, EVENT_RETRACTED, None, "se.utfall.unknown.v1"):
         with pytest.raises(UndecodableRecord):
             asyncio.run(handle(None, [record(PLACEMENT_ENDED), record(read)]))  # type: ignore[arg-type]
+
+
+def test_a_register_validated_milestone_pays_only_what_the_register_confirms_and_reverses_on_contradiction() -> (
+    None
+):
+    """Issue 31 item 4: the same measure paid twice, once as reported and once as the register verifies it."""
+    both = contract(
+        milestones=[
+            {"milestone_id": "reported", "measure_id": "no_replacement_12m", "price_ore": 100},
+            {
+                "milestone_id": "verified",
+                "measure_id": "no_replacement_12m",
+                "price_ore": 100,
+                "validation": "register",
+            },
+        ]
+    )
+    w = World(both)
+    w.place(placement("e1"))
+    w.outcome("e1", "no_replacement_12m", "achieved", on=date(2025, 2, 1))
+    assert w.kinds() == [("triggered", 100)]  # the provider's report pays the reported milestone only
+    assert w.repo.ledger[0].milestone_id == "reported" and w.repo.ledger[0].reason is None
+    register = FactInfo(
+        "achieved",
+        1,
+        (EventRef(source="provider/p1", id="ev-e1"), EventRef(source="register/reg", id="plac-9")),
+        "v1:E1",
+        date(2025, 2, 1),
+    )
+    w.repo.fact_status[(("p1", "e1"), "no_replacement_12m@register")] = register
+    w.sync([("p1", "e1")])
+    paid = w.repo.ledger[-1]
+    assert (paid.milestone_id, paid.kind, paid.measure_id) == (
+        "verified",
+        "payment.triggered",
+        "no_replacement_12m",
+    )
+    assert paid.reason == "validated by register (register/reg#plac-9)"
+    # a later register extract contradicts: a re-placement with a home not on Utfall
+    w.repo.fact_status[(("p1", "e1"), "no_replacement_12m@register")] = FactInfo(
+        "not_achieved", 1, (EventRef(source="register/reg", id="plac-10"),), "v1:E1", date(2025, 1, 20)
+    )
+    w.sync([("p1", "e1")])
+    reversal = w.repo.ledger[-1]
+    assert (reversal.milestone_id, reversal.kind) == ("verified", "payment.reversed")
+    assert reversal.reason == (
+        "No re-placement within 12 months: the register now says not achieved on 2025-01-20 "
+        "(register row register/reg#plac-10); after: test"
+    )
+    assert w.net() == 100 and [e.milestone_id for e in w.repo.ledger].count("reported") == 1
+
+
+def test_only_a_verifiable_measure_can_be_validated_by_register() -> None:
+    with pytest.raises(ValueError, match="registers verify only"):
+        contract(
+            milestones=[
+                {
+                    "milestone_id": "m",
+                    "measure_id": "planned_discharge",
+                    "price_ore": 1,
+                    "validation": "register",
+                }
+            ]
+        )

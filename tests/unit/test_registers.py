@@ -464,3 +464,18 @@ def test_agreement_compares_only_what_both_sides_decided_with_a_wilson_interval(
     assert [(d.provider_id, d.episode_id) for d in disagreements(rows)] == [("a", "2")]
     assert agreement(None, []).interval is None
     assert BY_ID["education_or_work_12m"].window_months == 12
+
+
+def test_decided_verified_outcomes_become_facts_contracts_can_pay_on() -> None:
+    from utfall_measures.domain.catalogue import BY_ID as MEASURES
+
+    events = [start(), end(day=END.isoformat())]
+    episodes = list(fold_episodes(events).values())
+    reported = facts_for_subject(episodes, TODAY)
+    out = verified_for_subject(episodes, [], covered(), reported)
+    fact = out[(("hvb-eken", "ep1"), "no_replacement_12m")].as_fact(MEASURES["no_replacement_12m"])
+    assert fact is not None and fact.measure_id == "no_replacement_12m@register" and fact.status == "achieved"
+    uncovered = verified_for_subject(episodes, [], Coverage(), reported)
+    assert (
+        uncovered[(("hvb-eken", "ep1"), "no_replacement_12m")].as_fact(MEASURES["no_replacement_12m"]) is None
+    )

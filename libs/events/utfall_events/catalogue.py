@@ -167,6 +167,19 @@ def verifiable(measure: MeasureDefinition) -> bool:
 
 
 VERIFIABLE_MEASURE_IDS: tuple[str, ...] = tuple(m.id for m in CATALOGUE if verifiable(m))
+# A verified outcome travels on outcomes.v2 as a fact of its own: the measure id with this suffix. It exists only
+# once the registers decided it (achieved, not achieved or excluded); an outcome they do not cover has none.
+REGISTER_SUFFIX = "@register"
+
+
+def register_fact_id(measure_id: str) -> str:
+    return measure_id + REGISTER_SUFFIX
+
+
+def measure_of_fact(fact_measure_id: str) -> str:
+    """The catalogue measure a fact is of (a verified fact's id carries REGISTER_SUFFIX)."""
+    return fact_measure_id.removesuffix(REGISTER_SUFFIX)
+
 
 # Earlier versions of definitions stay valid to name (aggregated submissions measured by them); none yet.
 RETIRED: tuple[MeasureDefinition, ...] = ()

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from .care import FreeText, IsoDate, ProviderId
-from .catalogue import MEASURE_IDS
+from .catalogue import MEASURE_IDS, VERIFIABLE_MEASURE_IDS, register_fact_id
 from .reference import is_municipality
 from .vocabulary import CareType, LegalBasis, TargetGroup
 
@@ -66,12 +66,31 @@ class CohortRuleV1(BaseModel):
         return self
 
 
+Validation = Literal["reported", "register"]
+
+
 class MilestoneV1(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     milestone_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_\-]{1,64}$")]
     measure_id: Annotated[str, AfterValidator(_known_measure)]
     price_ore: Amount
+    validation: Validation = Field(
+        "reported",
+        description="reported: paid on the outcome the provider's events give; register: paid only once a "
+        "register covers the outcome and confirms it, reversed if a later register extract contradicts it",
+    )
+
+    @model_validator(mode="after")
+    def _verifiable(self) -> MilestoneV1:
+        if self.validation == "register" and self.measure_id not in VERIFIABLE_MEASURE_IDS:
+            raise ValueError(f"registers verify only these measures: {', '.join(VERIFIABLE_MEASURE_IDS)}")
+        return self
+
+    @property
+    def fact_measure_id(self) -> str:
+        """The fact the milestone is paid on: the reported outcome, or the register's verified one."""
+        return register_fact_id(self.measure_id) if self.validation == "register" else self.measure_id
 
 
 class ContractDefinitionV1(BaseModel):

@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-FactStatus = Literal["achieved", "not_achieved", "missing", "pending", "void"]
+# `excluded`: only a verified fact (measure id ending `@register`): a death or emigration the register holds
+FactStatus = Literal["achieved", "not_achieved", "missing", "pending", "void", "excluded"]
 OUTCOME_FACT_TYPE = "se.utfall.outcome.fact.v1"
 EPISODE_OUTCOMES_TYPE = "se.utfall.outcome.episode.v2"
 

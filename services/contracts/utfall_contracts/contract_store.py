@@ -15,9 +15,11 @@ from utfall_platform import locks
 
 
 def definition_hash(definition: ContractDefinitionV1) -> str:
-    return hashlib.sha256(
-        orjson.dumps(definition.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    ).hexdigest()
+    document = definition.model_dump(mode="json")
+    for milestone in document["milestones"]:
+        if milestone.get("validation") == "reported":  # the default: a definition stored before it had none
+            del milestone["validation"]
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 async def current_contracts(

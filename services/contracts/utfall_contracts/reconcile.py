@@ -84,7 +84,7 @@ async def reconcile(
 
 def _paid_on(*definitions: ContractDefinitionV1) -> list[str]:
     """The measures these contracts pay on: the only facts a reconciliation reads (a few of the catalogue's)."""
-    return sorted({m.measure_id for d in definitions for m in d.milestones})
+    return sorted({m.fact_measure_id for d in definitions for m in d.milestones})
 
 
 def _entitle(
@@ -94,9 +94,9 @@ def _entitle(
     definition = book.definition
     earned = []
     for milestone in definition.milestones:
-        fact = facts.get((key, milestone.measure_id))
+        fact = facts.get((key, milestone.fact_measure_id))
         if fact is not None:
-            book.facts[(key, milestone.measure_id)] = fact
+            book.facts[(key, milestone.fact_measure_id)] = fact
         disallowed = book.states.get((key, milestone.milestone_id), MilestoneState()).disallowed
         if enrolled and fact is not None and fact.status == "achieved" and not disallowed:
             first_id = payment_id(

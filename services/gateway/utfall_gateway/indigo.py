@@ -84,9 +84,17 @@ def export(
             ),
             "target_population": _v(population),
             "unit_type_of_targeted_service_users_or_beneficiaries": _v("Individual"),
-            "outcome_validation_method": _v("Simple ex-post verification"),
+            "outcome_validation_method": _v(
+                "Validated administrative data"
+                if m.get("validation") == "register"
+                else "Simple ex-post verification"
+            ),
             "data_source_for_outcome_validation": _v(
-                "Administrative data: placement, discharge and follow-up events reported by the providers, "
+                "Administrative registers (a municipality's or a national register of placements, school and "
+                "work status, deaths and emigrations), matched to the providers' events; paid only once the "
+                f"register covers the outcome and confirms it; measure {m['measure_id']} of the Utfall catalogue"
+                if m.get("validation") == "register"
+                else "Administrative data: placement, discharge and follow-up events reported by the providers, "
                 f"measure {m['measure_id']} of the Utfall catalogue"
             ),
             "policy_sector": _v("Child and family welfare"),

@@ -15,7 +15,7 @@ from utfall_platform.outbox import enqueue
 
 from . import metrics as measures_metrics
 from . import register_store, store
-from .domain.catalogue import CATALOGUE
+from .domain.catalogue import BY_ID, CATALOGUE
 from .domain.episodes import Episode, EpisodeKey, StoredEvent, fold_episodes, touched_episodes
 from .domain.facts import Fact, facts_for_subject
 from .domain.revisions import plan_revisions
@@ -100,6 +100,10 @@ async def apply_fold(
     for subject_episodes in by_subject.values():
         new_facts.update(facts_for_subject(subject_episodes, today, CATALOGUE))
     verified = await _verify(conn, by_subject, new_facts)
+    for (key, measure_id), v in verified.items():  # decided verified outcomes are published as facts too
+        fact = v.as_fact(BY_ID[measure_id])
+        if fact is not None:
+            new_facts[(key, fact.measure_id)] = fact
 
     keys = sorted({(e.provider_id, e.episode_id) for e in events})
     await store.write_episodes(

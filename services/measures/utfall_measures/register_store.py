@@ -196,7 +196,7 @@ def _verified_row(key: tuple[EpisodeKey, str], fact: VerifiedFact, ep: Episode) 
         "status": fact.status,
         "reported_status": fact.reported_status,
         "outcome_date": fact.outcome_date,
-        "evidence": list(fact.evidence),
+        "evidence": [f"{e.source}#{e.id}" for e in fact.evidence],
         **placement_columns(ep),
         **discharge_columns(ep),
     }

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from utfall_events.catalogue import CATALOGUE
-from utfall_events.contracts import ContractDefinitionV1
+from utfall_events.contracts import ContractDefinitionV1, MilestoneV1
 from utfall_events.outcomes import EventRef
 from utfall_events.payments import PaymentV1
 
@@ -75,7 +75,7 @@ class ContractBook:
             return actions
         measure_id = milestone.measure_id
         subject = self.subjects[episode]
-        fact = self.facts.get((episode, measure_id))
+        fact = self.facts.get((episode, milestone.fact_measure_id))
         new_id = None
         trigger = next((a for a in actions if a.kind == "trigger"), None)
         if trigger is not None:
@@ -120,7 +120,7 @@ class ContractBook:
                         measure_id,
                         fact,
                         now,
-                        f"replaces payment {replaced} ({replaced_amount} öre)" if replaced else None,
+                        _paid_because(milestone, fact, replaced, replaced_amount),
                     )
                 )
             state = evolve(state, action, new_payment_id=new_id)
@@ -143,7 +143,7 @@ class ContractBook:
         if fact is not None and fact.status == "achieved" and key[0] not in self.enrolled:
             return "the participant is no longer in the contract's cohort (a corrected placement)"
         milestone = next(m for m in self.definition.milestones if m.milestone_id == key[1])
-        return outcome_change(milestone.measure_id, fact)
+        return outcome_change(milestone.measure_id, fact, validation=milestone.validation)
 
     def _entry(
         self,
@@ -181,10 +181,30 @@ class ContractBook:
         )
 
 
-def outcome_change(measure_id: str, fact: FactInfo | None) -> str:
+def _paid_because(
+    milestone: MilestoneV1, fact: FactInfo | None, replaced: str | None, replaced_amount: int
+) -> str | None:
+    """A trigger's reason: which validation paid it (a register's, naming its row), and what it replaces."""
+    parts = []
+    if milestone.validation == "register":
+        rows = [
+            f"{e.source}#{e.id}" for e in (fact.evidence if fact else ()) if e.source.startswith("register/")
+        ]
+        parts.append(
+            "validated by register"
+            + (f" ({', '.join(rows)})" if rows else " (no re-placement in its coverage)")
+        )
+    if replaced:
+        parts.append(f"replaces payment {replaced} ({replaced_amount} öre)")
+    return "; ".join(parts) or None
+
+
+def outcome_change(measure_id: str, fact: FactInfo | None, *, validation: str = "reported") -> str:
     """What happened to a paid outcome, in words a finance reader can check, naming the event behind it."""
     measure = next((m for m in CATALOGUE if m.id == measure_id), None)
     title = measure.title_en if measure is not None else measure_id
+    if validation == "register":
+        return _register_change(title, fact)
     if fact is None or fact.status == "void":
         return (
             f"{title}: the outcome no longer stands; an event it rested on was retracted or corrected, "
@@ -201,3 +221,13 @@ def outcome_change(measure_id: str, fact: FactInfo | None) -> str:
     if fact.status == "pending":
         return f"{title}: open again, awaiting the outcome (a corrected discharge){event}"
     return f"{title}: outcome is now {fact.status}{on}{event}"
+
+
+def _register_change(title: str, fact: FactInfo | None) -> str:
+    if fact is None or fact.status == "void":
+        return f"{title}: the register no longer confirms the outcome (a corrected register row or event)"
+    row = f" (register row {fact.evidence[-1].source}#{fact.evidence[-1].id})" if fact.evidence else ""
+    on = f" on {fact.outcome_date.isoformat()}" if fact.outcome_date else ""
+    if fact.status == "excluded":
+        return f"{title}: the register excludes the outcome (a death or emigration{on}){row}"
+    return f"{title}: the register now says {fact.status.replace('_', ' ')}{on}{row}"

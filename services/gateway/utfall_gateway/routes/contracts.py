@@ -131,6 +131,7 @@ async def participants(
             {
                 "milestone_id": m["milestone_id"],
                 "measure_id": m["measure_id"],
+                "validation": m["validation"],
                 "price_ore": m["price_ore"],
                 "outcome_status": m["outcome_status"],
                 "paid_ore": m["paid_ore"],

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from utfall_events.catalogue import verifiable
+from utfall_events.catalogue import register_fact_id, verifiable
+from utfall_events.outcomes import EventRef, known_event_ref
 from utfall_events.registers import IN_EDUCATION_OR_WORK
 
 from .catalogue import CATALOGUE, MeasureDefinition
@@ -50,8 +51,8 @@ class RegisterRecord:
         return (self.as_of, self.extract_id)
 
     @property
-    def ref(self) -> str:
-        return f"register/{self.register_id}/{self.record_id}"
+    def ref(self) -> EventRef:
+        return known_event_ref(f"register/{self.register_id}", self.record_id)
 
     def day(self, name: str) -> date | None:
         value = self.body.get(name)
@@ -112,11 +113,24 @@ class VerifiedFact:
     status: str  # achieved | not_achieved | excluded | unverified
     reported_status: str
     outcome_date: date | None
-    evidence: tuple[str, ...]
+    evidence: tuple[EventRef, ...]
+
+    def as_fact(self, measure: MeasureDefinition) -> Fact | None:
+        """The fact contracts pay register-validated milestones on: decided outcomes only."""
+        if self.status == "unverified":
+            return None
+        return Fact(
+            register_fact_id(self.measure_id),
+            measure.version,
+            self.status,
+            self.evidence,
+            None,
+            self.outcome_date,
+        )
 
 
 def _verified(
-    m: MeasureDefinition, status: str, reported: Fact, outcome: date | None, evidence: Iterable[str]
+    m: MeasureDefinition, status: str, reported: Fact, outcome: date | None, evidence: Iterable[EventRef]
 ) -> VerifiedFact:
     return VerifiedFact(m.id, status, reported.status, outcome, tuple(evidence))
 
@@ -127,7 +141,7 @@ def _exclusion(records: list[RegisterRecord], after: date, until: date) -> Regis
         for r in records
         if r.kind == "exclusion" and (on := r.day("on_date")) is not None and after <= on <= until
     ]
-    return min(found, key=lambda r: (r.day("on_date"), r.ref)) if found else None
+    return min(found, key=lambda r: (r.day("on_date"), r.register_id, r.record_id)) if found else None
 
 
 def _no_replacement(
@@ -141,8 +155,8 @@ def _no_replacement(
     assert ep.discharge is not None and ep.placement is not None and m.window_months is not None
     end = ep.discharge.end_date
     until = window_end(end, m.window_months)
-    starts: list[tuple[date, str]] = [
-        (o.placement.start_date, f"{o.placement.ref.source}#{o.placement.ref.id}")
+    starts: list[tuple[date, EventRef]] = [
+        (o.placement.start_date, o.placement.ref)
         for o in others
         if o.key != ep.key
         and o.placement is not None
@@ -158,9 +172,9 @@ def _no_replacement(
             and end < start <= until
         ):
             starts.append((start, r.ref))
-    first = min(starts) if starts else None
+    first = min(starts, key=lambda s: (s[0], s[1].source, s[1].id)) if starts else None
     excluded = _exclusion(records, end, first[0] - timedelta(days=1) if first else until)
-    discharge = f"{ep.discharge.ref.source}#{ep.discharge.ref.id}"
+    discharge = ep.discharge.ref
     if excluded is not None:
         return _verified(m, "excluded", reported, excluded.day("on_date"), [discharge, excluded.ref])
     if first is not None:
@@ -175,7 +189,7 @@ def _education_or_work(
 ) -> VerifiedFact:
     assert ep.discharge is not None and m.window_months is not None
     on = window_end(ep.discharge.end_date, m.window_months)
-    discharge = f"{ep.discharge.ref.source}#{ep.discharge.ref.id}"
+    discharge = ep.discharge.ref
     excluded = _exclusion(records, ep.discharge.end_date, on)
     if excluded is not None:
         return _verified(m, "excluded", reported, excluded.day("on_date"), [discharge, excluded.ref])
@@ -188,10 +202,10 @@ def _education_or_work(
     if not statuses:
         return _verified(m, "unverified", reported, None, [discharge])
 
-    def nearness(r: RegisterRecord) -> tuple[int, int, str]:
+    def nearness(r: RegisterRecord) -> tuple[int, int, str, str]:
         day = r.day("on_date")
         assert day is not None
-        return (abs((day - on).days), -day.toordinal(), r.ref)  # nearest; then the later; then a fixed order
+        return (abs((day - on).days), -day.toordinal(), r.register_id, r.record_id)  # nearest, later, fixed
 
     chosen = min(statuses, key=nearness)
     status = "achieved" if chosen.body.get("status") in IN_EDUCATION_OR_WORK else "not_achieved"

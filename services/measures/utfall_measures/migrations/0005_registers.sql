@@ -56,3 +56,11 @@ SELECT provider_id, episode_id, measure_id, status, reported_status, outcome_dat
        unit_id, municipality_code, county_code, care_type, legal_basis, target_group, sex, age_at_start,
        age_band, start_date, end_date, discharge_year, discharge_quarter
 FROM measures.verified_facts;
+
+-- Decided verified outcomes are facts too (measure id `<measure>@register`, published on outcomes.v2 for
+-- contracts that pay on the register's word); the results read the reported facts only.
+CREATE OR REPLACE VIEW measures_read.outcome_facts AS
+SELECT provider_id, episode_id, measure_id, measure_version, status, revision, evidence, determined_at,
+       unit_id, municipality_code, county_code, care_type, legal_basis, target_group, sex, age_at_start,
+       age_band, start_date, end_date, discharge_year, discharge_quarter, outcome_date
+FROM measures.facts WHERE status <> 'void' AND measure_id NOT LIKE '%@%';
