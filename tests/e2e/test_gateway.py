@@ -187,6 +187,11 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
     ("GET", "/v1/comparisons/planned_discharge?care_type=hvb", {"public": 403, "operator": 200}),
     (
         "GET",
+        "/v1/measures/no_replacement_12m/agreement",
+        {"public": 401, "wrong": 401, "provider": 200, "municipality": 403, "finance": 403, "operator": 200},
+    ),
+    (
+        "GET",
         "/v1/contracts",
         {
             "public": 401,
