@@ -410,3 +410,182 @@ async def test_a_register_validated_milestone_pays_only_verified_outcomes_in_any
         await conn.close()
     nonzero = {order: {m: n for m, n in net.items() if n} for order, net in nets.items()}
     assert nonzero == {"events first": {"reported": 1000}, "register first": {"reported": 1000}}
+
+
+@pytest.mark.timeout(1200)
+async def test_register_validated_payments_survive_sigkill_of_measures_and_contracts(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 31 item 4 under faults: ingest, measures and contracts run as processes; events and register
+    extracts stream while measures and contracts are SIGKILLed; every verified outcome pays its milestone once,
+    every contradicted one is not paid (or paid and reversed once), and payments.v1 carries no duplicate."""
+    import asyncio
+    from collections import Counter
+    from datetime import timedelta
+
+    import asyncpg
+    import httpx
+
+    from utfall_events.personnummer import make_person_number
+    from utfall_events.topics import CONTRACT_COMMANDS, PAYMENTS
+    from utfall_platform.local.stack import LocalStack
+
+    from ..builders import contract_document
+    from ..helpers import produce
+
+    people = 240
+    stack = LocalStack(
+        tmp_path,
+        kafka=world.cluster,
+        database_url=world.database_url,
+        gateway_database_url=world.gateway_database_url,
+        log_sink=(tmp_path / "services.log").open("w"),
+        extra_env=world.env(),
+    )
+    loop = asyncio.get_running_loop()
+    for name in ("ingest", "measures", "contracts"):
+        stack.start_service(name)
+    await loop.run_in_executor(None, stack.wait_ready, ("ingest", "measures", "contracts"))
+    provider, register, contract_id = uid("rk-p-"), uid("rk-r-"), uid("rk-c-")
+    provider_key = await create_key(world.kafka, "provider", provider_id=provider)
+    register_headers = {
+        "authorization": f"Bearer {await create_key(world.kafka, 'register', register_id=register)}",
+        "content-type": "application/json",
+    }
+    document = contract_document(
+        contract_id,
+        [provider],
+        [
+            {"milestone_id": "reported", "measure_id": "no_replacement_12m", "price_ore": 1000},
+            {
+                "milestone_id": "verified",
+                "measure_id": "no_replacement_12m",
+                "price_ore": 3000,
+                "validation": "register",
+            },
+        ],
+        per_participant_cap_ore=10**6,
+        total_cap_ore=10**9,
+    )
+    await produce(world.kafka, CONTRACT_COMMANDS, [(contract_id.encode(), orjson.dumps(document), [])])
+    persons = [
+        make_person_number(date(2004, 1, 1) + timedelta(days=i), 371, female=i % 2 == 0)
+        for i in range(people)
+    ]
+    contradicted = set(range(0, people, 3))
+    conn = await asyncpg.connect(world.database_url)
+    kills = Counter[str]()
+
+    async def ledger() -> list[tuple[str, str, str, int]]:
+        rows = await conn.fetch(
+            "SELECT payment_id, kind, milestone_id, amount_ore FROM contracts.ledger WHERE contract_id = $1",
+            contract_id,
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def kill(name: str, when: int) -> None:
+        async def progressed() -> bool:
+            return len(await ledger()) >= when
+
+        await wait_until(
+            progressed, timeout=300, interval=0.05, what=f"{when} ledger entries before the kill"
+        )
+        stack.kill(name)
+        kills[name] += 1
+        await asyncio.sleep(0.3)
+        stack.start_service(name)
+        await loop.run_in_executor(None, stack.wait_ready, (name,))
+
+    async def post(
+        client: httpx.AsyncClient, path: str, body: Any, headers: dict[str, str]
+    ) -> httpx.Response:
+        for _ in range(120):  # ingest may be starting again; keys reach it within a second or two
+            try:
+                answer = await client.post(path, content=orjson.dumps(body), headers=headers)
+            except httpx.TransportError:
+                answer = None
+            if answer is not None and answer.status_code not in (401, 502, 503):
+                return answer
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{path}: no answer")
+
+    try:
+        async with httpx.AsyncClient(base_url=stack.services["ingest"].url, timeout=60) as client:
+            covering = {
+                "extract_id": "cover",
+                "as_of": "2026-02-01",
+                "coverage": {**COVERAGE, "covers_through": "2026-02-01"},
+                "records": [],
+            }
+            assert (
+                await post(client, "/v1/registers/extracts", covering, register_headers)
+            ).status_code == 202
+
+            async def stream() -> None:
+                for start in range(0, people, 20):
+                    batch = []
+                    for i in range(start, start + 20):
+                        ep = f"ep-{i}"
+                        batch += [
+                            started(provider, ep, persons[i], start="2023-03-01", municipality=MUNICIPALITY),
+                            ended(provider, ep, end="2024-01-31"),
+                            followup(provider, ep, assessed="2025-02-10", replaced=False),
+                        ]
+                    answer = await post(client, "/v1/events", batch, batch_headers(provider_key))
+                    assert answer.json()["accepted"] + answer.json()["duplicates"] == 60, answer.text
+                contradicting = {
+                    "extract_id": "later",
+                    "as_of": "2026-03-31",
+                    "coverage": {**COVERAGE, "covers_through": "2026-03-31"},
+                    "records": [
+                        {
+                            "record_id": f"p-{i}",
+                            "kind": "placement",
+                            "person_id": persons[i],
+                            "start_date": "2024-09-01",
+                            "care_type": "hvb",
+                            "municipality_code": MUNICIPALITY,
+                        }
+                        for i in sorted(contradicted)
+                    ],
+                }
+                answer = await post(client, "/v1/registers/extracts", contradicting, register_headers)
+                assert answer.status_code == 202 and answer.json()["counts"] == {
+                    "accepted": len(contradicted)
+                }
+
+            streaming = asyncio.create_task(stream())
+            await kill("measures", 60)
+            await kill("contracts", 200)
+            await streaming
+            # at least 400 entries come: 240 reported, 160 verified that no extract contradicts
+            await kill("measures", 300)
+            await kill("contracts", 380)
+
+            async def settled() -> list[tuple[str, str, str, int]] | None:
+                entries = await ledger()
+                net: Counter[str] = Counter()
+                for _, kind, milestone, amount in entries:
+                    net[milestone] += amount if kind == "payment.triggered" else -amount
+                want = {"reported": 1000 * people, "verified": 3000 * (people - len(contradicted))}
+                return entries if dict(net) == want else None
+
+            entries = await wait_until(settled, timeout=300, interval=1.0, what="the ledger to settle")
+    finally:
+        await conn.close()
+        for name in ("ingest", "measures", "contracts"):
+            await loop.run_in_executor(None, stack.stop_service, name)
+    assert all(n == 1 for n in Counter((pid, kind) for pid, kind, _, _ in entries).values())  # none doubled
+    per_milestone = Counter(m for _, kind, m, _ in entries if kind == "payment.triggered")
+    assert per_milestone["reported"] == people  # each reported outcome paid once
+    published = await read_topic(
+        world.kafka,
+        PAYMENTS,
+        predicate=lambda r: r.key == contract_id.encode(),
+        expect=len(entries),
+        settle=2.0,
+    )
+    delivered = Counter(orjson.loads(r.value)["entry_id"] for r in published)
+    assert sum(delivered.values()) == len(entries) and all(n == 1 for n in delivered.values())
+    assert kills == {"measures": 2, "contracts": 2}
+    print(
+        f"\nregister-validated contract: {sum(kills.values())} SIGKILLs, {len(entries)} ledger entries, 0 doubled"
+    )

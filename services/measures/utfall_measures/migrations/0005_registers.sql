@@ -64,3 +64,8 @@ SELECT provider_id, episode_id, measure_id, measure_version, status, revision, e
        unit_id, municipality_code, county_code, care_type, legal_basis, target_group, sex, age_at_start,
        age_band, start_date, end_date, discharge_year, discharge_quarter, outcome_date
 FROM measures.facts WHERE status <> 'void' AND measure_id NOT LIKE '%@%';
+
+-- A verified fact may say `excluded` (a death or emigration the register holds).
+ALTER TABLE facts DROP CONSTRAINT facts_status_check;
+ALTER TABLE facts ADD CONSTRAINT facts_status_check
+    CHECK (status IN ('achieved', 'not_achieved', 'missing', 'pending', 'void', 'excluded'));
