@@ -269,6 +269,39 @@ async def test_verified_facts_and_agreement_are_the_same_in_three_arrival_orders
     assert kinds.count("coverage") == 3 * 3  # one per complete extract: two JSON, one CSV
 
 
+async def _parties_and_contract(world, prefix: str) -> tuple[str, str, dict[str, str], str]:  # type: ignore[no-untyped-def]
+    """A provider and a register with keys, and a contract paying no re-placement twice: 1,000 öre as the
+    provider reports it, 3,000 öre only as the register verifies it."""
+    from utfall_events.topics import CONTRACT_COMMANDS
+
+    from ..builders import contract_document
+    from ..helpers import produce
+
+    provider, register, contract_id = uid(f"{prefix}-p-"), uid(f"{prefix}-r-"), uid(f"{prefix}-c-")
+    provider_key = await create_key(world.kafka, "provider", provider_id=provider)
+    register_headers = {
+        "authorization": f"Bearer {await create_key(world.kafka, 'register', register_id=register)}",
+        "content-type": "application/json",
+    }
+    document = contract_document(
+        contract_id,
+        [provider],
+        [
+            {"milestone_id": "reported", "measure_id": "no_replacement_12m", "price_ore": 1000},
+            {
+                "milestone_id": "verified",
+                "measure_id": "no_replacement_12m",
+                "price_ore": 3000,
+                "validation": "register",
+            },
+        ],
+        per_participant_cap_ore=10**6,
+        total_cap_ore=10**9,
+    )
+    await produce(world.kafka, CONTRACT_COMMANDS, [(contract_id.encode(), orjson.dumps(document), [])])
+    return provider, provider_key, register_headers, contract_id
+
+
 async def test_a_register_validated_milestone_pays_only_verified_outcomes_in_any_order(
     world, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -280,10 +313,6 @@ async def test_a_register_validated_milestone_pays_only_verified_outcomes_in_any
 
     from utfall_contracts.app import create_app as create_contracts
     from utfall_contracts.settings import ContractsSettings
-    from utfall_events.topics import CONTRACT_COMMANDS
-
-    from ..builders import contract_document
-    from ..helpers import produce
 
     ingest = create_ingest(world.settings(IngestSettings))
     measures = create_measures(world.settings(MeasuresSettings))
@@ -293,30 +322,7 @@ async def test_a_register_validated_milestone_pays_only_verified_outcomes_in_any
     try:
         async with running(ingest) as client, running(measures), running(contracts):
             for order in ("events first", "register first"):
-                provider, register, contract_id = uid("rv-p-"), uid("rv-r-"), uid("rv-c-")
-                provider_key = await create_key(world.kafka, "provider", provider_id=provider)
-                register_key = {
-                    "authorization": f"Bearer {await create_key(world.kafka, 'register', register_id=register)}",
-                    "content-type": "application/json",
-                }
-                document = contract_document(
-                    contract_id,
-                    [provider],
-                    [
-                        {"milestone_id": "reported", "measure_id": "no_replacement_12m", "price_ore": 1000},
-                        {
-                            "milestone_id": "verified",
-                            "measure_id": "no_replacement_12m",
-                            "price_ore": 3000,
-                            "validation": "register",
-                        },
-                    ],
-                    per_participant_cap_ore=10**6,
-                    total_cap_ore=10**8,
-                )
-                await produce(
-                    world.kafka, CONTRACT_COMMANDS, [(contract_id.encode(), orjson.dumps(document), [])]
-                )
+                provider, provider_key, register_key, contract_id = await _parties_and_contract(world, "rv")
                 someone = person(date(2005, 8, 17))
                 ep = f"ep-{uid()}"
                 events = [
@@ -425,11 +431,8 @@ async def test_register_validated_payments_survive_sigkill_of_measures_and_contr
     import httpx
 
     from utfall_events.personnummer import make_person_number
-    from utfall_events.topics import CONTRACT_COMMANDS, PAYMENTS
+    from utfall_events.topics import PAYMENTS
     from utfall_platform.local.stack import LocalStack
-
-    from ..builders import contract_document
-    from ..helpers import produce
 
     people = 240
     stack = LocalStack(
@@ -444,28 +447,7 @@ async def test_register_validated_payments_survive_sigkill_of_measures_and_contr
     for name in ("ingest", "measures", "contracts"):
         stack.start_service(name)
     await loop.run_in_executor(None, stack.wait_ready, ("ingest", "measures", "contracts"))
-    provider, register, contract_id = uid("rk-p-"), uid("rk-r-"), uid("rk-c-")
-    provider_key = await create_key(world.kafka, "provider", provider_id=provider)
-    register_headers = {
-        "authorization": f"Bearer {await create_key(world.kafka, 'register', register_id=register)}",
-        "content-type": "application/json",
-    }
-    document = contract_document(
-        contract_id,
-        [provider],
-        [
-            {"milestone_id": "reported", "measure_id": "no_replacement_12m", "price_ore": 1000},
-            {
-                "milestone_id": "verified",
-                "measure_id": "no_replacement_12m",
-                "price_ore": 3000,
-                "validation": "register",
-            },
-        ],
-        per_participant_cap_ore=10**6,
-        total_cap_ore=10**9,
-    )
-    await produce(world.kafka, CONTRACT_COMMANDS, [(contract_id.encode(), orjson.dumps(document), [])])
+    provider, provider_key, register_headers, contract_id = await _parties_and_contract(world, "rk")
     persons = [
         make_person_number(date(2004, 1, 1) + timedelta(days=i), 371, female=i % 2 == 0)
         for i in range(people)

@@ -479,3 +479,20 @@ def test_decided_verified_outcomes_become_facts_contracts_can_pay_on() -> None:
     assert (
         uncovered[(("hvb-eken", "ep1"), "no_replacement_12m")].as_fact(MEASURES["no_replacement_12m"]) is None
     )
+
+
+def test_the_demo_registers_extract_is_valid_row_by_row() -> None:
+    """What `make run`'s demo register sends: every row taken, none refused (an id too long, a date after the
+    extract), and the contradicted provider's school answers differ from its reports."""
+    from utfall_synthetic.cohort import CohortConfig, generate
+    from utfall_synthetic.registers import register_extract
+
+    today = date(2026, 10, 31)
+    cohort = generate(CohortConfig(subjects=300, seed=4242, today=today))
+    extract = register_extract(cohort.events, today=today, contradicted_provider="hvb-granen")
+    header = check_header(extract, today=today, scope_municipality=None)
+    assert isinstance(header, RegisterExtractV1)
+    rows = [check_row(r, key=KEY, as_of=header.as_of, today=today, pointer="") for r in header.records]
+    refused = [r for r in rows if not isinstance(r, CheckedRecord)]
+    assert refused == [] and len({r["record_id"] for r in header.records}) == len(rows) > 100
+    assert any(r["record_id"].startswith("pk-hvb-granen") for r in header.records)

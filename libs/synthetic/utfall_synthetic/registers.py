@@ -34,6 +34,10 @@ def _episodes(events: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, A
     return out
 
 
+# record ids: p- a placement on Utfall, pr- a re-placement a follow-up reported, pk- one it did not (a
+# municipal home), s- a status, x- an exclusion; each followed by provider and episode id (at most 64 in all)
+
+
 def register_extract(
     events: list[dict[str, Any]],
     *,
@@ -55,7 +59,7 @@ def register_extract(
         person = started["person_id"]
         records.append(
             {
-                "record_id": f"plac-{provider}-{episode_id}",
+                "record_id": f"p-{provider}-{episode_id}",
                 "kind": "placement",
                 "person_id": person,
                 "start_date": started["start_date"],
@@ -76,7 +80,7 @@ def register_extract(
         if reported_on is not None and reported_on <= today:
             records.append(
                 {
-                    "record_id": f"plac-rapporterad-{provider}-{episode_id}",
+                    "record_id": f"pr-{provider}-{episode_id}",
                     "kind": "placement",
                     "person_id": person,
                     "start_date": reported_on.isoformat(),
@@ -91,7 +95,7 @@ def register_extract(
             if rng.random() < chance and replaced_on <= today:
                 records.append(
                     {
-                        "record_id": f"plac-kommunalt-{provider}-{episode_id}",
+                        "record_id": f"pk-{provider}-{episode_id}",
                         "kind": "placement",
                         "person_id": person,
                         "start_date": replaced_on.isoformat(),
@@ -103,7 +107,7 @@ def register_extract(
         if rng.random() < 0.01 and emigrated <= today:
             records.append(
                 {
-                    "record_id": f"excl-{provider}-{episode_id}",
+                    "record_id": f"x-{provider}-{episode_id}",
                     "kind": "exclusion",
                     "person_id": person,
                     "on_date": emigrated.isoformat(),
@@ -119,7 +123,7 @@ def register_extract(
             truly = False
         records.append(
             {
-                "record_id": f"stat-{provider}-{episode_id}",
+                "record_id": f"s-{provider}-{episode_id}",
                 "kind": "status",
                 "person_id": person,
                 "on_date": on.isoformat(),
