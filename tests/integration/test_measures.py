@@ -56,7 +56,8 @@ async def facts_table(dsn: str, providers: set[str]) -> dict[tuple[str, str, str
     try:
         rows = await conn.fetch(
             "SELECT f.*, e.length_of_stay_days FROM measures.facts f JOIN measures.episodes e "
-            "USING (provider_id, episode_id) WHERE f.status <> 'void' AND provider_id = ANY($1)",
+            "USING (provider_id, episode_id) WHERE f.status <> 'void' AND provider_id = ANY($1) "
+            "AND f.measure_id NOT LIKE '%@%'",  # the reported facts (a register's may cover these episodes too)
             sorted(providers),
         )
     finally:
