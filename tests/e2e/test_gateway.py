@@ -187,6 +187,11 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
     ("GET", "/v1/comparisons/planned_discharge?care_type=hvb", {"public": 403, "operator": 200}),
     (
         "GET",
+        "/v1/signals",
+        {"public": 401, "wrong": 401, "provider": 403, "municipality": 403, "operator": 200},
+    ),
+    (
+        "GET",
         "/v1/measures/no_replacement_12m/agreement",
         {"public": 401, "wrong": 401, "provider": 200, "municipality": 403, "finance": 403, "operator": 200},
     ),
@@ -1565,8 +1570,39 @@ async def test_the_register_finds_the_provider_whose_reports_it_contradicts(data
         drawn = re.findall(r'<g class="row" data-provider="([^"]+)" data-share="([0-9.]+)"', page.text)
         order = [p for p, _ in drawn if p in shares]
         assert order[0] == "hvb-granen" and len(order) == len(shares)  # lowest first: what needs a look
+        # the same finding among the signals, beside the others, for an operator and for the contract's assessor
+        signals = (await http.get("/v1/signals", headers=keys.headers("operator"))).json()
+        disagreement = {
+            p["provider_id"]: next(v for v in p["signals"] if v["id"] == "register_disagreement_share")
+            for p in signals["providers"]
+            if p["provider_id"] in shares
+        }
+        assert max(disagreement, key=lambda p: disagreement[p]["value"] or 0) == "hvb-granen", disagreement
+        lag = next(
+            v
+            for p in signals["providers"]
+            if p["provider_id"] == "hvb-eken"
+            for v in p["signals"]
+            if v["id"] == "reporting_lag_days"
+        )
+        assert lag["n"] > 100 and lag["low"] <= lag["value"] <= lag["high"] and lag["national"] is not None
+        assessor = await create_key(
+            data["stack"].world.kafka, "assessor", contract_ids=["hvb-ungdom-stockholm"]
+        )
+
+        async def assessor_signals() -> dict[str, Any] | None:
+            answer = await http.get("/v1/signals", headers={"authorization": f"Bearer {assessor}"})
+            return answer.json() if answer.status_code == 200 else None  # until the gateway knows the key
+
+        seen = await wait_until(assessor_signals, timeout=30, interval=0.5, what="the assessor's key")
+        contract = (
+            await http.get("/v1/contracts/hvb-ungdom-stockholm", headers=keys.headers("operator"))
+        ).json()
+        assert seen["providers"] and {p["provider_id"] for p in seen["providers"]} <= set(
+            contract["provider_ids"]
+        )
     (artifacts / "register-agreement.json").write_text(
-        json.dumps({"education_or_work_12m": shares}, indent=2)
+        json.dumps({"education_or_work_12m": shares, "register_disagreement_share": disagreement}, indent=2)
     )
 
 

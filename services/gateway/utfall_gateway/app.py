@@ -16,7 +16,18 @@ from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
 from .release_store import ReleaseStore
-from .routes import admin, contracts, disputes, events, forecast, measures, releases, statements, verification
+from .routes import (
+    admin,
+    contracts,
+    disputes,
+    events,
+    forecast,
+    measures,
+    releases,
+    signals,
+    statements,
+    verification,
+)
 from .settings import GatewaySettings
 from .state import GatewayState
 from .web import accessibility, definitions, page, provider
@@ -82,6 +93,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         admin.router,
         releases.router,
         verification.router,
+        signals.router,
         page.router,
         definitions.router,
         accessibility.router,

@@ -478,3 +478,47 @@ async def verified_facts(
             year,
         )
     )
+
+
+# --- signals of data errors and gaming ---------------------------------------------------------------------
+async def events_by_type(pool: Pool) -> list[Row]:
+    return list(
+        await pool.fetch(
+            "SELECT provider_id, type = 'se.utfall.event.retracted.v1' AS retraction, count(*) AS n "
+            "FROM measures_read.event_status GROUP BY 1, 2"
+        )
+    )
+
+
+async def reporting_lag(pool: Pool) -> list[Row]:
+    return list(await pool.fetch("SELECT provider_id, lag_days, events FROM measures_read.reporting_lag"))
+
+
+async def followups_missing(pool: Pool) -> list[Row]:
+    return list(
+        await pool.fetch(
+            "SELECT provider_id, count(*) FILTER (WHERE status = 'not_achieved') AS missing, "
+            "count(*) FILTER (WHERE status IN ('achieved', 'not_achieved')) AS closed "
+            "FROM measures_read.outcome_facts WHERE measure_id = 'followup_coverage_12m' GROUP BY 1"
+        )
+    )
+
+
+async def payments_and_reversals(pool: Pool) -> list[Row]:
+    """Per provider: payments triggered, and reversals grouped by their reason."""
+    return list(
+        await pool.fetch(
+            "SELECT provider_id, kind, reason, count(*) AS n FROM contracts_read.ledger "
+            "WHERE kind IN ('payment.triggered', 'payment.reversed') GROUP BY 1, 2, 3"
+        )
+    )
+
+
+async def register_disagreements(pool: Pool) -> list[Row]:
+    return list(
+        await pool.fetch(
+            "SELECT provider_id, count(*) AS compared, count(*) FILTER (WHERE status <> reported_status) AS differ "
+            "FROM measures_read.verified_facts WHERE status IN ('achieved', 'not_achieved') "
+            "AND reported_status IN ('achieved', 'not_achieved') GROUP BY 1"
+        )
+    )

@@ -69,3 +69,15 @@ FROM measures.facts WHERE status <> 'void' AND measure_id NOT LIKE '%@%';
 ALTER TABLE facts DROP CONSTRAINT facts_status_check;
 ALTER TABLE facts ADD CONSTRAINT facts_status_check
     CHECK (status IN ('achieved', 'not_achieved', 'missing', 'pending', 'void', 'excluded'));
+
+-- Signals of data errors: how long events take to arrive, counted per provider and day of lag (the event's own
+-- date to its arrival).
+CREATE VIEW measures_read.reporting_lag AS
+SELECT provider_id,
+       (ingested_at AT TIME ZONE 'UTC')::date
+           - coalesce((data->>'assessed_on')::date, (data->>'end_date')::date, (data->>'start_date')::date)
+           AS lag_days,
+       count(*) AS events
+FROM measures.events
+WHERE ingested_at IS NOT NULL AND type <> 'se.utfall.event.retracted.v1'
+GROUP BY 1, 2;

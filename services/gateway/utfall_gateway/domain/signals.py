@@ -1,0 +1,155 @@
+"""Signals of data errors and gaming, per provider, as pure functions of counts the read models give.
+
+Each signal is a share or a median with a 95 % interval and the national reference (every provider pooled),
+for an operator or a contract's assessor to decide where to look. None is a verdict: a high value says
+"check this provider's records", and the interval says how much of it chance could explain."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from utfall_stats.wilson import Z95, wilson_interval
+
+
+class SignalDefinition(BaseModel):
+    id: str
+    unit: str  # "per 100 events" | "%" | "days"
+    title: dict[str, str]
+    definition: dict[str, str]
+
+
+class SignalValue(BaseModel):
+    id: str
+    value: float | None
+    low: float | None
+    high: float | None
+    n: int
+    national: float | None
+
+
+DEFINITIONS: tuple[SignalDefinition, ...] = (
+    SignalDefinition(
+        id="retractions_per_100_events",
+        unit="per 100 events",
+        title={"sv": "Återkallelser per 100 händelser", "en": "Retractions per 100 events"},
+        definition={
+            "sv": "Återkallade händelser (varje rättelse börjar med en) per 100 händelser som utföraren skickat.",
+            "en": "Events the provider retracted (every correction starts with one) per 100 events it sent.",
+        },
+    ),
+    SignalDefinition(
+        id="reporting_lag_days",
+        unit="days",
+        title={"sv": "Rapporteringsfördröjning (median)", "en": "Reporting lag (median)"},
+        definition={
+            "sv": "Dagar från händelsens eget datum (start, avslut, uppföljning) till att Utfall tog emot den; "
+            "median med 95 % fördelningsfritt intervall.",
+            "en": "Days from an event's own date (start, end, follow-up) to its arrival at Utfall; the median "
+            "with a 95 % distribution-free interval.",
+        },
+    ),
+    SignalDefinition(
+        id="followups_missing_share",
+        unit="%",
+        title={"sv": "Saknade uppföljningar", "en": "Follow-ups missing"},
+        definition={
+            "sv": "Andel avslutade placeringar vars 12-månadersfönster stängt utan uppföljning.",
+            "en": "Share of closed placements whose 12-month window closed without a follow-up.",
+        },
+    ),
+    SignalDefinition(
+        id="changed_after_payment_share",
+        unit="%",
+        title={"sv": "Utfall ändrade efter betalning", "en": "Outcomes changed after payment"},
+        definition={
+            "sv": "Andel betalningar som återförts för att utfallet ändrades (inte för tak, bestridanden eller "
+            "kohort).",
+            "en": "Share of payments reversed because the outcome changed (not for caps, disputes or the "
+            "cohort).",
+        },
+    ),
+    SignalDefinition(
+        id="register_disagreement_share",
+        unit="%",
+        title={"sv": "Avvikelse från register", "en": "Disagreement with registers"},
+        definition={
+            "sv": "Av utfall som både utföraren och ett register avgjort: andelen där de skiljer sig.",
+            "en": "Of the outcomes both the provider and a register decided: the share where they differ.",
+        },
+    ),
+)
+
+# Reversals for reasons other than the outcome (the ledger's own words for them, `contracts/domain/book.py`).
+_NOT_AN_OUTCOME_CHANGE = (
+    "room under a cap freed up",
+    "a cap leaves less",
+    "the total cap is taken",
+    "the commissioner upheld a dispute",
+    "the participant is no longer in the contract's cohort",
+)
+
+
+def reversed_for_outcome(reason: str | None) -> bool:
+    return reason is not None and not reason.startswith(_NOT_AN_OUTCOME_CHANGE)
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """`hits` of `n`, to be shown as a share (×`scale`) with a Wilson interval."""
+
+    hits: int
+    n: int
+
+
+def share_signal(signal_id: str, own: Share, national: Share, scale: float = 100.0) -> SignalValue:
+    bounds = wilson_interval(own.hits, own.n)
+    return SignalValue(
+        id=signal_id,
+        value=own.hits / own.n * scale if own.n else None,
+        low=bounds[0] * scale if bounds else None,
+        high=bounds[1] * scale if bounds else None,
+        n=own.n,
+        national=national.hits / national.n * scale if national.n else None,
+    )
+
+
+def _kth(histogram: list[tuple[int, int]], k: int) -> int:
+    """The k-th smallest (1-based) value of a histogram of (value, count), sorted by value."""
+    seen = 0
+    for value, count in histogram:
+        seen += count
+        if seen >= k:
+            return value
+    return histogram[-1][0]
+
+
+def median_signal(signal_id: str, own: Mapping[int, int], national: Mapping[int, int]) -> SignalValue:
+    """The median of a histogram (value → count) with the distribution-free 95 % interval of the order
+    statistics n/2 ± 1.96·√n/2 (the binomial's normal approximation)."""
+    hist = sorted((v, c) for v, c in own.items() if c > 0)
+    n = sum(c for _, c in hist)
+    whole = sorted((v, c) for v, c in national.items() if c > 0)
+    total = sum(c for _, c in whole)
+    national_median = (_kth(whole, (total + 1) // 2) + _kth(whole, total // 2 + 1)) / 2 if total else None
+    if n == 0:
+        return SignalValue(id=signal_id, value=None, low=None, high=None, n=0, national=national_median)
+    half = Z95 * math.sqrt(n) / 2
+    low_rank, high_rank = max(1, math.floor(n / 2 - half)), min(n, math.ceil(n / 2 + half) + 1)
+    median = (_kth(hist, (n + 1) // 2) + _kth(hist, n // 2 + 1)) / 2
+    return SignalValue(
+        id=signal_id,
+        value=median,
+        low=float(_kth(hist, low_rank)),
+        high=float(_kth(hist, high_rank)),
+        n=n,
+        national=national_median,
+    )
+
+
+def pooled(shares: Iterable[Share]) -> Share:
+    shares = list(shares)
+    return Share(sum(s.hits for s in shares), sum(s.n for s in shares))

@@ -1,0 +1,135 @@
+"""Signals of data errors and gaming per provider, for operators and a contract's assessor."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from utfall_platform.problems import problem_responses
+
+from .. import readmodel
+from ..auth import Principal, require_roles
+from ..domain.signals import (
+    DEFINITIONS,
+    Share,
+    SignalDefinition,
+    SignalValue,
+    median_signal,
+    pooled,
+    reversed_for_outcome,
+    share_signal,
+)
+from ..state import gateway_state
+
+router = APIRouter(prefix="/v1", tags=["signals"], responses=problem_responses(401, 403, 422))
+
+# Signals are about providers' records, not about people: operators see every provider, an assessor the
+# providers of the contracts it assesses.
+Watcher = Annotated[Principal, Depends(require_roles("operator", "assessor"))]
+
+
+class ProviderSignals(BaseModel):
+    provider_id: str
+    signals: list[SignalValue]
+
+
+class SignalsOut(BaseModel):
+    definitions: list[SignalDefinition]
+    providers: list[ProviderSignals]
+
+
+async def _scope(request: Request, who: Principal) -> set[str] | None:
+    if who.role == "operator":
+        return None
+    pool = gateway_state(request).pool
+    providers: set[str] = set()
+    for contract_id in who.contract_ids:
+        row = await readmodel.contract(pool, contract_id)
+        if row is not None:
+            providers |= set(row["provider_ids"])
+    return providers
+
+
+@router.get(
+    "/signals",
+    response_model=SignalsOut,
+    summary="Signals of data errors and gaming per provider, each with its interval and the national reference "
+    "(operators: every provider; an assessor: its contracts' providers)",
+)
+async def get_signals(
+    request: Request,
+    who: Watcher,
+    provider_id: Annotated[str | None, Query(max_length=64, description="one provider")] = None,
+) -> SignalsOut:
+    pool = gateway_state(request).pool
+    scope = await _scope(request, who)
+    events: dict[str, Share] = defaultdict(lambda: Share(0, 0))
+    for r in await readmodel.events_by_type(pool):
+        s = events[r["provider_id"]]
+        events[r["provider_id"]] = Share(
+            s.hits + (r["n"] if r["retraction"] else 0), s.n + (0 if r["retraction"] else r["n"])
+        )
+    lags: dict[str, dict[int, int]] = defaultdict(dict)
+    for r in await readmodel.reporting_lag(pool):
+        if r["lag_days"] is not None:
+            lags[r["provider_id"]][r["lag_days"]] = lags[r["provider_id"]].get(r["lag_days"], 0) + r["events"]
+    missing = {
+        r["provider_id"]: Share(r["missing"], r["closed"]) for r in await readmodel.followups_missing(pool)
+    }
+    changed: dict[str, Share] = defaultdict(lambda: Share(0, 0))
+    for r in await readmodel.payments_and_reversals(pool):
+        s = changed[r["provider_id"]]
+        if r["kind"] == "payment.triggered":
+            changed[r["provider_id"]] = Share(s.hits, s.n + r["n"])
+        elif reversed_for_outcome(r["reason"]):
+            changed[r["provider_id"]] = Share(s.hits + r["n"], s.n)
+    differ = {
+        r["provider_id"]: Share(r["differ"], r["compared"])
+        for r in await readmodel.register_disagreements(pool)
+    }
+    national_lag: dict[int, int] = defaultdict(int)
+    for per_provider in lags.values():
+        for days, n in per_provider.items():
+            national_lag[days] += n
+    national = {
+        "retractions_per_100_events": pooled(events.values()),
+        "followups_missing_share": pooled(missing.values()),
+        "changed_after_payment_share": pooled(changed.values()),
+        "register_disagreement_share": pooled(differ.values()),
+    }
+    known = set(events) | set(lags) | set(missing) | set(changed) | set(differ)
+    chosen = sorted(p for p in known if (scope is None or p in scope) and provider_id in (None, p))
+    none = Share(0, 0)
+    return SignalsOut(
+        definitions=list(DEFINITIONS),
+        providers=[
+            ProviderSignals(
+                provider_id=p,
+                signals=[
+                    share_signal(
+                        "retractions_per_100_events",
+                        events.get(p, none),
+                        national["retractions_per_100_events"],
+                    ),
+                    median_signal("reporting_lag_days", lags.get(p, {}), national_lag),
+                    share_signal(
+                        "followups_missing_share", missing.get(p, none), national["followups_missing_share"]
+                    ),
+                    share_signal(
+                        "changed_after_payment_share",
+                        changed.get(p, none),
+                        national["changed_after_payment_share"],
+                    ),
+                    share_signal(
+                        "register_disagreement_share",
+                        differ.get(p, none),
+                        national["register_disagreement_share"],
+                    ),
+                ],
+            )
+            for p in chosen
+        ],
+    )

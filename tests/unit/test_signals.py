@@ -1,0 +1,78 @@
+"""Signals of data errors and gaming: shares with Wilson intervals, medians with distribution-free intervals,
+and the ledger's reversals told apart by their reason (an outcome changed, or only a cap moved)."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import date
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from utfall_gateway.domain.signals import (
+    DEFINITIONS,
+    Share,
+    median_signal,
+    pooled,
+    reversed_for_outcome,
+    share_signal,
+)
+
+from .test_contracts import World, contract, placement
+
+
+def test_a_share_is_scaled_with_its_interval_and_the_national_reference() -> None:
+    s = share_signal("retractions_per_100_events", Share(3, 60), pooled([Share(3, 60), Share(1, 140)]))
+    assert s.value == 5.0 and s.national == 2.0 and s.n == 60
+    assert s.low is not None and s.high is not None and s.low < 5.0 < s.high
+    empty = share_signal("followups_missing_share", Share(0, 0), Share(0, 0))
+    assert empty.value is None and empty.low is None and empty.national is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 400), min_size=1, max_size=300))
+def test_the_median_of_a_histogram_is_the_median_of_its_values_within_its_interval(values: list[int]) -> None:
+    histogram: dict[int, int] = {}
+    for v in values:
+        histogram[v] = histogram.get(v, 0) + 1
+    s = median_signal("reporting_lag_days", histogram, histogram)
+    assert s.value == statistics.median(values) and s.national == s.value and s.n == len(values)
+    assert s.low is not None and s.high is not None and s.low <= s.value <= s.high
+    assert min(values) <= s.low and s.high <= max(values)
+
+
+def test_reversals_for_caps_disputes_or_the_cohort_are_not_outcome_changes() -> None:
+    definition = contract(
+        milestones=[
+            {"milestone_id": "stable12", "measure_id": "no_replacement_12m", "price_ore": 150_000},
+            {"milestone_id": "stable24", "measure_id": "no_replacement_24m", "price_ore": 100_000},
+            {"milestone_id": "school12", "measure_id": "education_or_work_12m", "price_ore": 80_000},
+        ],
+        per_participant_cap_ore=300_000,
+        total_cap_ore=10_000_000,
+    )
+    w = World(definition)
+    w.place(placement("e1"))
+    w.outcome("e1", "no_replacement_12m", "achieved", on=date(2025, 1, 1))
+    w.outcome("e1", "no_replacement_24m", "achieved", on=date(2025, 2, 1))
+    w.outcome("e1", "education_or_work_12m", "achieved", on=date(2025, 3, 1))
+    w.outcome("e1", "no_replacement_24m", "not_achieved", on=date(2025, 4, 1))
+    reversals = [e for e in w.repo.ledger if e.kind == "payment.reversed"]
+    assert [(e.milestone_id, reversed_for_outcome(e.reason)) for e in reversals] == [
+        ("stable24", True),  # re-placed: the outcome changed
+        ("school12", False),  # reversed only to be paid again in full as room freed under the cap
+    ]
+    w.withdraw(("p1", "e1"))  # the placement leaves the cohort
+    left = [e for e in w.repo.ledger if e.kind == "payment.reversed"][2:]
+    assert left and not any(reversed_for_outcome(e.reason) for e in left)
+
+
+def test_every_signal_is_defined_in_both_languages() -> None:
+    assert {d.id for d in DEFINITIONS} == {
+        "retractions_per_100_events",
+        "reporting_lag_days",
+        "followups_missing_share",
+        "changed_after_payment_share",
+        "register_disagreement_share",
+    }
+    assert all(set(d.title) == set(d.definition) == {"sv", "en"} for d in DEFINITIONS)
