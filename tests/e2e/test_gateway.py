@@ -1601,6 +1601,18 @@ async def test_the_register_finds_the_provider_whose_reports_it_contradicts(data
         assert seen["providers"] and {p["provider_id"] for p in seen["providers"]} <= set(
             contract["provider_ids"]
         )
+        # the assessor's sample weighted by the signals: reproducible by seed, hvb-granen weighted up
+        sample_path = "/v1/contracts/hvb-ungdom-stockholm/sample"
+        params = {"seed": "kontroll-2026", "size": 30, "weighting": "signals"}
+        first = await http.get(sample_path, params=params, headers={"authorization": f"Bearer {assessor}"})
+        again = await http.get(
+            sample_path,
+            params={**params, "as_of_seq": first.json()["as_of_seq"]},
+            headers={"authorization": f"Bearer {assessor}"},
+        )
+        assert first.status_code == 200 and first.json()["payments"] == again.json()["payments"]
+        weights = first.json()["provider_weights"]
+        assert weights["hvb-granen"] > 1.0, weights  # its disagreement with the register stands out
     (artifacts / "register-agreement.json").write_text(
         json.dumps({"education_or_work_12m": shares, "register_disagreement_share": disagreement}, indent=2)
     )

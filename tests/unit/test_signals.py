@@ -76,3 +76,18 @@ def test_every_signal_is_defined_in_both_languages() -> None:
         "register_disagreement_share",
     }
     assert all(set(d.title) == set(d.definition) == {"sv", "en"} for d in DEFINITIONS)
+
+
+def test_a_weighted_sample_is_reproducible_and_draws_by_weight() -> None:
+    from utfall_gateway.domain.signals import SignalValue, sampling_weight, weighted_order
+
+    above = SignalValue(id="followups_missing_share", value=40.0, low=30.0, high=50.0, n=80, national=15.0)
+    within = SignalValue(id="retractions_per_100_events", value=3.0, low=1.0, high=6.0, n=90, national=2.0)
+    assert sampling_weight([within]) == 1.0 and sampling_weight([above, within]) == 2.0
+    assert sampling_weight([above] * 9) == 5.0  # at most four extra
+    assert weighted_order("s", "p1", 2.0) == weighted_order("s", "p1", 2.0)
+    # over 4,000 seeds, an item of weight 3 comes before one of weight 1 three times in four
+    first = sum(
+        weighted_order(f"seed-{i}", "a", 3.0) < weighted_order(f"seed-{i}", "b", 1.0) for i in range(4000)
+    )
+    assert 0.72 < first / 4000 < 0.78

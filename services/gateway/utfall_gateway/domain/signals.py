@@ -6,6 +6,7 @@ for an operator or a contract's assessor to decide where to look. None is a verd
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -153,3 +154,26 @@ def median_signal(signal_id: str, own: Mapping[int, int], national: Mapping[int,
 def pooled(shares: Iterable[Share]) -> Share:
     shares = list(shares)
     return Share(sum(s.hits for s in shares), sum(s.n for s in shares))
+
+
+MAX_EXTRA_WEIGHT = 4.0
+
+
+def sampling_weight(signals: Iterable[SignalValue]) -> float:
+    """How much more often an assessor's weighted sample draws a provider's payments: 1, plus for each signal
+    whose whole interval lies above the national value, how far above it (relative to it), at most
+    MAX_EXTRA_WEIGHT in all. A provider no signal sets apart weighs 1, as in the uniform sample."""
+    extra = 0.0
+    for s in signals:
+        if s.low is not None and s.national is not None and s.national > 0 and s.low > s.national:
+            extra += (s.low - s.national) / s.national
+    return 1.0 + min(extra, MAX_EXTRA_WEIGHT)
+
+
+def weighted_order(seed: str, item_id: str, weight: float) -> float:
+    """A payment's place in a weighted sample without replacement (Efraimidis–Spirakis, as an exponential
+    race): a uniform number from SHA-256 of seed and id, -ln(u)/weight; the smallest come first. The same seed
+    gives the same order; a weight of 2 is drawn first twice as often against a weight of 1."""
+    digest = hashlib.sha256(f"{seed}|{item_id}".encode()).digest()
+    u = (int.from_bytes(digest[:8], "big") + 1) / (2**64 + 2)  # in (0, 1)
+    return -math.log(u) / weight

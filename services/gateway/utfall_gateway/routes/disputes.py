@@ -29,8 +29,10 @@ from utfall_platform.problems import Problem, problem_responses
 
 from .. import readmodel
 from ..auth import Authenticated, Principal
+from ..domain.signals import sampling_weight, weighted_order
 from ..state import gateway_state
 from .contracts import ContractId, visible_contract
+from .signals import provider_signals
 from .statements import PeriodText
 
 router = APIRouter(prefix="/v1", tags=["disputes"], responses=problem_responses(400, 401, 403, 404, 409, 422))
@@ -257,9 +259,14 @@ async def sample_payments(
     seed: Annotated[str, Query(min_length=1, max_length=100)],
     size: Annotated[int, Query(ge=1, le=500)] = 20,
     as_of_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    weighting: Annotated[
+        Literal["uniform", "signals"],
+        Query(description="signals: a provider whose signals stand above the national is drawn more often"),
+    ] = "uniform",
 ) -> dict[str, Any]:
     """The same seed and `as_of_seq` give the same sample, whenever asked: payments that stood after ledger
-    entry `as_of_seq` (default: the latest), ordered by SHA-256 of seed and payment id."""
+    entry `as_of_seq` (default: the latest), ordered by SHA-256 of seed and payment id; weighted by the
+    providers' signals on request (`weighted_order`)."""
     await visible_contract(request, who, contract_id)
     if who.role not in ("assessor", "finance", "municipality", "operator"):
         raise Problem(
@@ -268,13 +275,33 @@ async def sample_payments(
     pool = gateway_state(request).pool
     as_of = as_of_seq if as_of_seq is not None else await readmodel.last_seq(pool, contract_id)
     rows = await readmodel.standing_payments(pool, contract_id, as_of)
-    ranked = sorted(rows, key=lambda r: hashlib.sha256(f"{seed}|{r['payment_id']}".encode()).hexdigest())
+    weights: dict[str, float] = {}
+    if weighting == "signals":
+        providers = {r["provider_id"] for r in rows}
+        weights = {p.provider_id: sampling_weight(p.signals) for p in await provider_signals(pool, providers)}
+        ranked = sorted(
+            rows,
+            key=lambda r: (
+                weighted_order(seed, r["payment_id"], weights.get(r["provider_id"], 1.0)),
+                r["payment_id"],
+            ),
+        )
+        method = (
+            "payments standing after as_of_seq, weighted by their provider's signals (1 plus how far each signal's "
+            "interval lies above the national value, at most 5), drawn without replacement by the exponential race "
+            "-ln(u)/weight, u from sha256(seed|payment_id); first `size`"
+        )
+    else:
+        ranked = sorted(rows, key=lambda r: hashlib.sha256(f"{seed}|{r['payment_id']}".encode()).hexdigest())
+        method = "payments standing after as_of_seq, ordered by sha256(seed|payment_id), first `size`"
     return {
         "contract_id": contract_id,
         "seed": seed,
         "as_of_seq": as_of,
         "population": len(rows),
-        "method": "payments standing after as_of_seq, ordered by sha256(seed|payment_id), first `size`",
+        "weighting": weighting,
+        "provider_weights": {p: round(w, 3) for p, w in sorted(weights.items())},
+        "method": method,
         "payments": [
             {
                 "payment_id": r["payment_id"],

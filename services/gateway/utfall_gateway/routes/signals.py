@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
@@ -53,19 +53,10 @@ async def _scope(request: Request, who: Principal) -> set[str] | None:
     return providers
 
 
-@router.get(
-    "/signals",
-    response_model=SignalsOut,
-    summary="Signals of data errors and gaming per provider, each with its interval and the national reference "
-    "(operators: every provider; an assessor: its contracts' providers)",
-)
-async def get_signals(
-    request: Request,
-    who: Watcher,
-    provider_id: Annotated[str | None, Query(max_length=64, description="one provider")] = None,
-) -> SignalsOut:
-    pool = gateway_state(request).pool
-    scope = await _scope(request, who)
+async def provider_signals(
+    pool: Any, scope: set[str] | None, provider_id: str | None = None
+) -> list[ProviderSignals]:
+    """Every signal of each provider in `scope` (None: every provider), beside the national reference."""
     events: dict[str, Share] = defaultdict(lambda: Share(0, 0))
     for r in await readmodel.events_by_type(pool):
         s = events[r["provider_id"]]
@@ -103,33 +94,48 @@ async def get_signals(
     known = set(events) | set(lags) | set(missing) | set(changed) | set(differ)
     chosen = sorted(p for p in known if (scope is None or p in scope) and provider_id in (None, p))
     none = Share(0, 0)
+    return [
+        ProviderSignals(
+            provider_id=p,
+            signals=[
+                share_signal(
+                    "retractions_per_100_events",
+                    events.get(p, none),
+                    national["retractions_per_100_events"],
+                ),
+                median_signal("reporting_lag_days", lags.get(p, {}), national_lag),
+                share_signal(
+                    "followups_missing_share", missing.get(p, none), national["followups_missing_share"]
+                ),
+                share_signal(
+                    "changed_after_payment_share",
+                    changed.get(p, none),
+                    national["changed_after_payment_share"],
+                ),
+                share_signal(
+                    "register_disagreement_share",
+                    differ.get(p, none),
+                    national["register_disagreement_share"],
+                ),
+            ],
+        )
+        for p in chosen
+    ]
+
+
+@router.get(
+    "/signals",
+    response_model=SignalsOut,
+    summary="Signals of data errors and gaming per provider, each with its interval and the national reference "
+    "(operators: every provider; an assessor: its contracts' providers)",
+)
+async def get_signals(
+    request: Request,
+    who: Watcher,
+    provider_id: Annotated[str | None, Query(max_length=64, description="one provider")] = None,
+) -> SignalsOut:
+    scope = await _scope(request, who)
     return SignalsOut(
         definitions=list(DEFINITIONS),
-        providers=[
-            ProviderSignals(
-                provider_id=p,
-                signals=[
-                    share_signal(
-                        "retractions_per_100_events",
-                        events.get(p, none),
-                        national["retractions_per_100_events"],
-                    ),
-                    median_signal("reporting_lag_days", lags.get(p, {}), national_lag),
-                    share_signal(
-                        "followups_missing_share", missing.get(p, none), national["followups_missing_share"]
-                    ),
-                    share_signal(
-                        "changed_after_payment_share",
-                        changed.get(p, none),
-                        national["changed_after_payment_share"],
-                    ),
-                    share_signal(
-                        "register_disagreement_share",
-                        differ.get(p, none),
-                        national["register_disagreement_share"],
-                    ),
-                ],
-            )
-            for p in chosen
-        ],
+        providers=await provider_signals(gateway_state(request).pool, scope, provider_id),
     )
