@@ -23,6 +23,7 @@ from utfall_ingest.domain.registers import (
     StoredVersion,
     check_header,
     check_row,
+    conflict_reason,
     parse_csv,
     receipt_for,
 )
@@ -235,6 +236,16 @@ def test_the_content_that_counts_is_the_latest_extracts_in_any_arrival_order(
             published.append(version)
         seen.append(version)
     assert max(published, key=lambda v: v.precedence).digest == truth
+
+
+def test_a_row_sent_twice_in_one_extract_with_other_content_is_a_conflict_not_a_duplicate() -> None:
+    first = StoredVersion("x1", date(2026, 1, 1), "aaa")
+    assert receipt_for([first], StoredVersion("x1", date(2026, 1, 1), "aaa")) == "duplicate"
+    assert receipt_for([first], StoredVersion("x1", date(2026, 1, 1), "bbb")) == "conflict"
+    # another extract's version of the row is a correction, as before
+    assert receipt_for([first], StoredVersion("x2", date(2026, 2, 1), "bbb")) == "correction"
+    reason = conflict_reason("/records/3/record_id", "r-17")
+    assert reason.code == "conflict" and "r-17" in reason.message and "new extract" in reason.message
 
 
 # --- measures: verification rules -------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from .domain.registers import (
     RowRejection,
     StoredVersion,
     check_row,
+    conflict_reason,
     receipt_for,
 )
 from .domain.validation import PseudonymKey, _safe_text
@@ -105,6 +106,10 @@ async def take_extract(
     for index, row in checked:
         version = StoredVersion(extract.extract_id, extract.as_of, row.digest)
         status = receipt_for(seen.get(row.record_id, ()), version)
+        if status == "conflict":
+            reason = conflict_reason(f"/records/{index - 1}/record_id", row.record_id)
+            receipts[index] = _rejected(index, RowRejection(index, row.record_id, (reason,)))
+            continue
         receipts[index] = {
             "row": index,
             "record_id": row.record_id,
@@ -113,7 +118,7 @@ async def take_extract(
         }
         if status == "duplicate":
             continue
-        seen.setdefault(row.record_id, []).append(version)  # a row twice in one extract: the first counts
+        seen.setdefault(row.record_id, []).append(version)
         new_versions.append((row.record_id, version, status))
         if status in ("accepted", "correction"):
             messages.append(_record_message(register_id, extract, row, clock))

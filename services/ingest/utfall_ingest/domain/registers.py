@@ -202,7 +202,7 @@ def parse_csv(text: str) -> tuple[list[dict[str, Any]], list[RowRejection]]:
     return rows, []
 
 
-Receipt = Literal["accepted", "correction", "duplicate", "unchanged", "superseded"]
+Receipt = Literal["accepted", "correction", "duplicate", "unchanged", "superseded", "conflict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,13 +220,16 @@ class StoredVersion:
 
 def receipt_for(versions: Iterable[StoredVersion], new: StoredVersion) -> Receipt:
     """What a row's new version is, against every version of it seen before:
-    - duplicate: this extract sent this row before (the first sending counts);
+    - duplicate: this extract sent this row before, with the same content;
+    - conflict: this extract sent this row before with other content (refused: one extract holds a row once,
+      and which of two parts arrived first must not decide what counts);
     - superseded: a later extract's version already counts, so this one never will;
     - unchanged: the version that counts until now has the same content;
     - correction: it changes what counts; accepted: the row's first version."""
     versions = list(versions)
-    if any(v.extract_id == new.extract_id for v in versions):
-        return "duplicate"
+    same_extract = [v for v in versions if v.extract_id == new.extract_id]
+    if same_extract:
+        return "duplicate" if any(v.digest == new.digest for v in same_extract) else "conflict"
     if not versions:
         return "accepted"
     current = max(versions, key=lambda v: v.precedence)
@@ -243,3 +246,12 @@ RECEIPT_WORDS: dict[str, str] = {
     "superseded": "Kept, but a version of this row from a later extract counts.",
     "rejected": "Refused: see the reasons. The other rows are not affected.",
 }
+
+
+def conflict_reason(pointer: str, record_id: str) -> Reason:
+    return Reason(
+        pointer,
+        "conflict",
+        f"Record {record_id} was sent before in this extract with other content; an extract holds each row "
+        "once. The version received first is kept: send a correction in a new extract.",
+    )
