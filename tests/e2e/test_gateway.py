@@ -1586,6 +1586,25 @@ async def test_the_register_finds_the_provider_whose_reports_it_contradicts(data
             if v["id"] == "reporting_lag_days"
         )
         assert lag["n"] > 100 and lag["low"] <= lag["value"] <= lag["high"] and lag["national"] is not None
+        # signals of a change: the provider's latest discharge year against its own earlier years
+        planned = next(
+            v
+            for p in signals["providers"]
+            if p["provider_id"] == "hvb-eken"
+            for v in p["signals"]
+            if v["id"] == "planned_discharges_share"
+        )
+        assert planned["n"] > 0 and planned["year"] is not None and planned["history"] is not None
+        assert planned["low"] <= planned["value"] <= planned["high"]
+        assert {d["id"]: d["compared_with"] for d in signals["definitions"]}[
+            "followups_near_deadline_share"
+        ] == "own_history"
+        page = await http.get(
+            "/v1/signals", params={"format": "html", "lang": "en"}, headers=keys.headers("operator")
+        )
+        assert page.status_code == 200 and page.text.count("<table data-signal=") == len(
+            signals["definitions"]
+        )
         assessor = await create_key(
             data["stack"].world.kafka, "assessor", contract_ids=["hvb-ungdom-stockholm"]
         )
@@ -1677,6 +1696,11 @@ async def test_pages_meet_wcag_21_aa_by_axe_core_and_work_by_keyboard(data, arti
             assert await operator_page.locator("#agreement-chart g.row").count() >= 5
             found[path] = await _axe(operator_page)
         await operator_page.screenshot(path=str(artifacts / "agreement-page.png"), full_page=True)
+        for path in ("/v1/signals?format=html", "/v1/signals?format=html&lang=en"):
+            await operator_page.goto(gateway + path)
+            assert await operator_page.locator("table[data-signal] tbody tr").count() >= 5
+            found[path] = await _axe(operator_page)
+        await operator_page.screenshot(path=str(artifacts / "signals-page.png"), full_page=True)
         await operator.close()
         await page.goto(gateway + "/accessibility?lang=en")
         await page.screenshot(path=str(artifacts / "accessibility-statement.png"), full_page=True)

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from utfall_gateway.domain.signals import (
     DEFINITIONS,
     Share,
+    SignalValue,
+    history_signal,
     median_signal,
     pooled,
     reversed_for_outcome,
@@ -74,6 +76,8 @@ def test_every_signal_is_defined_in_both_languages() -> None:
         "followups_missing_share",
         "changed_after_payment_share",
         "register_disagreement_share",
+        "planned_discharges_share",
+        "followups_near_deadline_share",
     }
     assert all(set(d.title) == set(d.definition) == {"sv", "en"} for d in DEFINITIONS)
 
@@ -91,3 +95,34 @@ def test_a_weighted_sample_is_reproducible_and_draws_by_weight() -> None:
         weighted_order(f"seed-{i}", "a", 3.0) < weighted_order(f"seed-{i}", "b", 1.0) for i in range(4000)
     )
     assert 0.72 < first / 4000 < 0.78
+
+
+def test_a_signal_of_change_is_the_latest_year_against_the_providers_own_earlier_years() -> None:
+    own = {2022: Share(10, 50), 2023: Share(12, 50), 2024: Share(30, 40)}
+    national = {2024: Share(60, 400), 2023: Share(50, 400)}
+    s = history_signal("planned_discharges_share", own, national)
+    assert s.year == 2024 and s.value == 75.0 and s.n == 40
+    assert s.history == 22.0 and s.national == 15.0 and s.reference == 22.0
+    assert s.above_reference  # 30 of 40 is far above 22 of 100
+    steady = history_signal("planned_discharges_share", {2023: Share(11, 50), 2024: Share(10, 45)}, national)
+    assert steady.history == 22.0 and not steady.above_reference
+    first_year = history_signal("followups_near_deadline_share", {2024: Share(3, 30)}, national)
+    assert first_year.history is None and first_year.reference == 15.0  # no history: the nation's
+    nothing = history_signal("followups_near_deadline_share", {}, national)
+    assert nothing.value is None and nothing.year is None and not nothing.above_reference
+
+
+def test_the_weight_of_a_signal_of_change_is_measured_against_its_own_history() -> None:
+    from utfall_gateway.domain.signals import sampling_weight
+
+    jump = SignalValue(
+        id="planned_discharges_share",
+        value=75.0,
+        low=60.0,
+        high=85.0,
+        n=40,
+        national=70.0,
+        year=2024,
+        history=30.0,
+    )
+    assert sampling_weight([jump]) == 2.0  # (60 - 30) / 30 above its own habit, though near the nation's

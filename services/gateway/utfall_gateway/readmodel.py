@@ -494,6 +494,25 @@ async def reporting_lag(pool: Pool) -> list[Row]:
     return list(await pool.fetch("SELECT provider_id, lag_days, events FROM measures_read.reporting_lag"))
 
 
+async def discharge_reasons(pool: Pool) -> list[Row]:
+    """Per provider and discharge year: discharges, and those reported as planned."""
+    return list(
+        await pool.fetch(
+            "SELECT provider_id, discharge_year, planned, discharges FROM measures_read.discharge_reasons"
+        )
+    )
+
+
+async def followup_timing(pool: Pool) -> list[Row]:
+    """Per provider and discharge year: 12-month follow-ups, and those that arrived in the last 30 days before
+    their deadline."""
+    return list(
+        await pool.fetch(
+            "SELECT provider_id, discharge_year, near_deadline, followups FROM measures_read.followup_timing"
+        )
+    )
+
+
 async def followups_missing(pool: Pool) -> list[Row]:
     return list(
         await pool.fetch(

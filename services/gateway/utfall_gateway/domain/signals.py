@@ -2,7 +2,12 @@
 
 Each signal is a share or a median with a 95 % interval and the national reference (every provider pooled),
 for an operator or a contract's assessor to decide where to look. None is a verdict: a high value says
-"check this provider's records", and the interval says how much of it chance could explain."""
+"check this provider's records", and the interval says how much of it chance could explain.
+
+Two signals look for a change in how a provider reports rather than a level (discharges reported as planned,
+follow-ups sent just before the measure's deadline): their value is the provider's latest discharge year, and
+their reference is also the provider's own earlier years (`history`), since providers differ in what they do
+but a jump against one's own habit is what gaming looks like."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -19,6 +25,8 @@ from utfall_stats.wilson import Z95, wilson_interval
 class SignalDefinition(BaseModel):
     id: str
     unit: str  # "per 100 events" | "%" | "days"
+    # own_history: the value is the provider's latest discharge year, against its earlier years
+    compared_with: Literal["national", "own_history"] = "national"
     title: dict[str, str]
     definition: dict[str, str]
 
@@ -30,6 +38,19 @@ class SignalValue(BaseModel):
     high: float | None
     n: int
     national: float | None
+    year: int | None = None  # a signal against the provider's own history: the discharge year it is of
+    history: float | None = None  # the same signal over the provider's earlier discharge years
+
+    @property
+    def reference(self) -> float | None:
+        """What the value is compared with: the provider's own history where the signal has one."""
+        return self.history if self.history is not None else self.national
+
+    @property
+    def above_reference(self) -> bool:
+        """The whole 95 % interval lies above the reference: more than chance explains."""
+        ref = self.reference
+        return self.low is not None and ref is not None and self.low > ref
 
 
 DEFINITIONS: tuple[SignalDefinition, ...] = (
@@ -80,6 +101,32 @@ DEFINITIONS: tuple[SignalDefinition, ...] = (
         definition={
             "sv": "Av utfall som både utföraren och ett register avgjort: andelen där de skiljer sig.",
             "en": "Of the outcomes both the provider and a register decided: the share where they differ.",
+        },
+    ),
+    SignalDefinition(
+        id="planned_discharges_share",
+        unit="%",
+        compared_with="own_history",
+        title={"sv": "Avslut rapporterade som planerade", "en": "Discharges reported as planned"},
+        definition={
+            "sv": "Andel avslut under utförarens senaste utskrivningsår som rapporterats som planerade, mot "
+            "utförarens egna tidigare år och mot riket samma år.",
+            "en": "Share of the discharges of the provider's latest discharge year reported as planned, against "
+            "the provider's own earlier years and the national share of that year.",
+        },
+    ),
+    SignalDefinition(
+        id="followups_near_deadline_share",
+        unit="%",
+        compared_with="own_history",
+        title={"sv": "Uppföljningar strax före tidsgränsen", "en": "Follow-ups just before the deadline"},
+        definition={
+            "sv": "Andel 12-månadersuppföljningar (för utförarens senaste utskrivningsår) som kom in de sista 30 "
+            "dagarna innan måttet räknar dem som saknade (fönstret plus 60 dagar), mot utförarens egna tidigare "
+            "år och mot riket samma år.",
+            "en": "Share of 12-month follow-ups (of the provider's latest discharge year) that arrived in the "
+            "last 30 days before the measure counts them as missing (the window plus 60 days), against the "
+            "provider's own earlier years and the national share of that year.",
         },
     ),
 )
@@ -156,17 +203,35 @@ def pooled(shares: Iterable[Share]) -> Share:
     return Share(sum(s.hits for s in shares), sum(s.n for s in shares))
 
 
+def history_signal(
+    signal_id: str, own: Mapping[int, Share], national: Mapping[int, Share], scale: float = 100.0
+) -> SignalValue:
+    """A share of the provider's latest year (by discharge year), beside the same share of its earlier years
+    and the national share of that year."""
+    years = sorted(y for y, s in own.items() if s.n)
+    if not years:
+        return SignalValue(id=signal_id, value=None, low=None, high=None, n=0, national=None)
+    latest = years[-1]
+    earlier = pooled(own[y] for y in years[:-1])
+    value = share_signal(signal_id, own[latest], national.get(latest, Share(0, 0)), scale)
+    return value.model_copy(
+        update={"year": latest, "history": earlier.hits / earlier.n * scale if earlier.n else None}
+    )
+
+
 MAX_EXTRA_WEIGHT = 4.0
 
 
 def sampling_weight(signals: Iterable[SignalValue]) -> float:
     """How much more often an assessor's weighted sample draws a provider's payments: 1, plus for each signal
-    whose whole interval lies above the national value, how far above it (relative to it), at most
+    whose whole interval lies above its reference (its own history, else the national value), how far above
+    it (relative to it), at most
     MAX_EXTRA_WEIGHT in all. A provider no signal sets apart weighs 1, as in the uniform sample."""
     extra = 0.0
     for s in signals:
-        if s.low is not None and s.national is not None and s.national > 0 and s.low > s.national:
-            extra += (s.low - s.national) / s.national
+        ref = s.reference
+        if s.above_reference and ref is not None and ref > 0 and s.low is not None:
+            extra += (s.low - ref) / ref
     return 1.0 + min(extra, MAX_EXTRA_WEIGHT)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
 from utfall_platform.problems import problem_responses
@@ -17,12 +19,16 @@ from ..domain.signals import (
     Share,
     SignalDefinition,
     SignalValue,
+    history_signal,
     median_signal,
     pooled,
     reversed_for_outcome,
     share_signal,
 )
+from ..providers import display_name
 from ..state import gateway_state
+from ..web.page import SECURITY_HEADERS, templates
+from ..web.signals import LABELS
 
 router = APIRouter(prefix="/v1", tags=["signals"], responses=problem_responses(401, 403, 422))
 
@@ -81,6 +87,8 @@ async def provider_signals(
         r["provider_id"]: Share(r["differ"], r["compared"])
         for r in await readmodel.register_disagreements(pool)
     }
+    planned = _by_year(await readmodel.discharge_reasons(pool), "planned", "discharges")
+    near_deadline = _by_year(await readmodel.followup_timing(pool), "near_deadline", "followups")
     national_lag: dict[int, int] = defaultdict(int)
     for per_provider in lags.values():
         for days, n in per_provider.items():
@@ -91,7 +99,8 @@ async def provider_signals(
         "changed_after_payment_share": pooled(changed.values()),
         "register_disagreement_share": pooled(differ.values()),
     }
-    known = set(events) | set(lags) | set(missing) | set(changed) | set(differ)
+    national_planned, national_near = _national_by_year(planned), _national_by_year(near_deadline)
+    known = set(events) | set(lags) | set(missing) | set(changed) | set(differ) | set(planned)
     chosen = sorted(p for p in known if (scope is None or p in scope) and provider_id in (None, p))
     none = Share(0, 0)
     return [
@@ -117,25 +126,57 @@ async def provider_signals(
                     differ.get(p, none),
                     national["register_disagreement_share"],
                 ),
+                history_signal("planned_discharges_share", planned.get(p, {}), national_planned),
+                history_signal("followups_near_deadline_share", near_deadline.get(p, {}), national_near),
             ],
         )
         for p in chosen
     ]
 
 
+def _by_year(rows: list[Any], hits: str, n: str) -> dict[str, dict[int, Share]]:
+    out: dict[str, dict[int, Share]] = defaultdict(dict)
+    for r in rows:
+        out[r["provider_id"]][int(r["discharge_year"])] = Share(int(r[hits]), int(r[n]))
+    return out
+
+
+def _national_by_year(by_provider: dict[str, dict[int, Share]]) -> dict[int, Share]:
+    years: dict[int, list[Share]] = defaultdict(list)
+    for per_year in by_provider.values():
+        for year, share in per_year.items():
+            years[year].append(share)
+    return {year: pooled(shares) for year, shares in years.items()}
+
+
 @router.get(
     "/signals",
     response_model=SignalsOut,
     summary="Signals of data errors and gaming per provider, each with its interval and the national reference "
-    "(operators: every provider; an assessor: its contracts' providers)",
+    "(operators: every provider; an assessor: its contracts' providers); format=html is its page",
+    responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 async def get_signals(
     request: Request,
     who: Watcher,
     provider_id: Annotated[str | None, Query(max_length=64, description="one provider")] = None,
-) -> SignalsOut:
+    format: Annotated[Literal["json", "html"], Query()] = "json",
+    lang: Annotated[Literal["sv", "en"], Query()] = "sv",
+) -> SignalsOut | Response:
     scope = await _scope(request, who)
-    return SignalsOut(
+    answer = SignalsOut(
         definitions=list(DEFINITIONS),
         providers=await provider_signals(gateway_state(request).pool, scope, provider_id),
     )
+    if format == "json":
+        return answer
+    registry = request.app.state.providers
+    page = templates.get_template("signals.html").render(
+        s=answer,
+        t=LABELS[lang],
+        lang=lang,
+        other_lang="en" if lang == "sv" else "sv",
+        query=f"&provider_id={quote(provider_id)}" if provider_id else "",
+        names={p.provider_id: display_name(registry, p.provider_id) for p in answer.providers},
+    )
+    return HTMLResponse(page, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
