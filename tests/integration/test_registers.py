@@ -571,3 +571,127 @@ async def test_register_validated_payments_survive_sigkill_of_measures_and_contr
     print(
         f"\nregister-validated contract: {sum(kills.values())} SIGKILLs, {len(entries)} ledger entries, 0 doubled"
     )
+
+
+KAFKA_MUNICIPALITY = "2523"  # no other test places from it or vouches for it
+
+
+def _part(extract_id: str, records: list[dict[str, Any]], *, covers_through: str = "2026-02-01") -> bytes:
+    return orjson.dumps(
+        {
+            "extract_id": extract_id,
+            "as_of": "2026-02-01",
+            "coverage": {
+                "municipalities": [KAFKA_MUNICIPALITY],
+                "kinds": ["status"],
+                "covers_from": "2024-01-01",
+                "covers_through": covers_through,
+            },
+            "records": records,
+        }
+    )
+
+
+def _status(record_id: str, pid: str, status: str = "enrolled") -> dict[str, Any]:
+    return {
+        "record_id": record_id,
+        "kind": "status",
+        "person_id": pid,
+        "on_date": "2025-06-01",
+        "status": status,
+    }
+
+
+async def test_a_register_sends_extract_parts_over_kafka_and_reads_its_receipts(world) -> None:  # type: ignore[no-untyped-def]
+    """Item 1's Kafka path: a register writes its own raw topic only, one part of an extract per record; each
+    part is taken as over HTTP and answered on the register's own receipts topic (counts, and reasons for each
+    refused row), a part that cannot be read is answered with a problem, and nothing else is touched."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import ClusterAuthorizationFailedError, TopicAuthorizationFailedError
+
+    from utfall_events.topics import REGISTERS, register_raw_topic, register_receipts_topic
+    from utfall_ingest.register_consumer import COMPLETE_HEADER
+    from utfall_platform.kafka_acl import KafkaProvisioner, new_password
+
+    from ..helpers import produce
+
+    if not world.kafka.username:
+        pytest.skip("this broker (testcontainers) runs without authentication")
+    register_id, stranger = uid("kreg-"), uid("kreg-unknown-")
+    await create_key(world.kafka, "register", register_id=register_id, municipality_code=KAFKA_MUNICIPALITY)
+    provisioner = KafkaProvisioner(world.kafka)
+    access = await provisioner.provision_register(register_id, new_password())
+    unknown = await provisioner.provision_register(stranger, new_password())  # its key was never created
+    a, b, c = person(), person(female=False), person(born=date(2007, 9, 3))
+    raw = register_raw_topic(register_id).name
+    first_part = _part(
+        "kx-1",
+        [
+            _status("r-1", a),
+            _status("r-2", b, "none"),
+            {**_status("r-3", c), "person_id": "19000101-0000"},  # not a valid personnummer
+            _status("r-1", a, "none"),  # r-1 again in the same extract, with other content
+        ],
+    )
+    await produce(
+        access,
+        raw,
+        [
+            (b"kx-1", first_part, [(COMPLETE_HEADER, b"false")]),
+            (b"kx-1", _part("kx-1", [_status("r-4", c)]), []),
+            (b"junk", b"not json", []),
+            (b"kx-2", _part("kx-2", [_status("r-5", c)], covers_through="2026-03-01"), []),  # after as_of
+        ],
+    )
+    await produce(
+        unknown, register_raw_topic(stranger).name, [(b"kx-9", _part("kx-9", [_status("r-1", a)]), [])]
+    )
+    ingest = create_ingest(world.settings(IngestSettings))
+    async with running(ingest):
+        answers = await read_topic(access, register_receipts_topic(register_id).name, expect=4, timeout=60)
+        refused_stranger = await read_topic(
+            world.kafka, register_receipts_topic(stranger).name, expect=1, timeout=60
+        )
+    receipts = [orjson.loads(r.value) for r in answers]
+    assert [r["position"].rsplit("/", 1)[1] for r in receipts] == ["0", "1", "2", "3"]
+    first, second, junk, late = receipts
+    assert (first["complete"], first["coverage_published"]) == (False, False)
+    assert first["counts"] == {"accepted": 2, "rejected": 2}
+    assert [(r["row"], r["status"]) for r in first["receipts"]] == [(3, "rejected"), (4, "rejected")]
+    assert first["receipts"][1]["reasons"][0]["code"] == "conflict"
+    assert (second["complete"], second["coverage_published"], second["counts"]) == (
+        True,
+        True,
+        {"accepted": 1},
+    )
+    assert junk["problem"]["type"].endswith("/invalid-json") and junk["extract_id"] is None
+    assert late["problem"]["status"] == 422 and late["counts"] == {}
+    assert any(e["code"] == "after_as_of" for e in late["problem"]["errors"])
+    assert orjson.loads(refused_stranger[0].value)["problem"]["type"].endswith("/unknown-register")
+    for r in answers:
+        assert not find_personnummer(r.value.decode()), "a receipt holds a personnummer"
+    published = await read_topic(
+        world.kafka,
+        REGISTERS,
+        predicate=lambda r: orjson.loads(r.value).get("register_id") == register_id,
+        expect=4,
+        settle=1.0,
+    )
+    messages = [orjson.loads(r.value) for r in published]
+    assert sorted(m.get("record_id", "coverage") for m in messages) == ["coverage", "r-1", "r-2", "r-4"]
+    assert next(m for m in messages if m.get("record_id") == "r-1")["status"]["status"] == "enrolled"  # first
+    assert not any(find_personnummer(r.value.decode()) for r in published)
+    # the register's principal writes its own raw topic and reads its own receipts, nothing else
+    refused = (TopicAuthorizationFailedError, ClusterAuthorizationFailedError)
+    with pytest.raises(refused):
+        await produce(access, register_raw_topic(stranger).name, [(b"x", b"{}", [])])
+    with pytest.raises(refused):
+        await produce(access, REGISTERS, [(b"x", b"{}", [])])
+    for topic in (register_receipts_topic(stranger).name, raw):  # not even its own input back
+        consumer = AIOKafkaConsumer(topic, **access.client_options(), auto_offset_reset="earliest")
+        with pytest.raises(refused):
+            try:
+                await consumer.start()
+                await consumer.getmany(timeout_ms=3000)
+            finally:
+                await consumer.stop()

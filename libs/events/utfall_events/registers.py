@@ -200,6 +200,47 @@ class RegisterCoverageV1(BaseModel):
     received_at: datetime
 
 
+# --- answered to the register holder (no personnummer) ---------------------------------------------
+
+
+RECEIPTS_TYPE: Final = "se.utfall.register.receipts.v1"
+ReceiptStatus = Literal["accepted", "correction", "duplicate", "unchanged", "superseded", "rejected"]
+
+
+class RegisterRowReceiptV1(BaseModel):
+    """What became of one row of an extract, in words; a refused row carries its reasons."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    row: int = Field(description="1-based row of the extract part (0: the sheet itself)")
+    record_id: str | None
+    status: ReceiptStatus
+    detail: str
+    reasons: list[dict[str, str]] | None = None
+
+
+class RegisterReceiptsV1(BaseModel):
+    """Receipts of one extract part sent over Kafka, on the register's own `registers.receipts.v1.<id>`:
+    counts of every status, and a receipt for each refused row (the others are in the counts). A part that
+    could not be read at all is answered with `problem` (RFC 9457 fields) and nothing was taken from it.
+    A long list of refusals is split over several messages (`chunk` of `chunks`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["se.utfall.register.receipts.v1"] = RECEIPTS_TYPE
+    register_id: RegisterId
+    position: str = Field(description="topic/partition/offset of the part answered")
+    extract_id: str | None = Field(description="the part's extract, when it could be read")
+    complete: bool
+    coverage_published: bool
+    counts: dict[str, int]
+    receipts: list[RegisterRowReceiptV1]
+    problem: dict[str, Any] | None = None
+    chunk: int = 1
+    chunks: int = 1
+    received_at: datetime
+
+
 RegisterMessageV1 = Annotated[RegisterRecordV1 | RegisterCoverageV1, Field(discriminator="type")]
 
 __all__ = [
@@ -212,6 +253,8 @@ __all__ = [
     "RegisterCoverageV1",
     "RegisterExtractV1",
     "RegisterMessageV1",
+    "RegisterReceiptsV1",
     "RegisterRecordV1",
+    "RegisterRowReceiptV1",
     "RegisterRowV1",
 ]

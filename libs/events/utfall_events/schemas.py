@@ -61,6 +61,7 @@ def models() -> dict[str, type[BaseModel]]:
     found["RegisterExclusionRowV1"] = registers.RegisterExclusionRowV1
     found["RegisterRecordV1"] = registers.RegisterRecordV1
     found["RegisterCoverageV1"] = registers.RegisterCoverageV1
+    found["RegisterReceiptsV1"] = registers.RegisterReceiptsV1
     found["DisputePaymentV1"] = ledger_commands.DisputePaymentV1
     found["ResolveDisputeV1"] = ledger_commands.ResolveDisputeV1
     found["ClosePeriodV1"] = ledger_commands.ClosePeriodV1

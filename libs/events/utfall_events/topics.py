@@ -90,3 +90,38 @@ def raw_topic(provider_id: str) -> TopicSpec:
 def provider_of_raw_topic(topic: str) -> str | None:
     provider = topic.removeprefix(RAW_TOPIC_PREFIX)
     return provider if provider != topic and provider else None
+
+
+# A register holder that produces to Kafka writes its extracts to its own raw topic (a literal ACL, as a
+# provider's), one part of an extract per record, and reads its receipts from its own receipts topic. Raw
+# extracts hold personnummer in clear: they age out as providers' raw topics do.
+REGISTER_RAW_PREFIX = "registers.extracts.raw.v1."
+REGISTER_RAW_PATTERN = REGISTER_RAW_PREFIX + "{register}"
+REGISTER_RECEIPTS_PREFIX = "registers.receipts.v1."
+REGISTER_RECEIPTS_RETENTION_MS = 14 * 24 * 3600 * 1000  # two weeks to read them: they hold no personnummer
+# An extract part of a few thousand rows, and the receipts of one; the producer's max.request.size must match.
+REGISTER_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+def register_raw_topic(register_id: str) -> TopicSpec:
+    return TopicSpec(
+        REGISTER_RAW_PREFIX + register_id,
+        1,  # the parts of an extract in the order they were sent, so its coverage counts after its rows
+        retention_ms=RAW_RETENTION_MS,
+        segment_ms=RAW_SEGMENT_MS,
+        max_message_bytes=REGISTER_MAX_MESSAGE_BYTES,
+    )
+
+
+def register_receipts_topic(register_id: str) -> TopicSpec:
+    return TopicSpec(
+        REGISTER_RECEIPTS_PREFIX + register_id,
+        1,
+        retention_ms=REGISTER_RECEIPTS_RETENTION_MS,
+        max_message_bytes=REGISTER_MAX_MESSAGE_BYTES,
+    )
+
+
+def register_of_raw_topic(topic: str) -> str | None:
+    register = topic.removeprefix(REGISTER_RAW_PREFIX)
+    return register if register != topic and register else None

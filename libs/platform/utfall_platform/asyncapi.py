@@ -27,7 +27,7 @@ from utfall_events.care import (
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import EpisodeOutcomesV2, OutcomeFactV1
 from utfall_events.payments import PaymentV1
-from utfall_events.registers import RegisterRecordV1
+from utfall_events.registers import RegisterExtractV1, RegisterReceiptsV1, RegisterRecordV1
 from utfall_events.registry import ProviderV1
 from utfall_events.releases import ReleaseRecordV1
 
@@ -87,6 +87,21 @@ def document() -> dict[str, Any]:
             "Register rows from register holders' extracts, pseudonymised, keyed by subject_ref (a row's version "
             "from the latest extract counts); beside them, keyed coverage:<register id>, each complete extract's "
             "coverage (RegisterCoverageV1, schemas/).",
+        ),
+        (
+            topics.REGISTER_RAW_PATTERN,
+            RegisterExtractV1,
+            "Register holders producing directly, each to its own topic (`registers.extracts.raw.v1.<register "
+            "id>`, which only the register's SASL/SCRAM principal may write; the topic names the sender): one part "
+            "of an extract per record, as JSON, keyed by extract id; the header `utfall-extract-complete: false` "
+            "on every part but the last. Rows are Register*RowV1 (schemas/).",
+        ),
+        (
+            topics.REGISTER_RECEIPTS_PREFIX + "{register}",
+            RegisterReceiptsV1,
+            "Receipts of each part, on the register's own topic (`registers.receipts.v1.<register id>`, which "
+            "only that register's principal may read): counts, reasons for each refused row, or a problem "
+            "document for a part that could not be read. Never a personnummer.",
         ),
         (topics.API_KEYS, ApiKeyV1, "API keys as hashes (compacted, keyed by key id)."),
         (

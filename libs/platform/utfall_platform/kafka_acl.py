@@ -53,6 +53,7 @@ class Grants:
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     read_prefixes: tuple[str, ...] = ()
+    write_prefixes: tuple[str, ...] = ()
     id_prefix: str | None = None
 
     @property
@@ -63,8 +64,9 @@ class Grants:
 SERVICE_GRANTS: Mapping[str, Grants] = {
     "ingest": Grants(
         reads=(t.API_KEYS, t.PROVIDER_REGISTRY),
-        read_prefixes=(t.RAW_TOPIC_PREFIX,),
+        read_prefixes=(t.RAW_TOPIC_PREFIX, t.REGISTER_RAW_PREFIX),
         writes=(t.CARE_EVENTS, t.CARE_EVENTS_REJECTED, t.AGGREGATES, t.REGISTERS),
+        write_prefixes=(t.REGISTER_RECEIPTS_PREFIX,),
         id_prefix="utfall-ingest-",
     ),
     "measures": Grants(
@@ -94,6 +96,19 @@ def provider_grants(provider_id: str) -> Grants:
     return Grants(writes=(t.raw_topic(provider_id).name,))
 
 
+def register_principal(register_id: str) -> str:
+    return f"register-{register_id}"
+
+
+def register_grants(register_id: str) -> Grants:
+    """A register holder writes its own raw topic and reads its own receipts (from its own consumer groups)."""
+    return Grants(
+        reads=(t.register_receipts_topic(register_id).name,),
+        writes=(t.register_raw_topic(register_id).name,),
+        id_prefix=f"{register_principal(register_id)}-",
+    )
+
+
 def _binding(
     principal: str, kind: ResourceType, name: str, pattern: ResourcePatternType, operation: AclOperation
 ) -> AclBinding:
@@ -116,6 +131,9 @@ def acl_bindings(principal: str, grants: Grants, *, readable_writes: bool = True
             _binding(principal, topic, prefix, prefixed, op)
             for op in (AclOperation.READ, AclOperation.DESCRIBE)
         ]
+    for prefix in grants.write_prefixes:
+        ops = (AclOperation.WRITE, AclOperation.DESCRIBE) + ((AclOperation.READ,) if readable_writes else ())
+        out += [_binding(principal, topic, prefix, prefixed, op) for op in ops]
     if grants.id_prefix:
         out += [
             _binding(principal, group, grants.id_prefix, prefixed, op)
@@ -244,6 +262,22 @@ class KafkaProvisioner:
         await self.upsert_users({principal: password})
         await self.create_acls(acl_bindings(principal, provider_grants(provider_id), readable_writes=False))
         return await usable(self.admin.as_user(principal, password))
+
+    async def provision_register(self, register_id: str, password: str) -> KafkaAccess:
+        """A register's raw topic and receipts topic, its principal, and the ACLs that let it write the one and
+        read the other (nothing else)."""
+        principal = register_principal(register_id)
+        await ensure_topics(
+            self.admin, [t.register_raw_topic(register_id), t.register_receipts_topic(register_id)]
+        )
+        await self.upsert_users({principal: password})
+        await self.create_acls(acl_bindings(principal, register_grants(register_id), readable_writes=False))
+        return await usable(self.admin.as_user(principal, password))
+
+    async def revoke_register(self, register_id: str) -> None:
+        principal = register_principal(register_id)
+        await self.delete_acls(principal)
+        await self.delete_user(principal)
 
     async def revoke_provider(self, provider_id: str) -> None:
         """A retired provider can no longer authenticate nor write; its raw topic ages out (RAW_RETENTION_MS)."""

@@ -68,15 +68,10 @@ class Problem(Exception):
         self.extensions = extensions
 
 
-def problem_response(
-    status: int,
-    slug: str,
-    detail: str,
-    *,
-    instance: str | None = None,
-    headers: dict[str, str] | None = None,
-    **extensions: Any,
-) -> JSONResponse:
+def problem_document(
+    status: int, slug: str, detail: str, *, instance: str | None = None, **extensions: Any
+) -> dict[str, Any]:
+    """RFC 9457 fields, with anything that could hold a personnummer redacted (also for answers on Kafka)."""
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + slug,
         "title": _TITLES.get(status, "Error"),
@@ -87,6 +82,19 @@ def problem_response(
         # the path may hold what a caller sent (an id, a provider): never echo a personnummer back
         body["instance"] = redact(unquote(instance))
     body.update(_redacted(extensions))
+    return body
+
+
+def problem_response(
+    status: int,
+    slug: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body = problem_document(status, slug, detail, instance=instance, **extensions)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -21,7 +21,7 @@ from utfall_events.auth import ROLES
 from utfall_events.codec import describe
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.registry import ProviderRegistrationV1, ProviderV1
-from utfall_events.topics import CONTRACT_COMMANDS, raw_topic
+from utfall_events.topics import CONTRACT_COMMANDS, raw_topic, register_raw_topic, register_receipts_topic
 from utfall_platform.apikeys import KeyStore, generate_key, publish_keys
 from utfall_platform.clock import SystemClock
 from utfall_platform.kafka import ensure_topics
@@ -75,6 +75,18 @@ async def provider_kafka_access(kafka: KafkaAccess, provider_id: str) -> KafkaAc
             f"provider {provider_id} is not registered (utfall-admin providers add) or is retired"
         )
     return await KafkaProvisioner(kafka).provision_provider(provider_id, new_password())
+
+
+async def register_kafka_access(kafka: KafkaAccess, register_id: str) -> KafkaAccess:
+    """Create (or rotate) a register's Kafka principal: it may write its own raw topic and read its own
+    receipts, nothing else. A register is known by its key (utfall-admin keys create --role register)."""
+    keys = KeyStore(kafka)
+    await keys.load()
+    if not any(
+        k.role == "register" and k.register_id == register_id and k.revoked_at is None for k in keys.keys.values()
+    ):
+        raise AdminError(f"register {register_id} has no active key (utfall-admin keys create --role register)")
+    return await KafkaProvisioner(kafka).provision_register(register_id, new_password())
 
 
 def service_passwords(env: Mapping[str, str]) -> dict[str, str]:
@@ -269,6 +281,13 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser(
         "rebuild", help="drop the measures projection and replay care.events.v1 (stop measures first)"
     )
+    registers = sub.add_parser("registers", help="register holders").add_subparsers(dest="action", required=True)
+    register_access = registers.add_parser(
+        "kafka-access",
+        help="create or rotate the register's Kafka principal (writes registers.extracts.raw.v1.<id>, reads "
+        "registers.receipts.v1.<id>); the password is shown once",
+    )
+    register_access.add_argument("register_id")
     kafka_cmd = sub.add_parser("kafka", help="the cluster's topics, principals and ACLs").add_subparsers(
         dest="action", required=True
     )
@@ -316,6 +335,26 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"utfall-admin: not a valid provider: {describe(exc, limit=20)}") from None
         except AdminError as exc:
             raise SystemExit(f"utfall-admin: {exc}") from None
+    elif args.command == "registers":
+        try:
+            access = asyncio.run(register_kafka_access(kafka, args.register_id))
+        except AdminError as exc:
+            raise SystemExit(f"utfall-admin: {exc}") from None
+        print(
+            json.dumps(
+                {
+                    "bootstrap": access.bootstrap,
+                    "security_protocol": "SASL_PLAINTEXT",
+                    "sasl_mechanism": "SCRAM-SHA-512",
+                    "username": access.username,
+                    "password": access.password,
+                    "topic": register_raw_topic(args.register_id).name,
+                    "receipts_topic": register_receipts_topic(args.register_id).name,
+                    "consumer_group_prefix": f"register-{args.register_id}-",
+                }
+            )
+        )
+        print("(this is the only time the password is shown; store it now)", file=sys.stderr)
     elif args.command == "keys" and args.action == "create":
         try:
             out = asyncio.run(

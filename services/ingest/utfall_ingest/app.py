@@ -10,7 +10,12 @@ import asyncpg
 from fastapi import FastAPI
 
 from utfall_events.sealed import Unsealer
-from utfall_events.topics import CARE_EVENTS_REJECTED, RAW_TOPICS_PATTERN
+from utfall_events.topics import (
+    CARE_EVENTS_REJECTED,
+    RAW_TOPICS_PATTERN,
+    REGISTER_RAW_PATTERN,
+    register_of_raw_topic,
+)
 from utfall_platform.apikeys import KeyStore
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.consumer import DeadLetterPolicy, Record
@@ -19,10 +24,12 @@ from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
 from .admission_service import admit
+from .domain.registers import RegisterScope, register_scope
 from .domain.validation import PseudonymKey, named_providers
 from .expiry import expire_held
 from .http import router
 from .raw_consumer import decode_all
+from .register_consumer import take_parts
 from .register_http import RegisterIntake
 from .register_http import router as register_router
 from .settings import DEV_PSEUDONYM_KEY, IngestSettings
@@ -63,6 +70,21 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
         )
 
     runtime.subscribe("ingest-raw", RAW_TOPICS_PATTERN, handle_raw, DeadLetterPolicy(CARE_EVENTS_REJECTED))
+
+    async def handle_register_parts(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+        await keys.caught_up.wait()
+        senders = {r for r in (register_of_raw_topic(rec.topic) for rec in records) if r}
+        if any(not isinstance(register_scope(keys.keys.values(), r), RegisterScope) for r in senders):
+            await keys.refresh()  # a register's key may have been created a moment ago
+        await take_parts(conn, records, keys=keys.keys.values(), clock=clock, key=key)
+
+    # every part is answered on the register's receipts topic (nothing is dead-lettered: decoding never raises)
+    runtime.subscribe(
+        "ingest-registers",
+        REGISTER_RAW_PATTERN,
+        handle_register_parts,
+        DeadLetterPolicy(CARE_EVENTS_REJECTED),
+    )
 
     async def start_background() -> None:
         if settings.pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY:

@@ -15,7 +15,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from utfall_events.auth import ApiKeyV1
-from utfall_events.registers import RECORD_KINDS, RegisterCoverageDeclarationV1, RegisterExtractV1
+from utfall_events.registers import (
+    RECORD_KINDS,
+    RegisterCoverageDeclarationV1,
+    RegisterExtractV1,
+    RegisterRowReceiptV1,
+)
 from utfall_platform.clock import Clock
 from utfall_platform.problems import Problem, problem_responses
 from utfall_platform.service import ServiceRuntime
@@ -37,21 +42,13 @@ class RegisterIntake:
     max_body_bytes: int
 
 
-class RegisterReceiptOut(BaseModel):
-    row: int
-    record_id: str | None
-    status: str
-    detail: str
-    reasons: list[dict[str, str]] | None = None
-
-
 class ExtractResponse(BaseModel):
     register_id: str
     extract_id: str
     complete: bool
     coverage_published: bool
     counts: dict[str, int]
-    receipts: list[RegisterReceiptOut]
+    receipts: list[RegisterRowReceiptV1]
 
 
 async def require_register(request: Request) -> ApiKeyV1:
@@ -107,7 +104,7 @@ async def _take(
         complete=complete,
         coverage_published=result.coverage_published,
         counts=result.counts,
-        receipts=[RegisterReceiptOut.model_validate(r) for r in result.receipts],
+        receipts=[RegisterRowReceiptV1.model_validate(r) for r in result.receipts],
     )
     return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=202)
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import ValidationError
 
+from utfall_events.auth import ApiKeyV1
 from utfall_events.personnummer import InvalidPersonNumber, parse_person_number
 from utfall_events.reference import is_municipality
 from utfall_events.registers import (
@@ -255,3 +256,26 @@ def conflict_reason(pointer: str, record_id: str) -> Reason:
         f"Record {record_id} was sent before in this extract with other content; an extract holds each row "
         "once. The version received first is kept: send a correction in a new extract.",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterScope:
+    """Which municipalities a register may vouch for: None is every one (a national register)."""
+
+    municipality_code: str | None
+
+
+def register_scope(keys: Iterable[ApiKeyV1], register_id: str) -> RegisterScope | str:
+    """A register is known by its active keys (a register producing to Kafka has one as well): their scope is
+    its scope. The reason in words when the register is unknown or its keys disagree."""
+    active = [
+        k for k in keys if k.role == "register" and k.register_id == register_id and k.revoked_at is None
+    ]
+    if not active:
+        return f"Register {register_id} has no active key: it is not known to Utfall."
+    if any(k.municipality_code is None for k in active):
+        return RegisterScope(None)
+    codes = {k.municipality_code for k in active}
+    if len(codes) > 1:
+        return f"Register {register_id}'s keys are scoped to different municipalities: give it one scope."
+    return RegisterScope(codes.pop())
