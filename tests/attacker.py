@@ -104,6 +104,17 @@ def _key(cell: Mapping[str, Any]) -> tuple[Any, ...]:
     return (cell["measure_id"], cell["source"], table, *dims)
 
 
+def _as_event_cell(cell: Mapping[str, Any]) -> dict[str, Any]:
+    """A verified measure's cell (`<id>@register`, source `verified`) counts the same episodes as every
+    measure, in four counts of its own (achieved, not achieved, excluded, unverified), as the release's
+    documentation says: the attacker reads it as one more event-based measure."""
+    out = dict(cell)
+    if out.get("source") == "verified":
+        out["source"] = "events"
+        out["missing"], out["pending"] = out.pop("excluded", None), out.pop("unverified", None)
+    return out
+
+
 class IntervalAttacker:
     def __init__(
         self,
@@ -113,7 +124,7 @@ class IntervalAttacker:
     ) -> None:
         """`releases`: each release's cells (data.json's `cells`); `registry`: provider ids the public
         registry lists; `own`: per release, the attacking provider's exact figures as of that release."""
-        self.releases = {n: [dict(c) for c in cells] for n, cells in sorted(releases.items())}
+        self.releases = {n: [_as_event_cell(c) for c in cells] for n, cells in sorted(releases.items())}
         self.registry = set(registry)
         self.own = dict(own or {})
         self.h = highspy.Highs()

@@ -309,3 +309,63 @@ def test_strata_come_from_the_fine_counts() -> None:
         r["achieved"] for r in counts.fine if r["discharge_year"] == year
     )
     assert releases_module.SOURCES == ("events", "self_reported")
+
+
+def with_verified(episodes: list[dict[str, Any]], seed: int) -> list[MeasureCounts]:
+    """The cohort's counts with `m1`'s verified counterpart (`m1@register`) beside them: the same episodes and
+    windows, some outcomes contradicted, some excluded, some not covered by a register (unverified). Counted
+    as the read model counts it: excluded where others count missing, unverified where they count pending."""
+    rng = random.Random(seed + 7)
+    verified = []
+    for e in episodes:
+        reported = e["outcome"]["m1"]
+        status = rng.choices(
+            [reported, "not_achieved", "missing", "pending"], weights=[0.7, 0.1, 0.05, 0.15]
+        )[0]
+        verified.append({**e, "outcome": {**e["outcome"], "m1@register": status}})
+    counts = measure_counts(episodes, seed)
+    windows = {tuple(r[c] for c in FINE): r["windows_closed"] for r in group(episodes, FINE, "m1")}
+    fine = group(verified, FINE, "m1@register")
+    for r in fine:
+        r["windows_closed"] = windows[tuple(r[c] for c in FINE)]  # the same episodes' windows as m1's
+    return [*counts, MeasureCounts("m1@register", 1, fine)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_verified_measure_is_released_in_its_own_words_and_protected_with_the_rest(seed: int) -> None:
+    """Issue 31 item 2: verified results are released beside the reported ones (`<id>@register`, source
+    `verified`, counted achieved, not achieved, excluded and unverified), under the same audit: the attacker
+    holding both the reported and the verified tables, and a provider's own figures, narrows no small cell."""
+    counts = with_verified(cohort(seed), seed)
+    release = build(counts, release=1, min_cell=MIN_CELL, margin=MARGIN)
+    verified = next(m for m in release.measures if m.tables["provider_year"][0].measure_id == "m1@register")
+    cells = [c for t in verified.tables.values() for c in t]
+    assert cells and {c.source for c in cells} == {"verified"}
+    shown = [c for c in cells if not c.suppressed and c.result == "final"]
+    assert shown and all(c.missing is None and c.pending is None and c.itt_rate is None for c in shown)
+    assert any(c.excluded for c in shown) and any(c.unverified for c in shown)
+    for c in shown:
+        assert c.episodes == c.achieved + c.not_achieved + c.excluded + c.unverified  # type: ignore[operator]
+        assert c.closed == c.achieved + c.not_achieved + c.excluded  # type: ignore[operator]
+    assert any(c.suppressed for c in cells)
+    bounds = attack({1: open_data(release)}, {1: counts}, [f"p{i}" for i in range(6)])
+    assert any(b.cell[0] == "m1@register" for b in bounds)
+    narrow = [b for b in bounds if b.width < MARGIN]
+    assert narrow == [], narrow[:5]
+    # the next release reads this one's open data back in the audit's terms
+    everything = [c for m in release.measures for t in m.tables.values() for c in t]
+    again = build(
+        counts,
+        release=2,
+        min_cell=MIN_CELL,
+        margin=MARGIN,
+        earlier=[Earlier(snapshot_of(release.audit), everything)],
+    )
+    assert {
+        (c.provider_id, c.discharge_year) for c in cells if c.suppressed and c.table == "provider_year"
+    } <= {
+        (c.provider_id, c.discharge_year)
+        for m in again.measures
+        for c in m.tables["provider_year"]
+        if c.measure_id == "m1@register" and c.suppressed
+    }

@@ -6,6 +6,7 @@ definitions are in Swedish and English, as published by the gateway.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -179,6 +180,52 @@ def register_fact_id(measure_id: str) -> str:
 def measure_of_fact(fact_measure_id: str) -> str:
     """The catalogue measure a fact is of (a verified fact's id carries REGISTER_SUFFIX)."""
     return fact_measure_id.removesuffix(REGISTER_SUFFIX)
+
+
+def is_register_fact_id(measure_id: str) -> bool:
+    return measure_id.endswith(REGISTER_SUFFIX)
+
+
+_VERIFIED_DEFINITIONS: dict[str, tuple[str, str]] = {
+    "no_replacement": (
+        "Som det rapporterade måttet, men avgjort mot register: ej uppnått när en placering var som helst (även "
+        "hos en utförare utanför Utfall) börjar inom fönstret; uppnått när ingen gjorde det och registren täcker "
+        "den placerande kommunens placeringar varje dag i fönstret; uteslutet efter dödsfall eller utvandring; "
+        "annars ej verifierat.",
+        "As the reported measure, but decided against registers: not achieved when a placement anywhere (also "
+        "with a provider not on Utfall) starts within the window; achieved when none did and the registers "
+        "cover the placing municipality's placements for every day of the window; excluded after a death or "
+        "emigration; otherwise unverified.",
+    ),
+    "followup_bool": (
+        "Avgjort av registrets status närmast uppföljningsdagen (12 månader efter avslut), från 92 dagar före "
+        "till 60 dagar efter: studier, fullföljd gymnasieutbildning eller arbete är uppnått, inget av dem ej "
+        "uppnått; uteslutet efter dödsfall eller utvandring; ingen status i det spannet är ej verifierat.",
+        "Decided by the register's status nearest the follow-up date (12 months after discharge), from 92 days "
+        "before it to 60 days after: enrolled, completed upper secondary or employed is achieved, none of them "
+        "not achieved; excluded after a death or emigration; no status in that span is unverified.",
+    ),
+}
+
+
+def verified_definition(measure: MeasureDefinition) -> MeasureDefinition:
+    """A verifiable measure as decided against registers, published as a measure of its own
+    (`<id>@register`, the id its facts carry): the same episodes and window, counted achieved, not achieved,
+    excluded and unverified."""
+    sv, en = _VERIFIED_DEFINITIONS[measure.kind]
+    return dataclasses.replace(
+        measure,
+        id=register_fact_id(measure.id),
+        title_sv=f"{measure.title_sv}, verifierat mot register",
+        title_en=f"{measure.title_en}, verified against registers",
+        definition_sv=sv,
+        definition_en=en,
+    )
+
+
+VERIFIED_CATALOGUE: tuple[MeasureDefinition, ...] = tuple(
+    verified_definition(m) for m in CATALOGUE if verifiable(m)
+)
 
 
 # Earlier versions of definitions stay valid to name (aggregated submissions measured by them); none yet.

@@ -47,8 +47,10 @@ class ReleasedCellV1(BaseModel):
     measure_id: str
     measure_version: int
     table: TableName
-    source: Literal["events", "self_reported"] = Field(
-        "events", description="events: from care events; self_reported: providers' aggregated submissions"
+    source: Literal["events", "self_reported", "verified"] = Field(
+        "events",
+        description="events: from care events (as providers reported them); self_reported: providers' "
+        "aggregated submissions; verified: decided against registers (a measure `<id>@register`)",
     )
     provider_id: str | None = Field(None, description="provider tables: the provider")
     breakdown: str | None = Field(None, description="breakdown tables: the dimension (sex, age_band, …)")
@@ -67,6 +69,10 @@ class ReleasedCellV1(BaseModel):
     not_achieved: Count = None
     missing: Count = None
     pending: Count = None
+    excluded: Count = Field(
+        None, description="verified: excluded after a death or emigration the register holds"
+    )
+    unverified: Count = Field(None, description="verified: not covered by a register (yet)")
     closed: Count = None
     windows_closed_share: Share = None
     observed_rate: Share = None

@@ -136,6 +136,8 @@ def document() -> dict[str, Any]:
     for channel in out["channels"].values():
         if "{provider}" in channel["address"]:
             channel["parameters"] = {"provider": {"description": "The provider id, as registered"}}
+        if "{register}" in channel["address"]:
+            channel["parameters"] = {"register": {"description": "The register id, as its key names it"}}
     return out
 
 

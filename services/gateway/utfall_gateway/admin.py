@@ -83,9 +83,12 @@ async def register_kafka_access(kafka: KafkaAccess, register_id: str) -> KafkaAc
     keys = KeyStore(kafka)
     await keys.load()
     if not any(
-        k.role == "register" and k.register_id == register_id and k.revoked_at is None for k in keys.keys.values()
+        k.role == "register" and k.register_id == register_id and k.revoked_at is None
+        for k in keys.keys.values()
     ):
-        raise AdminError(f"register {register_id} has no active key (utfall-admin keys create --role register)")
+        raise AdminError(
+            f"register {register_id} has no active key (utfall-admin keys create --role register)"
+        )
     return await KafkaProvisioner(kafka).provision_register(register_id, new_password())
 
 
@@ -281,7 +284,9 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser(
         "rebuild", help="drop the measures projection and replay care.events.v1 (stop measures first)"
     )
-    registers = sub.add_parser("registers", help="register holders").add_subparsers(dest="action", required=True)
+    registers = sub.add_parser("registers", help="register holders").add_subparsers(
+        dest="action", required=True
+    )
     register_access = registers.add_parser(
         "kafka-access",
         help="create or rotate the register's Kafka principal (writes registers.extracts.raw.v1.<id>, reads "

@@ -4,8 +4,11 @@ here, with one filter builder (`results_where`) for every results query."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
+
+from utfall_events.catalogue import is_register_fact_id, measure_of_fact
 
 from .results import PERIOD_COLUMNS, STRATA, ResultsQuery
 
@@ -83,14 +86,25 @@ def _grouping(q: ResultsQuery) -> str:
     return ", ".join(columns)
 
 
+def _facts_of(q: ResultsQuery) -> tuple[str, ResultsQuery]:
+    """Where a measure's outcomes are counted: a verified measure (`<id>@register`) from the verified facts,
+    which hold the base measure's id; every other from the outcome facts."""
+    if is_register_fact_id(q.measure_id):
+        return "measures_read.verified_outcomes", dataclasses.replace(
+            q, measure_id=measure_of_fact(q.measure_id)
+        )
+    return "measures_read.outcome_facts", q
+
+
 async def outcome_counts(pool: Pool, q: ResultsQuery) -> list[Row]:
     """Closed and pending episodes by status, per period and grouping, from the outcome facts."""
+    relation, q = _facts_of(q)
     where, args = results_where(q)
     columns = _grouping(q)
     windows = _windows_closed(q, args)
     return list(
         await pool.fetch(
-            f"SELECT {columns}, {_STATUS_COUNTS}, {windows} FROM measures_read.outcome_facts WHERE {where} "
+            f"SELECT {columns}, {_STATUS_COUNTS}, {windows} FROM {relation} WHERE {where} "
             f"GROUP BY {columns} ORDER BY {columns}",
             *args,
         )
@@ -113,13 +127,13 @@ async def self_reported_counts(pool: Pool, q: ResultsQuery, fixed: tuple[str, ..
 
 async def comparison_strata(pool: Pool, q: ResultsQuery) -> list[Row]:
     """Counts per provider and risk stratum (what indirect standardisation takes)."""
+    relation, q = _facts_of(q)
     where, args = results_where(q)
     columns = ", ".join(("provider_id", *STRATA))
     windows = _windows_closed(q, args)
     return list(
         await pool.fetch(
-            f"SELECT {columns}, {_STATUS_COUNTS}, {windows} FROM measures_read.outcome_facts WHERE {where} "
-            f"GROUP BY {columns}",
+            f"SELECT {columns}, {_STATUS_COUNTS}, {windows} FROM {relation} WHERE {where} GROUP BY {columns}",
             *args,
         )
     )

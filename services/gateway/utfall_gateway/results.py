@@ -127,6 +127,28 @@ def row(
     return out
 
 
+# A verified measure (`<id>@register`) is counted in the results' vocabulary (readmodel: excluded where
+# reported results count missing, unverified where they count pending); answers use its own words.
+VERIFIED_WORDS = {"missing": "excluded", "pending": "unverified"}
+
+
+def in_verified_words(value: Any) -> Any:
+    """Every results row within `value` (a dict holding `source` and `achieved`) in a verified measure's
+    words: source `verified`, `excluded` and `unverified` for missing and pending, and no intention-to-treat
+    rate (an excluded episode is neither a success nor a failure)."""
+    if isinstance(value, list):
+        return [in_verified_words(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: in_verified_words(v) for k, v in value.items()}
+    if out.get("source") == "events" and "achieved" in out:
+        out = {VERIFIED_WORDS.get(k, k): v for k, v in out.items()}
+        out["source"] = "verified"
+        if "itt_rate" in out:
+            out["itt_rate"] = None
+    return out
+
+
 RATES = ("observed_rate", "itt_rate", "ci_low", "ci_high")
 SHOWN = ("closed", "episodes", "windows_closed_share", "result", *RATES)
 

@@ -1,8 +1,11 @@
-"""Publishes the measure catalogue (versioned data) as a table the gateway reads through a view."""
+"""Publishes the measure catalogue (versioned data) as a table the gateway reads through a view, with each
+verifiable measure's verified counterpart (`<id>@register`, counted from the verified facts) beside it."""
 
 from __future__ import annotations
 
 import asyncpg
+
+from utfall_events.catalogue import VERIFIED_CATALOGUE
 
 from .domain.catalogue import CATALOGUE
 
@@ -10,7 +13,7 @@ from .domain.catalogue import CATALOGUE
 async def sync_catalogue(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("UPDATE measures.measure_catalogue SET is_current = false")
-        for m in CATALOGUE:
+        for m in (*CATALOGUE, *VERIFIED_CATALOGUE):  # a verified measure is published beside its own
             await conn.execute(
                 "INSERT INTO measures.measure_catalogue (id, version, kind, title_sv, title_en, definition_sv, "
                 "definition_en, window_months, grace_days, source_fields, is_current) "

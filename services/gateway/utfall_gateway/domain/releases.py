@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from utfall_events.catalogue import is_register_fact_id
 from utfall_events.releases import (
     BREAKDOWNS,
     AuditAtomV1,
@@ -39,6 +40,7 @@ from ..results import (
     comparison_query,
     disclose,
     funnel_of,
+    in_verified_words,
     row,
 )
 from .disclosure import CLOSED, MeasureRows, PublishedCell, Snapshot, decide, summary
@@ -230,18 +232,21 @@ def _tables(
             fields["discharge_year"] = dims[-1]
         shown = r["status"] != "suppressed"
         adjusted = r.get("risk_adjusted") or {}
+        verified = is_register_fact_id(counts.measure_id)
+        if verified:
+            r = in_verified_words({**r, "source": source})
         cells[key] = ReleasedCellV1(
             measure_id=counts.measure_id,
             measure_version=counts.measure_version,
             table=table,
-            source=source,
+            source="verified" if verified else source,
             suppressed=not shown,
             **fields,
             **(
                 {
                     "result": r["result"],
                     "episodes": r["episodes"],
-                    **{k: r[k] for k in ("achieved", "not_achieved", "missing", "pending", "closed")},
+                    **{k: r[k] for k in (*_COUNT_FIELDS[verified], "closed")},
                     **{
                         k: r[k]
                         for k in ("windows_closed_share", "observed_rate", "itt_rate", "ci_low", "ci_high")
@@ -259,15 +264,23 @@ def _tables(
     return tables
 
 
+# A released cell's counts in the order of the audit's (COUNTS: achieved, not achieved, missing, pending).
+_COUNT_FIELDS = {
+    False: ("achieved", "not_achieved", "missing", "pending"),
+    True: ("achieved", "not_achieved", "excluded", "unverified"),
+}
+
+
 def cell_key(cell: ReleasedCellV1) -> CellKey:
-    """A released cell's place in the audit's tables (without the release number)."""
+    """A released cell's place in the audit's tables (without the release number): a verified measure's
+    cells are its event-based cells, in its own words."""
     if cell.table == "provider_year":
         dims: tuple[Any, ...] = (cell.provider_id, cell.discharge_year)
     elif cell.table == "national_year":
         dims = (cell.discharge_year,)
     else:
         dims = (cell.breakdown_value, cell.discharge_year)
-    return (cell.measure_id, cell.source, cell.table, *dims)
+    return (cell.measure_id, "events" if cell.source == "verified" else cell.source, cell.table, *dims)
 
 
 def published_cells(snap: Snapshot, cells: Sequence[ReleasedCellV1]) -> list[PublishedCell]:
@@ -279,7 +292,7 @@ def published_cells(snap: Snapshot, cells: Sequence[ReleasedCellV1]) -> list[Pub
         if c.suppressed:
             out.append(PublishedCell(key, None))
         elif c.result == "final":
-            counts = CLOSED if c.source == "self_reported" else (*CLOSED, "pending")
+            counts = CLOSED if c.source == "self_reported" else _COUNT_FIELDS[c.source == "verified"]
             out.append(PublishedCell(key, tuple(int(getattr(c, k) or 0) for k in counts)))
         else:
             out.append(PublishedCell(key, (int(c.episodes or 0),)))

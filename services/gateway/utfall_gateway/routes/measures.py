@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from utfall_events.catalogue import is_register_fact_id, measure_of_fact
 from utfall_platform.problems import Problem, problem_responses
 from utfall_platform.registry import ProviderRegistry
 from utfall_stats.quantiles import quantile
@@ -14,7 +15,7 @@ from .. import readmodel
 from ..auth import Anyone, Authenticated, Principal, principal
 from ..pagination import cursor_int, encode_cursor
 from ..providers import display_name, with_display_names
-from ..results import DIMENSIONS, ResultsQuery, is_own
+from ..results import DIMENSIONS, ResultsQuery, in_verified_words, is_own
 from ..state import gateway_state
 from ..views import catalogue, comparison, results_table, scope
 
@@ -51,6 +52,10 @@ def _measure_out(r: dict[str, Any]) -> dict[str, Any]:
         "source_fields": list(r["source_fields"]),
         "current": r["is_current"],
         "rule": r["kind"],
+        # verified: decided against registers (`<id>@register`), counted achieved, not achieved, excluded and
+        # unverified; reported: as the providers' events give it
+        "source": "verified" if is_register_fact_id(r["id"]) else "reported",
+        "verifies": measure_of_fact(r["id"]) if is_register_fact_id(r["id"]) else None,
         "final_when": (
             "at discharge: the outcome is known when the placement ends"
             if r["window_months"] is None
@@ -156,14 +161,15 @@ async def results(
     offset = cursor_int(cursor, "offset")
     page = table["rows"][offset : offset + limit]
     next_offset = offset + limit
+    words = in_verified_words if is_register_fact_id(measure_id) else _as_is
     return {
         "measure_id": measure_id,
         "period": period,
         "group_by": list(groups),
         "filters": dict(q.filters),
         "min_cell": gw.min_cell,
-        "rows": page,
-        "totals": table["totals"],
+        "rows": words(page),
+        "totals": words(table["totals"]),
         "release": table["release"],
         "next_cursor": encode_cursor({"offset": next_offset}) if next_offset < len(table["rows"]) else None,
     }
@@ -201,7 +207,12 @@ async def comparisons(
     result = await comparison(
         gateway_state(request), measure_id, year=year, filters=filters, principal=who, release=release
     )
-    return with_display_names(result, request.app.state.providers)
+    words = in_verified_words if is_register_fact_id(measure_id) else _as_is
+    return with_display_names(words(result), request.app.state.providers)
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 @router.get("/providers", summary="The registered, active providers with their display names (public)")
@@ -252,13 +263,14 @@ async def scorecard(
             ),
             None,
         )
+        words = in_verified_words if is_register_fact_id(m["id"]) else _as_is
         measures.append(
             {
                 "measure": _measure_out(m),
                 "year": comp.get("year"),
-                "provider": mine,
+                "provider": words(mine),
                 "self_reported": reported,
-                "all_providers": comp["total"],
+                "all_providers": words(comp["total"]),
             }
         )
     if all(m["provider"] is None and m["self_reported"] is None for m in measures):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from utfall_events.catalogue import is_register_fact_id
 from utfall_platform.problems import Problem
 
 from .. import readmodel
@@ -36,6 +37,9 @@ LABELS = {
         "not_achieved": "Ej uppnått",
         "missing": "Saknas",
         "pending": "Väntande",
+        "excluded": "Uteslutna",
+        "unverified": "Ej verifierade",
+        "verified": "verifierat mot register",
         "itt": "Andel (ITT)",
         "oe": "O/E (riskjusterat)",
         "suppressed": "Undertryckt (skyddar enskilda)",
@@ -100,6 +104,9 @@ LABELS = {
         "not_achieved": "Not achieved",
         "missing": "Missing",
         "pending": "Pending",
+        "excluded": "Excluded",
+        "unverified": "Unverified",
+        "verified": "verified against registers",
         "itt": "Rate (ITT)",
         "oe": "O/E (risk-adjusted)",
         "suppressed": "Suppressed (protects individuals)",
@@ -369,5 +376,7 @@ async def home(
             (m["title_sv" if lang == "sv" else "title_en"] for m in catalogue if m["id"] == measure), measure
         ),
         other_lang="en" if lang == "sv" else "sv",
+        # a verified measure's counts are its excluded and unverified where others' are missing and pending
+        verified=is_register_fact_id(measure),
     )
     return HTMLResponse(html, headers=SECURITY_HEADERS)

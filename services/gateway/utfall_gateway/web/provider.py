@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from utfall_events.aggregates import CSV_COLUMNS
-from utfall_events.catalogue import VERIFIABLE_MEASURE_IDS
+from utfall_events.catalogue import VERIFIABLE_MEASURE_IDS, is_register_fact_id
 from utfall_events.releases import ReleaseCommentV1
 from utfall_platform.apikeys import KeyStore
 
@@ -30,6 +30,7 @@ from ..domain.agreement import VerifiedRow, agreement, disagreements
 from ..providers import display_name
 from ..release_store import ReleaseStore
 from ..releasing import preview
+from ..results import in_verified_words
 from ..state import gateway_state
 from ..views import comparison
 from .page import SECURITY_HEADERS, templates
@@ -64,6 +65,7 @@ TEXT = {
         "source": "Källa",
         "events": "händelser",
         "self_reported": "självrapporterat",
+        "verified": "verifierat mot register",
         "closed": "Avslutade",
         "rate": "Andel uppnått",
         "national": "Riket",
@@ -123,6 +125,7 @@ TEXT = {
         "source": "Source",
         "events": "events",
         "self_reported": "self-reported",
+        "verified": "verified against registers",
         "closed": "Closed",
         "rate": "Share achieved",
         "national": "National",
@@ -343,6 +346,8 @@ async def _dashboard(
     own = []
     for measure_id, title in titles.items():
         data = await comparison(gw, measure_id, year=None, filters={}, principal=who)
+        if is_register_fact_id(measure_id):
+            data = in_verified_words(data)
         mine = [p for p in data["providers"] if p["provider_id"] == who.provider_id]
         own.append({"measure_id": measure_id, "title": title, "rows": mine, "national": data["total"]})
     next_release = await preview(gw, store, who.provider_id)
