@@ -213,3 +213,118 @@ def expected_payments(
         total_left -= amount
         out[(provider, episode, m["milestone_id"])] = amount
     return {k: v for k, v in out.items() if v > 0}
+
+
+# --- verified outcomes (issue 31), from the definitions in docs/architecture.md, "Registers" ---------------
+IN_EDUCATION_OR_WORK = {"enrolled", "completed", "employed"}
+
+
+def counting_rows(extracts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The register rows that count: of each (register, record id), the version from the extract with the
+    latest as_of, then the greatest extract id. `extracts`: {register_id, extract_id, as_of, records}."""
+    best: dict[tuple[str, str], tuple[tuple[str, str], dict[str, Any]]] = {}
+    for x in extracts:
+        rank = (str(x["as_of"]), x["extract_id"])
+        for row in x["records"]:
+            key = (x["register_id"], row["record_id"])
+            if key not in best or rank > best[key][0]:
+                best[key] = (rank, {**row, "register_id": x["register_id"]})
+    return [row for _, row in best.values()]
+
+
+def covered(extracts: list[dict[str, Any]], municipality: str, kind: str, first: date, last: date) -> bool:
+    """Every day from `first` through `last` lies in some complete extract's coverage of the municipality and
+    kind (a day-by-day union, deliberately plain)."""
+    days = set()
+    for x in extracts:
+        c = x["coverage"]
+        if municipality in c["municipalities"] and kind in c["kinds"]:
+            day, through = (
+                date.fromisoformat(str(c["covers_from"])),
+                date.fromisoformat(str(c["covers_through"])),
+            )
+            while day <= through:
+                days.add(day)
+                day += timedelta(days=1)
+    day = first
+    while day <= last:
+        if day not in days:
+            return False
+        day += timedelta(days=1)
+    return True
+
+
+def expected_verified(
+    events: list[dict[str, Any]], extracts: list[dict[str, Any]]
+) -> dict[tuple[str, str, str], str]:
+    """(provider, episode, measure) -> achieved | not_achieved | excluded | unverified, for every ended
+    episode and each measure a register can verify. `extracts`: complete extracts as sent (personnummer in
+    clear), each with its register_id."""
+    episodes = live_episodes(events)
+    rows = counting_rows(extracts)
+    by_person_rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_person_rows[row["person_id"]].append(row)
+    by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for ep in episodes.values():
+        if "start" in ep:
+            by_person[ep["start"]["person_id"]].append(ep["start"])
+    out: dict[tuple[str, str, str], str] = {}
+    for (provider, episode_id), ep in episodes.items():
+        if "start" not in ep or "end" not in ep:
+            continue
+        end = date.fromisoformat(ep["end"]["end_date"])
+        if end < date.fromisoformat(ep["start"]["start_date"]):
+            continue
+        pn, municipality = ep["start"]["person_id"], ep["start"]["municipality_code"]
+        mine = by_person_rows.get(pn, [])
+
+        def exclusion(until: date, end: date = end, mine: list[dict[str, Any]] = mine) -> bool:
+            return any(
+                r["kind"] == "exclusion" and end <= date.fromisoformat(str(r["on_date"])) <= until
+                for r in mine
+            )
+
+        for months in (6, 12, 24):
+            limit = plus_months(end, months)
+            starts = [
+                date.fromisoformat(o["start_date"])
+                for o in by_person[pn]
+                if o is not ep["start"] and o["care_type"] != "outpatient"
+            ] + [
+                date.fromisoformat(str(r["start_date"]))
+                for r in mine
+                if r["kind"] == "placement" and r["care_type"] != "outpatient"
+            ]
+            inside = sorted(s for s in starts if end < s <= limit)
+            if exclusion(inside[0] - timedelta(days=1) if inside else limit):
+                status = "excluded"
+            elif inside:
+                status = "not_achieved"
+            elif covered(extracts, municipality, "placement", end + timedelta(days=1), limit):
+                status = "achieved"
+            else:
+                status = "unverified"
+            out[(provider, episode_id, f"no_replacement_{months}m")] = status
+        on = plus_months(end, 12)
+        statuses = [
+            r
+            for r in mine
+            if r["kind"] == "status"
+            and on - timedelta(days=92) <= date.fromisoformat(str(r["on_date"])) <= on + timedelta(days=60)
+        ]
+        if exclusion(on):
+            status = "excluded"
+        elif statuses:
+            nearest = min(
+                statuses,
+                key=lambda r: (
+                    abs((date.fromisoformat(str(r["on_date"])) - on).days),
+                    -date.fromisoformat(str(r["on_date"])).toordinal(),
+                ),
+            )
+            status = "achieved" if nearest["status"] in IN_EDUCATION_OR_WORK else "not_achieved"
+        else:
+            status = "unverified"
+        out[(provider, episode_id, "education_or_work_12m")] = status
+    return out

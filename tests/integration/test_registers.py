@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 
@@ -33,6 +34,7 @@ from ..helpers import (
     uid,
     wait_until,
 )
+from ..reference import expected_verified
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 MUNICIPALITY = "2584"  # one no other test places from: this test's coverage verifies only its own episodes
@@ -130,14 +132,15 @@ async def test_verified_facts_and_agreement_are_the_same_in_three_arrival_orders
             register_key = {
                 "authorization": f"Bearer {await create_key(world.kafka, 'register', register_id=register)}"
             }
-            # three people (one birth date each: person() gives two calls in a row the same number)
+            # three people, each born on another day
             a, b, c = (person(date(2006, 2, 3)), person(date(2007, 7, 9)), person(date(2009, 11, 21)))
             first, correction, sheet = _extracts(a, b, c)
+            events = _events(provider, a, b, c)
 
             async def send_events() -> None:
                 r = await client.post(
                     "/v1/events",
-                    content=orjson.dumps(_events(provider, a, b, c)),
+                    content=orjson.dumps(events),
                     headers=batch_headers(provider_key),
                 )
                 assert r.json()["accepted"] == 8, r.text
@@ -220,6 +223,30 @@ async def test_verified_facts_and_agreement_are_the_same_in_three_arrival_orders
                 )
             except AssertionError:
                 raise AssertionError(f"{order}: {outcomes.get(order)} != {expected}") from None
+            # every verified fact of the provider, each as the independent reference computes it
+            death = {"record_id": "d-1", "kind": "exclusion", "person_id": c, "on_date": "2024-05-01"}
+            sent = [
+                {**first, "register_id": register},
+                {**correction, "register_id": register},
+                {
+                    "register_id": register,
+                    "extract_id": "x-deaths",
+                    "as_of": "2026-03-31",
+                    "coverage": {**COVERAGE, "kinds": ["exclusion"], "covers_through": "2026-03-31"},
+                    "records": [{**death, "reason": "death"}],
+                },
+            ]
+            reference = expected_verified(events, sent)
+            stored = await db.fetch(
+                "SELECT episode_id, measure_id, status FROM measures.verified_facts WHERE provider_id = $1",
+                provider,
+            )
+            assert {(provider, r["episode_id"], r["measure_id"]): r["status"] for r in stored} == reference
+            assert len(reference) == 3 * 4 and set(reference.values()) == {
+                "achieved",
+                "not_achieved",
+                "excluded",
+            }
             # the provider sees its own agreement, nobody else's; the public none
             own = await gw.get(
                 "/v1/measures/no_replacement_12m/agreement",
@@ -253,8 +280,12 @@ async def test_verified_facts_and_agreement_are_the_same_in_three_arrival_orders
                 )
             ).status_code == 403
 
-        for order in ("events first", "registers first", "correction first"):
-            await one_order(order)
+        db = await asyncpg.connect(world.database_url)
+        try:
+            for order in ("events first", "registers first", "correction first"):
+                await one_order(order)
+        finally:
+            await db.close()
 
     assert outcomes == {order: expected for order in outcomes} and len(outcomes) == 3
     on_topic = await read_topic(
@@ -309,7 +340,6 @@ async def test_a_register_validated_milestone_pays_only_verified_outcomes_in_any
     The provider reports no re-placement; the register first covers the window with none (the register's
     milestone pays), then a later extract holds a re-placement with a home not on Utfall (it is reversed; the
     reported one stands). Two arrival orders end with the same net per milestone."""
-    import asyncpg
 
     from utfall_contracts.app import create_app as create_contracts
     from utfall_contracts.settings import ContractsSettings
@@ -427,7 +457,6 @@ async def test_register_validated_payments_survive_sigkill_of_measures_and_contr
     from collections import Counter
     from datetime import timedelta
 
-    import asyncpg
     import httpx
 
     from utfall_events.personnummer import make_person_number
