@@ -1,35 +1,25 @@
-"""Who is asking: a role from the API key (stored hashed, checked in constant time) or anonymous public."""
+"""Who is asking: a role from the API key (stored hashed, checked in constant time) or anonymous public; and
+the policy's answers (`domain/policy.py`) enforced as 403 problem details."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from utfall_events.auth import ApiKeyV1
 from utfall_platform.apikeys import KeyStore
 from utfall_platform.problems import Problem
 
-RoleName = Literal["public", "provider", "municipality", "finance", "operator", "assessor", "register"]
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    role: RoleName
-    key_id: str | None = None
-    provider_id: str | None = None
-    municipality_code: str | None = None
-    funder: str | None = None
-    contract_ids: tuple[str, ...] = ()
-    register_id: str | None = None
-
-    @property
-    def is_public(self) -> bool:
-        return self.role == "public"
-
-
-PUBLIC = Principal("public")
+from .domain.policy import (
+    PUBLIC,
+    ContractAct,
+    ContractParties,
+    Principal,
+    RoleName,
+    contract_refusal,
+    principal_of,
+)
 
 
 def presented_key(request: Request) -> str | None:
@@ -51,19 +41,6 @@ async def principal(request: Request) -> Principal:
     return principal_of(key)
 
 
-def principal_of(key: ApiKeyV1) -> Principal:
-    """Who a valid key speaks for (a bearer header here, the providers' pages' cookie in `web/provider.py`)."""
-    return Principal(
-        key.role,
-        key.key_id,
-        key.provider_id,
-        key.municipality_code,
-        key.funder,
-        tuple(key.contract_ids),
-        key.register_id,
-    )
-
-
 async def authenticated(who: Annotated[Principal, Depends(principal)]) -> Principal:
     if who.is_public:
         raise Problem(401, "unauthorized", "This endpoint needs an API key (Authorization: Bearer <key>).")
@@ -79,6 +56,33 @@ def require_roles(*roles: RoleName):  # type: ignore[no-untyped-def]
     return dependency
 
 
+def forbid_unless(allowed: bool, detail: str) -> None:
+    """The policy's answer (`domain/policy.py`) as HTTP: 403 problem details saying why."""
+    if not allowed:
+        raise Problem(403, "forbidden", detail)
+
+
+def authorize_contract(who: Principal, contract: Mapping[str, Any], act: ContractAct | None = None) -> None:
+    """403 unless the reader is party to the contract (and may do `act` on it)."""
+    refusal = contract_refusal(who, ContractParties.of(contract), act)
+    if refusal is not None:
+        raise Problem(403, "forbidden", refusal)
+
+
 Anyone = Annotated[Principal, Depends(principal)]
 Authenticated = Annotated[Principal, Depends(authenticated)]
 Operator = Annotated[Principal, Depends(require_roles("operator"))]
+
+__all__ = [
+    "PUBLIC",
+    "Anyone",
+    "Authenticated",
+    "Operator",
+    "Principal",
+    "RoleName",
+    "authorize_contract",
+    "forbid_unless",
+    "principal",
+    "principal_of",
+    "require_roles",
+]

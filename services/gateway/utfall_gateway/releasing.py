@@ -14,7 +14,7 @@ from utfall_events.releases import ReleasedMeasureV1, ReleaseMeasureV1, ReleaseV
 from utfall_platform import locks
 
 from . import readmodel
-from .auth import Principal
+from .domain.policy import Principal
 from .domain.releases import (
     SUPPRESSION,
     Earlier,

@@ -14,7 +14,7 @@ from utfall_stats.risk import StratumCount, indirect_standardisation
 from utfall_stats.wilson import wilson_interval
 
 from . import metrics as gateway_metrics
-from .auth import Principal
+from .domain.policy import Principal, sees_exactly
 
 DIMENSIONS: tuple[str, ...] = (
     "provider_id",
@@ -153,16 +153,6 @@ RATES = ("observed_rate", "itt_rate", "ci_low", "ci_high")
 SHOWN = ("closed", "episodes", "windows_closed_share", "result", *RATES)
 
 
-def is_own(principal: Principal, dims: dict[str, Any], filters: dict[str, str]) -> bool:
-    if principal.role == "operator":
-        return True
-    if principal.role == "provider" and principal.provider_id:
-        return dims.get("provider_id", filters.get("provider_id")) == principal.provider_id
-    if principal.role == "municipality" and principal.municipality_code:
-        return dims.get("municipality_code", filters.get("municipality_code")) == principal.municipality_code
-    return False
-
-
 @dataclass
 class Table:
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -282,7 +272,7 @@ def build_cells(
         period_dims[period_key] = {c: r[c] for c in q.period_columns}
         dims = {**period_dims[period_key], **{c: r[c] for c in q.group_by}}
         cell = Cell((*tuple(r[c] for c in q.group_by), source), dims, {k: int(r[k]) for k in TALLIES}, source)
-        cell.own = is_own(principal, dims, filters)
+        cell.own = sees_exactly(principal, dims, filters)
         by_period.setdefault(period_key, []).append(cell)
     return by_period, period_dims
 
@@ -334,7 +324,7 @@ def compare(
         for r in reported_rows
     ]
     for cell in cells:
-        cell.own = is_own(principal, cell.dims, {})
+        cell.own = sees_exactly(principal, cell.dims, {})
     cells.sort(key=lambda c: (c.dims["provider_id"], c.source))
     table = disclose({(): cells}, {(): {}}, principal=principal, filters={}, min_cell=min_cell)
     rows_by_key = {(r["provider_id"], r["source"]): r for r in table.rows}

@@ -18,8 +18,8 @@ from typing import Any
 
 from utfall_events.releases import BREAKDOWNS, ReleasedCellV1, ReleaseMeasureV1, ReleaseV1
 
-from ..auth import Principal
-from ..results import COUNTS, RATES, ResultsQuery, is_own
+from ..results import COUNTS, RATES, ResultsQuery
+from .policy import Principal, sees_exactly
 
 PUBLISHED_DIMENSIONS = ("provider_id", *BREAKDOWNS)
 COMPARISON_FILTERS: tuple[str, ...] = ()  # a release compares providers year by year, unfiltered
@@ -147,9 +147,11 @@ def overlay(
     """A key holder's comparison: the release's, with the reader's own rows exact and live (and only its own
     rows when no release answers the question). A question wholly within the reader's scope (a municipality
     filtered to itself) is answered live."""
-    if is_own(who, {}, dict(filters)):
+    if sees_exactly(who, {}, dict(filters)):
         return dict(live)
-    own = [p for p in live["providers"] if is_own(who, {"provider_id": p["provider_id"]}, dict(filters))]
+    own = [
+        p for p in live["providers"] if sees_exactly(who, {"provider_id": p["provider_id"]}, dict(filters))
+    ]
     mine = {(p["provider_id"], p["source"]) for p in own}
     if released is None:
         base: dict[str, Any] = {

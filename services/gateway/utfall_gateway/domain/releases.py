@@ -28,7 +28,6 @@ from utfall_events.releases import (
     ReleasedCellV1,
 )
 
-from ..auth import PUBLIC
 from ..results import (
     COUNTS,
     SHOWN,
@@ -44,6 +43,7 @@ from ..results import (
     row,
 )
 from .disclosure import CLOSED, MeasureRows, PublishedCell, Snapshot, decide, summary
+from .policy import PUBLIC
 
 CellKey = tuple[Any, ...]  # (measure id, source, table, *dimension values)
 SOURCES = ("events", "self_reported")

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Path, Query, Request
 from utfall_platform.problems import Problem, problem_responses
 
 from .. import readmodel
-from ..auth import Authenticated, Principal
+from ..auth import Authenticated, Principal, authorize_contract
+from ..domain.policy import ContractParties, own_provider, party_to
 from ..pagination import cursor_int, decode_cursor, encode_cursor
 from ..state import gateway_state
 
@@ -22,20 +23,6 @@ router = APIRouter(prefix="/v1", tags=["contracts"], responses=problem_responses
 
 def _pool(request: Request) -> Any:
     return gateway_state(request).pool
-
-
-def _visible(who: Principal, contract: Any) -> bool:
-    if who.role == "operator":
-        return True
-    if who.role == "municipality":
-        return bool(contract["commissioner_municipality"] == who.municipality_code)
-    if who.role == "finance":
-        return bool(contract["funder"] == who.funder)
-    if who.role == "provider":
-        return who.provider_id in list(contract["provider_ids"])
-    if who.role == "assessor":
-        return bool(contract["contract_id"] in who.contract_ids)
-    return False
 
 
 def contract_out(r: Any) -> dict[str, Any]:
@@ -65,15 +52,14 @@ async def visible_contract(request: Request, who: Principal, contract_id: str) -
     row = await readmodel.contract(_pool(request), contract_id)
     if row is None:
         raise Problem(404, "not-found", "No contract with this id.")
-    if not _visible(who, row):
-        raise Problem(403, "forbidden", "This contract is outside your scope.")
+    authorize_contract(who, row)
     return row
 
 
 @router.get("/contracts", summary="Contracts in your scope, with totals and cap left")
 async def list_contracts(request: Request, who: Authenticated) -> dict[str, Any]:
     rows = await readmodel.contracts(_pool(request))
-    return {"contracts": [contract_out(r) for r in rows if _visible(who, r)]}
+    return {"contracts": [contract_out(r) for r in rows if party_to(who, ContractParties.of(r))]}
 
 
 @router.get("/contracts/{contract_id}", summary="One contract with totals and cap left")
@@ -110,16 +96,14 @@ async def participants(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    if who.role == "finance":
-        raise Problem(403, "forbidden", "Finance keys see payments, not participants.")
-    await visible_contract(request, who, contract_id)
+    authorize_contract(who, await visible_contract(request, who, contract_id), "participants")
     after = decode_cursor(cursor)
     rows = await readmodel.participants(
         _pool(request),
         contract_id,
         (str(after.get("p", "")), str(after.get("e", ""))),
         limit + 1,
-        who.provider_id if who.role == "provider" else None,
+        own_provider(who),
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -191,9 +175,7 @@ async def _payments(
     request: Request, who: Principal, contract_ids: list[str], cursor: str | None, limit: int
 ) -> dict[str, Any]:
     after = cursor_int(cursor, "seq")
-    rows = await readmodel.ledger(
-        _pool(request), contract_ids, after, limit + 1, who.provider_id if who.role == "provider" else None
-    )
+    rows = await readmodel.ledger(_pool(request), contract_ids, after, limit + 1, own_provider(who))
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1]["seq"] if rows else after
@@ -229,5 +211,5 @@ async def all_payments(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     rows = await readmodel.contracts(_pool(request))
-    visible = [r["contract_id"] for r in rows if _visible(who, r)]
+    visible = [r["contract_id"] for r in rows if party_to(who, ContractParties.of(r))]
     return await _payments(request, who, visible, cursor, limit)

@@ -28,7 +28,8 @@ from utfall_events.topics import CONTRACT_COMMANDS
 from utfall_platform.problems import Problem, problem_responses
 
 from .. import readmodel
-from ..auth import Authenticated, Principal
+from ..auth import Authenticated, Principal, authorize_contract
+from ..domain.policy import own_provider
 from ..domain.signals import sampling_weight, weighted_order
 from ..state import gateway_state
 from .contracts import ContractId, visible_contract
@@ -53,11 +54,6 @@ class ResolutionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     resolution: Literal["upheld", "dismissed"]
     reason: Reason
-
-
-def _commissioner(who: Principal, contract: Any) -> None:
-    if who.role != "municipality" or who.municipality_code != contract["commissioner_municipality"]:
-        raise Problem(403, "forbidden", "Only the contract's commissioner (its municipality) may do this.")
 
 
 def _envelope(
@@ -134,9 +130,7 @@ async def dispute_payment(
     body: DisputeRequest,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    await visible_contract(request, who, contract_id)
-    if who.role not in ("assessor", "finance"):
-        raise Problem(403, "forbidden", "Only the contract's assessor or its funder may dispute a payment.")
+    authorize_contract(who, await visible_contract(request, who, contract_id), "dispute")
     if await readmodel.triggered_payment(gateway_state(request).pool, contract_id, payment_id) is None:
         raise Problem(404, "not-found", "No payment with this id was triggered under this contract.")
     return await _send(
@@ -164,7 +158,7 @@ async def resolve_dispute(
     body: ResolutionRequest,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    _commissioner(who, await visible_contract(request, who, contract_id))
+    authorize_contract(who, await visible_contract(request, who, contract_id), "resolve_dispute")
     return await _send(
         request,
         ResolveDisputeV1(
@@ -189,7 +183,7 @@ async def close_period(
     period: PeriodText,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    _commissioner(who, await visible_contract(request, who, contract_id))
+    authorize_contract(who, await visible_contract(request, who, contract_id), "close_period")
     return await _send(
         request,
         ClosePeriodV1(
@@ -222,9 +216,7 @@ async def command_outcome(
 )
 async def list_disputes(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
     await visible_contract(request, who, contract_id)
-    rows = await readmodel.disputes(
-        gateway_state(request).pool, contract_id, who.provider_id if who.role == "provider" else None
-    )
+    rows = await readmodel.disputes(gateway_state(request).pool, contract_id, own_provider(who))
     out = [
         {
             "payment_id": r["payment_id"],
@@ -267,11 +259,7 @@ async def sample_payments(
     """The same seed and `as_of_seq` give the same sample, whenever asked: payments that stood after ledger
     entry `as_of_seq` (default: the latest), ordered by SHA-256 of seed and payment id; weighted by the
     providers' signals on request (`weighted_order`)."""
-    await visible_contract(request, who, contract_id)
-    if who.role not in ("assessor", "finance", "municipality", "operator"):
-        raise Problem(
-            403, "forbidden", "Samples are for the assessor, the funder, the commissioner and operators."
-        )
+    authorize_contract(who, await visible_contract(request, who, contract_id), "sample")
     pool = gateway_state(request).pool
     as_of = as_of_seq if as_of_seq is not None else await readmodel.last_seq(pool, contract_id)
     rows = await readmodel.standing_payments(pool, contract_id, as_of)

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from utfall_platform.problems import Problem, problem_responses
 
 from .. import readmodel
-from ..auth import Authenticated
+from ..auth import Authenticated, forbid_unless
+from ..domain.policy import sees_provider_records
 from ..state import gateway_state
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=problem_responses(401, 403, 404, 422))
@@ -22,8 +23,10 @@ router = APIRouter(prefix="/v1", tags=["events"], responses=problem_responses(40
 async def event_status(
     request: Request, who: Authenticated, provider_id: str, event_id: str
 ) -> dict[str, Any]:
-    if not (who.role == "operator" or (who.role == "provider" and who.provider_id == provider_id)):
-        raise Problem(403, "forbidden", "Only the provider that sent the event (or an operator) may see it.")
+    forbid_unless(
+        sees_provider_records(who, provider_id),
+        "Only the provider that sent the event (or an operator) may see it.",
+    )
     pool = gateway_state(request).pool
     source = f"provider/{provider_id}"
     receipt = await readmodel.receipt(pool, source, event_id)

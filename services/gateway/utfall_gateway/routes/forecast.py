@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from utfall_events.periods import noon, period_of
-from utfall_platform.problems import Problem, problem_responses
+from utfall_platform.problems import problem_responses
 
 from .. import readmodel
-from ..auth import Authenticated
+from ..auth import Authenticated, authorize_contract
 from ..forecast import OpenMilestone, Rate, forecast
 from ..indigo import ActualPayments, MilestoneResult, export
 from ..state import gateway_state
@@ -89,8 +89,7 @@ async def get_forecast(
     format: Annotated[Literal["json", "html"], Query()] = "json",
 ) -> Any:
     contract = await visible_contract(request, who, contract_id)
-    if who.role == "provider":
-        raise Problem(403, "forbidden", "The forecast is for the commissioner, the funder and the assessor.")
+    authorize_contract(who, contract, "forecast")
     body = await contract_forecast(request, contract)
     if format == "html":
         page = templates.get_template("contract.html").render(c=contract_out(contract), f=body)
@@ -105,8 +104,7 @@ async def get_forecast(
 )
 async def indigo_export(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
     contract = await visible_contract(request, who, contract_id)
-    if who.role == "provider":
-        raise Problem(403, "forbidden", "The export is for the commissioner, the funder and the assessor.")
+    authorize_contract(who, contract, "indigo")
     gw = gateway_state(request)
     results = [
         MilestoneResult(r["milestone_id"], int(r["engaged"]), int(r["achieved"]))

@@ -13,9 +13,10 @@ from utfall_stats.quantiles import quantile
 
 from .. import readmodel
 from ..auth import Anyone, Authenticated, Principal, principal
+from ..domain.policy import sees_exactly, sees_provider_records
 from ..pagination import cursor_int, encode_cursor
 from ..providers import display_name, with_display_names
-from ..results import DIMENSIONS, ResultsQuery, in_verified_words, is_own
+from ..results import DIMENSIONS, ResultsQuery, in_verified_words
 from ..state import gateway_state
 from ..views import catalogue, comparison, results_table, scope
 
@@ -276,7 +277,7 @@ async def scorecard(
     if all(m["provider"] is None and m["self_reported"] is None for m in measures):
         if not await readmodel.provider_has_episodes(pool, provider_id):
             raise Problem(404, "not-found", "No data for this provider.")
-    own = who.role == "operator" or (who.role == "provider" and who.provider_id == provider_id)
+    own = sees_provider_records(who, provider_id)
     errors = await readmodel.data_errors(pool, provider_id) if own else None
     return {
         "provider_id": provider_id,
@@ -300,7 +301,7 @@ async def _length_of_stay(
     public figure to show beside the reader's own."""
     out = []
     for r in await readmodel.length_of_stay_days(pool, groups, filters, year):
-        if not is_own(who, {g: r[g] for g in groups}, filters):
+        if not sees_exactly(who, {g: r[g] for g in groups}, filters):
             continue
         days = list(r["days"] or [])
         out.append(

@@ -14,6 +14,7 @@ from utfall_platform.problems import problem_responses
 
 from .. import readmodel
 from ..auth import Principal, require_roles
+from ..domain.policy import SIGNAL_READERS, watches_every_provider
 from ..domain.signals import (
     DEFINITIONS,
     Share,
@@ -34,7 +35,7 @@ router = APIRouter(prefix="/v1", tags=["signals"], responses=problem_responses(4
 
 # Signals are about providers' records, not about people: operators see every provider, an assessor the
 # providers of the contracts it assesses.
-Watcher = Annotated[Principal, Depends(require_roles("operator", "assessor"))]
+Watcher = Annotated[Principal, Depends(require_roles(*SIGNAL_READERS))]
 
 
 class ProviderSignals(BaseModel):
@@ -48,7 +49,7 @@ class SignalsOut(BaseModel):
 
 
 async def _scope(request: Request, who: Principal) -> set[str] | None:
-    if who.role == "operator":
+    if watches_every_provider(who):
         return None
     pool = gateway_state(request).pool
     providers: set[str] = set()

@@ -14,6 +14,7 @@ from utfall_platform.problems import Problem, problem_responses
 
 from .. import readmodel
 from ..auth import Authenticated, Principal
+from ..domain.policy import ContractParties, statement_provider
 from ..state import gateway_state
 from ..statements import CSV_COLUMNS, Period, parse_period, periods_between, statement
 from ..web.page import SECURITY_HEADERS, templates
@@ -32,11 +33,10 @@ def period_kind(contract: Any) -> Literal["month", "quarter"]:
 
 def _provider(who: Principal, contract: Any, provider_id: str | None) -> str | None:
     """A provider sees its own statement only; others may ask for one provider of the contract."""
-    if who.role == "provider":
-        return who.provider_id
-    if provider_id is not None and provider_id not in list(contract["provider_ids"]):
+    whose = statement_provider(who, ContractParties.of(contract), provider_id)
+    if whose is False:
         raise Problem(404, "not-found", "This provider is not party to the contract.")
-    return provider_id
+    return whose
 
 
 async def _statement(

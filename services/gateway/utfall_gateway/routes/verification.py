@@ -13,8 +13,9 @@ from utfall_events.catalogue import VERIFIABLE_MEASURE_IDS
 from utfall_platform.problems import Problem, problem_responses
 
 from .. import readmodel
-from ..auth import Principal, require_roles
+from ..auth import Principal, forbid_unless, require_roles
 from ..domain.agreement import Agreement, Disagreement, VerifiedRow, agreement, by_provider, disagreements
+from ..domain.policy import AGREEMENT_READERS, own_provider
 from ..providers import display_name
 from ..state import gateway_state
 from ..web.agreement import LABELS, chart
@@ -24,7 +25,7 @@ from .measures import MeasureId, YearQ
 router = APIRouter(prefix="/v1", tags=["verification"], responses=problem_responses(401, 403, 404, 422))
 
 # Agreement is exact data about episodes: a provider sees its own, an operator every provider's.
-Verifier = Annotated[Principal, Depends(require_roles("operator", "provider"))]
+Verifier = Annotated[Principal, Depends(require_roles(*AGREEMENT_READERS))]
 
 
 class AgreementOut(BaseModel):
@@ -57,10 +58,10 @@ async def get_agreement(
             "not-verifiable",
             f"Registers verify these measures only: {', '.join(VERIFIABLE_MEASURE_IDS)}.",
         )
-    if who.role == "provider":
-        if provider_id not in (None, who.provider_id):
-            raise Problem(403, "forbidden", "A provider sees its own agreement only.")
-        provider_id = who.provider_id
+    mine = own_provider(who)
+    if mine is not None:
+        forbid_unless(provider_id in (None, mine), "A provider sees its own agreement only.")
+        provider_id = mine
     state = gateway_state(request)
     rows = [
         VerifiedRow.of(r)

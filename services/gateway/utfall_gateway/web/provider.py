@@ -25,8 +25,8 @@ from utfall_events.releases import ReleaseCommentV1
 from utfall_platform.apikeys import KeyStore
 
 from .. import readmodel
-from ..auth import Principal, principal_of
 from ..domain.agreement import VerifiedRow, agreement, disagreements
+from ..domain.policy import Principal, principal_of, uses_provider_pages
 from ..providers import display_name
 from ..release_store import ReleaseStore
 from ..releasing import preview
@@ -171,7 +171,7 @@ async def signed_in(request: Request) -> Principal | None:
         return None
     store: KeyStore = request.app.state.keys
     key = await store.authenticate(presented)
-    if key is None or key.role != "provider" or not key.provider_id:
+    if key is None or not uses_provider_pages(key):
         return None
     return principal_of(key)
 
@@ -204,7 +204,7 @@ async def home(request: Request, lang: Lang = "sv", commented: str | None = None
 async def login(request: Request, key: Annotated[str, Form(max_length=200)], lang: Lang = "sv") -> Response:
     store: KeyStore = request.app.state.keys
     found = await store.authenticate(key.strip())
-    if found is None or found.role != "provider" or not found.provider_id:
+    if found is None or not uses_provider_pages(found):
         return _login(lang, failed=True)
     response = RedirectResponse(f"/provider?lang={lang}", status_code=303)
     response.set_cookie(
