@@ -29,7 +29,7 @@ test-e2e: install
 
 lint: install
 	$(RUN) ruff check .
-	$(RUN) mypy -p utfall_events -p utfall_platform -p utfall_stats -p utfall_synthetic -p utfall_ingest -p utfall_measures -p utfall_contracts -p utfall_gateway
+	$(RUN) mypy -p utfall_events -p utfall_platform -p utfall_stats -p utfall_synthetic -p utfall_ingest -p utfall_measures -p utfall_contracts -p utfall_gateway -p utfall_admin
 
 format: install
 	$(RUN) ruff check --fix .

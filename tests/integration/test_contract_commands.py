@@ -204,8 +204,7 @@ async def test_the_admin_cli_confirms_that_the_contract_was_stored(
     import asyncio
 
     import yaml
-
-    from utfall_gateway.admin import main as admin
+    from utfall_admin.cli import main as admin
 
     command = valid_command()
     path = tmp_path / "contract.yaml"

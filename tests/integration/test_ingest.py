@@ -262,7 +262,7 @@ async def test_whole_request_errors_are_problem_details(
 
 
 async def test_keys_missing_wrong_revoked_or_of_another_role(world, settings) -> None:  # type: ignore[no-untyped-def]
-    from utfall_gateway.admin import revoke_key
+    from utfall_admin.keys import revoke_key
 
     provider = uid("p-")
     key = await create_key(world.kafka, "provider", provider_id=provider)

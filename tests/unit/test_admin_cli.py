@@ -8,8 +8,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from utfall_admin.cli import main
+from utfall_admin.contracts import read_contract
+from utfall_admin.errors import AdminError
 
-from utfall_gateway.admin import AdminError, main, read_contract
 from utfall_platform.local.paths import write_secret
 
 EXAMPLE = next((Path(__file__).resolve().parents[2] / "deploy" / "contracts").glob("*.yaml"))
