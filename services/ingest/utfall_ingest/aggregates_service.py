@@ -10,10 +10,10 @@ import asyncpg
 
 from utfall_events.aggregates import AggregateFiguresV1, AggregateSubmissionV1
 from utfall_events.topics import AGGREGATES
-from utfall_platform import locks
 from utfall_platform.clock import Clock
 from utfall_platform.outbox import OutboxMessage, enqueue
 
+from . import aggregate_store
 from .domain.aggregates import RowRejection, check_figures, next_version
 from .domain.validation import Reason
 
@@ -28,9 +28,7 @@ async def submit(
     pre_rejected: Sequence[RowRejection] = (),
 ) -> list[dict[str, Any]]:
     now, today = clock.now(), clock.today()
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", provider_id, locks.AGGREGATE_PROVIDER
-    )
+    await aggregate_store.lock_provider(conn, provider_id)
     receipts: list[dict[str, Any]] = []
     messages: list[OutboxMessage] = []
     rejected_rows = {r.row: r for r in pre_rejected}
@@ -45,27 +43,15 @@ async def submit(
             receipts.append(_rejected(index, tuple(result)))
             continue
         key = result.key()
-        latest = await conn.fetchrow(
-            "SELECT version, figures FROM ingest.aggregate_submissions WHERE submission_key = $1 "
-            "ORDER BY version DESC LIMIT 1",
-            key,
-        )
-        versioning = next_version((latest["version"], latest["figures"]) if latest else None, result)
+        versioning = next_version(await aggregate_store.latest(conn, key), result)
         if versioning.status == "unchanged":
             receipts.append(
                 {"row": index, "status": "unchanged", "submission_key": key, "version": versioning.version}
             )
             continue
         version = versioning.version
-        await conn.execute(
-            "INSERT INTO ingest.aggregate_submissions (submission_key, version, provider_id, figures, channel, "
-            "submitted_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            key,
-            version,
-            provider_id,
-            result.model_dump(mode="json"),
-            channel,
-            now,
+        await aggregate_store.save(
+            conn, key, version, provider_id, result.model_dump(mode="json"), channel, now
         )
         submission = AggregateSubmissionV1(
             **result.model_dump(),

@@ -28,9 +28,9 @@ from .domain.registers import RegisterScope, register_scope
 from .domain.validation import PseudonymKey, named_providers
 from .expiry import expire_held
 from .http import router
+from .intake import Intake
 from .raw_consumer import decode_all
 from .register_consumer import take_parts
-from .register_http import RegisterIntake
 from .register_http import router as register_router
 from .settings import DEV_PSEUDONYM_KEY, IngestSettings
 
@@ -105,8 +105,8 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
     app.state.providers = providers
     runtime.readiness_checks["api_keys"] = keys.caught_up.is_set
     runtime.readiness_checks["provider_registry"] = providers.caught_up.is_set
-    app.include_router(router(runtime, settings, key, providers, sealing))
-    app.state.registers = RegisterIntake(runtime, clock, key, settings.max_register_body_bytes)
+    app.state.intake = Intake(runtime, settings, key, providers, sealing)
+    app.include_router(router)
     app.include_router(register_router)
     return app
 

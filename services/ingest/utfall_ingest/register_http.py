@@ -1,15 +1,13 @@
 """Ingest's HTTP entrypoint for register holders: POST /v1/registers/extracts, as JSON or as a CSV sheet.
 
-Module-level handlers over what `create_app` keeps in `app.state.registers`; each parses its body and hands
-the extract to `registers_service.take_extract` in one transaction."""
+Module-level handlers over what `create_app` keeps in `app.state.intake`; each parses its body with
+`intake.py`'s reader and hands the extract to `registers_service.take_extract` in one transaction."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
@@ -21,25 +19,13 @@ from utfall_events.registers import (
     RegisterExtractV1,
     RegisterRowReceiptV1,
 )
-from utfall_platform.clock import Clock
 from utfall_platform.problems import Problem, problem_responses
-from utfall_platform.service import ServiceRuntime
 
 from .auth import authenticate
 from .domain.registers import RowRejection, check_header, coverage_reasons, parse_csv
-from .domain.validation import PseudonymKey, Reason, _from_pydantic
-from .http import _read_body
+from .domain.validation import Reason, reasons_of
+from .intake import Intake, csv_text, intake, media_type, parse_json, read_body
 from .registers_service import take_extract
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterIntake:
-    """What the handlers need, built once by `create_app`."""
-
-    runtime: ServiceRuntime  # its pool, once started
-    clock: Clock
-    key: PseudonymKey
-    max_body_bytes: int
 
 
 class ExtractResponse(BaseModel):
@@ -86,16 +72,16 @@ async def _take(
     complete: bool,
     pre_rejected: list[RowRejection],
 ) -> JSONResponse:
-    intake: RegisterIntake = request.app.state.registers
+    ctx = intake(request)
     assert key.register_id is not None
-    async with intake.runtime.pool.acquire() as conn, conn.transaction():
+    async with ctx.runtime.pool.acquire() as conn, conn.transaction():
         result = await take_extract(
             conn,
             key.register_id,
             extract,
             complete=complete,
-            clock=intake.clock,
-            key=intake.key,
+            clock=ctx.runtime.clock,
+            key=ctx.key,
             pre_rejected=pre_rejected,
         )
     body = ExtractResponse(
@@ -140,24 +126,17 @@ async def post_extract(
     covers_from: Annotated[date | None, Query(description="CSV only")] = None,
     covers_through: Annotated[date | None, Query(description="CSV only")] = None,
 ) -> JSONResponse:
-    intake: RegisterIntake = request.app.state.registers
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    body = await _read_body(request, intake.max_body_bytes)
-    today = intake.clock.today()
+    ctx: Intake = intake(request)
+    content_type = media_type(request)
+    body = await read_body(request, ctx.settings.max_register_body_bytes)
+    today = ctx.runtime.clock.today()
     if content_type == "application/json":
-        try:
-            parsed: Any = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise Problem(400, "invalid-json", f"The body is not valid JSON (at byte {exc.pos}).") from None
-        header = check_header(parsed, today=today, scope_municipality=key.municipality_code)
+        header = check_header(parse_json(body), today=today, scope_municipality=key.municipality_code)
         if not isinstance(header, RegisterExtractV1):
             raise _refuse(header)
         return await _take(request, key, header, complete, [])
     if content_type == "text/csv":
-        try:
-            text = body.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise Problem(400, "not-utf8", "A CSV sheet must be UTF-8.") from None
+        text = csv_text(body)
         fields: dict[str, Any] = {
             "extract_id": extract_id,
             "as_of": as_of,
@@ -172,7 +151,7 @@ async def post_extract(
         try:
             empty = RegisterExtractV1.model_validate(fields)
         except ValidationError as exc:
-            raise _refuse(_from_pydantic(exc, "")) from None
+            raise _refuse(reasons_of(exc, "")) from None
         reasons = coverage_reasons(
             empty.as_of, empty.coverage, today=today, scope_municipality=key.municipality_code
         )
@@ -183,4 +162,4 @@ async def post_extract(
     raise Problem(415, "unsupported-media-type", "Send application/json (RegisterExtractV1) or text/csv.")
 
 
-__all__ = ["RegisterCoverageDeclarationV1", "RegisterIntake", "router"]
+__all__ = ["RegisterCoverageDeclarationV1", "router"]

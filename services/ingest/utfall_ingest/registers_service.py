@@ -34,7 +34,7 @@ from .domain.registers import (
     conflict_reason,
     receipt_for,
 )
-from .domain.validation import PseudonymKey, _safe_text
+from .domain.validation import PseudonymKey, safe_text
 
 _BODIES: dict[str, type[BaseModel]] = {
     "placement": RegisterPlacementV1,
@@ -152,7 +152,7 @@ async def take_extract(
 def _rejected(index: int, rejection: RowRejection) -> dict[str, Any]:
     return {
         "row": index,
-        "record_id": _safe_text(rejection.record_id, 64),  # the sender's own id, echoed only when harmless
+        "record_id": safe_text(rejection.record_id, 64),  # the sender's own id, echoed only when harmless
         "status": "rejected",
         "detail": RECEIPT_WORDS["rejected"],
         "reasons": [r.as_dict() for r in rejection.reasons],

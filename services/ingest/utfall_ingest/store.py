@@ -292,3 +292,33 @@ async def receipt(
         "SELECT * FROM ingest_read.event_receipts WHERE source = $1 AND event_id = $2", source, event_id
     )
     return row
+
+
+async def expire_held(
+    conn: asyncpg.Connection, before: datetime
+) -> list[tuple[str, str, str, str | None, str]]:
+    """Held events held since before `before`, and their receipts, gone: (source, event id, type, the event id
+    it awaited, the channel it came by) of each."""
+    rows = await conn.fetch(
+        "DELETE FROM ingest.held_events WHERE held_at < $1 RETURNING source, event_id, type, awaits_event_id",
+        before,
+    )
+    if not rows:
+        return []
+    received = await conn.fetch(
+        "DELETE FROM ingest.received_events WHERE (source, event_id) IN "
+        "(SELECT * FROM unnest($1::text[], $2::text[])) RETURNING source, event_id, channel",
+        [r["source"] for r in rows],
+        [r["event_id"] for r in rows],
+    )
+    channels = {(r["source"], r["event_id"]): r["channel"] for r in received}
+    return [
+        (
+            r["source"],
+            r["event_id"],
+            r["type"],
+            r["awaits_event_id"],
+            channels.get((r["source"], r["event_id"]), "http"),
+        )
+        for r in rows
+    ]

@@ -35,10 +35,11 @@ from utfall_platform import locks
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.db import connect, create_pool
 from utfall_platform.kafka_access import KafkaAccess
+from utfall_platform.positions import forget_positions, set_positions
 
 from . import store
 from .incoming import Incoming
-from .projection import decode, refold_closure
+from .projection import SCHEMA, decode, refold_closure
 from .settings import MeasuresSettings
 
 log = logging.getLogger(__name__)
@@ -223,12 +224,8 @@ async def rebuild(
         if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", PROJECTION_LOCK):
             raise SystemExit("the measures service is running: stop it before a rebuild")
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("TRUNCATE measures.events, measures.episodes")
-            await conn.execute("DELETE FROM measures.consumer_positions WHERE consumer = $1", CONSUMER)
-            await conn.execute(
-                "INSERT INTO measures.rebuild_marker (id, started_at) VALUES (1, now()) "
-                "ON CONFLICT (id) DO UPDATE SET started_at = now()"
-            )
+            await store.empty_projection(conn, marked=True)
+            await forget_positions(conn, SCHEMA, CONSUMER)
         started = time.perf_counter()
         ends = await replay(pool, settings.kafka, progress=progress, report=report)
         report.replay_seconds = time.perf_counter() - started
@@ -240,15 +237,8 @@ async def rebuild(
         )
         report.fold_seconds = time.perf_counter() - started
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO measures.consumer_positions (consumer, topic, partition, next_offset) "
-                "SELECT $1, $2, p, o FROM unnest($3::int[], $4::bigint[]) AS u(p, o)",
-                CONSUMER,
-                CARE_EVENTS,
-                list(ends),
-                list(ends.values()),
-            )
-            await conn.execute("DELETE FROM measures.rebuild_marker")
+            await set_positions(conn, SCHEMA, CONSUMER, CARE_EVENTS, ends)
+            await store.rebuild_done(conn)
         return report
     finally:
         await pool.close()
@@ -257,13 +247,12 @@ async def rebuild(
 
 async def finish_interrupted_rebuild(pool: asyncpg.Pool, clock: Clock) -> bool:
     """Called by the service at start: a rebuild that died after its replay is completed here."""
-    if not await pool.fetchval("SELECT 1 FROM measures.rebuild_marker"):
+    if not await store.rebuild_under_way(pool):
         return False
     log.warning("an interrupted rebuild is being completed: replaying from the beginning and re-folding")
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("TRUNCATE measures.events, measures.episodes")
-        await conn.execute("DELETE FROM measures.consumer_positions WHERE consumer = $1", CONSUMER)
-        await conn.execute("DELETE FROM measures.rebuild_marker")
+        await store.empty_projection(conn, marked=False)
+        await forget_positions(conn, SCHEMA, CONSUMER)
     return True
 
 

@@ -4,12 +4,13 @@ projection lives here; the rules that decide what to write live in `domain/`."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 
+from utfall_events.aggregates import AggregateSubmissionV1
 from utfall_events.reference import county_of
 from utfall_platform import locks
 from utfall_platform.bulk import EVERY_OTHER_COLUMN, BulkInsert, key_arrays
@@ -323,3 +324,85 @@ async def write_facts(conn: asyncpg.Connection, writes: Sequence[FactWrite], now
                     **discharge_columns(ep),
                 }
         await _UPSERT_FACTS.write(conn, (_fact_row(w, columns[w.key]) for w in rows), now)
+
+
+# --- the tick, gauges and aggregated submissions -----------------------------------------------------------
+async def subjects_with_closed_windows(conn: asyncpg.Connection, today: date, limit: int) -> set[str]:
+    """Subjects with a pending fact whose window (plus grace) closed before `today`."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT subject_ref FROM measures.facts WHERE status = 'pending' AND closes_on < $1 LIMIT $2",
+        today,
+        limit,
+    )
+    return {r["subject_ref"] for r in rows}
+
+
+async def fact_counts(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return list(
+        await pool.fetch("SELECT measure_id, status, count(*) AS n FROM measures.facts GROUP BY 1, 2")
+    )
+
+
+async def data_error_counts(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return list(
+        await pool.fetch("SELECT error, sum(episodes) AS n FROM measures_read.data_errors GROUP BY 1")
+    )
+
+
+async def keep_newest_submissions(
+    conn: asyncpg.Connection, submissions: Iterable[AggregateSubmissionV1]
+) -> None:
+    """Each submission key's newest version (an older one arriving later changes nothing)."""
+    for s in submissions:
+        quarter = int(s.period[-1]) if "-Q" in s.period else None
+        await conn.execute(
+            "INSERT INTO measures.aggregate_submissions AS a (submission_key, version, provider_id, measure_id, "
+            "measure_version, period, discharge_year, discharge_quarter, target_group, care_type, legal_basis, sex, "
+            "age_band, numerator, denominator, missing, method, channel, submitted_at) VALUES ($1, $2, $3, $4, $5, "
+            "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) ON CONFLICT (submission_key) DO UPDATE "
+            "SET version = EXCLUDED.version, numerator = EXCLUDED.numerator, denominator = EXCLUDED.denominator, "
+            "missing = EXCLUDED.missing, method = EXCLUDED.method, channel = EXCLUDED.channel, "
+            "submitted_at = EXCLUDED.submitted_at, measure_version = EXCLUDED.measure_version "
+            "WHERE a.version < EXCLUDED.version",
+            s.submission_key,
+            s.version,
+            s.provider_id,
+            s.measure_id,
+            s.measure_version,
+            s.period,
+            int(s.period[:4]),
+            quarter,
+            s.target_group,
+            s.care_type,
+            s.legal_basis,
+            s.sex,
+            s.age_band,
+            s.numerator,
+            s.denominator,
+            s.missing,
+            s.method,
+            s.channel,
+            s.submitted_at,
+        )
+
+
+# --- rebuilding the projection -----------------------------------------------------------------------------
+async def empty_projection(conn: asyncpg.Connection, *, marked: bool) -> None:
+    """Events and episodes gone (facts stay: the re-fold revises them); `marked`: a rebuild is under way, so a
+    service that starts before it ends completes it."""
+    await conn.execute("TRUNCATE measures.events, measures.episodes")
+    if marked:
+        await conn.execute(
+            "INSERT INTO measures.rebuild_marker (id, started_at) VALUES (1, now()) "
+            "ON CONFLICT (id) DO UPDATE SET started_at = now()"
+        )
+    else:
+        await conn.execute("DELETE FROM measures.rebuild_marker")
+
+
+async def rebuild_under_way(pool: asyncpg.Pool) -> bool:
+    return bool(await pool.fetchval("SELECT 1 FROM measures.rebuild_marker"))
+
+
+async def rebuild_done(conn: asyncpg.Connection) -> None:
+    await conn.execute("DELETE FROM measures.rebuild_marker")

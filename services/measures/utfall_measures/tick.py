@@ -10,6 +10,7 @@ import asyncpg
 from utfall_platform.clock import Clock
 
 from . import metrics as measures_metrics
+from . import store
 from .projection import refold
 
 log = logging.getLogger(__name__)
@@ -19,27 +20,19 @@ async def close_windows(pool: asyncpg.Pool, clock: Clock, batch: int = 2000) -> 
     total = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
-            subjects = await conn.fetch(
-                "SELECT DISTINCT subject_ref FROM measures.facts WHERE status = 'pending' AND closes_on < $1 "
-                "LIMIT $2",
-                clock.today(),
-                batch,
-            )
+            subjects = await store.subjects_with_closed_windows(conn, clock.today(), batch)
             if not subjects:
                 return total
-            result = await refold(
-                conn, {r["subject_ref"] for r in subjects}, today=clock.today(), now=clock.now()
-            )
+            result = await refold(conn, subjects, today=clock.today(), now=clock.now())
             total += result.published
         if len(subjects) < batch:
             return total
 
 
 async def sample_gauges(pool: asyncpg.Pool) -> None:
-    rows = await pool.fetch("SELECT measure_id, status, count(*) AS n FROM measures.facts GROUP BY 1, 2")
-    for r in rows:
+    for r in await store.fact_counts(pool):
         measures_metrics.FACTS.labels(r["measure_id"], r["status"]).set(r["n"])
-    for r in await pool.fetch("SELECT error, sum(episodes) AS n FROM measures_read.data_errors GROUP BY 1"):
+    for r in await store.data_error_counts(pool):
         measures_metrics.DATA_ERRORS.labels(r["error"]).set(r["n"])
 
 

@@ -16,7 +16,7 @@ from utfall_events.aggregates import CSV_COLUMNS, AggregateFiguresV1
 from utfall_events.catalogue import known_version
 from utfall_events.personnummer import redact
 
-from .validation import Reason, _from_pydantic
+from .validation import Reason, reasons_of
 
 _INTEGER = re.compile(r"^\s*-?\d+\s*$")
 INT_FIELDS = ("measure_version", "numerator", "denominator", "missing")
@@ -44,7 +44,7 @@ def check_figures(
     try:
         figures = AggregateFiguresV1.model_validate(raw)
     except ValidationError as exc:
-        return _from_pydantic(exc, pointer)
+        return reasons_of(exc, pointer)
     reasons: list[Reason] = []
     if figures.provider_id != provider_id:
         reasons.append(

@@ -30,7 +30,7 @@ from utfall_events.registers import (
 )
 
 from .pseudonym import subject_ref
-from .validation import EARLIEST_DATE, PseudonymKey, Reason, _from_pydantic, open_person_id
+from .validation import EARLIEST_DATE, PseudonymKey, Reason, open_person_id, reasons_of
 
 # The columns of a register CSV sheet: every kind's fields; a row fills those of its kind.
 CSV_COLUMNS = (
@@ -78,7 +78,7 @@ def check_header(
     try:
         extract = RegisterExtractV1.model_validate(raw)
     except ValidationError as exc:
-        return [r for r in _from_pydantic(exc, "") if not r.field.startswith("/records/")]
+        return [r for r in reasons_of(exc, "") if not r.field.startswith("/records/")]
     return (
         coverage_reasons(extract.as_of, extract.coverage, today=today, scope_municipality=scope_municipality)
         or extract
@@ -152,7 +152,7 @@ def check_row(
     try:
         row = ROW_MODELS[kind].model_validate(raw)
     except ValidationError as exc:
-        return _from_pydantic(exc, pointer)
+        return reasons_of(exc, pointer)
     reasons: list[Reason] = []
     subject = _pseudonym(row.person_id, f"{pointer}/person_id", key=key, today=today)
     if isinstance(subject, Reason):

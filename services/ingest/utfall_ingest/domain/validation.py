@@ -123,7 +123,8 @@ def _pointer(loc: tuple[Any, ...], prefix: str = "") -> str:
     return prefix + "".join(f"/{part}" for part in loc)
 
 
-def _from_pydantic(exc: ValidationError, prefix: str) -> list[Reason]:
+def reasons_of(exc: ValidationError, prefix: str) -> list[Reason]:
+    """A pydantic error as field-pointed reasons (JSON pointers under `prefix`), never echoing the input."""
     reasons = []
     for err in exc.errors(include_input=False, include_url=False):
         code = str(err.get("type", "invalid"))
@@ -136,7 +137,7 @@ def _from_pydantic(exc: ValidationError, prefix: str) -> list[Reason]:
     return reasons
 
 
-def _safe_text(value: Any, limit: int = 128) -> str | None:
+def safe_text(value: Any, limit: int = 128) -> str | None:
     if not isinstance(value, str) or not value or len(value) > limit:
         return None
     if looks_like_personnummer(value) or _CONTROL_CHARACTER.search(value):
@@ -190,15 +191,15 @@ def check_event(
 ) -> CheckedEvent | Rejection:
     if not isinstance(raw, dict):
         return Rejection(None, None, None, (Reason("", "not_an_object", "each event must be a JSON object"),))
-    event_id = _safe_text(raw.get("id"))
+    event_id = safe_text(raw.get("id"))
     # A refusal is filed under whoever sent the event (its API key, or the raw topic only it may write), not
     # under the source it claims: the sender reads its receipts, and nobody reads another's.
     source = (
         f"provider/{authenticated_provider}"
         if authenticated_provider is not None
-        else _safe_text(raw.get("source"), 80)
+        else safe_text(raw.get("source"), 80)
     )
-    type_ = _safe_text(raw.get("type"), 100)
+    type_ = safe_text(raw.get("type"), 100)
 
     def reject(*reasons: Reason) -> Rejection:
         return Rejection(event_id, source, type_, tuple(reasons))
@@ -206,7 +207,7 @@ def check_event(
     try:
         envelope = CloudEventV1.model_validate(raw)
     except ValidationError as exc:
-        return reject(*_from_pydantic(exc, ""))
+        return reject(*reasons_of(exc, ""))
 
     reasons: list[Reason] = []
     for name in ("id", "subject"):
@@ -242,7 +243,7 @@ def check_event(
     try:
         data: BaseModel = model.model_validate(envelope.data)
     except ValidationError as exc:
-        return reject(*reasons, *_from_pydantic(exc, "/data"))
+        return reject(*reasons, *reasons_of(exc, "/data"))
 
     # the validated fields as a dict: looking up a field the type does not have costs pydantic an exception
     fields = data.model_dump(mode="python")
