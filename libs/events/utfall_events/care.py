@@ -26,6 +26,11 @@ from pydantic_core import PydanticCustomError
 from .personnummer import looks_like_personnummer
 from .sealed import SEALED_PATTERN
 from .vocabulary import (
+    EVENT_RETRACTED,
+    FOLLOWUP_RECORDED,
+    PLACEMENT_ENDED,
+    PLACEMENT_STARTED,
+    CareEventType,
     CareType,
     Destination,
     EndReason,
@@ -225,12 +230,7 @@ class CareEventV1(BaseModel):
 
     id: str
     source: str
-    type: Literal[
-        "se.utfall.placement.started.v1",
-        "se.utfall.placement.ended.v1",
-        "se.utfall.followup.recorded.v1",
-        "se.utfall.event.retracted.v1",
-    ]
+    type: CareEventType
     time: datetime
     subject: str = Field(description="The episode id")
     ingested_at: datetime
@@ -238,17 +238,17 @@ class CareEventV1(BaseModel):
 
 
 PUBLISHED_MODEL_BY_TYPE: dict[str, type[_Published]] = {
-    "se.utfall.placement.started.v1": PublishedPlacementStartedV1,
-    "se.utfall.placement.ended.v1": PublishedPlacementEndedV1,
-    "se.utfall.followup.recorded.v1": PublishedFollowupRecordedV1,
-    "se.utfall.event.retracted.v1": PublishedEventRetractedV1,
+    PLACEMENT_STARTED: PublishedPlacementStartedV1,
+    PLACEMENT_ENDED: PublishedPlacementEndedV1,
+    FOLLOWUP_RECORDED: PublishedFollowupRecordedV1,
+    EVENT_RETRACTED: PublishedEventRetractedV1,
 }
 
 INBOUND_MODEL_BY_TYPE: dict[str, type[_Data]] = {
-    "se.utfall.placement.started.v1": PlacementStartedDataV1,
-    "se.utfall.placement.ended.v1": PlacementEndedDataV1,
-    "se.utfall.followup.recorded.v1": FollowupRecordedDataV1,
-    "se.utfall.event.retracted.v1": EventRetractedDataV1,
+    PLACEMENT_STARTED: PlacementStartedDataV1,
+    PLACEMENT_ENDED: PlacementEndedDataV1,
+    FOLLOWUP_RECORDED: FollowupRecordedDataV1,
+    EVENT_RETRACTED: EventRetractedDataV1,
 }
 
 

@@ -37,11 +37,15 @@ LIVING_SITUATIONS: tuple[str, ...] = get_args(LivingSituation)
 SEXES: tuple[str, ...] = get_args(Sex)
 AGE_BANDS: tuple[str, ...] = get_args(AgeBand)
 
-PLACEMENT_STARTED = "se.utfall.placement.started.v1"
-PLACEMENT_ENDED = "se.utfall.placement.ended.v1"
-FOLLOWUP_RECORDED = "se.utfall.followup.recorded.v1"
-EVENT_RETRACTED = "se.utfall.event.retracted.v1"
-CARE_EVENT_TYPES: tuple[str, ...] = (PLACEMENT_STARTED, PLACEMENT_ENDED, FOLLOWUP_RECORDED, EVENT_RETRACTED)
+# The care event types: the one place they are named (models, decoders, admission and read models take them here).
+CareEventType = Literal[
+    "se.utfall.placement.started.v1",
+    "se.utfall.placement.ended.v1",
+    "se.utfall.followup.recorded.v1",
+    "se.utfall.event.retracted.v1",
+]
+CARE_EVENT_TYPES: tuple[CareEventType, ...] = get_args(CareEventType)
+PLACEMENT_STARTED, PLACEMENT_ENDED, FOLLOWUP_RECORDED, EVENT_RETRACTED = CARE_EVENT_TYPES
 
 
 def age_band(age: int) -> AgeBand:

@@ -28,6 +28,10 @@ from .care import EPISODE_ID, MUNICIPALITY_CODE, PROVIDER_ID, SUBJECT_REF, UNIT_
 from .outcomes import EpisodeOutcomesV2, FactStatus
 from .personnummer import looks_like_personnummer
 from .vocabulary import (
+    EVENT_RETRACTED,
+    FOLLOWUP_RECORDED,
+    PLACEMENT_ENDED,
+    PLACEMENT_STARTED,
     CareType,
     Destination,
     EndReason,
@@ -102,10 +106,10 @@ class EventRetractedWire(_PublishedWire, frozen=True):
 PublishedWire = PlacementStartedWire | PlacementEndedWire | FollowupRecordedWire | EventRetractedWire
 
 _CARE_DECODERS: dict[str, msgspec.json.Decoder[PublishedWire]] = {
-    "se.utfall.placement.started.v1": msgspec.json.Decoder(PlacementStartedWire),
-    "se.utfall.placement.ended.v1": msgspec.json.Decoder(PlacementEndedWire),
-    "se.utfall.followup.recorded.v1": msgspec.json.Decoder(FollowupRecordedWire),
-    "se.utfall.event.retracted.v1": msgspec.json.Decoder(EventRetractedWire),
+    PLACEMENT_STARTED: msgspec.json.Decoder(PlacementStartedWire),
+    PLACEMENT_ENDED: msgspec.json.Decoder(PlacementEndedWire),
+    FOLLOWUP_RECORDED: msgspec.json.Decoder(FollowupRecordedWire),
+    EVENT_RETRACTED: msgspec.json.Decoder(EventRetractedWire),
 }
 
 

@@ -9,20 +9,18 @@ from datetime import datetime
 from typing import Protocol
 
 import asyncpg
-import orjson
 
-from utfall_events.cloudevents import binary_headers
 from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.outcomes import known_event_ref
-from utfall_events.payments import CLOUDEVENT_TYPES, PaymentV1
-from utfall_events.topics import PAYMENTS
+from utfall_events.payments import PaymentV1
 from utfall_platform.bulk import EVERY_OTHER_COLUMN, BulkInsert, key_arrays
-from utfall_platform.outbox import OutboxMessage, enqueue
+from utfall_platform.outbox import enqueue
 
 from . import metrics as contract_metrics
 from .domain.book import ContractBook, EpisodeKey, FactInfo, StateKey
 from .domain.cohort import PlacementFacts
 from .domain.ledger import MilestoneState, Order
+from .messages import payment_message
 
 SCHEMA = "contracts"
 
@@ -515,17 +513,3 @@ async def append_ledger(conn: asyncpg.Connection, entries: Sequence[PaymentV1]) 
         contract_metrics.PAYMENTS.labels(e.contract_id, e.kind).inc()
         contract_metrics.PAYMENT_AMOUNT.labels(e.contract_id, e.kind).inc(e.amount_ore)
     return len(entries)
-
-
-def payment_message(entry: PaymentV1) -> OutboxMessage:
-    headers = binary_headers(
-        event_id=entry.entry_id,
-        source="utfall/contracts",
-        type_=CLOUDEVENT_TYPES[entry.kind],
-        time=entry.determined_at,
-        subject=entry.payment_id,
-        extra={},
-    )
-    return OutboxMessage(
-        PAYMENTS, entry.contract_id.encode(), orjson.dumps(entry.model_dump(mode="json")), headers
-    )

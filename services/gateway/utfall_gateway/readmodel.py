@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from utfall_events.catalogue import is_register_fact_id, measure_of_fact
+from utfall_events.vocabulary import EVENT_RETRACTED
 
 from .results import PERIOD_COLUMNS, STRATA, ResultsQuery
 
@@ -498,8 +499,8 @@ async def verified_facts(
 async def events_by_type(pool: Pool) -> list[Row]:
     return list(
         await pool.fetch(
-            "SELECT provider_id, type = 'se.utfall.event.retracted.v1' AS retraction, count(*) AS n "
-            "FROM measures_read.event_status GROUP BY 1, 2"
+            "SELECT provider_id, type = $1 AS retraction, count(*) AS n FROM measures_read.event_status GROUP BY 1, 2",
+            EVENT_RETRACTED,
         )
     )
 

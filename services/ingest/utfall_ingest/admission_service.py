@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from utfall_events.registry import ProviderV1
+from utfall_events.vocabulary import CARE_EVENT_TYPES
 from utfall_platform.clock import Clock
 from utfall_platform.outbox import OutboxMessage, enqueue
 
@@ -124,9 +125,4 @@ async def admit(
     return [r for r in receipts if r is not None]
 
 
-_TYPES = {
-    "se.utfall.placement.started.v1",
-    "se.utfall.placement.ended.v1",
-    "se.utfall.followup.recorded.v1",
-    "se.utfall.event.retracted.v1",
-}
+_TYPES = frozenset(CARE_EVENT_TYPES)
