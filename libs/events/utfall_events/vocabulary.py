@@ -37,6 +37,21 @@ LIVING_SITUATIONS: tuple[str, ...] = get_args(LivingSituation)
 SEXES: tuple[str, ...] = get_args(Sex)
 AGE_BANDS: tuple[str, ...] = get_args(AgeBand)
 
+# The dimensions an episode's results break down by (the gateway's filters and group_by), and the strata of
+# indirect standardisation: named once, here.
+EPISODE_DIMENSIONS: tuple[str, ...] = (
+    "provider_id",
+    "unit_id",
+    "municipality_code",
+    "county_code",
+    "target_group",
+    "care_type",
+    "legal_basis",
+    "sex",
+    "age_band",
+)
+RISK_STRATA: tuple[str, ...] = ("age_band", "sex", "legal_basis", "target_group")
+
 # The care event types: the one place they are named (models, decoders, admission and read models take them here).
 CareEventType = Literal[
     "se.utfall.placement.started.v1",

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
+from utfall_events.vocabulary import EPISODE_DIMENSIONS, RISK_STRATA
 from utfall_stats.disclosure import suppress
 from utfall_stats.funnel import Unit, funnel
 from utfall_stats.risk import StratumCount, indirect_standardisation
@@ -16,17 +17,7 @@ from utfall_stats.wilson import wilson_interval
 from . import metrics as gateway_metrics
 from .domain.policy import Principal, sees_exactly
 
-DIMENSIONS: tuple[str, ...] = (
-    "provider_id",
-    "unit_id",
-    "municipality_code",
-    "county_code",
-    "target_group",
-    "care_type",
-    "legal_basis",
-    "sex",
-    "age_band",
-)
+DIMENSIONS = EPISODE_DIMENSIONS
 PERIODS: dict[str, tuple[str, ...]] = {
     "year": ("discharge_year",),
     "quarter": ("discharge_year", "discharge_quarter"),
@@ -277,7 +268,7 @@ def build_cells(
     return by_period, period_dims
 
 
-STRATA = ("age_band", "sex", "legal_basis", "target_group")
+STRATA = RISK_STRATA
 
 
 def comparison_query(measure_id: str, year: int | None, filters: Mapping[str, str]) -> ResultsQuery:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
+from utfall_events.releases import BREAKDOWNS
 from utfall_events.vocabulary import AGE_BANDS, SEXES, TARGET_GROUPS
 from utfall_stats.audit import (
     Cell,
@@ -52,7 +53,7 @@ Values = dict[str, int]
 
 COUNTS = ("achieved", "not_achieved", "missing", "pending")
 CLOSED = ("achieved", "not_achieved", "missing")
-MARGINS = ("sex", "age_band", "target_group")  # breakdowns that are partitions of their own
+MARGINS = BREAKDOWNS  # breakdowns that are partitions of their own
 SOURCES = ("events", "self_reported")
 
 
