@@ -964,7 +964,7 @@ async def test_an_attacker_holding_every_public_answer_narrows_no_small_cell(dat
 
     from utfall_events.topics import RELEASES
     from utfall_gateway.auth import PUBLIC
-    from utfall_gateway.results import STRATA, compare, comparison_query
+    from utfall_gateway.domain.results import STRATA, compare, comparison_query
 
     from ..attacker import IntervalAttacker, SumsAttacker
     from ..helpers import ended, person, read_topic, started, uid
@@ -1266,7 +1266,7 @@ async def test_settlement_statements_add_up_to_the_payments_topic(data, artifact
     closing balance; each one's net is the signed sum of the payments.v1 messages determined in its period;
     CSV and a printable page carry the same; a provider sees only its own, another municipality nothing."""
     from utfall_events.topics import PAYMENTS
-    from utfall_gateway.statements import parse_period
+    from utfall_gateway.domain.statements import parse_period
 
     from ..helpers import read_topic
 

@@ -8,7 +8,7 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utfall_gateway.forecast import MIN_COMPARABLE, OpenMilestone, Rate, expected_close, forecast
+from utfall_gateway.domain.forecast import MIN_COMPARABLE, OpenMilestone, Rate, expected_close, forecast
 
 TODAY = date(2026, 11, 15)
 MEASURES = ("planned_discharge", "no_replacement_12m", "education_or_work_12m")

@@ -11,7 +11,7 @@ import pytest
 from utfall_gateway import readmodel, views
 from utfall_gateway.auth import PUBLIC, Principal
 from utfall_gateway.cache import TtlCache
-from utfall_gateway.results import compare, comparison_query, self_reported_fit
+from utfall_gateway.domain.results import compare, comparison_query, self_reported_fit
 
 
 def stratum(

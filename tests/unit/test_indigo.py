@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 import yaml
 
-from utfall_gateway.forecast import OpenMilestone, Rate, forecast
-from utfall_gateway.indigo import ActualPayments, MilestoneResult, export
+from utfall_gateway.domain.forecast import OpenMilestone, Rate, forecast
+from utfall_gateway.domain.indigo import ActualPayments, MilestoneResult, export
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads(

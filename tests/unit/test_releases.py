@@ -15,7 +15,7 @@ from tests.attacker import IntervalAttacker, OwnFigures
 from utfall_events.releases import TABLES
 from utfall_gateway.domain import releases as releases_module
 from utfall_gateway.domain.releases import Earlier, MeasureCounts, build, changes, snapshot_of
-from utfall_gateway.results import STRATA
+from utfall_gateway.domain.results import STRATA
 
 pytestmark = pytest.mark.unit
 COUNTS = ("achieved", "not_achieved", "missing", "pending")

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utfall_gateway.statements import SWEDEN, parse_period, period_of, periods_between, statement
+from utfall_gateway.domain.statements import SWEDEN, parse_period, period_of, periods_between, statement
 
 CONTRACT = {
     "contract_id": "c",

@@ -24,8 +24,8 @@ from .domain.releases import (
     changes,
     snapshot_of,
 )
+from .domain.results import ResultsQuery, Window, comparison_query, self_reported_fit
 from .release_store import ReleaseStore
-from .results import ResultsQuery, Window, comparison_query, self_reported_fit
 from .state import GatewayState
 
 log = logging.getLogger("utfall.gateway.releases")

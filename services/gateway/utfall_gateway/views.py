@@ -12,15 +12,17 @@ from typing import Any, Literal, TypeVar
 from utfall_events.releases import ReleaseMeasureV1, ReleaseV1
 from utfall_platform.problems import Problem
 
+from . import metrics as gateway_metrics
 from . import readmodel
 from .domain import public
 from .domain.policy import Principal, sees_everything_live
-from .results import (
+from .domain.results import (
     ResultsQuery,
     Window,
     build_cells,
     compare,
     comparison_query,
+    differing,
     disclose,
     merge_cells,
     self_reported_fit,
@@ -152,7 +154,9 @@ async def live_comparison(
         fit = self_reported_fit(q)
         reported = await readmodel.self_reported_counts(gw.pool, q, fit) if fit is not None else []
         errors = await readmodel.data_errors_by_provider(gw.pool)
-        return compare(strata, reported, errors, q, principal=principal, min_cell=gw.min_cell)
+        answer = compare(strata, reported, errors, q, principal=principal, min_cell=gw.min_cell)
+        gateway_metrics.SOURCE_DIFFERENCES.inc(differing(answer["providers"]))
+        return answer
 
     result: dict[str, Any] = await gw.cache.get(("comparison", q, scope(principal)), compute)
     return result
@@ -206,6 +210,7 @@ async def live_results(
             table = disclose(
                 by_period, period_dims, principal=principal, filters=dict(q.filters), min_cell=gw.min_cell
             )
+            gateway_metrics.SOURCE_DIFFERENCES.inc(table.source_differences)
             return {"rows": table.rows, "totals": table.totals}
 
         # Cells and suppression are CPU work of tens of ms on a large grouping; in a thread the event loop

@@ -18,8 +18,8 @@ from typing import Any
 
 from utfall_events.releases import BREAKDOWNS, ReleasedCellV1, ReleaseMeasureV1, ReleaseV1
 
-from ..results import COUNTS, RATES, ResultsQuery
 from .policy import Principal, sees_exactly
+from .results import COUNTS, RATES, ResultsQuery
 
 PUBLISHED_DIMENSIONS = ("provider_id", *BREAKDOWNS)
 COMPARISON_FILTERS: tuple[str, ...] = ()  # a release compares providers year by year, unfiltered

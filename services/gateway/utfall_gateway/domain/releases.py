@@ -28,7 +28,9 @@ from utfall_events.releases import (
     ReleasedCellV1,
 )
 
-from ..results import (
+from .disclosure import CLOSED, MeasureRows, PublishedCell, Snapshot, decide, summary
+from .policy import PUBLIC
+from .results import (
     COUNTS,
     SHOWN,
     STRATA,
@@ -42,8 +44,6 @@ from ..results import (
     in_verified_words,
     row,
 )
-from .disclosure import CLOSED, MeasureRows, PublishedCell, Snapshot, decide, summary
-from .policy import PUBLIC
 
 CellKey = tuple[Any, ...]  # (measure id, source, table, *dimension values)
 SOURCES = ("events", "self_reported")

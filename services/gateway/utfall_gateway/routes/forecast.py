@@ -13,8 +13,8 @@ from utfall_platform.problems import problem_responses
 
 from .. import readmodel
 from ..auth import Authenticated, authorize_contract
-from ..forecast import OpenMilestone, Rate, forecast
-from ..indigo import ActualPayments, MilestoneResult, export
+from ..domain.forecast import OpenMilestone, Rate, forecast
+from ..domain.indigo import ActualPayments, MilestoneResult, export
 from ..state import gateway_state
 from ..web.page import SECURITY_HEADERS, templates
 from .contracts import ContractId, contract_out, visible_contract

@@ -14,9 +14,9 @@ from utfall_stats.quantiles import quantile
 from .. import readmodel
 from ..auth import Anyone, Authenticated, Principal, principal
 from ..domain.policy import sees_exactly, sees_provider_records
+from ..domain.results import DIMENSIONS, ResultsQuery, in_verified_words
 from ..pagination import cursor_int, encode_cursor
 from ..providers import display_name, with_display_names
-from ..results import DIMENSIONS, ResultsQuery, in_verified_words
 from ..state import gateway_state
 from ..views import catalogue, comparison, results_table, scope
 

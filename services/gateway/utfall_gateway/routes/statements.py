@@ -15,8 +15,8 @@ from utfall_platform.problems import Problem, problem_responses
 from .. import readmodel
 from ..auth import Authenticated, Principal
 from ..domain.policy import ContractParties, statement_provider
+from ..domain.statements import CSV_COLUMNS, Period, parse_period, periods_between, statement
 from ..state import gateway_state
-from ..statements import CSV_COLUMNS, Period, parse_period, periods_between, statement
 from ..web.page import SECURITY_HEADERS, templates
 from .contracts import ContractId, visible_contract
 

@@ -27,10 +27,10 @@ from utfall_platform.apikeys import KeyStore
 from .. import readmodel
 from ..domain.agreement import VerifiedRow, agreement, disagreements
 from ..domain.policy import Principal, principal_of, uses_provider_pages
+from ..domain.results import in_verified_words
 from ..providers import display_name
 from ..release_store import ReleaseStore
 from ..releasing import preview
-from ..results import in_verified_words
 from ..state import gateway_state
 from ..views import comparison
 from .page import SECURITY_HEADERS, templates

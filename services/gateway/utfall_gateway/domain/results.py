@@ -14,8 +14,7 @@ from utfall_stats.funnel import Unit, funnel
 from utfall_stats.risk import StratumCount, indirect_standardisation
 from utfall_stats.wilson import wilson_interval
 
-from . import metrics as gateway_metrics
-from .domain.policy import Principal, sees_exactly
+from .policy import Principal, sees_exactly
 
 DIMENSIONS = EPISODE_DIMENSIONS
 PERIODS: dict[str, tuple[str, ...]] = {
@@ -148,6 +147,7 @@ SHOWN = ("closed", "episodes", "windows_closed_share", "result", *RATES)
 class Table:
     rows: list[dict[str, Any]] = field(default_factory=list)
     totals: list[dict[str, Any]] = field(default_factory=list)
+    source_differences: int = 0  # cells whose self-reported and event-based intervals do not overlap
 
 
 def disclose(
@@ -187,7 +187,7 @@ def disclose(
                 table.totals.append(
                     row(period_dims[period_key], None, status="suppressed", exact=False, source=source)
                 )
-    flag_differences(table.rows)
+    table.source_differences = flag_differences(table.rows)
     return table
 
 
@@ -220,9 +220,14 @@ def flag_differences(rows: list[dict[str, Any]]) -> int:
         for r in (events, own):
             r["source_difference"] = {"self_reported_minus_events": difference, "differs": differs}
         differing += differs
-    if differing:
-        gateway_metrics.SOURCE_DIFFERENCES.inc(differing)
     return differing
+
+
+def differing(rows: Sequence[Mapping[str, Any]]) -> int:
+    """How many cells `flag_differences` found differing (each is flagged on its event-based row)."""
+    return sum(
+        1 for r in rows if r.get("source") == "events" and (r.get("source_difference") or {}).get("differs")
+    )
 
 
 SELF_REPORTED_DIMS = ("provider_id", "target_group", "care_type", "legal_basis", "sex", "age_band")
