@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
 
 from utfall_events.periods import noon, period_of
 from utfall_platform.problems import problem_responses
@@ -16,7 +15,7 @@ from ..auth import Authenticated, authorize_contract
 from ..domain.forecast import OpenMilestone, Rate, forecast
 from ..domain.indigo import ActualPayments, MilestoneResult, export
 from ..state import gateway_state
-from ..web.page import SECURITY_HEADERS, templates
+from ..web.rendering import html_page, templates
 from .contracts import ContractId, contract_out, visible_contract
 from .statements import period_kind
 
@@ -93,7 +92,7 @@ async def get_forecast(
     body = await contract_forecast(request, contract)
     if format == "html":
         page = templates.get_template("contract.html").render(c=contract_out(contract), f=body)
-        return HTMLResponse(page, headers=SECURITY_HEADERS)
+        return html_page(page, private=True)
     return body
 
 

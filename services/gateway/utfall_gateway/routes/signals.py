@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from utfall_platform.problems import problem_responses
@@ -28,7 +28,7 @@ from ..domain.signals import (
 )
 from ..providers import display_name
 from ..state import gateway_state
-from ..web.page import SECURITY_HEADERS, templates
+from ..web.rendering import html_page, templates
 from ..web.signals import LABELS
 
 router = APIRouter(prefix="/v1", tags=["signals"], responses=problem_responses(401, 403, 422))
@@ -180,4 +180,4 @@ async def get_signals(
         query=f"&provider_id={quote(provider_id)}" if provider_id else "",
         names={p.provider_id: display_name(registry, p.provider_id) for p in answer.providers},
     )
-    return HTMLResponse(page, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
+    return html_page(page, private=True)

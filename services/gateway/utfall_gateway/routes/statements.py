@@ -8,7 +8,7 @@ import io
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from utfall_platform.problems import Problem, problem_responses
 
@@ -17,7 +17,7 @@ from ..auth import Authenticated, Principal
 from ..domain.policy import ContractParties, statement_provider
 from ..domain.statements import CSV_COLUMNS, Period, parse_period, periods_between, statement
 from ..state import gateway_state
-from ..web.page import SECURITY_HEADERS, templates
+from ..web.rendering import html_page, templates
 from .contracts import ContractId, visible_contract
 
 router = APIRouter(prefix="/v1", tags=["contracts"], responses=problem_responses(400, 401, 403, 404, 422))
@@ -137,5 +137,5 @@ async def one_statement(
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
     if format == "html":
-        return HTMLResponse(templates.get_template("statement.html").render(s=body), headers=SECURITY_HEADERS)
+        return html_page(templates.get_template("statement.html").render(s=body), private=True)
     return body

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from utfall_events.catalogue import VERIFIABLE_MEASURE_IDS
@@ -19,7 +19,7 @@ from ..domain.policy import AGREEMENT_READERS, own_provider
 from ..providers import display_name
 from ..state import gateway_state
 from ..web.agreement import LABELS, chart
-from ..web.page import SECURITY_HEADERS, templates
+from ..web.rendering import html_page, templates
 from .measures import MeasureId, YearQ
 
 router = APIRouter(prefix="/v1", tags=["verification"], responses=problem_responses(401, 403, 404, 422))
@@ -90,4 +90,4 @@ async def get_agreement(
         measure_title=titles.get(measure_id, measure_id),
         chart=chart(answer.providers, answer.total, names),
     )
-    return HTMLResponse(page, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
+    return html_page(page, private=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from .page import SECURITY_HEADERS, templates
+from .rendering import html_page, templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -81,4 +81,4 @@ async def accessibility(lang: str = Query("sv", pattern="^(sv|en)$")) -> HTMLRes
     html = templates.get_template("accessibility.html").render(
         t=TEXT[lang], lang=lang, other_lang="en" if lang == "sv" else "sv"
     )
-    return HTMLResponse(html, headers=SECURITY_HEADERS)
+    return html_page(html)

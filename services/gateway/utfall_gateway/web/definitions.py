@@ -13,7 +13,7 @@ from utfall_platform.problems import Problem
 
 from ..state import gateway_state
 from ..views import catalogue
-from .page import SECURITY_HEADERS, templates
+from .rendering import html_page, templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -151,4 +151,4 @@ async def measure_page(
     if not versions:
         raise Problem(404, "not-found", "No measure with this id.")
     html = templates.get_template("measure.html").render(m=describe(versions, lang, gw.min_cell, gw.margin))
-    return HTMLResponse(html, headers=SECURITY_HEADERS)
+    return html_page(html)

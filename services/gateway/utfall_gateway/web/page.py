@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from utfall_events.catalogue import is_register_fact_id
 from utfall_platform.problems import Problem
@@ -17,11 +16,9 @@ from ..domain.public import latest_final_year
 from ..providers import display_name, with_display_names
 from ..release_store import ReleaseStore
 from ..state import gateway_state
+from .rendering import html_page, templates
 
 router = APIRouter(include_in_schema=False)
-templates = Environment(
-    loader=PackageLoader("utfall_gateway.web", "templates"), autoescape=select_autoescape(["html"])
-)
 
 LABELS = {
     "sv": {
@@ -161,11 +158,6 @@ LABELS = {
     },
 }
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 CHART_WIDTH = 640
 LABEL_WIDTH = 200
 ROW_HEIGHT = 28
@@ -379,4 +371,4 @@ async def home(
         # a verified measure's counts are its excluded and unverified where others' are missing and pending
         verified=is_register_fact_id(measure),
     )
-    return HTMLResponse(html, headers=SECURITY_HEADERS)
+    return html_page(html)

@@ -33,7 +33,7 @@ from ..release_store import ReleaseStore
 from ..releasing import preview
 from ..state import gateway_state
 from ..views import comparison
-from .page import SECURITY_HEADERS, templates
+from .rendering import html_page, templates
 
 router = APIRouter(prefix="/provider", include_in_schema=False)
 COOKIE = "utfall_provider"
@@ -177,7 +177,7 @@ async def signed_in(request: Request) -> Principal | None:
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
+    return html_page(body, status, private=True)
 
 
 def _login(lang: str, *, failed: bool = False) -> HTMLResponse:
