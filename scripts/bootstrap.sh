@@ -2,8 +2,8 @@
 # Installs what Utfall needs on a fresh machine: uv, the locked Python environment, Kafka's jars (Maven
 # Central). With --system (CI, or a root shell) it also installs missing Debian packages: Java 17, Maven,
 # Chromium (browser tests), Prometheus (promtool), docker-compose (config checks), wrk (the gateway
-# benchmark's load generator), kcat (a third-party Kafka client the tests use; see scripts/kcat) and npm
-# (axe-core for the accessibility tests).
+# benchmark's load generator), kcat (a third-party Kafka client the tests use; see scripts/kcat), gettext
+# (msgfmt checks the pages' message catalogues) and npm (axe-core for the accessibility tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,7 @@ if [[ "${1:-}" == "--system" ]]; then
   command -v docker-compose >/dev/null || need+=(docker-compose)
   command -v wrk >/dev/null || need+=(wrk)
   command -v kcat >/dev/null || need+=(kcat)
+  command -v msgfmt >/dev/null || need+=(gettext)
   command -v npm >/dev/null || need+=(nodejs npm)
   if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then

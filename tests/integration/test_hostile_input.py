@@ -488,11 +488,11 @@ async def test_cors_is_closed_by_default_and_html_is_escaped(world) -> None:  # 
         page = await gw.get("/", params={"measure": "<script>alert(1)</script>"})
         assert page.status_code in (200, 422) and "<script>alert(1)</script>" not in page.text
         assert "default-src 'none'" in page.headers.get("content-security-policy", "")
-    from utfall_gateway.web.page import LABELS
+    from utfall_gateway.web.messages import labels
     from utfall_gateway.web.rendering import templates
 
     html = templates.get_template("index.html").render(
-        labels=LABELS["en"],
+        labels=labels("index", "en"),
         lang="en",
         measures=[],
         measure="m",

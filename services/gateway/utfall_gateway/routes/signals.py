@@ -28,8 +28,8 @@ from ..domain.signals import (
 )
 from ..providers import display_name
 from ..state import gateway_state
+from ..web.messages import labels
 from ..web.rendering import html_page, templates
-from ..web.signals import LABELS
 
 router = APIRouter(prefix="/v1", tags=["signals"], responses=problem_responses(401, 403, 422))
 
@@ -174,7 +174,7 @@ async def get_signals(
     registry = request.app.state.providers
     page = templates.get_template("signals.html").render(
         s=answer,
-        t=LABELS[lang],
+        t=labels("signals", lang),
         lang=lang,
         other_lang="en" if lang == "sv" else "sv",
         query=f"&provider_id={quote(provider_id)}" if provider_id else "",

@@ -18,7 +18,8 @@ from ..domain.agreement import Agreement, Disagreement, VerifiedRow, agreement, 
 from ..domain.policy import AGREEMENT_READERS, own_provider
 from ..providers import display_name
 from ..state import gateway_state
-from ..web.agreement import LABELS, chart
+from ..web.agreement import chart
+from ..web.messages import labels
 from ..web.rendering import html_page, templates
 from .measures import MeasureId, YearQ
 
@@ -82,7 +83,7 @@ async def get_agreement(
     query = "".join(f"&{k}={quote(str(v))}" for k, v in (("year", year), ("provider_id", provider_id)) if v)
     page = templates.get_template("agreement.html").render(
         a=answer,
-        t=LABELS[lang],
+        t=labels("agreement", lang),
         lang=lang,
         other_lang="en" if lang == "sv" else "sv",
         query=query,

@@ -9,69 +9,6 @@ from dataclasses import dataclass
 
 from ..domain.agreement import Agreement
 
-LABELS = {
-    "sv": {
-        "title": "Överensstämmelse med register",
-        "language": "Language: English",
-        "about": "Av de utfall som både utföraren rapporterat och registret avgjort: andelen där de är lika, med "
-        "95 % Wilson-intervall. Utfall som registret inte täcker räknas inte (ej verifierade), inte heller "
-        "utfall som registret utesluter (dödsfall, utvandring).",
-        "chart": "Andel överensstämmande per utförare, med 95 % konfidensintervall; streckad linje: alla "
-        "utförare tillsammans.",
-        "provider": "Utförare",
-        "compared": "Jämförda utfall",
-        "agree": "Lika",
-        "share": "Andel lika",
-        "interval": "95 % intervall",
-        "register_only": "Bara registret har svar",
-        "excluded": "Uteslutna",
-        "unverified": "Ej verifierade",
-        "all": "Alla utförare",
-        "disagreements": "Utfall där rapport och register skiljer sig",
-        "episode": "Placering",
-        "year": "Utskrivningsår",
-        "reported": "Rapporterat",
-        "verified": "Registret",
-        "evidence": "Underlag",
-        "none": "Inga jämförda utfall ännu.",
-        "no_disagreements": "Inga skillnader.",
-        "achieved": "uppnått",
-        "not_achieved": "ej uppnått",
-        "missing": "saknas",
-        "pending": "väntande",
-    },
-    "en": {
-        "title": "Agreement with registers",
-        "language": "Språk: svenska",
-        "about": "Of the outcomes both the provider reported and the register decided: the share where they "
-        "agree, with a 95 % Wilson interval. Outcomes the register does not cover (unverified) are not counted, "
-        "nor outcomes the register excludes (death, emigration).",
-        "chart": "Share agreeing per provider, with its 95 % confidence interval; dashed line: all providers "
-        "together.",
-        "provider": "Provider",
-        "compared": "Outcomes compared",
-        "agree": "Agree",
-        "share": "Share agreeing",
-        "interval": "95 % interval",
-        "register_only": "Only the register answers",
-        "excluded": "Excluded",
-        "unverified": "Unverified",
-        "all": "All providers",
-        "disagreements": "Outcomes where report and register differ",
-        "episode": "Episode",
-        "year": "Discharge year",
-        "reported": "Reported",
-        "verified": "Register",
-        "evidence": "Evidence",
-        "none": "No outcomes compared yet.",
-        "no_disagreements": "No differences.",
-        "achieved": "achieved",
-        "not_achieved": "not achieved",
-        "missing": "missing",
-        "pending": "pending",
-    },
-}
-
 LABEL_WIDTH = 200
 BAR_WIDTH = 400
 ROW_HEIGHT = 28

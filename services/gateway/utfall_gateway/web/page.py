@@ -16,147 +16,10 @@ from ..domain.public import latest_final_year
 from ..providers import display_name, with_display_names
 from ..release_store import ReleaseStore
 from ..state import gateway_state
+from .messages import labels as page_labels
 from .rendering import html_page, templates
 
 router = APIRouter(include_in_schema=False)
-
-LABELS = {
-    "sv": {
-        "title": "Öppna jämförelser: utfall av placeringar",
-        "measure": "Mått",
-        "year": "Utskrivningsår",
-        "all_years": "Alla år",
-        "show": "Visa",
-        "provider": "Utförare",
-        "rate": "Andel uppnått",
-        "interval": "95 % konfidensintervall",
-        "achieved": "Uppnått",
-        "not_achieved": "Ej uppnått",
-        "missing": "Saknas",
-        "pending": "Väntande",
-        "excluded": "Uteslutna",
-        "unverified": "Ej verifierade",
-        "verified": "verifierat mot register",
-        "itt": "Andel (ITT)",
-        "oe": "O/E (riskjusterat)",
-        "suppressed": "Undertryckt (skyddar enskilda)",
-        "definition": "Definition av måttet",
-        "source": "Källa",
-        "events": "händelser",
-        "self_reported": "självrapporterat",
-        "all": "Alla utförare",
-        "none": "Inga avslutade placeringar ännu.",
-        "language": "Language: English",
-        "data_errors": "Datafel",
-        "source_filter": "Källa",
-        "both": "Båda",
-        "about": "Andelar visas med 95 % Wilson-intervall.",
-        "protection_title": "Så skyddas enskilda",
-        "protection": "Siffrorna kommer bara från publiceringar, som är frysta och ligger kvar. En cell med färre "
-        "än {n} placeringar visas inte (undertrycks). Andra celler undertrycks också, tills ingen kan ringa in en "
-        "undertryckt cell till ett spann smalare än {margin} möjliga värden, inte ens med alla publiceringar, "
-        "alla tabeller, listan över utförare och en utförares egna siffror tillsammans. Samma cell har samma svar "
-        "överallt. Ett år som ännu inte är slutligt visar antal placeringar och andelen stängda "
-        "uppföljningsfönster, inte utfallen hittills. Utförare ser sina egna siffror exakt när de loggar in.",
-        "national": "Riket (alla utförare)",
-        "judgement": "Jämfört med riket",
-        "higher": "Högre än förväntat",
-        "lower": "Lägre än förväntat",
-        "no_different": "Ingen skillnad",
-        "preliminary": "Preliminärt: {{share}} av uppföljningsfönstren stängda",
-        "funnel": "Trattdiagram: andel (riskjusterad) mot antal avslutade placeringar, med 95 % och 99,8 % "
-        "kontrollgränser kring rikets andel",
-        "cases": "Avslutade placeringar med känt utfall",
-        "censoring": "Ett års resultat är slutligt först när alla placeringars uppföljningsfönster har stängts; "
-        "innan dess visas det som preliminärt, utan andel.",
-        "itt_help": "ITT: saknade uppföljningar räknas som ej uppnått.",
-        "oe_help": "O/E: observerat delat med förväntat givet utförarens sammansättning (1 = som riket).",
-        "trend": "Utveckling per utskrivningsår: riket och varje utförare",
-        "prel": "prel.",
-        "suppr": "–",
-        "chart_alt": "Andel uppnått per utförare med 95 % konfidensintervall; samma siffror finns i tabellen nedan.",
-        "funnel_alt": "{{higher}} utförare högre än förväntat, {{lower}} lägre, {{same}} utan skillnad; "
-        "bedömningen per utförare står i tabellen nedan.",
-        "trend_alt": "Rikets andel per utskrivningsår; värdena står i tabellen nedan.",
-        "results_caption": "{{measure}}, utskrivningsår {{year}}: utfall per utförare och för riket",
-        "trend_caption": "Andel uppnått per utskrivningsår, per utförare och för riket",
-        "release": "Publicering {{n}}, data per {{as_of}}",
-        "release_help": "Siffrorna är en fryst publicering; de ändras inte medan du läser.",
-        "downloads": "Ladda ned",
-        "changes": "ändringar mot föregående",
-        "no_release": "Inga siffror är publicerade ännu.",
-        "to_release": "visa senaste publiceringen",
-        "not_released": "Måttet finns inte i den här publiceringen.",
-    },
-    "en": {
-        "title": "Open comparisons: outcomes of out-of-home care",
-        "measure": "Measure",
-        "year": "Discharge year",
-        "all_years": "All years",
-        "show": "Show",
-        "provider": "Provider",
-        "rate": "Share achieved",
-        "interval": "95% confidence interval",
-        "achieved": "Achieved",
-        "not_achieved": "Not achieved",
-        "missing": "Missing",
-        "pending": "Pending",
-        "excluded": "Excluded",
-        "unverified": "Unverified",
-        "verified": "verified against registers",
-        "itt": "Rate (ITT)",
-        "oe": "O/E (risk-adjusted)",
-        "suppressed": "Suppressed (protects individuals)",
-        "definition": "Definition of the measure",
-        "source": "Source",
-        "events": "events",
-        "self_reported": "self-reported",
-        "all": "All providers",
-        "none": "No ended placements yet.",
-        "language": "Språk: svenska",
-        "data_errors": "Data errors",
-        "source_filter": "Source",
-        "both": "Both",
-        "about": "Rates are shown with 95% Wilson intervals.",
-        "protection_title": "How individuals are protected",
-        "protection": "The figures come only from releases, which are frozen and stay public. A cell with fewer "
-        "than {n} placements is not shown (suppressed). Further cells are suppressed until nobody can narrow a "
-        "suppressed cell down to a range of fewer than {margin} possible values, not even with every release, "
-        "every table, the list of providers and one provider's own figures together. The same cell has the same "
-        "answer everywhere. A year that is not final yet shows its number of placements and the share of "
-        "follow-up windows closed, not its outcomes so far. Providers see their own figures exactly when they "
-        "sign in.",
-        "national": "National (all providers)",
-        "judgement": "Compared with national",
-        "higher": "Higher than expected",
-        "lower": "Lower than expected",
-        "no_different": "No different",
-        "preliminary": "Preliminary: {{share}} of follow-up windows closed",
-        "funnel": "Funnel plot: rate (risk-adjusted) against closed placements, with 95% and 99.8% control "
-        "limits around the national rate",
-        "cases": "Closed placements with a known outcome",
-        "censoring": "A year's result is final only once every placement's follow-up window has closed; "
-        "until then it is shown as preliminary, without a rate.",
-        "itt_help": "ITT: missing follow-ups count as not achieved.",
-        "oe_help": "O/E: observed divided by expected given the provider's case mix (1 = as nationally).",
-        "trend": "By discharge year: national and every provider",
-        "prel": "prel.",
-        "suppr": "–",
-        "chart_alt": "Share achieved per provider with 95% confidence intervals; the same figures are in the table below.",
-        "funnel_alt": "{{higher}} providers higher than expected, {{lower}} lower, {{same}} no different; "
-        "each provider's judgement is in the table below.",
-        "trend_alt": "The national share by discharge year; the values are in the table below.",
-        "results_caption": "{{measure}}, discharge year {{year}}: outcomes per provider and nationally",
-        "trend_caption": "Share achieved by discharge year, per provider and nationally",
-        "release": "Release {{n}}, data as of {{as_of}}",
-        "release_help": "The figures are a frozen release; they do not change while you read them.",
-        "downloads": "Download",
-        "changes": "changes against the previous",
-        "no_release": "No figures have been released yet.",
-        "to_release": "show the latest release",
-        "not_released": "This measure is not in this release.",
-    },
-}
 
 CHART_WIDTH = 640
 LABEL_WIDTH = 200
@@ -337,7 +200,7 @@ async def home(
         )
         trends = trend(national, per_provider, names)
     providers = [p for p in data["providers"] if source == "all" or p.get("source", "events") == source]
-    labels = {k: v.format(n=gw.min_cell, margin=gw.margin) for k, v in LABELS[lang].items()}
+    labels = {k: v.format(n=gw.min_cell, margin=gw.margin) for k, v in page_labels("index", lang).items()}
     html = templates.get_template("index.html").render(
         labels=labels,
         lang=lang,

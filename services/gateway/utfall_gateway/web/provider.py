@@ -33,135 +33,13 @@ from ..release_store import ReleaseStore
 from ..releasing import preview
 from ..state import gateway_state
 from ..views import comparison
+from .messages import labels
 from .rendering import html_page, templates
 
 router = APIRouter(prefix="/provider", include_in_schema=False)
 COOKIE = "utfall_provider"
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 Lang = Annotated[str, Query(pattern="^(sv|en)$")]
-
-TEXT = {
-    "sv": {
-        "title": "Utförarens sidor",
-        "language": "Language: English",
-        "sign_in": "Logga in",
-        "key": "Utförarens API-nyckel",
-        "key_help": "Nyckeln får du av en operatör. Den sparas bara i en kaka för /provider i den här webbläsaren.",
-        "wrong_key": "Nyckeln gäller inte, eller är inte en utförarnyckel.",
-        "sign_out": "Logga ut",
-        "upload": "Ladda upp aggregerade siffror (CSV)",
-        "file": "CSV-fil",
-        "send": "Skicka",
-        "template": "Ladda ned CSV-mallen",
-        "receipts": "Kvitto per rad",
-        "row": "Rad",
-        "outcome": "Utfall",
-        "accepted": "Rad {row}: mottagen som version {version} av {key}.",
-        "unchanged": "Rad {row}: samma siffror som version {version} av {key}; inget ändrat.",
-        "rejected": "Rad {row}: avvisad. {reasons}",
-        "whole_sheet": "Hela filen avvisades: {detail}",
-        "own": "Era siffror bredvid riket (alla utskrivningsår, exakta: bara ni ser dem så här)",
-        "measure": "Mått",
-        "source": "Källa",
-        "events": "händelser",
-        "self_reported": "självrapporterat",
-        "verified": "verifierat mot register",
-        "closed": "Avslutade",
-        "rate": "Andel uppnått",
-        "national": "Riket",
-        "preview": "Förhandsvisning av nästa publicering: så här visas ni om den publiceras nu",
-        "year": "Utskrivningsår",
-        "all_years": "Alla år",
-        "shown": "Visas",
-        "suppressed_cell": "Undertryckt",
-        "preliminary": "preliminärt",
-        "comment": "Saklig rättelse eller kommentar till nästa publicering",
-        "comment_help": "Operatörerna ser kommentaren innan de publicerar. Skriv aldrig personnummer eller "
-        "andra uppgifter om enskilda.",
-        "about_measure": "Gäller mått",
-        "any_measure": "Alla mått",
-        "comment_sent": "Tack: kommentaren är mottagen och syns för operatörerna.",
-        "comment_refused": "Kommentaren togs inte emot: {why}",
-        "your_comments": "Era kommentarer",
-        "none": "Inga siffror ännu.",
-        "verified_title": "Era utfall mot registret",
-        "verified_help": "Av de utfall som både ni rapporterat och registret avgjort: andelen lika, med 95 % "
-        "intervall. Nedan varje placering där de skiljer sig, så att ni kan rätta er rapport eller bestrida "
-        "registrets.",
-        "compared": "Jämförda",
-        "agree": "Lika",
-        "share_agree": "Andel lika",
-        "interval": "95 % intervall",
-        "episode": "Placering",
-        "reported": "Rapporterat",
-        "register": "Registret",
-        "evidence": "Underlag",
-        "achieved": "uppnått",
-        "not_achieved": "ej uppnått",
-        "missing": "saknas",
-        "pending": "väntande",
-    },
-    "en": {
-        "title": "Provider pages",
-        "language": "Språk: svenska",
-        "sign_in": "Sign in",
-        "key": "The provider's API key",
-        "key_help": "An operator gives you the key. It is kept only in a cookie for /provider in this browser.",
-        "wrong_key": "The key is not valid, or is not a provider key.",
-        "sign_out": "Sign out",
-        "upload": "Upload aggregated figures (CSV)",
-        "file": "CSV file",
-        "send": "Send",
-        "template": "Download the CSV template",
-        "receipts": "Receipt per row",
-        "row": "Row",
-        "outcome": "Outcome",
-        "accepted": "Row {row}: received as version {version} of {key}.",
-        "unchanged": "Row {row}: the same figures as version {version} of {key}; nothing changed.",
-        "rejected": "Row {row}: refused. {reasons}",
-        "whole_sheet": "The whole file was refused: {detail}",
-        "own": "Your figures beside the national (all discharge years, exact: only you see them like this)",
-        "measure": "Measure",
-        "source": "Source",
-        "events": "events",
-        "self_reported": "self-reported",
-        "verified": "verified against registers",
-        "closed": "Closed",
-        "rate": "Share achieved",
-        "national": "National",
-        "preview": "Preview of the next release: what it shows of you if published now",
-        "year": "Discharge year",
-        "all_years": "All years",
-        "shown": "Shown",
-        "suppressed_cell": "Suppressed",
-        "preliminary": "preliminary",
-        "comment": "Factual correction or comment on the next release",
-        "comment_help": "Operators see the comment before they publish. Never write a personal identity number or "
-        "other details of individuals.",
-        "about_measure": "About measure",
-        "any_measure": "All measures",
-        "comment_sent": "Thank you: the comment is received and operators can see it.",
-        "comment_refused": "The comment was not accepted: {why}",
-        "your_comments": "Your comments",
-        "none": "No figures yet.",
-        "verified_title": "Your outcomes against the register",
-        "verified_help": "Of the outcomes both you reported and the register decided: the share that agree, with "
-        "a 95 % interval. Below, each episode where they differ, so you can correct your report or dispute the "
-        "register's.",
-        "compared": "Compared",
-        "agree": "Agree",
-        "share_agree": "Share agreeing",
-        "interval": "95 % interval",
-        "episode": "Episode",
-        "reported": "Reported",
-        "register": "Register",
-        "evidence": "Evidence",
-        "achieved": "achieved",
-        "not_achieved": "not achieved",
-        "missing": "missing",
-        "pending": "pending",
-    },
-}
 
 
 async def signed_in(request: Request) -> Principal | None:
@@ -181,7 +59,7 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
 
 
 def _login(lang: str, *, failed: bool = False) -> HTMLResponse:
-    t = TEXT[lang]
+    t = labels("provider", lang)
     html = templates.get_template("provider_login.html").render(
         t=t, lang=lang, other_lang=_other(lang), failed=failed
     )
@@ -261,7 +139,7 @@ async def upload(request: Request, file: Annotated[UploadFile, File()], lang: La
     if who is None:
         return _login(lang)
     body = await file.read(MAX_UPLOAD_BYTES + 1)
-    t = TEXT[lang]
+    t = labels("provider", lang)
     if len(body) > MAX_UPLOAD_BYTES:
         return await _dashboard(request, who, lang, sheet_error=t["whole_sheet"].format(detail="> 2 MB"))
     gw = gateway_state(request)
@@ -323,7 +201,7 @@ async def comment(
     except ValidationError as exc:
         why = "; ".join(str(e["msg"]) for e in exc.errors(include_input=False))  # never echoes the text
         return await _dashboard(
-            request, who, lang, comment_error=TEXT[lang]["comment_refused"].format(why=why)
+            request, who, lang, comment_error=labels("provider", lang)["comment_refused"].format(why=why)
         )
     await store.publish([(store.comment_key(record.comment_id), record)])
     return RedirectResponse(f"/provider?lang={lang}&commented=1", status_code=303)
@@ -369,7 +247,7 @@ async def _dashboard(
                 }
             )
     html = templates.get_template("provider.html").render(
-        t=TEXT[lang],
+        t=labels("provider", lang),
         lang=lang,
         other_lang=_other(lang),
         provider_id=who.provider_id,
