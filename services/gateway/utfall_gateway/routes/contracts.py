@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, Field
 
 from utfall_platform.problems import Problem, problem_responses
 
@@ -25,27 +27,66 @@ def _pool(request: Request) -> Any:
     return gateway_state(request).pool
 
 
-def contract_out(r: Any) -> dict[str, Any]:
+class ContractOut(BaseModel):
+    """A contract as its parties see it: its current version, the cohort rule and milestones as defined, and
+    the ledger's totals against the caps."""
+
+    contract_id: str
+    version: int
+    name: str
+    commissioner_municipality: str
+    funder: str | None
+    provider_ids: list[str]
+    currency: str
+    cohort: dict[str, Any] = Field(description="the enrolment rule, as in ContractDefinitionV1")
+    milestones: list[dict[str, Any]] = Field(description="as in ContractDefinitionV1")
+    per_participant_cap_ore: int
+    total_cap_ore: int
+    paid_net_ore: int
+    cap_left_ore: int
+    cap_utilisation: float | None = Field(description="paid net of the total cap (0 to 1)")
+    participants: int
+    payments_triggered: int
+    payments_reversed: int
+
+
+class ContractsOut(BaseModel):
+    contracts: list[ContractOut]
+
+
+class ContractVersionOut(BaseModel):
+    version: int
+    origin: str
+    created_at: datetime
+    definition: dict[str, Any] = Field(description="ContractDefinitionV1")
+
+
+class ContractVersionsOut(BaseModel):
+    contract_id: str
+    versions: list[ContractVersionOut]
+
+
+def contract_out(r: Any) -> ContractOut:
     d = dict(r["definition"])
-    return {
-        "contract_id": r["contract_id"],
-        "version": r["version"],
-        "name": r["name"],
-        "commissioner_municipality": r["commissioner_municipality"],
-        "funder": r["funder"],
-        "provider_ids": list(r["provider_ids"]),
-        "currency": d.get("currency", "SEK"),
-        "cohort": d["cohort"],
-        "milestones": d["milestones"],
-        "per_participant_cap_ore": r["per_participant_cap_ore"],
-        "total_cap_ore": r["total_cap_ore"],
-        "paid_net_ore": r["paid_net_ore"],
-        "cap_left_ore": r["cap_left_ore"],
-        "cap_utilisation": r["paid_net_ore"] / r["total_cap_ore"] if r["total_cap_ore"] else None,
-        "participants": r["participants"],
-        "payments_triggered": r["payments_triggered"],
-        "payments_reversed": r["payments_reversed"],
-    }
+    return ContractOut(
+        contract_id=r["contract_id"],
+        version=r["version"],
+        name=r["name"],
+        commissioner_municipality=r["commissioner_municipality"],
+        funder=r["funder"],
+        provider_ids=list(r["provider_ids"]),
+        currency=d.get("currency", "SEK"),
+        cohort=d["cohort"],
+        milestones=d["milestones"],
+        per_participant_cap_ore=r["per_participant_cap_ore"],
+        total_cap_ore=r["total_cap_ore"],
+        paid_net_ore=r["paid_net_ore"],
+        cap_left_ore=r["cap_left_ore"],
+        cap_utilisation=r["paid_net_ore"] / r["total_cap_ore"] if r["total_cap_ore"] else None,
+        participants=r["participants"],
+        payments_triggered=r["payments_triggered"],
+        payments_reversed=r["payments_reversed"],
+    )
 
 
 async def visible_contract(request: Request, who: Principal, contract_id: str) -> Any:
@@ -56,33 +97,43 @@ async def visible_contract(request: Request, who: Principal, contract_id: str) -
     return row
 
 
-@router.get("/contracts", summary="Contracts in your scope, with totals and cap left")
-async def list_contracts(request: Request, who: Authenticated) -> dict[str, Any]:
+@router.get(
+    "/contracts", response_model=ContractsOut, summary="Contracts in your scope, with totals and cap left"
+)
+async def list_contracts(request: Request, who: Authenticated) -> ContractsOut:
     rows = await readmodel.contracts(_pool(request))
-    return {"contracts": [contract_out(r) for r in rows if party_to(who, ContractParties.of(r))]}
+    return ContractsOut(contracts=[contract_out(r) for r in rows if party_to(who, ContractParties.of(r))])
 
 
-@router.get("/contracts/{contract_id}", summary="One contract with totals and cap left")
-async def get_contract(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
+@router.get(
+    "/contracts/{contract_id}", response_model=ContractOut, summary="One contract with totals and cap left"
+)
+async def get_contract(request: Request, who: Authenticated, contract_id: ContractId) -> ContractOut:
     return contract_out(await visible_contract(request, who, contract_id))
 
 
-@router.get("/contracts/{contract_id}/versions", summary="Every version of a contract")
-async def contract_versions(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
+@router.get(
+    "/contracts/{contract_id}/versions",
+    response_model=ContractVersionsOut,
+    summary="Every version of a contract",
+)
+async def contract_versions(
+    request: Request, who: Authenticated, contract_id: ContractId
+) -> ContractVersionsOut:
     await visible_contract(request, who, contract_id)
     rows = await readmodel.contract_versions(_pool(request), contract_id)
-    return {
-        "contract_id": contract_id,
-        "versions": [
-            {
-                "version": r["version"],
-                "origin": r["origin"],
-                "created_at": r["created_at"].isoformat(),
-                "definition": r["definition"],
-            }
+    return ContractVersionsOut(
+        contract_id=contract_id,
+        versions=[
+            ContractVersionOut(
+                version=r["version"],
+                origin=r["origin"],
+                created_at=r["created_at"],
+                definition=r["definition"],
+            )
             for r in rows
         ],
-    }
+    )
 
 
 @router.get(

@@ -91,7 +91,9 @@ async def get_forecast(
     authorize_contract(who, contract, "forecast")
     body = await contract_forecast(request, contract)
     if format == "html":
-        page = templates.get_template("contract.html").render(c=contract_out(contract), f=body)
+        page = templates.get_template("contract.html").render(
+            c=contract_out(contract).model_dump(mode="json"), f=body
+        )
         return html_page(page, private=True)
     return body
 

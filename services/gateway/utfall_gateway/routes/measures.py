@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
 
 from utfall_events.catalogue import is_register_fact_id, measure_of_fact
 from utfall_platform.problems import Problem, problem_responses
@@ -42,44 +44,79 @@ ReleaseQ = Annotated[
 ]
 
 
-def _measure_out(r: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": r["id"],
-        "version": r["version"],
-        "title": {"sv": r["title_sv"], "en": r["title_en"]},
-        "definition": {"sv": r["definition_sv"], "en": r["definition_en"]},
-        "window_months": r["window_months"],
-        "grace_days": r["grace_days"],
-        "source_fields": list(r["source_fields"]),
-        "current": r["is_current"],
-        "rule": r["kind"],
-        # verified: decided against registers (`<id>@register`), counted achieved, not achieved, excluded and
-        # unverified; reported: as the providers' events give it
-        "source": "verified" if is_register_fact_id(r["id"]) else "reported",
-        "verifies": measure_of_fact(r["id"]) if is_register_fact_id(r["id"]) else None,
-        "final_when": (
+class Localised(BaseModel):
+    sv: str
+    en: str
+
+
+class MeasureOut(BaseModel):
+    """One version of a measure's definition, as published."""
+
+    id: str
+    version: int
+    title: Localised
+    definition: Localised
+    window_months: int | None
+    grace_days: int | None
+    source_fields: list[str]
+    current: bool
+    rule: str
+    # verified: decided against registers (`<id>@register`), counted achieved, not achieved, excluded and
+    # unverified; reported: as the providers' events give it
+    source: Literal["reported", "verified"]
+    verifies: str | None = Field(description="verified: the reported measure it checks")
+    final_when: str
+
+
+class MeasureVersionsOut(MeasureOut):
+    versions: list[MeasureOut]
+
+
+class MeasuresOut(BaseModel):
+    measures: list[MeasureOut]
+
+
+def _measure_out(r: Mapping[str, Any]) -> MeasureOut:
+    verified = is_register_fact_id(r["id"])
+    return MeasureOut(
+        id=r["id"],
+        version=r["version"],
+        title=Localised(sv=r["title_sv"], en=r["title_en"]),
+        definition=Localised(sv=r["definition_sv"], en=r["definition_en"]),
+        window_months=r["window_months"],
+        grace_days=r["grace_days"],
+        source_fields=list(r["source_fields"]),
+        current=r["is_current"],
+        rule=r["kind"],
+        source="verified" if verified else "reported",
+        verifies=measure_of_fact(r["id"]) if verified else None,
+        final_when=(
             "at discharge: the outcome is known when the placement ends"
             if r["window_months"] is None
             else f"when every episode of the discharge period has passed {r['window_months']} months and "
             f"{r['grace_days'] or 0} days after its discharge; until then the period's result is preliminary, "
             "shown with the share of windows closed and without a rate"
         ),
-    }
+    )
 
 
-@router.get("/measures", summary="The measure catalogue (current versions)")
-async def list_measures(request: Request) -> dict[str, Any]:
+@router.get("/measures", response_model=MeasuresOut, summary="The measure catalogue (current versions)")
+async def list_measures(request: Request) -> MeasuresOut:
     rows = await catalogue(gateway_state(request))
-    return {"measures": [_measure_out(r) for r in rows if r["is_current"]]}
+    return MeasuresOut(measures=[_measure_out(r) for r in rows if r["is_current"]])
 
 
-@router.get("/measures/{measure_id}", summary="One measure's definition, with every version")
-async def get_measure(request: Request, measure_id: MeasureId) -> dict[str, Any]:
+@router.get(
+    "/measures/{measure_id}",
+    response_model=MeasureVersionsOut,
+    summary="One measure's definition, with every version",
+)
+async def get_measure(request: Request, measure_id: MeasureId) -> MeasureVersionsOut:
     rows = [r for r in await catalogue(gateway_state(request)) if r["id"] == measure_id]
     if not rows:
         raise Problem(404, "not-found", "No measure with this id.")
     current = next((r for r in rows if r["is_current"]), rows[-1])
-    return {**_measure_out(current), "versions": [_measure_out(r) for r in rows]}
+    return MeasureVersionsOut(**_measure_out(current).model_dump(), versions=[_measure_out(r) for r in rows])
 
 
 async def _known_measure(request: Request, measure_id: str) -> None:
