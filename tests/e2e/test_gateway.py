@@ -762,6 +762,8 @@ async def _crawl(http: httpx.AsyncClient, numbers: list[int], providers: list[st
     def same(n: int, key: tuple[Any, ...], row: dict[str, Any]) -> None:
         want = cell[(n, key)]
         assert (row["status"] == "suppressed") == want["suppressed"], (n, key, row)
+        if key[1] == "verified":  # in its own words: excluded and unverified, never missing or pending
+            assert "missing" not in row and "pending" not in row and "excluded" in row, (n, key, row)
         for k in COMPARED:
             if k in row:
                 assert row[k] == want[k], (n, key, k, row[k], want[k])

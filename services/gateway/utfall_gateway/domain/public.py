@@ -19,7 +19,7 @@ from typing import Any
 from utfall_events.releases import BREAKDOWNS, ReleasedCellV1, ReleaseMeasureV1, ReleaseV1
 
 from .policy import Principal, sees_exactly
-from .results import COUNTS, RATES, ResultsQuery
+from .results import RATES, ResultsQuery
 
 PUBLISHED_DIMENSIONS = ("provider_id", *BREAKDOWNS)
 COMPARISON_FILTERS: tuple[str, ...] = ()  # a release compares providers year by year, unfiltered
@@ -59,15 +59,24 @@ def check_published(q: ResultsQuery) -> None:
 
 
 def cell_row(cell: ReleasedCellV1, dims: Mapping[str, Any]) -> dict[str, Any]:
-    """A released cell as a results row (the live rows' shape): no number when suppressed."""
+    """A released cell as a results row (the live rows' shape): no number when suppressed. A verified cell in
+    the live rows' vocabulary too (source events, excluded as missing, unverified as pending): every answer
+    is put in the verified measure's own words where it leaves (`in_verified_words`)."""
     shown = not cell.suppressed
     episodes = cell.episodes if shown else None
     share = cell.windows_closed_share if shown else None
+    verified = cell.source == "verified"
+    counts = {
+        "achieved": cell.achieved,
+        "not_achieved": cell.not_achieved,
+        "missing": cell.excluded if verified else cell.missing,
+        "pending": cell.unverified if verified else cell.pending,
+    }
     return {
         **dims,
         "discharge_year": cell.discharge_year,
-        "source": cell.source,
-        **{k: getattr(cell, k) for k in COUNTS},
+        "source": "events" if verified else cell.source,
+        **counts,
         "closed": cell.closed,
         "episodes": episodes,
         "windows_closed": round(share * episodes) if share is not None and episodes is not None else None,
@@ -88,7 +97,8 @@ def release_results(
     dim = next(iter(set(q.group_by) | set(filters)), None)
 
     def wanted(c: ReleasedCellV1) -> bool:
-        return (source == "all" or c.source == source) and (q.year is None or c.discharge_year == q.year)
+        internal = "events" if c.source == "verified" else c.source
+        return (source == "all" or internal == source) and (q.year is None or c.discharge_year == q.year)
 
     def value(c: ReleasedCellV1) -> Any:
         return c.provider_id if dim == "provider_id" else c.breakdown_value
