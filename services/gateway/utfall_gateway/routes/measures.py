@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
 
 from utfall_events.catalogue import is_register_fact_id, measure_of_fact
 from utfall_platform.problems import Problem, problem_responses
@@ -14,6 +13,15 @@ from utfall_platform.registry import ProviderRegistry
 from utfall_stats.quantiles import quantile
 
 from .. import readmodel
+from ..answers import (
+    ComparisonOut,
+    Localised,
+    MeasureOut,
+    MeasuresOut,
+    MeasureVersionsOut,
+    ResultsOut,
+    ScorecardOut,
+)
 from ..auth import Anyone, Authenticated, Principal, principal
 from ..domain.policy import sees_exactly, sees_provider_records
 from ..domain.results import DIMENSIONS, ResultsQuery, in_verified_words
@@ -42,38 +50,6 @@ ReleaseQ = Annotated[
         "from a release",
     ),
 ]
-
-
-class Localised(BaseModel):
-    sv: str
-    en: str
-
-
-class MeasureOut(BaseModel):
-    """One version of a measure's definition, as published."""
-
-    id: str
-    version: int
-    title: Localised
-    definition: Localised
-    window_months: int | None
-    grace_days: int | None
-    source_fields: list[str]
-    current: bool
-    rule: str
-    # verified: decided against registers (`<id>@register`), counted achieved, not achieved, excluded and
-    # unverified; reported: as the providers' events give it
-    source: Literal["reported", "verified"]
-    verifies: str | None = Field(description="verified: the reported measure it checks")
-    final_when: str
-
-
-class MeasureVersionsOut(MeasureOut):
-    versions: list[MeasureOut]
-
-
-class MeasuresOut(BaseModel):
-    measures: list[MeasureOut]
 
 
 def _measure_out(r: Mapping[str, Any]) -> MeasureOut:
@@ -131,6 +107,8 @@ def _filters(**values: str | None) -> tuple[tuple[str, str], ...]:
 
 @router.get(
     "/measures/{measure_id}/results",
+    response_model=ResultsOut,
+    response_model_exclude_unset=True,
     summary="Results per discharge period, filtered and grouped",
 )
 async def results(
@@ -215,6 +193,8 @@ async def results(
 
 @router.get(
     "/comparisons/{measure_id}",
+    response_model=ComparisonOut,
+    response_model_exclude_unset=True,
     summary="Providers compared: suppressed, with intervals and risk adjustment (public)",
 )
 async def comparisons(
@@ -272,6 +252,8 @@ async def providers(request: Request) -> dict[str, Any]:
 
 @router.get(
     "/providers/{provider_id}/scorecard",
+    response_model=ScorecardOut,
+    response_model_exclude_unset=True,
     summary="One provider's results on every measure",
 )
 async def scorecard(
