@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from utfall_gateway import readmodel, views
+from utfall_gateway import views
 from utfall_gateway.auth import PUBLIC, Principal
 from utfall_gateway.cache import TtlCache
 from utfall_gateway.domain.results import compare, comparison_query, self_reported_fit
+from utfall_gateway.readmodel import results as results_read
 
 
 def stratum(
@@ -76,10 +77,10 @@ async def test_one_cache_entry_per_comparison_and_scope(monkeypatch: pytest.Monk
     async def no_catalogue(pool: Any) -> list[dict[str, Any]]:
         return []
 
-    monkeypatch.setattr(readmodel, "catalogue", no_catalogue)
-    monkeypatch.setattr(readmodel, "comparison_strata", strata)
-    monkeypatch.setattr(readmodel, "self_reported_counts", nothing)
-    monkeypatch.setattr(readmodel, "data_errors_by_provider", no_errors)
+    monkeypatch.setattr(results_read, "catalogue", no_catalogue)
+    monkeypatch.setattr(results_read, "comparison_strata", strata)
+    monkeypatch.setattr(results_read, "self_reported_counts", nothing)
+    monkeypatch.setattr(results_read, "data_errors_by_provider", no_errors)
     gw: Any = SimpleNamespace(pool=None, cache=TtlCache(60), min_cell=10)
     first = await views.live_comparison(
         gw, "planned_discharge", year=2025, filters={}, principal=Principal("provider", provider_id="tiny")

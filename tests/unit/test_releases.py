@@ -145,12 +145,16 @@ def attack(
 ) -> list[Any]:
     """Every bound the public and each provider (knowing its own figures) get on a small cell (fewer than
     MIN_CELL episodes in fact: the cells suppression protects; complementary cells may be recovered)."""
-    bounds = IntervalAttacker(published).bounds()
+    true = {n: sizes(c) for n, c in counts.items()}
+
+    def small(number: int, key: tuple[Any, ...]) -> bool:
+        return true[number][key] < MIN_CELL
+
+    bounds = IntervalAttacker(published).bounds(small)
     for provider in providers:
         own = {n: own_figures(provider, c) for n, c in counts.items()}
-        bounds += IntervalAttacker(published, own=own).bounds()
-    true = {n: sizes(c) for n, c in counts.items()}
-    return [b for b in bounds if true[b.release][b.cell] < MIN_CELL]
+        bounds += IntervalAttacker(published, own=own).bounds(small)
+    return bounds
 
 
 def test_every_table_is_released_and_suppressed_cells_carry_no_number() -> None:

@@ -13,7 +13,6 @@ from typing import Any
 from utfall_events.releases import ReleasedMeasureV1, ReleaseMeasureV1, ReleaseV1
 from utfall_platform import locks
 
-from . import readmodel
 from .domain.policy import Principal
 from .domain.releases import (
     SUPPRESSION,
@@ -25,6 +24,7 @@ from .domain.releases import (
     snapshot_of,
 )
 from .domain.results import ResultsQuery, Window, comparison_query, self_reported_fit
+from .readmodel import results as results_read
 from .release_store import ReleaseStore
 from .state import GatewayState
 
@@ -38,15 +38,15 @@ async def snapshot(gw: GatewayState) -> list[MeasureCounts]:
     measures = []
     today = gw.clock.today()
     async with gw.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        errors = await readmodel.data_errors_by_provider(conn)
-        for m in await readmodel.catalogue(conn):
+        errors = await results_read.data_errors_by_provider(conn)
+        for m in await results_read.catalogue(conn):
             if not m["is_current"]:
                 continue
             window = Window(m["window_months"], m["grace_days"] or 0, today)
             by_provider = ResultsQuery(m["id"], "year", ("provider_id",), window=window)
             fine = [
                 dict(r)
-                for r in await readmodel.outcome_counts(
+                for r in await results_read.outcome_counts(
                     conn, ResultsQuery(m["id"], "year", FINE, window=window)
                 )
             ]
@@ -70,7 +70,7 @@ async def snapshot(gw: GatewayState) -> list[MeasureCounts]:
 async def _reported(conn: Any, q: ResultsQuery) -> list[dict[str, Any]]:
     """Providers' aggregated submissions that fit the query (the same as the live comparison shows)."""
     fit = self_reported_fit(q)
-    return [dict(r) for r in await readmodel.self_reported_counts(conn, q, fit)] if fit is not None else []
+    return [dict(r) for r in await results_read.self_reported_counts(conn, q, fit)] if fit is not None else []
 
 
 def _earlier(store: ReleaseStore) -> list[Earlier]:

@@ -13,7 +13,6 @@ from utfall_events.releases import ReleaseMeasureV1, ReleaseV1
 from utfall_platform.problems import Problem
 
 from . import metrics as gateway_metrics
-from . import readmodel
 from .domain import public
 from .domain.policy import Principal, sees_everything_live
 from .domain.results import (
@@ -27,6 +26,7 @@ from .domain.results import (
     merge_cells,
     self_reported_fit,
 )
+from .readmodel import results as results_read
 from .state import GatewayState
 
 Source = Literal["all", "events", "self_reported"]
@@ -34,7 +34,7 @@ Source = Literal["all", "events", "self_reported"]
 
 async def catalogue(gw: GatewayState) -> list[dict[str, Any]]:
     """Every version of every measure (cached like the answers built on it)."""
-    rows: list[dict[str, Any]] = await gw.cache.get(("catalogue",), lambda: readmodel.catalogue(gw.pool))
+    rows: list[dict[str, Any]] = await gw.cache.get(("catalogue",), lambda: results_read.catalogue(gw.pool))
     return rows
 
 
@@ -150,10 +150,10 @@ async def live_comparison(
     q = await windowed(gw, comparison_query(measure_id, year, filters))
 
     async def compute() -> dict[str, Any]:
-        strata = await readmodel.comparison_strata(gw.pool, q)
+        strata = await results_read.comparison_strata(gw.pool, q)
         fit = self_reported_fit(q)
-        reported = await readmodel.self_reported_counts(gw.pool, q, fit) if fit is not None else []
-        errors = await readmodel.data_errors_by_provider(gw.pool)
+        reported = await results_read.self_reported_counts(gw.pool, q, fit) if fit is not None else []
+        errors = await results_read.data_errors_by_provider(gw.pool)
         answer = compare(strata, reported, errors, q, principal=principal, min_cell=gw.min_cell)
         gateway_metrics.SOURCE_DIFFERENCES.inc(differing(answer["providers"]))
         return answer
@@ -196,9 +196,9 @@ async def live_results(
     q = await windowed(gw, q)
 
     async def compute() -> dict[str, Any]:
-        records = await readmodel.outcome_counts(gw.pool, q)
+        records = await results_read.outcome_counts(gw.pool, q)
         fit = self_reported_fit(q) if source != "events" else None
-        reported = await readmodel.self_reported_counts(gw.pool, q, fit) if fit is not None else []
+        reported = await results_read.self_reported_counts(gw.pool, q, fit) if fit is not None else []
 
         def assemble() -> dict[str, Any]:
             events = build_cells(records, q, principal)

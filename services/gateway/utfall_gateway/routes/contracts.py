@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 
 from utfall_platform.problems import Problem, problem_responses
 
-from .. import readmodel
 from ..auth import Authenticated, Principal, authorize_contract
 from ..domain.policy import ContractParties, own_provider, party_to
 from ..pagination import cursor_int, decode_cursor, encode_cursor
+from ..readmodel import contracts as contracts_read
 from ..state import gateway_state
 
 ContractId = Annotated[str, Path(max_length=64, examples=["hvb-ungdom-stockholm"])]
@@ -90,7 +90,7 @@ def contract_out(r: Any) -> ContractOut:
 
 
 async def visible_contract(request: Request, who: Principal, contract_id: str) -> Any:
-    row = await readmodel.contract(_pool(request), contract_id)
+    row = await contracts_read.contract(_pool(request), contract_id)
     if row is None:
         raise Problem(404, "not-found", "No contract with this id.")
     authorize_contract(who, row)
@@ -101,7 +101,7 @@ async def visible_contract(request: Request, who: Principal, contract_id: str) -
     "/contracts", response_model=ContractsOut, summary="Contracts in your scope, with totals and cap left"
 )
 async def list_contracts(request: Request, who: Authenticated) -> ContractsOut:
-    rows = await readmodel.contracts(_pool(request))
+    rows = await contracts_read.contracts(_pool(request))
     return ContractsOut(contracts=[contract_out(r) for r in rows if party_to(who, ContractParties.of(r))])
 
 
@@ -121,7 +121,7 @@ async def contract_versions(
     request: Request, who: Authenticated, contract_id: ContractId
 ) -> ContractVersionsOut:
     await visible_contract(request, who, contract_id)
-    rows = await readmodel.contract_versions(_pool(request), contract_id)
+    rows = await contracts_read.contract_versions(_pool(request), contract_id)
     return ContractVersionsOut(
         contract_id=contract_id,
         versions=[
@@ -149,7 +149,7 @@ async def participants(
 ) -> dict[str, Any]:
     authorize_contract(who, await visible_contract(request, who, contract_id), "participants")
     after = decode_cursor(cursor)
-    rows = await readmodel.participants(
+    rows = await contracts_read.participants(
         _pool(request),
         contract_id,
         (str(after.get("p", "")), str(after.get("e", ""))),
@@ -159,7 +159,7 @@ async def participants(
     more = len(rows) > limit
     rows = rows[:limit]
     keys = [(r["provider_id"], r["episode_id"]) for r in rows]
-    milestones = await readmodel.participant_milestones(_pool(request), contract_id, keys)
+    milestones = await contracts_read.participant_milestones(_pool(request), contract_id, keys)
     by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for m in milestones:
         by_key.setdefault((m["provider_id"], m["episode_id"]), []).append(
@@ -226,7 +226,7 @@ async def _payments(
     request: Request, who: Principal, contract_ids: list[str], cursor: str | None, limit: int
 ) -> dict[str, Any]:
     after = cursor_int(cursor, "seq")
-    rows = await readmodel.ledger(_pool(request), contract_ids, after, limit + 1, own_provider(who))
+    rows = await contracts_read.ledger(_pool(request), contract_ids, after, limit + 1, own_provider(who))
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1]["seq"] if rows else after
@@ -261,6 +261,6 @@ async def all_payments(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    rows = await readmodel.contracts(_pool(request))
+    rows = await contracts_read.contracts(_pool(request))
     visible = [r["contract_id"] for r in rows if party_to(who, ContractParties.of(r))]
     return await _payments(request, who, visible, cursor, limit)

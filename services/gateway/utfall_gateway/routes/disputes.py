@@ -27,10 +27,10 @@ from utfall_events.ledger_commands import (
 from utfall_events.topics import CONTRACT_COMMANDS
 from utfall_platform.problems import Problem, problem_responses
 
-from .. import readmodel
 from ..auth import Authenticated, Principal, authorize_contract
 from ..domain.policy import own_provider
 from ..domain.signals import sampling_weight, weighted_order
+from ..readmodel import contracts as contracts_read
 from ..state import gateway_state
 from .contracts import ContractId, visible_contract
 from .signals import provider_signals
@@ -103,7 +103,7 @@ async def _send(
     request: Request, command: DisputePaymentV1 | ResolveDisputeV1 | ClosePeriodV1
 ) -> JSONResponse:
     gw = gateway_state(request)
-    seen = await readmodel.command_result(gw.pool, command.contract_id, command.command_id)
+    seen = await contracts_read.command_result(gw.pool, command.contract_id, command.command_id)
     if seen is not None:  # a retried request: the first one's outcome, not a second command
         return _answer(command.contract_id, command.command_id, seen)
     message = LedgerCommandV1(command)
@@ -112,7 +112,7 @@ async def _send(
     row = None
     while row is None and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
-        row = await readmodel.command_result(gw.pool, command.contract_id, command.command_id)
+        row = await contracts_read.command_result(gw.pool, command.contract_id, command.command_id)
     return _answer(command.contract_id, command.command_id, row)
 
 
@@ -131,7 +131,7 @@ async def dispute_payment(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     authorize_contract(who, await visible_contract(request, who, contract_id), "dispute")
-    if await readmodel.triggered_payment(gateway_state(request).pool, contract_id, payment_id) is None:
+    if await contracts_read.triggered_payment(gateway_state(request).pool, contract_id, payment_id) is None:
         raise Problem(404, "not-found", "No payment with this id was triggered under this contract.")
     return await _send(
         request,
@@ -205,7 +205,7 @@ async def command_outcome(
     command_id: Annotated[str, Path(max_length=64)],
 ) -> JSONResponse:
     await visible_contract(request, who, contract_id)
-    row = await readmodel.command_result(gateway_state(request).pool, contract_id, command_id)
+    row = await contracts_read.command_result(gateway_state(request).pool, contract_id, command_id)
     if row is None:
         return JSONResponse({"command_id": command_id, "outcome": "pending"}, status_code=202)
     return JSONResponse(_result_out(row))
@@ -216,7 +216,7 @@ async def command_outcome(
 )
 async def list_disputes(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
     await visible_contract(request, who, contract_id)
-    rows = await readmodel.disputes(gateway_state(request).pool, contract_id, own_provider(who))
+    rows = await contracts_read.disputes(gateway_state(request).pool, contract_id, own_provider(who))
     out = [
         {
             "payment_id": r["payment_id"],
@@ -261,8 +261,8 @@ async def sample_payments(
     providers' signals on request (`weighted_order`)."""
     authorize_contract(who, await visible_contract(request, who, contract_id), "sample")
     pool = gateway_state(request).pool
-    as_of = as_of_seq if as_of_seq is not None else await readmodel.last_seq(pool, contract_id)
-    rows = await readmodel.standing_payments(pool, contract_id, as_of)
+    as_of = as_of_seq if as_of_seq is not None else await contracts_read.last_seq(pool, contract_id)
+    rows = await contracts_read.standing_payments(pool, contract_id, as_of)
     weights: dict[str, float] = {}
     if weighting == "signals":
         providers = {r["provider_id"] for r in rows}

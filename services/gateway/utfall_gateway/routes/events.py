@@ -8,9 +8,10 @@ from fastapi import APIRouter, Request
 
 from utfall_platform.problems import Problem, problem_responses
 
-from .. import readmodel
 from ..auth import Authenticated, forbid_unless
 from ..domain.policy import sees_provider_records
+from ..readmodel import contracts as contracts_read
+from ..readmodel import events as events_read
 from ..state import gateway_state
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=problem_responses(401, 403, 404, 422))
@@ -29,17 +30,19 @@ async def event_status(
     )
     pool = gateway_state(request).pool
     source = f"provider/{provider_id}"
-    receipt = await readmodel.receipt(pool, source, event_id)
+    receipt = await events_read.receipt(pool, source, event_id)
     if receipt is None:
         raise Problem(404, "not-found", "No event with this id has been received from this provider.")
-    projected = await readmodel.projected_event(pool, source, event_id)
+    projected = await events_read.projected_event(pool, source, event_id)
     outcomes: list[dict[str, Any]] = []
     payments: list[dict[str, Any]] = []
     if projected is not None:
         ref = [{"source": source, "id": event_id}]
-        facts = await readmodel.facts_citing(pool, projected["provider_id"], projected["episode_id"], ref)
+        facts = await events_read.facts_citing(pool, projected["provider_id"], projected["episode_id"], ref)
         outcomes = [dict(f) for f in facts]
-        rows = await readmodel.payments_citing(pool, projected["provider_id"], projected["episode_id"], ref)
+        rows = await contracts_read.payments_citing(
+            pool, projected["provider_id"], projected["episode_id"], ref
+        )
         payments = [{**dict(r), "determined_at": r["determined_at"].isoformat()} for r in rows]
     stage = "rejected" if receipt["status"] == "rejected" else "accepted"
     if receipt["held"]:

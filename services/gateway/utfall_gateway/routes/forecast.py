@@ -1,5 +1,5 @@
 """A contract's liability forecast (maximum, expected, planned against actual per period) as JSON or as the
-contract's page (`format=html`). `forecast.py` computes it; the figures are read through `readmodel`."""
+contract's page (`format=html`). `forecast.py` computes it; the figures are read through `readmodel/contracts.py`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query, Request
 from utfall_events.periods import noon, period_of
 from utfall_platform.problems import problem_responses
 
-from .. import readmodel
 from ..auth import Authenticated, authorize_contract
 from ..domain.forecast import OpenMilestone, Rate, forecast
 from ..domain.indigo import ActualPayments, MilestoneResult, export
+from ..readmodel import contracts as contracts_read
 from ..state import gateway_state
 from ..web.rendering import html_page, templates
 from .contracts import ContractId, contract_out, visible_contract
@@ -26,7 +26,7 @@ async def actual_payments(request: Request, contract: Any) -> list[ActualPayment
     """Net paid per period (the contract's), milestone and provider."""
     kind = period_kind(contract)
     grouped: dict[tuple[str, str, str], list[int]] = {}
-    for row in await readmodel.ledger_net_by_month(gateway_state(request).pool, contract["contract_id"]):
+    for row in await contracts_read.ledger_net_by_month(gateway_state(request).pool, contract["contract_id"]):
         key = (period_of(noon(row["month"]), kind).label, row["milestone_id"], row["provider_id"])
         totals = grouped.setdefault(key, [0, 0])
         totals[0] += int(row["net"])
@@ -53,12 +53,12 @@ async def contract_forecast(
             r["start_date"],
             r["end_date"],
         )
-        for r in await readmodel.open_milestones(pool, contract_id)
+        for r in await contracts_read.open_milestones(pool, contract_id)
     ]
     measures = sorted({m["measure_id"] for m in dict(contract["definition"])["milestones"]})
     rates = {
         (r["measure_id"], r["care_type"], r["target_group"]): Rate(int(r["achieved"]), int(r["determined"]))
-        for r in await readmodel.outcome_rates(pool, measures)
+        for r in await contracts_read.outcome_rates(pool, measures)
     }
     actual: dict[str, int] = {}
     for row in paid if paid is not None else await actual_payments(request, contract):
@@ -66,9 +66,9 @@ async def contract_forecast(
     return forecast(
         contract,
         items,
-        await readmodel.participant_paid(pool, contract_id),
+        await contracts_read.participant_paid(pool, contract_id),
         rates,
-        await readmodel.median_stays(pool),
+        await contracts_read.median_stays(pool),
         actual,
         period_kind=kind,
         today=gateway_state(request).clock.today(),
@@ -109,7 +109,7 @@ async def indigo_export(request: Request, who: Authenticated, contract_id: Contr
     gw = gateway_state(request)
     results = [
         MilestoneResult(r["milestone_id"], int(r["engaged"]), int(r["achieved"]))
-        for r in await readmodel.milestone_results(gw.pool, contract_id)
+        for r in await contracts_read.milestone_results(gw.pool, contract_id)
     ]
     paid = await actual_payments(request, contract)
     return export(

@@ -12,7 +12,6 @@ from utfall_platform.problems import Problem, problem_responses
 from utfall_platform.registry import ProviderRegistry
 from utfall_stats.quantiles import quantile
 
-from .. import readmodel
 from ..answers import (
     ComparisonOut,
     Localised,
@@ -27,6 +26,7 @@ from ..domain.policy import sees_exactly, sees_provider_records
 from ..domain.results import DIMENSIONS, ResultsQuery, in_verified_words
 from ..pagination import cursor_int, encode_cursor
 from ..providers import display_name, with_display_names
+from ..readmodel import results as results_read
 from ..state import gateway_state
 from ..views import catalogue, comparison, results_table, scope
 
@@ -294,10 +294,10 @@ async def scorecard(
             }
         )
     if all(m["provider"] is None and m["self_reported"] is None for m in measures):
-        if not await readmodel.provider_has_episodes(pool, provider_id):
+        if not await results_read.provider_has_episodes(pool, provider_id):
             raise Problem(404, "not-found", "No data for this provider.")
     own = sees_provider_records(who, provider_id)
-    errors = await readmodel.data_errors(pool, provider_id) if own else None
+    errors = await results_read.data_errors(pool, provider_id) if own else None
     return {
         "provider_id": provider_id,
         "display_name": display_name(request.app.state.providers, provider_id),
@@ -319,7 +319,7 @@ async def _length_of_stay(
     """Lengths of stay within the reader's scope only, exactly: releases do not publish them, so there is no
     public figure to show beside the reader's own."""
     out = []
-    for r in await readmodel.length_of_stay_days(pool, groups, filters, year):
+    for r in await results_read.length_of_stay_days(pool, groups, filters, year):
         if not sees_exactly(who, {g: r[g] for g in groups}, filters):
             continue
         days = list(r["days"] or [])

@@ -12,7 +12,6 @@ from pydantic import BaseModel
 
 from utfall_platform.problems import problem_responses
 
-from .. import readmodel
 from ..auth import Principal, require_roles
 from ..domain.policy import SIGNAL_READERS, watches_every_provider
 from ..domain.signals import (
@@ -27,6 +26,8 @@ from ..domain.signals import (
     share_signal,
 )
 from ..providers import display_name
+from ..readmodel import contracts as contracts_read
+from ..readmodel import signals as signals_read
 from ..state import gateway_state
 from ..web.messages import labels
 from ..web.rendering import html_page, templates
@@ -54,7 +55,7 @@ async def _scope(request: Request, who: Principal) -> set[str] | None:
     pool = gateway_state(request).pool
     providers: set[str] = set()
     for contract_id in who.contract_ids:
-        row = await readmodel.contract(pool, contract_id)
+        row = await contracts_read.contract(pool, contract_id)
         if row is not None:
             providers |= set(row["provider_ids"])
     return providers
@@ -65,20 +66,20 @@ async def provider_signals(
 ) -> list[ProviderSignals]:
     """Every signal of each provider in `scope` (None: every provider), beside the national reference."""
     events: dict[str, Share] = defaultdict(lambda: Share(0, 0))
-    for r in await readmodel.events_by_type(pool):
+    for r in await signals_read.events_by_type(pool):
         s = events[r["provider_id"]]
         events[r["provider_id"]] = Share(
             s.hits + (r["n"] if r["retraction"] else 0), s.n + (0 if r["retraction"] else r["n"])
         )
     lags: dict[str, dict[int, int]] = defaultdict(dict)
-    for r in await readmodel.reporting_lag(pool):
+    for r in await signals_read.reporting_lag(pool):
         if r["lag_days"] is not None:
             lags[r["provider_id"]][r["lag_days"]] = lags[r["provider_id"]].get(r["lag_days"], 0) + r["events"]
     missing = {
-        r["provider_id"]: Share(r["missing"], r["closed"]) for r in await readmodel.followups_missing(pool)
+        r["provider_id"]: Share(r["missing"], r["closed"]) for r in await signals_read.followups_missing(pool)
     }
     changed: dict[str, Share] = defaultdict(lambda: Share(0, 0))
-    for r in await readmodel.payments_and_reversals(pool):
+    for r in await signals_read.payments_and_reversals(pool):
         s = changed[r["provider_id"]]
         if r["kind"] == "payment.triggered":
             changed[r["provider_id"]] = Share(s.hits, s.n + r["n"])
@@ -86,10 +87,10 @@ async def provider_signals(
             changed[r["provider_id"]] = Share(s.hits + r["n"], s.n)
     differ = {
         r["provider_id"]: Share(r["differ"], r["compared"])
-        for r in await readmodel.register_disagreements(pool)
+        for r in await signals_read.register_disagreements(pool)
     }
-    planned = _by_year(await readmodel.discharge_reasons(pool), "planned", "discharges")
-    near_deadline = _by_year(await readmodel.followup_timing(pool), "near_deadline", "followups")
+    planned = _by_year(await signals_read.discharge_reasons(pool), "planned", "discharges")
+    near_deadline = _by_year(await signals_read.followup_timing(pool), "near_deadline", "followups")
     national_lag: dict[int, int] = defaultdict(int)
     for per_provider in lags.values():
         for days, n in per_provider.items():

@@ -1,5 +1,5 @@
 """Settlement statements per contract, period and provider: JSON, CSV and a printable HTML page
-(`statements.py` computes them; the ledger is read through `readmodel`)."""
+(`statements.py` computes them; the ledger is read through `readmodel/contracts.py`)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from fastapi.responses import Response
 
 from utfall_platform.problems import Problem, problem_responses
 
-from .. import readmodel
 from ..auth import Authenticated, Principal
 from ..domain.policy import ContractParties, statement_provider
 from ..domain.statements import CSV_COLUMNS, Period, parse_period, periods_between, statement
+from ..readmodel import contracts as contracts_read
 from ..state import gateway_state
 from ..web.rendering import html_page, templates
 from .contracts import ContractId, visible_contract
@@ -44,8 +44,8 @@ async def _statement(
 ) -> dict[str, Any]:
     gw = gateway_state(request)
     contract_id = contract["contract_id"]
-    entries = await readmodel.ledger_between(gw.pool, contract_id, period.start, period.end)
-    before = await readmodel.ledger_net_before(gw.pool, contract_id, period.start)
+    entries = await contracts_read.ledger_between(gw.pool, contract_id, period.start, period.end)
+    before = await contracts_read.ledger_net_before(gw.pool, contract_id, period.start)
     mine = [e for e in entries if provider_id in (None, e["provider_id"])]
     return statement(
         contract,
@@ -69,9 +69,9 @@ async def list_statements(
     contract = await visible_contract(request, who, contract_id)
     provider = _provider(who, contract, provider_id)
     gw = gateway_state(request)
-    span = await readmodel.ledger_span(gw.pool, contract_id)
+    span = await contracts_read.ledger_span(gw.pool, contract_id)
     periods = periods_between(span[0], gw.clock.now(), period_kind(contract)) if span else []
-    closed = await readmodel.closed_periods(gw.pool, contract_id)
+    closed = await contracts_read.closed_periods(gw.pool, contract_id)
     out = []
     for period in reversed(periods):
         full = await _statement(request, contract, period, provider, closed)
@@ -120,7 +120,7 @@ async def one_statement(
                 }
             ],
         )
-    closed = await readmodel.closed_periods(gateway_state(request).pool, contract_id)
+    closed = await contracts_read.closed_periods(gateway_state(request).pool, contract_id)
     body = await _statement(request, contract, parsed, _provider(who, contract, provider_id), closed)
     if format == "csv":
         buffer = io.StringIO()

@@ -12,11 +12,12 @@ from pydantic import BaseModel
 from utfall_events.catalogue import VERIFIABLE_MEASURE_IDS
 from utfall_platform.problems import Problem, problem_responses
 
-from .. import readmodel
 from ..auth import Principal, forbid_unless, require_roles
 from ..domain.agreement import Agreement, Disagreement, VerifiedRow, agreement, by_provider, disagreements
 from ..domain.policy import AGREEMENT_READERS, own_provider
 from ..providers import display_name
+from ..readmodel import registers as registers_read
+from ..readmodel import results as results_read
 from ..state import gateway_state
 from ..web.agreement import chart
 from ..web.messages import labels
@@ -66,7 +67,9 @@ async def get_agreement(
     state = gateway_state(request)
     rows = [
         VerifiedRow.of(r)
-        for r in await readmodel.verified_facts(state.pool, measure_id, provider_id=provider_id, year=year)
+        for r in await registers_read.verified_facts(
+            state.pool, measure_id, provider_id=provider_id, year=year
+        )
     ]
     answer = AgreementOut(
         measure_id=measure_id,
@@ -79,7 +82,7 @@ async def get_agreement(
         return answer
     registry = request.app.state.providers
     names = {p.provider_id: display_name(registry, p.provider_id) for p in answer.providers if p.provider_id}
-    titles = {r["id"]: r[f"title_{lang}"] for r in await readmodel.current_measure_titles(state.pool)}
+    titles = {r["id"]: r[f"title_{lang}"] for r in await results_read.current_measure_titles(state.pool)}
     query = "".join(f"&{k}={quote(str(v))}" for k, v in (("year", year), ("provider_id", provider_id)) if v)
     page = templates.get_template("agreement.html").render(
         a=answer,

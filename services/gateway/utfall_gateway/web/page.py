@@ -11,9 +11,9 @@ from fastapi.responses import HTMLResponse
 from utfall_events.catalogue import is_register_fact_id
 from utfall_platform.problems import Problem
 
-from .. import readmodel
 from ..domain.public import latest_final_year
 from ..providers import display_name, with_display_names
+from ..readmodel import results as results_read
 from ..release_store import ReleaseStore
 from ..state import gateway_state
 from .messages import labels as page_labels
@@ -168,7 +168,7 @@ async def home(
     not in one."""
     year = int(year_text) if year_text else None
     gw = gateway_state(request)
-    catalogue = await readmodel.current_measure_titles(gw.pool)
+    catalogue = await results_read.current_measure_titles(gw.pool)
     ids = [r["id"] for r in catalogue]
     if measure not in ids and ids:
         measure = ids[0]

@@ -24,11 +24,12 @@ from utfall_events.catalogue import VERIFIABLE_MEASURE_IDS, is_register_fact_id
 from utfall_events.releases import ReleaseCommentV1
 from utfall_platform.apikeys import KeyStore
 
-from .. import readmodel
 from ..domain.agreement import VerifiedRow, agreement, disagreements
 from ..domain.policy import Principal, principal_of, uses_provider_pages
 from ..domain.results import in_verified_words
 from ..providers import display_name
+from ..readmodel import registers as registers_read
+from ..readmodel import results as results_read
 from ..release_store import ReleaseStore
 from ..releasing import preview
 from ..state import gateway_state
@@ -220,7 +221,7 @@ async def _dashboard(
     assert who.provider_id is not None
     gw = gateway_state(request)
     store: ReleaseStore = request.app.state.releases
-    titles = {r["id"]: r[f"title_{lang}"] for r in await readmodel.current_measure_titles(gw.pool)}
+    titles = {r["id"]: r[f"title_{lang}"] for r in await results_read.current_measure_titles(gw.pool)}
     own = []
     for measure_id, title in titles.items():
         data = await comparison(gw, measure_id, year=None, filters={}, principal=who)
@@ -233,7 +234,7 @@ async def _dashboard(
     for measure_id in VERIFIABLE_MEASURE_IDS:
         rows = [
             VerifiedRow.of(r)
-            for r in await readmodel.verified_facts(
+            for r in await registers_read.verified_facts(
                 gw.pool, measure_id, provider_id=who.provider_id, year=None
             )
         ]

@@ -1,0 +1,3 @@
+"""The gateway's read models: every query it makes of the `*_read` views the services publish, one module
+per concern. Routes decide who may see what and shape answers; `domain/` computes over what is fetched; the
+SQL lives here only."""
