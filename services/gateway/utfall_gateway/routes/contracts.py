@@ -66,6 +66,72 @@ class ContractVersionsOut(BaseModel):
     versions: list[ContractVersionOut]
 
 
+class MilestoneStatusOut(BaseModel):
+    milestone_id: str
+    measure_id: str
+    validation: str = Field(description="reported, or register: paid only on the register's word")
+    price_ore: int
+    outcome_status: str | None
+    paid_ore: int
+    payment_id: str | None
+    blocked_by_cap: bool
+
+
+class ParticipantOut(BaseModel):
+    provider_id: str
+    episode_id: str
+    subject_ref: str
+    status: str
+    contract_version: int
+    municipality_code: str
+    care_type: str
+    legal_basis: str
+    target_group: str
+    age_at_start: int
+    start_date: str
+    enrolled_at: str
+    paid_net_ore: int
+    milestones: list[MilestoneStatusOut]
+
+
+class ParticipantsOut(BaseModel):
+    contract_id: str
+    participants: list[ParticipantOut]
+    next_cursor: str | None
+
+
+class PaymentOut(BaseModel):
+    """A ledger entry as `payments.v1` carries it (PaymentV1), with its place in the ledger (`seq`)."""
+
+    seq: int
+    kind: str
+    entry_id: str
+    payment_id: str
+    occurrence: int
+    contract_id: str
+    contract_version: int
+    milestone_id: str
+    measure_id: str
+    measure_version: int
+    subject_ref: str
+    provider_id: str
+    episode_id: str
+    amount_ore: int
+    signed_amount_ore: int
+    currency: str
+    capped: bool
+    evidence: list[dict[str, Any]]
+    determined_at: str
+    reason: str | None
+
+
+class PaymentsOut(BaseModel):
+    contract_id: str | None = None
+    payments: list[PaymentOut]
+    next_cursor: str
+    has_more: bool
+
+
 def contract_out(r: Any) -> ContractOut:
     d = dict(r["definition"])
     return ContractOut(
@@ -138,6 +204,7 @@ async def contract_versions(
 
 @router.get(
     "/contracts/{contract_id}/participants",
+    response_model=ParticipantsOut,
     summary="Participants (enrolled by rule) and their milestone status",
 )
 async def participants(
@@ -239,6 +306,8 @@ async def _payments(
 
 @router.get(
     "/contracts/{contract_id}/payments",
+    response_model=PaymentsOut,
+    response_model_exclude_unset=True,
     summary="The ledger of one contract, oldest first; poll with next_cursor",
 )
 async def contract_payments(
@@ -253,7 +322,10 @@ async def contract_payments(
 
 
 @router.get(
-    "/payments", summary="Payments of every contract in your scope, oldest first; poll with next_cursor"
+    "/payments",
+    response_model=PaymentsOut,
+    response_model_exclude_unset=True,
+    summary="Payments of every contract in your scope, oldest first; poll with next_cursor",
 )
 async def all_payments(
     request: Request,
