@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from utfall_events.releases import ReleasedCellV1, ReleaseV1
+from utfall_events.releases import CellChangeV1, ReleaseCommentV1, ReleasedCellV1, ReleaseV1
 from utfall_platform.problems import Problem, problem_responses
 
 from ..auth import Operator
@@ -36,18 +36,46 @@ def release_store(request: Request) -> ReleaseStore:
     return store
 
 
-def _links(number: int) -> dict[str, str]:
+class ReleaseLinks(BaseModel):
+    self: str
+    json_: str = Field(alias="json", serialization_alias="json")
+    csv: str
+    changes: str
+
+
+class ReleaseOut(ReleaseV1):
+    """A release's manifest, with where its open data is."""
+
+    links: ReleaseLinks
+
+
+class ReleasesOut(BaseModel):
+    releases: list[ReleaseOut]
+
+
+class MeasureChangeOut(CellChangeV1):
+    measure_id: str
+
+
+class ChangesOut(BaseModel):
+    release: int
+    previous: int | None
+    changes: list[MeasureChangeOut]
+
+
+class CommentsOut(BaseModel):
+    comments: list[ReleaseCommentV1]
+
+
+def _links(number: int) -> ReleaseLinks:
     base = f"/v1/releases/{number}"
-    return {
-        "self": base,
-        "json": f"{base}/data.json",
-        "csv": f"{base}/data.csv",
-        "changes": f"{base}/changes",
-    }
+    return ReleaseLinks.model_validate(
+        {"self": base, "json": f"{base}/data.json", "csv": f"{base}/data.csv", "changes": f"{base}/changes"}
+    )
 
 
-def _out(release: ReleaseV1) -> dict[str, Any]:
-    return {**release.model_dump(mode="json"), "links": _links(release.release)}
+def _out(release: ReleaseV1) -> ReleaseOut:
+    return ReleaseOut(**release.model_dump(), links=_links(release.release))
 
 
 def _manifest(store: ReleaseStore, number: int) -> ReleaseV1:
@@ -72,19 +100,21 @@ async def publish(request: Request, who: Operator, body: ReleaseRequest | None =
     release, created = await publish_release(gateway_state(request), store, who, body.note if body else None)
     # 200 with the latest release when nothing changed since it: publishing twice makes one release
     return JSONResponse(
-        _out(release),
+        _out(release).model_dump(mode="json", by_alias=True),
         status_code=201 if created else 200,
         headers={"Location": f"/v1/releases/{release.release}"},
     )
 
 
-@router.get("", summary="Every release, newest first")
-async def list_releases(request: Request) -> dict[str, Any]:
-    return {"releases": [_out(r) for r in release_store(request).manifests()]}
+@router.get(
+    "", response_model=ReleasesOut, response_model_by_alias=True, summary="Every release, newest first"
+)
+async def list_releases(request: Request) -> ReleasesOut:
+    return ReleasesOut(releases=[_out(r) for r in release_store(request).manifests()])
 
 
-@router.get("/latest", summary="The latest release")
-async def latest(request: Request) -> dict[str, Any]:
+@router.get("/latest", response_model=ReleaseOut, summary="The latest release")
+async def latest(request: Request) -> ReleaseOut:
     release = release_store(request).latest()
     if release is None:
         raise Problem(404, "not-found", "No release has been published yet.")
@@ -92,14 +122,20 @@ async def latest(request: Request) -> dict[str, Any]:
 
 
 @router.get(
-    "/comments", summary="Providers' comments and factual corrections on the next release (operators)"
+    "/comments",
+    response_model=CommentsOut,
+    summary="Providers' comments and factual corrections on the next release (operators)",
 )
-async def comments(request: Request, who: Operator) -> dict[str, Any]:
-    return {"comments": [c.model_dump(mode="json") for c in release_store(request).comments()]}
+async def comments(request: Request, who: Operator) -> CommentsOut:
+    return CommentsOut(comments=list(release_store(request).comments()))
 
 
-@router.get("/{number}", summary="One release: what it holds, when its data was read, how much is suppressed")
-async def one(request: Request, number: ReleaseNumber) -> dict[str, Any]:
+@router.get(
+    "/{number}",
+    response_model=ReleaseOut,
+    summary="One release: what it holds, when its data was read, how much is suppressed",
+)
+async def one(request: Request, number: ReleaseNumber) -> ReleaseOut:
     return _out(_manifest(release_store(request), number))
 
 
@@ -148,13 +184,17 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-@router.get("/{number}/changes", summary="What changed against the previous release, cell by cell")
-async def changed(request: Request, number: ReleaseNumber) -> dict[str, Any]:
+@router.get(
+    "/{number}/changes",
+    response_model=ChangesOut,
+    summary="What changed against the previous release, cell by cell",
+)
+async def changed(request: Request, number: ReleaseNumber) -> ChangesOut:
     store = release_store(request)
     release = _manifest(store, number)
     listed = []
     for m in release.measures:
         measure = store.measure(number, m.measure_id)
         assert measure is not None
-        listed += [{"measure_id": m.measure_id, **c.model_dump(mode="json")} for c in measure.changes]
-    return {"release": number, "previous": release.previous, "changes": listed}
+        listed += [MeasureChangeOut(measure_id=m.measure_id, **c.model_dump()) for c in measure.changes]
+    return ChangesOut(release=number, previous=release.previous, changes=listed)
