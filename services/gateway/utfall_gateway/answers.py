@@ -136,3 +136,16 @@ class ScorecardOut(BaseModel):
     measures: list[ScorecardMeasure]
     data_errors: Any = None
     length_of_stay: list[dict[str, Any]] | None = None
+
+
+class ProviderOut(BaseModel):
+    """A registered, active provider, as the registry publishes it."""
+
+    provider_id: str
+    display_name: str
+    organisation_number: str
+    care_types: list[str]
+
+
+class ProvidersOut(BaseModel):
+    providers: list[ProviderOut]

@@ -40,19 +40,38 @@ class KeyRequest(BaseModel):
     )
 
 
-def _key_out(k: ApiKeyV1) -> dict[str, Any]:
-    return {
-        "key_id": k.key_id,
-        "role": k.role,
-        "provider_id": k.provider_id,
-        "municipality_code": k.municipality_code,
-        "funder": k.funder,
-        "contract_ids": k.contract_ids,
-        "register_id": k.register_id,
-        "label": k.label,
-        "created_at": k.created_at.isoformat(),
-        "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
-    }
+class KeyOut(BaseModel):
+    """An API key as operators see it: its scope, never its secret nor its hash."""
+
+    key_id: str
+    role: Role
+    provider_id: str | None
+    municipality_code: str | None
+    funder: str | None
+    contract_ids: list[str]
+    register_id: str | None
+    label: str
+    created_at: str
+    revoked_at: str | None
+
+
+class KeysOut(BaseModel):
+    keys: list[KeyOut]
+
+
+def _key_out(k: ApiKeyV1) -> KeyOut:
+    return KeyOut(
+        key_id=k.key_id,
+        role=k.role,
+        provider_id=k.provider_id,
+        municipality_code=k.municipality_code,
+        funder=k.funder,
+        contract_ids=k.contract_ids,
+        register_id=k.register_id,
+        label=k.label,
+        created_at=k.created_at.isoformat(),
+        revoked_at=k.revoked_at.isoformat() if k.revoked_at else None,
+    )
 
 
 def _unregistered(request: Request, provider_ids: list[str], field: str) -> None:
@@ -91,17 +110,17 @@ async def create_key(request: Request, who: Operator, body: KeyRequest) -> JSONR
     except ValueError as exc:
         raise Problem(422, "invalid-parameters", str(exc)) from None
     await gw.publish(API_KEYS, new.record.model_dump_json().encode(), key=new.record.key_id.encode())
-    return JSONResponse({**_key_out(new.record), "key": new.secret}, status_code=201)
+    return JSONResponse({**_key_out(new.record).model_dump(), "key": new.secret}, status_code=201)
 
 
-@router.get("/keys", summary="Every API key (never the secret nor its hash)")
-async def list_keys(request: Request, who: Operator) -> dict[str, Any]:
+@router.get("/keys", response_model=KeysOut, summary="Every API key (never the secret nor its hash)")
+async def list_keys(request: Request, who: Operator) -> KeysOut:
     keys = request.app.state.keys.keys.values()
-    return {"keys": [_key_out(k) for k in sorted(keys, key=lambda k: k.created_at)]}
+    return KeysOut(keys=[_key_out(k) for k in sorted(keys, key=lambda k: k.created_at)])
 
 
-@router.delete("/keys/{key_id}", summary="Revoke an API key")
-async def revoke_key(request: Request, who: Operator, key_id: str) -> dict[str, Any]:
+@router.delete("/keys/{key_id}", response_model=KeyOut, summary="Revoke an API key")
+async def revoke_key(request: Request, who: Operator, key_id: str) -> KeyOut:
     gw = gateway_state(request)
     key = request.app.state.keys.keys.get(key_id)
     if key is None:

@@ -18,6 +18,8 @@ from ..answers import (
     MeasureOut,
     MeasuresOut,
     MeasureVersionsOut,
+    ProviderOut,
+    ProvidersOut,
     ResultsOut,
     ScorecardOut,
 )
@@ -233,21 +235,25 @@ def _as_is(value: Any) -> Any:
     return value
 
 
-@router.get("/providers", summary="The registered, active providers with their display names (public)")
-async def providers(request: Request) -> dict[str, Any]:
+@router.get(
+    "/providers",
+    response_model=ProvidersOut,
+    summary="The registered, active providers with their display names (public)",
+)
+async def providers(request: Request) -> ProvidersOut:
     registry: ProviderRegistry = request.app.state.providers
-    return {
-        "providers": [
-            {
-                "provider_id": p.provider_id,
-                "display_name": p.display_name,
-                "organisation_number": p.organisation_number,
-                "care_types": p.care_types,
-            }
+    return ProvidersOut(
+        providers=[
+            ProviderOut(
+                provider_id=p.provider_id,
+                display_name=p.display_name,
+                organisation_number=p.organisation_number,
+                care_types=list(p.care_types),
+            )
             for p in sorted(registry.rows.values(), key=lambda p: p.display_name)
             if p.active
         ]
-    }
+    )
 
 
 @router.get(
