@@ -127,9 +127,11 @@ class IntervalAttacker:
         self.releases = {n: [_as_event_cell(c) for c in cells] for n, cells in sorted(releases.items())}
         self.registry = set(registry)
         self.own = dict(own or {})
-        self.h = highspy.Highs()
-        self.h.silent()
-        self.h.setOptionValue("simplex_strategy", 4)
+        # No published table spans discharge years (and years are linked only to the same year of another
+        # release), so the attacker's program is one independent program per year: the same bounds, solved
+        # in far smaller programs.
+        self.models: dict[int, Any] = {}
+        self._domains: dict[int, tuple[list[str], list[int], dict[str, list[str]], list[str]]] = {}
         self.vars: dict[Hashable, Any] = {}
         self.alias: dict[Hashable, Hashable] = {}
         self.infeasible_links: list[tuple[int, int]] = []
@@ -164,6 +166,11 @@ class IntervalAttacker:
 
     # --- the model ---------------------------------------------------------------------------------------------
     def _domain(self, number: int) -> tuple[list[str], list[int], dict[str, list[str]], list[str]]:
+        if number not in self._domains:
+            self._domains[number] = self._domain_of(number)
+        return self._domains[number]
+
+    def _domain_of(self, number: int) -> tuple[list[str], list[int], dict[str, list[str]], list[str]]:
         cells = self.releases[number]
         providers = sorted(
             {c["provider_id"] for c in cells if c["source"] == "events" and c["provider_id"]} | self.registry
@@ -193,10 +200,19 @@ class IntervalAttacker:
             atoms += [(m, "R", p, year, c) for p in reporters[m] for c in REPORTED_COUNTS]
         return atoms
 
+    def _h(self, year: int) -> Any:
+        if year not in self.models:
+            h = highspy.Highs()
+            h.silent()
+            h.setOptionValue("simplex_strategy", 4)
+            self.models[year] = h
+        return self.models[year]
+
     def _var(self, number: int, *atom: Any) -> Any:
         key = self._root((number, *atom))
         if key not in self.vars:
-            self.vars[key] = self.h.addVariable(lb=0.0)
+            year = atom[4] if atom[1] == "S" else atom[3]  # (m, S, dim, value, year, c) or (m, P|R, p, year, c)
+            self.vars[key] = self._h(year).addVariable(lb=0.0)
         return self.vars[key]
 
     def _cell_atoms(self, number: int, key: tuple[Any, ...], count: str) -> list[Any]:
@@ -217,7 +233,6 @@ class IntervalAttacker:
         return [self._var(number, measure, kind, p, y, count) for p, y in pick]
 
     def _constrain(self) -> None:
-        h = self.h
         self.targets: list[tuple[int, tuple[Any, ...], list[Any]]] = []
         for number, cells in self.releases.items():
             providers, years, reporters, measures = self._domain(number)
@@ -231,6 +246,8 @@ class IntervalAttacker:
                 ]
                 possible += [(m, "self_reported", "provider_year", p, y) for p in reporters[m] for y in years]
             for key in {*possible, *listed}:
+                assert not key[2].endswith("_all_years"), "a table over every year: the years are not apart"
+                h = self._h(key[-1])
                 counts = REPORTED_COUNTS if key[1] == "self_reported" else EVENT_COUNTS
                 cell = listed.get(key)
                 per_count = {c: self._cell_atoms(number, key, c) for c in counts}
@@ -248,6 +265,7 @@ class IntervalAttacker:
                     h.addConstr(h.qsum(everything) == float(cell["episodes"]))
             for m in measures:  # a year's providers and each of its breakdowns are the same episodes
                 for y in years:
+                    h = self._h(y)
                     for d, values in MARGINS.items():
                         for c in EVENT_COUNTS:
                             h.addConstr(
@@ -256,6 +274,7 @@ class IntervalAttacker:
                             )
             for m in measures[1:]:  # every measure counts the same episodes
                 for y in years:
+                    h = self._h(y)
                     atoms = [("P", p, y) for p in providers] + [
                         ("S", d, v, y) for d, vs in MARGINS.items() for v in vs
                     ]
@@ -268,12 +287,12 @@ class IntervalAttacker:
             if own is not None:
                 for (m, y), counts in own.years.items():
                     for c in EVENT_COUNTS:
-                        h.addConstr(
+                        self._h(y).addConstr(
                             self._var(number, m, "P", own.provider_id, y, c) == float(counts.get(c, 0))
                         )
                 for (m, d, v, y), counts in own.shares.items():
                     for c in EVENT_COUNTS:
-                        h.addConstr(self._var(number, m, "S", d, v, y, c) >= float(counts.get(c, 0)))
+                        self._h(y).addConstr(self._var(number, m, "S", d, v, y, c) >= float(counts.get(c, 0)))
 
     def bounds(self, wanted: Callable[[int, tuple[Any, ...]], bool] | None = None) -> list[Bound]:
         """The feasible interval of every suppressed cell's number of episodes, in every release (only of the
@@ -292,15 +311,11 @@ class IntervalAttacker:
                 continue  # the attacker's own cell
             ident = tuple(sorted(id(v) for v in variables))
             if ident not in done:
-                expr = self.h.qsum(variables)
-                low = self._solve(expr, minimise=True)
-                high = self._solve(expr, minimise=False)
-                done[ident] = (low, high)
+                h = self._h(key[-1])
+                expr = h.qsum(variables)
+                done[ident] = (_bound(h, expr, minimise=True), _bound(h, expr, minimise=False))
             out.append(Bound(number, key, *done[ident]))
         return out
-
-    def _solve(self, expr: Any, *, minimise: bool) -> float:
-        return _bound(self.h, expr, minimise=minimise)
 
 
 def _bound(h: Any, expr: Any, *, minimise: bool) -> float:
