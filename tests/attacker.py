@@ -211,7 +211,9 @@ class IntervalAttacker:
     def _var(self, number: int, *atom: Any) -> Any:
         key = self._root((number, *atom))
         if key not in self.vars:
-            year = atom[4] if atom[1] == "S" else atom[3]  # (m, S, dim, value, year, c) or (m, P|R, p, year, c)
+            year = (
+                atom[4] if atom[1] == "S" else atom[3]
+            )  # (m, S, dim, value, year, c) or (m, P|R, p, year, c)
             self.vars[key] = self._h(year).addVariable(lb=0.0)
         return self.vars[key]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from utfall_gateway import views
+from utfall_gateway import results_service as views
 from utfall_gateway.auth import PUBLIC, Principal
 from utfall_gateway.cache import TtlCache
 from utfall_gateway.domain.results import compare, comparison_query, self_reported_fit

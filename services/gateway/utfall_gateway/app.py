@@ -1,5 +1,5 @@
-"""Gateway: wiring. Read-only over the *_read views; `create_app()` builds everything, nothing connects
-until the app starts."""
+"""Gateway: wiring. It reads the services' `*_read` views and publishes its acts (keys, providers, contract
+commands, releases) to Kafka; `create_app()` builds everything, nothing connects until the app starts."""
 
 from __future__ import annotations
 

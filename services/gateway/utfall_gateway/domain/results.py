@@ -1,5 +1,5 @@
 """Outcome results and comparisons: intervals, risk adjustment and disclosure control applied for the reader,
-as pure functions over the counts `readmodel/results.py` fetches (`views.py` puts the two together)."""
+as pure functions over the counts `readmodel/results.py` fetches (`results_service.py` puts the two together)."""
 
 from __future__ import annotations
 

@@ -29,8 +29,8 @@ from ..domain.results import DIMENSIONS, ResultsQuery, in_verified_words
 from ..pagination import cursor_int, encode_cursor
 from ..providers import display_name, with_display_names
 from ..readmodel import results as results_read
+from ..results_service import catalogue, comparison, results_table, scope
 from ..state import gateway_state
-from ..views import catalogue, comparison, results_table, scope
 
 router = APIRouter(
     prefix="/v1",

@@ -15,8 +15,8 @@ from utfall_events.releases import CellChangeV1, ReleaseCommentV1, ReleasedCellV
 from utfall_platform.problems import Problem, problem_responses
 
 from ..auth import Operator
+from ..release_service import publish_release
 from ..release_store import ReleaseStore
-from ..releasing import publish_release
 from ..state import gateway_state
 
 router = APIRouter(

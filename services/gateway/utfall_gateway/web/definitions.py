@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse
 
 from utfall_platform.problems import Problem
 
+from ..results_service import catalogue
 from ..state import gateway_state
-from ..views import catalogue
 from .messages import labels
 from .rendering import html_page, templates
 

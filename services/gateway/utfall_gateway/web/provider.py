@@ -30,10 +30,10 @@ from ..domain.results import in_verified_words
 from ..providers import display_name
 from ..readmodel import registers as registers_read
 from ..readmodel import results as results_read
+from ..release_service import preview
 from ..release_store import ReleaseStore
-from ..releasing import preview
+from ..results_service import comparison
 from ..state import gateway_state
-from ..views import comparison
 from .messages import labels
 from .rendering import html_page, templates
 
