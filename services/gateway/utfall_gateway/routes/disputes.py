@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from utfall_events.ledger_commands import (
     ClosePeriodV1,
@@ -54,6 +54,50 @@ class ResolutionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     resolution: Literal["upheld", "dismissed"]
     reason: Reason
+
+
+class DisputeOut(BaseModel):
+    payment_id: str
+    provider_id: str
+    episode_id: str
+    milestone_id: str
+    amount_ore: int
+    status: str = Field(description="open, upheld or dismissed")
+    raised_by_role: str
+    reason: str
+    raised_at: str
+    resolution_reason: str | None
+    resolved_at: str | None
+
+
+class DisputesOut(BaseModel):
+    contract_id: str
+    on_hold_ore: int = Field(description="the amount of the open disputes: held back from the statements")
+    disputes: list[DisputeOut]
+
+
+class SampledPaymentOut(BaseModel):
+    payment_id: str
+    provider_id: str
+    episode_id: str
+    subject_ref: str
+    milestone_id: str
+    measure_id: str
+    measure_version: int
+    amount_ore: int
+    determined_at: str
+    evidence: list[dict[str, Any]]
+
+
+class SampleOut(BaseModel):
+    contract_id: str
+    seed: str
+    as_of_seq: int
+    population: int
+    weighting: Literal["uniform", "signals"]
+    provider_weights: dict[str, float]
+    method: str
+    payments: list[SampledPaymentOut]
 
 
 def _envelope(
@@ -212,7 +256,9 @@ async def command_outcome(
 
 
 @router.get(
-    "/contracts/{contract_id}/disputes", summary="Disputes of a contract's payments, open and resolved"
+    "/contracts/{contract_id}/disputes",
+    response_model=DisputesOut,
+    summary="Disputes of a contract's payments, open and resolved",
 )
 async def list_disputes(request: Request, who: Authenticated, contract_id: ContractId) -> dict[str, Any]:
     await visible_contract(request, who, contract_id)
@@ -242,6 +288,7 @@ async def list_disputes(request: Request, who: Authenticated, contract_id: Contr
 
 @router.get(
     "/contracts/{contract_id}/sample",
+    response_model=SampleOut,
     summary="A reproducible random sample of standing payments with their evidence, for an assessor to check",
 )
 async def sample_payments(
@@ -276,7 +323,7 @@ async def sample_payments(
         )
         method = (
             "payments standing after as_of_seq, weighted by their provider's signals (1 plus how far each signal's "
-            "interval lies above the national value, at most 5), drawn without replacement by the exponential race "
+            "interval lies above its reference, the provider's own history or else the national value, at most 5), drawn without replacement by the exponential race "
             "-ln(u)/weight, u from sha256(seed|payment_id); first `size`"
         )
     else:

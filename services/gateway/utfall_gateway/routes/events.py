@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
 
 from utfall_platform.problems import Problem, problem_responses
 
@@ -17,8 +18,35 @@ from ..state import gateway_state
 router = APIRouter(prefix="/v1", tags=["events"], responses=problem_responses(401, 403, 404, 422))
 
 
+class ReceiptStageOut(BaseModel):
+    status: str
+    held: bool
+    at: str
+    reasons: Any = Field(description="a refusal's reasons, field by field")
+    retracted_by: str | None
+
+
+class ProjectedStageOut(BaseModel):
+    at: str
+    episode_id: str
+
+
+class EventStatusOut(BaseModel):
+    """Where one event has got to: received (accepted, held or refused), projected into an episode, cited by
+    outcome facts, cited by payments."""
+
+    source: str
+    event_id: str
+    stage: Literal["rejected", "accepted", "held", "projected", "outcome", "paid"]
+    accepted: ReceiptStageOut
+    projected: ProjectedStageOut | None
+    outcomes: list[dict[str, Any]]
+    payments: list[dict[str, Any]]
+
+
 @router.get(
     "/events/provider/{provider_id}/{event_id}/status",
+    response_model=EventStatusOut,
     summary="Where one event has got to",
 )
 async def event_status(
