@@ -3,7 +3,7 @@ over Kafka). Every provider a key or contract names must be registered and activ
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -130,7 +130,22 @@ async def revoke_key(request: Request, who: Operator, key_id: str) -> KeyOut:
     return _key_out(revoked)
 
 
-@router.post("/contracts", status_code=202, summary="Create or amend a contract (a new version is kept)")
+class ContractAcceptedOut(BaseModel):
+    contract_id: str
+    status: Literal["accepted"]
+    detail: str
+
+
+class RegistryOut(BaseModel):
+    providers: list[ProviderV1]
+
+
+@router.post(
+    "/contracts",
+    status_code=202,
+    response_model=ContractAcceptedOut,
+    summary="Create or amend a contract (a new version is kept)",
+)
 async def put_contract(request: Request, who: Operator, body: ContractDefinitionV1) -> dict[str, Any]:
     gw = gateway_state(request)
     await request.app.state.providers.ensure(body.provider_ids)
@@ -143,16 +158,13 @@ async def put_contract(request: Request, who: Operator, body: ContractDefinition
     }
 
 
-def provider_out(p: ProviderV1) -> dict[str, Any]:
-    return p.model_dump(mode="json")
-
-
 @router.post(
     "/providers",
     status_code=201,
+    response_model=ProviderV1,
     summary="Register a provider, or change its registration (units, care types)",
 )
-async def register_provider(request: Request, who: Operator, body: ProviderRegistrationV1) -> dict[str, Any]:
+async def register_provider(request: Request, who: Operator, body: ProviderRegistrationV1) -> ProviderV1:
     gw = gateway_state(request)
     registry: ProviderRegistry = request.app.state.providers
     await registry.ensure([body.provider_id])
@@ -162,22 +174,24 @@ async def register_provider(request: Request, who: Operator, body: ProviderRegis
         registered_at=previous.registered_at if previous is not None else gw.clock.now(),
     )
     await gw.publish(PROVIDER_REGISTRY, record.model_dump_json().encode(), key=record.provider_id.encode())
-    return provider_out(record)
+    return record
 
 
-@router.get("/providers", summary="Every registered provider, retired ones included")
-async def list_providers(request: Request, who: Operator) -> dict[str, Any]:
+@router.get(
+    "/providers", response_model=RegistryOut, summary="Every registered provider, retired ones included"
+)
+async def list_providers(request: Request, who: Operator) -> RegistryOut:
     registry: ProviderRegistry = request.app.state.providers
     await registry.refresh()
-    return {
-        "providers": [provider_out(p) for p in sorted(registry.rows.values(), key=lambda p: p.provider_id)]
-    }
+    return RegistryOut(providers=sorted(registry.rows.values(), key=lambda p: p.provider_id))
 
 
 @router.delete(
-    "/providers/{provider_id}", summary="Retire a provider: its keys and events are refused from now on"
+    "/providers/{provider_id}",
+    response_model=ProviderV1,
+    summary="Retire a provider: its keys and events are refused from now on",
 )
-async def retire_provider(request: Request, who: Operator, provider_id: str) -> dict[str, Any]:
+async def retire_provider(request: Request, who: Operator, provider_id: str) -> ProviderV1:
     gw = gateway_state(request)
     registry: ProviderRegistry = request.app.state.providers
     await registry.ensure([provider_id])
@@ -186,4 +200,4 @@ async def retire_provider(request: Request, who: Operator, provider_id: str) -> 
         raise Problem(404, "not-found", "No provider with this id.")
     retired = current.model_copy(update={"retired_at": current.retired_at or gw.clock.now()})
     await gw.publish(PROVIDER_REGISTRY, retired.model_dump_json().encode(), key=provider_id.encode())
-    return provider_out(retired)
+    return retired
