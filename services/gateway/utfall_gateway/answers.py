@@ -115,7 +115,7 @@ class ComparisonOut(BaseModel):
     total: ResultRow | None
     self_reported_total: ResultRow | None = None
     funnel: dict[str, Any] | None = None
-    min_cell: int
+    min_cell: int | None = None  # a release's (in `release`) when the answer comes from one
     risk_adjustment: dict[str, Any] | None = None
     release: ReleaseRef | None = None
 
