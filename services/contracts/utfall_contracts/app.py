@@ -23,7 +23,7 @@ from .consumers import (
     outcomes_handler,
     reallocate_pending,
 )
-from .contract_store import load_yaml_contracts
+from .contract_store import cap_use, load_yaml_contracts
 from .settings import ContractsSettings
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,7 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
 
 
 async def sample_contract_gauges(pool: asyncpg.Pool) -> None:
-    for r in await pool.fetch(
-        "SELECT contract_id, total_cap_ore, paid_net_ore FROM contracts_read.contracts"
-    ):
+    for r in await cap_use(pool):
         contract_metrics.PAID_NET.labels(r["contract_id"]).set(r["paid_net_ore"])
         contract_metrics.CAP_UTILISATION.labels(r["contract_id"]).set(
             r["paid_net_ore"] / r["total_cap_ore"] if r["total_cap_ore"] else 0

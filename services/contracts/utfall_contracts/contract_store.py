@@ -85,6 +85,13 @@ async def save_version(
     return version
 
 
+async def cap_use(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Each contract's total cap and what is paid against it (for the gauges)."""
+    return list(
+        await pool.fetch("SELECT contract_id, total_cap_ore, paid_net_ore FROM contracts_read.contracts")
+    )
+
+
 def load_yaml_contracts(directory: Path) -> list[tuple[Path, ContractDefinitionV1]]:
     out = []
     for path in sorted(directory.glob("*.y*ml")):
