@@ -95,6 +95,11 @@ def test_a_reversal_falls_in_the_period_it_is_determined_in() -> None:
     )
     assert second["cap_used_ore"] == 0 and second["cap_left_ore"] == 1_000_000
     assert second["entries"][0]["evidence_event_ids"] == ["provider/p/e1"]
+    # the API's typed answer takes the statement as it is, and serialises it unchanged
+    from utfall_gateway.routes.statements import StatementOut
+
+    for s in (first, second):
+        assert StatementOut.model_validate(s).model_dump(mode="json", by_alias=True) == s
 
 
 @settings(max_examples=100, deadline=None)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from utfall_platform.problems import Problem, problem_responses
 
@@ -39,6 +40,76 @@ def _provider(who: Principal, contract: Any, provider_id: str | None) -> str | N
     return whose
 
 
+class StatementLineOut(BaseModel):
+    entry_id: str
+    kind: str
+    payment_id: str
+    milestone_id: str
+    measure_id: str
+    measure_version: int
+    contract_version: int
+    provider_id: str
+    subject_ref: str
+    amount_ore: int
+    signed_amount_ore: int
+    evidence_event_ids: list[str]
+    determined_at: str
+    reason: str | None
+
+
+class ClosureOut(BaseModel):
+    """The commissioner's closing of the period, with the contract's totals it recorded."""
+
+    closed_at: str
+    closed_by_key_id: str
+    contract_opening_balance_ore: int
+    contract_net_ore: int
+    contract_closing_balance_ore: int
+    contract_entries: int
+
+
+class StatementSummaryOut(BaseModel):
+    """One period's settlement: what was paid, reversed and disputed, and the balances and cap against it."""
+
+    contract_id: str
+    contract_name: str
+    commissioner_municipality: str
+    funder: str | None
+    provider_id: str | None = Field(description="the provider's statement; null: the whole contract's")
+    period: str
+    period_kind: Literal["month", "quarter"]
+    from_: str = Field(alias="from")
+    to: str
+    time_zone: str
+    complete: bool = Field(description="false while the period runs: it can still gain entries")
+    currency: str
+    opening_balance_ore: int
+    payments_ore: int
+    payments: int
+    reversals_ore: int
+    reversals: int
+    disputes_raised: int
+    disputed_ore: int
+    disputes_resolved: int
+    net_ore: int
+    closing_balance_ore: int
+    cap_ore: int
+    cap_used_ore: int
+    cap_left_ore: int
+    closed: ClosureOut | None
+
+
+class StatementOut(StatementSummaryOut):
+    entries: list[StatementLineOut]
+
+
+class StatementsOut(BaseModel):
+    contract_id: str
+    provider_id: str | None
+    period_kind: Literal["month", "quarter"]
+    statements: list[StatementSummaryOut]
+
+
 async def _statement(
     request: Request, contract: Any, period: Period, provider_id: str | None, closed: dict[str, Any]
 ) -> dict[str, Any]:
@@ -61,7 +132,9 @@ async def _statement(
 
 
 @router.get(
-    "/contracts/{contract_id}/statements", summary="Every statement period of a contract, with totals"
+    "/contracts/{contract_id}/statements",
+    response_model=StatementsOut,
+    summary="Every statement period of a contract, with totals",
 )
 async def list_statements(
     request: Request, who: Authenticated, contract_id: ContractId, provider_id: ProviderFilter = None
@@ -86,6 +159,7 @@ async def list_statements(
 
 @router.get(
     "/contracts/{contract_id}/statements/{period}",
+    response_model=StatementOut,
     summary="One period's settlement statement: JSON, CSV (format=csv) or a printable page (format=html)",
     responses={
         200: {
