@@ -21,7 +21,7 @@ from utfall_events.outcomes import EpisodeOutcomesV2
 from utfall_events.topics import CARE_EVENTS
 from utfall_gateway.auth import Principal
 from utfall_gateway.domain.results import DIMENSIONS, ResultsQuery
-from utfall_gateway.readmodel import outcome_counts
+from utfall_gateway.readmodel.results import outcome_counts
 from utfall_ingest.app import create_app as create_ingest
 from utfall_ingest.settings import IngestSettings
 from utfall_measures.app import create_app as create_measures
