@@ -173,3 +173,40 @@ async def test_kcat_as_an_outsider_gets_exactly_what_its_credentials_allow(world
         None, lambda: run("-C", "-t", own, "-e", "-q", who=world.kafka, data=None)
     )
     assert records.returncode == 0 and records.stdout.strip() == b"{}", records
+
+
+async def test_topics_are_set_up_as_stated_for_the_cluster_they_are_on(world) -> None:  # type: ignore[no-untyped-def]
+    """Issue 33 item 1, on the test's single broker: every topic is created and configured from one statement
+    (`utfall_events.topics`): its partitions, retention and compaction, and the replication the cluster's size
+    asks for (one replica and `min.insync.replicas` 1 here; three and two on three brokers)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from utfall_platform.kafka import ensure_topics
+
+    await ensure_topics(world.kafka)  # idempotent: what setup does on a cluster that has them already
+    admin = AIOKafkaAdminClient(**world.kafka.client_options())
+    await admin.start()
+    try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        want = topics.replication_for(brokers)
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, spec.name) for spec in topics.ALL_TOPICS]
+        )
+        layout = {t["topic"]: t for t in await admin.describe_topics([s.name for s in topics.ALL_TOPICS])}
+    finally:
+        await admin.close()
+    configs = {
+        resource[3]: {entry[0]: entry[1] for entry in resource[4]}
+        for response in described
+        for resource in response.resources
+    }
+    for spec in topics.ALL_TOPICS:
+        config = configs[spec.name]
+        assert config["min.insync.replicas"] == str(want.min_insync), spec.name
+        assert config["cleanup.policy"] == ("compact" if spec.compacted else "delete"), spec.name
+        if not spec.compacted:
+            assert config["retention.ms"] == str(spec.retention_ms), spec.name
+        partitions = layout[spec.name]["partitions"]
+        assert len(partitions) == spec.partitions, spec.name
+        assert all(len(p["replicas"]) == want.factor for p in partitions), spec.name

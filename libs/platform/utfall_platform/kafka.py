@@ -18,7 +18,14 @@ from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
-from utfall_events.topics import ALL_TOPICS, TRANSACTIONAL_TOPICS, TopicSpec, provider_of_raw_topic
+from utfall_events.topics import (
+    ALL_TOPICS,
+    TRANSACTIONAL_TOPICS,
+    Replication,
+    TopicSpec,
+    provider_of_raw_topic,
+    replication_for,
+)
 
 from . import metrics
 from .background import run_periodically
@@ -156,9 +163,10 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
             await kafka_consumer.seek_to_beginning(*from_start)
 
 
-def topic_config(spec: TopicSpec) -> dict[str, str]:
+def topic_config(spec: TopicSpec, replication: Replication = Replication(1, 1)) -> dict[str, str]:
     """A topic's configuration as the broker takes it."""
     config = {"cleanup.policy": "compact"} if spec.compacted else {"retention.ms": str(spec.retention_ms)}
+    config["min.insync.replicas"] = str(replication.min_insync)
     if spec.max_message_bytes:
         config["max.message.bytes"] = str(spec.max_message_bytes)
     if spec.segment_ms:
@@ -167,28 +175,41 @@ def topic_config(spec: TopicSpec) -> dict[str, str]:
 
 
 async def ensure_topics(kafka: KafkaAccess, topics: Iterable[TopicSpec] = ALL_TOPICS) -> list[str]:
-    """Create missing topics (idempotent); returns those created. A topic with a bounded retention that exists
-    already is set to the retention stated here (a raw topic created under an older, longer one)."""
+    """Create missing topics (idempotent), replicated as the cluster's size asks (`replication_for`); returns
+    those created. A topic that exists already is set to the configuration stated here."""
     admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="utfall-topics")
     await admin.start()
     created: list[str] = []
     try:
         existing = set(await admin.list_topics())
+        replication = replication_for(len((await admin.describe_cluster())["brokers"]))
         specs = list(topics)
         for spec in specs:
             if spec.name in existing:
                 continue
             try:
                 await admin.create_topics(
-                    [NewTopic(spec.name, spec.partitions, 1, topic_configs=topic_config(spec))]
+                    [
+                        NewTopic(
+                            spec.name,
+                            spec.partitions,
+                            replication.factor,
+                            topic_configs=topic_config(spec, replication),
+                        )
+                    ]
                 )
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
-        bounded = [s for s in specs if s.name in existing and s.retention_ms > 0 and not s.compacted]
+        # an existing topic is set to what is stated for it (a raw topic created under an older, longer
+        # retention; a topic from before min.insync.replicas was stated)
+        bounded = [s for s in specs if s.name in existing]
         if bounded:
             await admin.alter_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, s.name, configs=topic_config(s)) for s in bounded]
+                [
+                    ConfigResource(ConfigResourceType.TOPIC, s.name, configs=topic_config(s, replication))
+                    for s in bounded
+                ]
             )
     finally:
         await admin.close()
