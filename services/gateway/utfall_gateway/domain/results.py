@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
+from utfall_events.catalogue import is_register_fact_id
 from utfall_events.vocabulary import EPISODE_DIMENSIONS, RISK_STRATA
 from utfall_stats.disclosure import suppress
 from utfall_stats.funnel import Unit, funnel
@@ -137,6 +138,12 @@ def in_verified_words(value: Any) -> Any:
         if "itt_rate" in out:
             out["itt_rate"] = None
     return out
+
+
+def in_measure_words(measure_id: str, value: Any) -> Any:
+    """An answer about `measure_id` in that measure's words: a verified measure's rows as `in_verified_words`
+    puts them, any other measure's as they are."""
+    return in_verified_words(value) if is_register_fact_id(measure_id) else value
 
 
 RATES = ("observed_rate", "itt_rate", "ci_low", "ci_high")

@@ -25,7 +25,7 @@ from ..answers import (
 )
 from ..auth import Anyone, Authenticated, Principal, principal
 from ..domain.policy import sees_exactly, sees_provider_records
-from ..domain.results import DIMENSIONS, ResultsQuery, in_verified_words
+from ..domain.results import DIMENSIONS, ResultsQuery, in_measure_words
 from ..pagination import cursor_int, encode_cursor
 from ..providers import display_name, with_display_names
 from ..readmodel import results as results_read
@@ -179,15 +179,14 @@ async def results(
     offset = cursor_int(cursor, "offset")
     page = table["rows"][offset : offset + limit]
     next_offset = offset + limit
-    words = in_verified_words if is_register_fact_id(measure_id) else _as_is
     return {
         "measure_id": measure_id,
         "period": period,
         "group_by": list(groups),
         "filters": dict(q.filters),
         "min_cell": gw.min_cell,
-        "rows": words(page),
-        "totals": words(table["totals"]),
+        "rows": in_measure_words(measure_id, page),
+        "totals": in_measure_words(measure_id, table["totals"]),
         "release": table["release"],
         "next_cursor": encode_cursor({"offset": next_offset}) if next_offset < len(table["rows"]) else None,
     }
@@ -227,12 +226,7 @@ async def comparisons(
     result = await comparison(
         gateway_state(request), measure_id, year=year, filters=filters, principal=who, release=release
     )
-    words = in_verified_words if is_register_fact_id(measure_id) else _as_is
-    return with_display_names(words(result), request.app.state.providers)
-
-
-def _as_is(value: Any) -> Any:
-    return value
+    return with_display_names(in_measure_words(measure_id, result), request.app.state.providers)
 
 
 @router.get(
@@ -289,14 +283,13 @@ async def scorecard(
             ),
             None,
         )
-        words = in_verified_words if is_register_fact_id(m["id"]) else _as_is
         measures.append(
             {
                 "measure": _measure_out(m),
                 "year": comp.get("year"),
-                "provider": words(mine),
+                "provider": in_measure_words(m["id"], mine),
                 "self_reported": reported,
-                "all_providers": words(comp["total"]),
+                "all_providers": in_measure_words(m["id"], comp["total"]),
             }
         )
     if all(m["provider"] is None and m["self_reported"] is None for m in measures):

@@ -20,13 +20,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from utfall_events.aggregates import CSV_COLUMNS
-from utfall_events.catalogue import VERIFIABLE_MEASURE_IDS, is_register_fact_id
+from utfall_events.catalogue import VERIFIABLE_MEASURE_IDS
 from utfall_events.releases import ReleaseCommentV1
 from utfall_platform.apikeys import KeyStore
 
 from ..domain.agreement import VerifiedRow, agreement, disagreements
 from ..domain.policy import Principal, principal_of, uses_provider_pages
-from ..domain.results import in_verified_words
+from ..domain.results import in_measure_words
 from ..providers import display_name
 from ..readmodel import registers as registers_read
 from ..readmodel import results as results_read
@@ -225,8 +225,7 @@ async def _dashboard(
     own = []
     for measure_id, title in titles.items():
         data = await comparison(gw, measure_id, year=None, filters={}, principal=who)
-        if is_register_fact_id(measure_id):
-            data = in_verified_words(data)
+        data = in_measure_words(measure_id, data)
         mine = [p for p in data["providers"] if p["provider_id"] == who.provider_id]
         own.append({"measure_id": measure_id, "title": title, "rows": mine, "national": data["total"]})
     next_release = await preview(gw, store, who.provider_id)
