@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-Pool = Any  # an asyncpg pool (the gateway's read-only role)
-Row = Any  # an asyncpg record: read by column name
+from . import Pool, Row
 
 
 async def contract(pool: Pool, contract_id: str) -> Row | None:

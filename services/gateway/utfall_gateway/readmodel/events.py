@@ -3,10 +3,7 @@ that cite it."""
 
 from __future__ import annotations
 
-from typing import Any
-
-Pool = Any  # an asyncpg pool (the gateway's read-only role)
-Row = Any  # an asyncpg record: read by column name
+from . import Pool, Row
 
 
 async def receipt(pool: Pool, source: str, event_id: str) -> Row | None:

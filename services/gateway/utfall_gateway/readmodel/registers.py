@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-Pool = Any  # an asyncpg pool (the gateway's read-only role)
-Row = Any  # an asyncpg record: read by column name
+from . import Pool, Row
 
 
 async def verified_facts(

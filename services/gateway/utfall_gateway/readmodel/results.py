@@ -10,10 +10,7 @@ from typing import Any
 from utfall_events.catalogue import is_register_fact_id, measure_of_fact
 
 from ..domain.results import PERIOD_COLUMNS, STRATA, ResultsQuery
-
-Pool = Any  # an asyncpg pool (the gateway's read-only role)
-Row = Any  # an asyncpg record: read by column name
-
+from . import Pool, Row
 
 _STATUS_COUNTS = (
     "count(*) FILTER (WHERE status = 'achieved') AS achieved, "

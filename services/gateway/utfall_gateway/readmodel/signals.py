@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from utfall_events.vocabulary import EVENT_RETRACTED
 
-Pool = Any  # an asyncpg pool (the gateway's read-only role)
-Row = Any  # an asyncpg record: read by column name
+from . import Pool, Row
 
 
 async def events_by_type(pool: Pool) -> list[Row]:
