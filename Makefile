@@ -38,11 +38,13 @@ format: install
 soak: install                    ## long fault-injection runs (100k events, kills, broker and database restarts)
 	$(RUN) pytest -m soak -o addopts="" -p no:randomly
 
+BROKERS ?= 3                     # make bench BROKERS=1: without the cluster step
+
 bench-tools:                     # wrk offers the gateway its load (a Python client cannot reach 500 rps here)
 	@command -v wrk >/dev/null || scripts/bootstrap.sh --system
 
 bench: install bench-tools       ## benchmarks beside a raw aiokafka baseline; JSON under results/
-	$(RUN) python -m benchmarks.run --replicas 2
+	$(RUN) python -m benchmarks.run --replicas 2 --brokers $(BROKERS)
 
 bench-profile: install bench-tools ## a medium run with the pipeline step profiled (cProfile) per service
 	$(RUN) python -m benchmarks.run --size medium --profile

@@ -29,6 +29,7 @@ from utfall_platform.apikeys import generate_key, publish_keys
 from utfall_platform.clock import SystemClock
 from utfall_platform.kafka_access import KafkaAccess
 from utfall_platform.kafka_acl import KafkaProvisioner, new_password
+from utfall_platform.local.postgres import LocalPostgres
 from utfall_platform.local.stack import LocalStack
 from utfall_platform.registry import publish_providers
 from utfall_synthetic.cli import raw_record
@@ -691,9 +692,10 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> dict[s
     loop = asyncio.get_running_loop()
     print(f"starting the stack in {base} ...", file=sys.stderr, flush=True)
     await loop.run_in_executor(None, stack.start)
-    assert stack.kafka is not None and stack.postgres is not None
+    assert stack.kafka is not None and isinstance(stack.postgres, LocalPostgres)
     pids = {name: svc.proc.pid for name, svc in stack.services.items() if svc.proc}
-    pids["kafka"] = stack.kafka.proc.pid if stack.kafka.proc else 0
+    kafka_node = stack.kafka.nodes[0].proc
+    pids["kafka"] = kafka_node.pid if kafka_node else 0
     pg_pid = int((stack.postgres.data_dir / "postmaster.pid").read_text().split()[0])
     pids["postgres"] = pg_pid
     conn = await asyncpg.connect(stack.database_url)
@@ -866,8 +868,71 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> dict[s
         await conn.close()
         await loop.run_in_executor(None, stack.stop)
         log.close()
+    # 9. the pipeline again on a cluster (three brokers, a synchronous standby), beside the single node's figure
+    if args.brokers > 1:
+        note(f"step 9: the pipeline on {args.brokers} brokers and a PostgreSQL with a synchronous standby")
+        report["steps"]["pipeline_cluster"] = await cluster_pipeline_step(
+            args,
+            base / "cluster",
+            extra_env,
+            floor_rate,
+            pipeline_size,
+            report["steps"]["pipeline"],
+            progress,
+        )
     report["finished_at"] = datetime.now(UTC).isoformat()
     return report
+
+
+async def cluster_pipeline_step(
+    args: argparse.Namespace,
+    base: Path,
+    extra_env: dict[str, str],
+    floor_rate: float,
+    pipeline_size: int,
+    single_node: dict[str, Any],
+    progress: bool,
+) -> dict[str, Any]:
+    """Step 3 on a stack of its own whose Kafka is `args.brokers` nodes (every topic three replicas, two in sync)
+    and whose PostgreSQL confirms a commit once its standby has it: what replication costs, as a ratio."""
+    loop = asyncio.get_running_loop()
+    with (base.parent / "cluster-services.log").open("w") as log:
+        stack = LocalStack(
+            base,
+            durable=not args.smoke,
+            log_sink=log,
+            extra_env=extra_env,
+            kafka_brokers=args.brokers,
+            postgres_standby="sync",
+        )
+        await loop.run_in_executor(None, stack.start)
+        try:
+            assert stack.kafka is not None
+            pids = {name: svc.proc.pid for name, svc in stack.services.items() if svc.proc}
+            pids.update({f"kafka-{n.node_id}": n.proc.pid for n in stack.kafka.nodes if n.proc})
+            conn = await asyncpg.connect(stack.database_url)
+            try:
+                result = await pipeline_step(
+                    stack,
+                    conn,
+                    pids,
+                    floor_rate,
+                    pipeline_size,
+                    seed=20,
+                    prefix="pc",
+                    profiled=(),
+                    progress=progress,
+                )
+            finally:
+                await conn.close()
+        finally:
+            await loop.run_in_executor(None, stack.stop)
+    return {
+        "ratio_to_single_node": round(result["events_per_s"] / single_node["events_per_s"], 3),
+        "brokers": args.brokers,
+        "postgres_standby": "sync",
+        **result,
+    }
 
 
 async def latency_at(
@@ -1077,7 +1142,17 @@ def table(report: dict[str, Any]) -> str:
                 "",
             )
             for key in s
-            if key.startswith("pipeline_")
+            if key.startswith("pipeline_") and key != "pipeline_cluster"
+        ),
+        *(
+            (
+                f"9 pipeline, {s[key]['brokers']} brokers + sync standby",
+                f"{s[key]['events_per_s']:,} events/s over {s[key]['seconds']}s "
+                f"({s[key]['ratio_to_single_node']:.1%} of the single node)",
+                "",
+            )
+            for key in s
+            if key == "pipeline_cluster"
         ),
         *(
             (
@@ -1157,6 +1232,14 @@ def main() -> None:
         default=1,
         help="also measure HTTP ingest and the pipeline with this many replicas of ingest, measures and "
         "contracts, beside the figures of one (make bench: 2)",
+    )
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        choices=(1, 3),
+        default=1,
+        help="3: also run the pipeline on a three-broker Kafka and a PostgreSQL with a synchronous standby, as a "
+        "ratio to the single node (make bench: 3)",
     )
     args = parser.parse_args()
     mode = "smoke" if args.smoke else args.size

@@ -56,9 +56,10 @@ class Infra:
         finally:
             await conn.close()
         admin = urlsplit(self.admin_dsn)
-        host = admin.netloc.split("@")[-1]
+        host = admin.netloc.split("@")[-1]  # host:port, or a list of them (a primary and its standby)
+        query = f"?{admin.query}" if admin.query else ""
         if self.origin == "local":
-            app = f"postgresql://{self.app_role}@{host}/{name}"
+            app = f"postgresql://{self.app_role}@{host}/{name}{query}"
         else:
             app = _with_database(self.admin_dsn, name)
         conn = await asyncpg.connect(app)
@@ -66,7 +67,7 @@ class Infra:
             await conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         finally:
             await conn.close()
-        gateway = f"postgresql://{self.gateway_role}@{host}/{name}" if self.gateway_role else app
+        gateway = f"postgresql://{self.gateway_role}@{host}/{name}{query}" if self.gateway_role else app
         return app, gateway
 
     def stop(self) -> None:

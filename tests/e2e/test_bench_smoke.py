@@ -23,6 +23,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
             "--profile",
             "--replicas",
             "2",
+            "--brokers",
+            "3",
             "--out",
             str(tmp_path),
         ],
@@ -47,6 +49,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "register_extract",
         "http_ingest_2_replicas",
         "pipeline_2_replicas",
+        "pipeline_cluster",
     }
     assert steps["floor"]["floor_per_s"] > 0 and steps["http_ingest"]["accepted"] > 0
     assert steps["pipeline"]["events_per_s"] > 0 and 0 < steps["pipeline"]["ratio_to_floor"] < 10
@@ -64,6 +67,13 @@ def test_bench_smoke(tmp_path: Path) -> None:
         steps["pipeline_2_replicas"]["replicas"] == 2
         and steps["pipeline_2_replicas"]["ledger_entries_total"] > 0
     )
+    # --brokers 3: the pipeline on three brokers and a synchronous standby, as a ratio to the single node
+    cluster = steps["pipeline_cluster"]
+    assert cluster["brokers"] == 3 and cluster["ledger_entries_total"] > 0
+    assert cluster["ratio_to_single_node"] == round(
+        cluster["events_per_s"] / steps["pipeline"]["events_per_s"], 3
+    )
+    assert "9 pipeline, 3 brokers + sync standby" in result.stdout
     # a register extract receipted and folded; the malformed one answered with its bad rows refused
     extract = steps["register_extract"]
     assert extract["good"]["counts"]["accepted"] == extract["rows"] and extract["good"]["folded_seconds"] > 0

@@ -53,13 +53,20 @@ async def test_lost_commits_are_read_again_not_skipped(world) -> None:  # type: 
         await pool.execute(
             "UPDATE contracts.consumer_positions SET next_offset = 3 WHERE consumer = $1", name
         )
-        await consumer.process(records(topic, range(5, 8)))  # Kafka's fetch position is already past them
+        # Kafka's fetch position is already past them; the batch also holds another partition, not rewound
+        other = [
+            FakeRecord(topic=topic, partition=1, offset=o, key=b"k", value=b"v", headers=[]) for o in (0, 1)
+        ]
+        await consumer.process([*records(topic, range(5, 8)), *other])
         assert applied == [0, 1, 2, 3, 4], "nothing may be applied past the lost records"
-        assert seeks == [{(topic, 0): 3}] and consumer.rewound_total == 1
-        await consumer.process(records(topic, range(3, 8)))  # read again from where the database stands
-        assert applied == [0, 1, 2, 3, 4, 3, 4, 5, 6, 7]
-        stored = await consumer.stored_positions([(topic, 0)])
-        assert stored == {(topic, 0): 8}
+        # the other partition's records were dropped with the batch: it is read again from where they began
+        assert seeks == [{(topic, 0): 3, (topic, 1): 0}] and consumer.rewound_total == 1
+        await consumer.process(
+            [*records(topic, range(3, 8)), *other]
+        )  # read again from where the database stands
+        assert applied == [0, 1, 2, 3, 4, 3, 4, 5, 6, 7, 0, 1]
+        stored = await consumer.stored_positions([(topic, 0), (topic, 1)])
+        assert stored == {(topic, 0): 8, (topic, 1): 2}
 
         # a consumer that cannot seek stops loudly rather than skip
         consumer.rewind = None
@@ -68,6 +75,64 @@ async def test_lost_commits_are_read_again_not_skipped(world) -> None:  # type: 
         )
         with pytest.raises(ConsumerHalted):
             await consumer.process(records(topic, range(8, 9)))
-        assert applied[-1] == 7
+        assert applied[-1] == 1 and len(applied) == 12
+    finally:
+        await pool.close()
+
+
+async def test_an_idle_consumer_finds_lost_commits_and_drops_what_it_fetched_before_the_seek(world) -> None:  # type: ignore[no-untyped-def]
+    """No new record may ever come to the partition (the stream ended when the database failed over): the
+    periodic check finds the lost positions. A batch fetched before the seek (past the lost records) is dropped,
+    not applied over the gap."""
+    pool = await create_pool(world.database_url)
+    try:
+        await migrate_service(pool, "contracts")
+        applied: list[int] = []
+
+        async def handler(conn: asyncpg.Connection, batch: Any) -> None:
+            applied.extend(r.offset for r in batch)
+
+        name, topic = uid("idle-"), uid("t-")
+        consumer = TransactionalBatchConsumer(
+            service="contracts",
+            name=name,
+            pool=pool,
+            schema="contracts",
+            handler=handler,
+            dead_letter=DeadLetterPolicy("contracts.deadletter.v1", exit_on_bug=False),
+            now=SystemClock().now,
+        )
+        seeks: list[dict[tuple[str, int], int]] = []
+
+        async def seek(positions: dict[tuple[str, int], int]) -> None:
+            seeks.append(positions)
+
+        consumer.rewind = seek
+        await consumer.check_positions()  # nothing committed yet: nothing to check
+        await consumer.process(records(topic, range(0, 6)))
+        await consumer.check_positions()
+        assert seeks == [], "positions as committed: no seek"
+
+        await pool.execute(
+            "UPDATE contracts.consumer_positions SET next_offset = 2 WHERE consumer = $1", name
+        )
+        await consumer.check_positions()
+        assert seeks == [{(topic, 0): 2}] and consumer.rewound_total == 1
+        await consumer.process(records(topic, range(6, 9)))  # fetched before the seek: dropped
+        assert applied == [0, 1, 2, 3, 4, 5]
+        await consumer.process(records(topic, range(2, 9)))  # read again from the stored position
+        assert applied == [0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 6, 7, 8]
+        assert await consumer.stored_positions([(topic, 0)]) == {(topic, 0): 9}
+        await consumer.check_positions()
+        assert len(seeks) == 1
+
+        # a position row lost whole (its first commit lost) reads the partition from the start
+        await pool.execute("DELETE FROM contracts.consumer_positions WHERE consumer = $1", name)
+        await consumer.check_positions()
+        assert seeks[-1] == {(topic, 0): 0}
+        # a partition assigned afresh starts where the database says: nothing of the past is held against it
+        consumer.forget([(topic, 0)])
+        await consumer.process(records(topic, range(0, 2)))
+        assert applied[-2:] == [0, 1]
     finally:
         await pool.close()

@@ -14,7 +14,9 @@ Error policy (DeadLetterPolicy):
     positions gone back (PostgreSQL      the database holds an earlier position than this process committed:
       lost transactions it had           commits were lost (an asynchronous commit at a crash, a failover to a
       confirmed)                         replica behind). The consumer seeks Kafka back to the stored position
-                                         and reads the lost records again, instead of carrying on past them
+                                         and reads the lost records again, instead of carrying on past them;
+                                         checked at every batch and, for a partition no new record comes to
+                                         (the stream ended at the failover), every few seconds
 """
 
 from __future__ import annotations
@@ -145,6 +147,10 @@ class TransactionalBatchConsumer:
         # (set by the subscriber: `utfall_platform.kafka.subscribe_transactional`).
         self.committed: Positions = {}
         self.rewind: Callable[[Positions], Awaitable[None]] | None = None
+        # After a rewind, per partition, the offset this process had committed before it: a batch fetched
+        # before the seek holds only records at or past it and is dropped (it would skip the lost ones).
+        self.pending_rewind: Positions = {}
+        self._batch = asyncio.Lock()  # a batch and a position check never interleave
 
     async def stored_positions(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         rows = await self.pool.fetch(
@@ -161,11 +167,24 @@ class TransactionalBatchConsumer:
             raise ConsumerHalted("consumer halted after a bug; refusing to skip past it") from self.halted
         if not records:
             return
+        async with self._batch:
+            await self._process_in_order(list(records))
+
+    async def _process_in_order(self, records: list[Record]) -> None:
+        records = self._without_stale(records)
+        if not records:
+            return
         try:
             try:
-                await self._process(list(records))
+                await self._process(records)
             except PositionsRewound as rewound:
-                await self._read_again(rewound.positions)
+                # The whole batch in hand is dropped: its other partitions are read again from where it began
+                # there (what of it was applied is skipped by position), or their records would be skipped.
+                dropped: Positions = {}
+                for r in records:
+                    key = (r.topic, r.partition)
+                    dropped[key] = min(dropped.get(key, r.offset), r.offset)
+                await self._read_again(rewound.positions, dropped)
         except ConsumerHalted as exc:
             self.halted = exc
             log.critical("%s: %s", self.name, exc, exc_info=exc.__cause__)
@@ -173,6 +192,40 @@ class TransactionalBatchConsumer:
                 logging.shutdown()
                 os._exit(70)  # crash loudly; the uncommitted records stay on Kafka
             raise
+
+    def _without_stale(self, records: list[Record]) -> list[Record]:
+        """Drop the records of a rewound partition that were fetched before the seek (all at or past the offset
+        committed before it); the first batch holding an earlier one is the partition read again."""
+        for key, before in list(self.pending_rewind.items()):
+            offsets = [r.offset for r in records if (r.topic, r.partition) == key]
+            if not offsets:
+                continue
+            if min(offsets) < before:
+                del self.pending_rewind[key]
+            else:
+                records = [r for r in records if (r.topic, r.partition) != key]
+        return records
+
+    def forget(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """A partition (re)assigned starts where the database says; what this process knew of it is history."""
+        for key in partitions:
+            self.committed.pop(key, None)
+            self.pending_rewind.pop(key, None)
+
+    async def check_positions(self) -> None:
+        """Between batches: has the database lost commits of a partition this process committed? A consumer
+        finds out at its next batch of that partition; one that gets none (the stream ended when the database
+        failed over) would otherwise never read the lost records again."""
+        if not self.committed or self.rewind is None:
+            return
+        async with self._batch:
+            before = dict(self.committed)  # read first: a position stored after it only moves forward
+            stored = await self.stored_positions(list(before))
+            behind = {
+                key: stored.get(key, 0) for key, offset in before.items() if stored.get(key, 0) < offset
+            }
+            if behind:
+                await self._read_again(behind)
 
     async def _process(self, records: list[Record]) -> None:
         attempt = 0
@@ -268,8 +321,9 @@ class TransactionalBatchConsumer:
         if skipped:
             metrics.MESSAGES_SKIPPED.labels(self.service, records[0].topic).inc(skipped)
 
-    async def _read_again(self, positions: Positions) -> None:
-        """Seek back to the stored positions; the batch in hand is dropped and comes again from Kafka."""
+    async def _read_again(self, positions: Positions, dropped: Positions | None = None) -> None:
+        """Seek back to the stored positions, and each other partition of the dropped batch in hand to where that
+        batch began in it: all of it comes again from Kafka."""
         log.error(
             "%s: the database lost commits this consumer made (positions %s are behind what it committed); "
             "reading those records again",
@@ -278,7 +332,9 @@ class TransactionalBatchConsumer:
         )
         if self.rewind is None:
             raise ConsumerHalted("stored positions went back and this consumer cannot seek: refusing to skip")
-        await self.rewind(positions)
+        await self.rewind({**(dropped or {}), **positions})
+        for key in positions:
+            self.pending_rewind[key] = max(self.pending_rewind.get(key, 0), self.committed.get(key, 0))
         self.committed.update(positions)
         self.rewound_total += 1
 

@@ -30,7 +30,7 @@ from utfall_events.topics import (
 from . import metrics
 from .background import run_periodically
 from .consumer import CommitPolicy, TransactionalBatchConsumer, records_of
-from .kafka_access import KafkaAccess
+from .kafka_access import KafkaAccess, bootstrap_servers
 from .settings import PlatformSettings
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 def make_broker(settings: PlatformSettings, service: str) -> KafkaBroker:
     """A FastStream broker (not yet connected): Prometheus middleware, idempotent producer."""
     return KafkaBroker(
-        settings.kafka_bootstrap,
+        bootstrap_servers(settings.kafka_bootstrap),
         security=settings.kafka.security,
         client_id=f"utfall-{service}",
         # How soon a pattern subscription (every provider's raw topic) sees a topic created after it started.
@@ -151,7 +151,9 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         kafka_consumer = getattr(self.subscriber, "consumer", None)
         if kafka_consumer is None or not assigned:
             return
-        stored = await self.consumer().stored_positions([(tp.topic, tp.partition) for tp in assigned])
+        partitions = [(tp.topic, tp.partition) for tp in assigned]
+        self.consumer().forget(partitions)
+        stored = await self.consumer().stored_positions(partitions)
         from_start = []
         for tp in assigned:
             offset = stored.get((tp.topic, tp.partition))

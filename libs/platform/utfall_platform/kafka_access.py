@@ -17,6 +17,12 @@ from faststream.security import BaseSecurity, SASLScram512
 MECHANISM = "SCRAM-SHA-512"
 
 
+def bootstrap_servers(bootstrap: str) -> list[str]:
+    """`host:port[,host:port…]` as the list aiokafka takes (it splits a string, but not an element of a list, and
+    FastStream hands it a list)."""
+    return [server.strip() for server in bootstrap.split(",") if server.strip()]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class KafkaAccess:
     bootstrap: str
@@ -35,7 +41,7 @@ class KafkaAccess:
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for any aiokafka client (producer, consumer, admin)."""
-        return {"bootstrap_servers": self.bootstrap, **parse_security(self.security)}
+        return {"bootstrap_servers": bootstrap_servers(self.bootstrap), **parse_security(self.security)}
 
     def librdkafka_config(self) -> dict[str, str]:
         config = {"bootstrap.servers": self.bootstrap}

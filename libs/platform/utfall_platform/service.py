@@ -179,6 +179,7 @@ class ServiceRuntime:
                 interval=s.lag_sample_seconds,
             )
             self.spawn(sampler.run(), "lag-sampler")
+            self.every(s.position_check_seconds, self._check_positions, "position-check")
         # What start built (modules, models, routes, the app) lives as long as the process: frozen out of the
         # collector's sight, a full collection walks only what requests and batches allocated since, not a
         # few hundred thousand long-lived objects (tens of ms with the event loop stopped).
@@ -188,6 +189,10 @@ class ServiceRuntime:
         metrics.observe_gc_pauses()
         self.started = True
         log.info("%s started in %.2fs", self.name, time.perf_counter() - started)
+
+    async def _check_positions(self) -> None:
+        for consumer in list(self.consumers.values()):
+            await consumer.check_positions()
 
     async def stop(self) -> None:
         self.started = False

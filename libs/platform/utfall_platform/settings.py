@@ -33,6 +33,9 @@ class PlatformSettings(BaseSettings):
     consumer_batch_timeout_ms: int = 50
     outbox_batch_size: int = 2000
     lag_sample_seconds: float = 5.0
+    # How often an idle consumer checks that the database still holds the positions it committed (a failover
+    # to a standby that was behind loses them; see TransactionalBatchConsumer.check_positions).
+    position_check_seconds: float = 5.0
     # The cyclic collector's thresholds once started (Python's default: 700, 10, 10). A batch of 2,000 events
     # keeps tens of thousands of objects alive until it commits: at 700 allocations a collection, they were
     # promoted to the oldest generation and full collections ran every few batches (24-29 % of the time of

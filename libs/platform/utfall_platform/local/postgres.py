@@ -56,8 +56,19 @@ def _prepare_for_root(path: Path) -> str | None:
 
 
 class LocalPostgres:
+    """One PostgreSQL server. With `replication`, it keeps the WAL a standby streams; with `standby_of`, it is that
+    standby: copied from the primary by pg_basebackup on its first start, then streaming under `name`."""
+
     def __init__(
-        self, base_dir: Path, port: int | None = None, *, durable: bool = True, settings: Sequence[str] = ()
+        self,
+        base_dir: Path,
+        port: int | None = None,
+        *,
+        durable: bool = True,
+        settings: Sequence[str] = (),
+        replication: bool = False,
+        standby_of: LocalPostgres | None = None,
+        name: str = "primary",
     ) -> None:
         self.base_dir = base_dir
         self.data_dir = base_dir / "data"
@@ -65,6 +76,9 @@ class LocalPostgres:
         self.durable = durable  # tests turn fsync off; `make run` keeps PostgreSQL's defaults
         self.settings = tuple(settings)  # more `name=value` server settings (the profiled benchmark's)
         self.log_file = base_dir / "postgres.log"
+        self.replication = replication or standby_of is not None
+        self.standby_of = standby_of
+        self.name = name
 
     def dsn(self, role: str = APP_ROLE, database: str = "utfall") -> str:
         return f"postgresql://{role}@127.0.0.1:{self.port}/{database}"
@@ -80,7 +94,9 @@ class LocalPostgres:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         user = _prepare_for_root(self.base_dir)
         bin_dir = POSTGRES_BIN_PATH
-        if not (self.data_dir / "PG_VERSION").exists():
+        if not (self.data_dir / "PG_VERSION").exists() and self.standby_of is not None:
+            self._copy_from_primary(self.standby_of, user)
+        elif not (self.data_dir / "PG_VERSION").exists():
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir.mkdir(parents=True)
             if user:
@@ -104,7 +120,7 @@ class LocalPostgres:
         options = [
             f"-p {self.port}",
             "-h 127.0.0.1",
-            f"-k {self.data_dir}",
+            f"-k {self.base_dir}",  # the socket outside the data folder, which a base backup copies
             "-c max_connections=300",
             "-c shared_buffers=256MB",
             # Fewer checkpoints: each one makes the next write of every page a full-page image in the WAL.
@@ -113,9 +129,12 @@ class LocalPostgres:
             # Let autovacuum keep up with the write rate of a whole pipeline on one database.
             "-c autovacuum_naptime=10s",
             "-c autovacuum_vacuum_cost_limit=2000",
-            "-c wal_level=minimal",
-            "-c max_wal_senders=0",
         ]
+        if self.replication:
+            # WAL for a standby, kept long enough that a standby paused for a while can catch up
+            options += ["-c wal_level=replica", "-c max_wal_senders=10", "-c wal_keep_size=1GB"]
+        else:
+            options += ["-c wal_level=minimal", "-c max_wal_senders=0"]
         if not self.durable:
             # Tests skip fsync (an operating system crash is not among their faults) but keep synchronous
             # commit: a confirmed commit must survive the PostgreSQL crash restarts the fault tests inject, or
@@ -138,25 +157,92 @@ class LocalPostgres:
             ],
             user,
         )
-        self._bootstrap()
+        if self.standby_of is None or self.promoted:
+            self._bootstrap()
         return self.dsn()
+
+    @property
+    def promoted(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists() and not (self.data_dir / "standby.signal").exists()
+
+    def _copy_from_primary(self, primary: LocalPostgres, user: str | None) -> None:
+        """A base backup of the primary, set to stream from it as `self.name` (the name a synchronous primary's
+        `synchronous_standby_names` lists)."""
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        if user:
+            _prepare_for_root(self.base_dir)
+        self._run(
+            [
+                str(POSTGRES_BIN_PATH / "pg_basebackup"),
+                "-D",
+                str(self.data_dir),
+                "-d",
+                f"host=127.0.0.1 port={primary.port} user=postgres application_name={self.name}",
+                "--wal-method=stream",
+                "--checkpoint=fast",
+                "--write-recovery-conf",
+            ],
+            user,
+        )
+
+    def promote(self) -> None:
+        """End recovery: this standby becomes a primary that takes writes."""
+        subprocess.run(
+            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60", "promote"],
+            user=OS_USER if os.geteuid() == 0 else None,
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend: the machine is gone, nothing is shut down in order."""
+        pid = self._postmaster_pid()
+        if pid is None:
+            return
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        for target in (pid, *map(int, children)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self._postmaster_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def wal_receiver_pid(self) -> int | None:
+        """The standby's WAL receiver process (a fault test stops it so that the standby falls behind)."""
+        pid = self._postmaster_pid()
+        if pid is None:
+            return None
+        for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
+            with contextlib.suppress(OSError):
+                if "walreceiver" in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace"):
+                    return int(child)
+        return None
+
+    def query(self, sql: str, database: str = "postgres") -> str:
+        """One value, as psql prints it unaligned."""
+        return subprocess.run(
+            [*self._psql_args(database), "-A", "-t", "-c", sql], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    def _psql_args(self, database: str) -> list[str]:
+        return [
+            str(POSTGRES_BIN_PATH / "psql"),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+        ]
 
     def _psql(self, sql: str, database: str = "postgres") -> None:
         subprocess.run(
-            [
-                str(POSTGRES_BIN_PATH / "psql"),
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                "postgres",
-                "-d",
-                database,
-            ],
+            self._psql_args(database),
             input=sql.encode(),
             check=True,
             stdout=subprocess.DEVNULL,
@@ -242,3 +328,102 @@ class LocalPostgres:
                 time.sleep(0.1)
         time.sleep(0.2)
         self.start()
+
+
+STANDBY_MODES = ("async", "sync")
+
+
+class LocalPostgresPair:
+    """A primary with one streaming standby, `sync` (a commit is confirmed once the standby has flushed it) or
+    `async` (confirmed on the primary alone: a failover may lose the last commits). Clients connect to both hosts
+    with `target_session_attrs=primary`, so after a failover they find the promoted standby by themselves."""
+
+    def __init__(
+        self,
+        base: Path,
+        mode: str,
+        *,
+        port: int | None = None,
+        durable: bool = True,
+        settings: Sequence[str] = (),
+    ) -> None:
+        if mode not in STANDBY_MODES:
+            raise ValueError(f"a standby is {' or '.join(STANDBY_MODES)}, not {mode!r}")
+        self.mode = mode
+        self.base = base
+        self.primary = LocalPostgres(base / "a", port, durable=durable, settings=settings, replication=True)
+        self.standby: LocalPostgres | None = LocalPostgres(
+            base / "b",
+            port + 1 if port else None,
+            durable=durable,
+            settings=settings,
+            standby_of=self.primary,
+            name="standby",
+        )
+        self.servers = [self.primary, self.standby]
+        self.failovers = 0
+
+    @property
+    def port(self) -> int:
+        return self.primary.port
+
+    def _hosts(self) -> str:
+        return ",".join(f"127.0.0.1:{server.port}" for server in self.servers)
+
+    def dsn(self, role: str = APP_ROLE, database: str = "utfall") -> str:
+        return f"postgresql://{role}@{self._hosts()}/{database}?target_session_attrs=primary"
+
+    @property
+    def superuser_dsn(self) -> str:
+        return self.dsn("postgres", "postgres")
+
+    def start(self, timeout: float = 60.0) -> str:
+        self.primary.start(timeout)
+        self._attach_standby(timeout)
+        return self.dsn()
+
+    def _attach_standby(self, timeout: float) -> None:
+        assert self.standby is not None
+        self.standby.start(timeout)
+        self.wait_streaming(timeout)
+        if self.mode == "sync":
+            # Only now: a primary waiting for a standby that does not stream yet would hang every commit.
+            setting = f"SET synchronous_standby_names = '{self.standby.name}'"
+        else:
+            setting = "RESET synchronous_standby_names"
+        self.primary._psql(f"ALTER SYSTEM {setting}; SELECT pg_reload_conf();")
+        self.wait_streaming(timeout, state=self.mode)
+
+    def wait_streaming(self, timeout: float = 60.0, state: str | None = None) -> None:
+        assert self.standby is not None
+        want = f"AND sync_state = '{state}'" if state else ""
+        sql = (
+            f"SELECT count(*) FROM pg_stat_replication WHERE application_name = '{self.standby.name}' "
+            f"AND state = 'streaming' {want}"
+        )
+        deadline = time.monotonic() + timeout
+        while self.primary.query(sql) != "1":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the standby did not stream ({state or 'any'}) within {timeout}s")
+            time.sleep(0.2)
+
+    def failover(self) -> None:
+        """The primary's machine is lost (SIGKILL); the standby is promoted and takes writes."""
+        assert self.standby is not None
+        self.primary.kill()
+        self.standby.promote()
+        self.primary, self.standby = self.standby, None
+        self.failovers += 1
+
+    def rejoin(self, timeout: float = 60.0) -> None:
+        """The lost server comes back as a fresh standby of the new primary (its old data discarded)."""
+        lost = next(server for server in self.servers if server is not self.primary)
+        lost.kill()
+        shutil.rmtree(lost.data_dir, ignore_errors=True)
+        lost.standby_of, lost.replication, lost.name = self.primary, True, "standby"
+        self.standby = lost
+        self._attach_standby(timeout)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()

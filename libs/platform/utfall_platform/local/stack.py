@@ -23,7 +23,7 @@ from typing import IO
 from ..kafka_access import ClusterAccess, KafkaAccess
 from .kafka import LocalKafka
 from .paths import free_port, state_dir, write_secret
-from .postgres import GATEWAY_ROLE, LocalPostgres
+from .postgres import GATEWAY_ROLE, STANDBY_MODES, LocalPostgres, LocalPostgresPair
 from .procs import spawn, terminate
 
 SERVICES = ("ingest", "measures", "contracts", "gateway")
@@ -90,16 +90,34 @@ class LocalStack:
         database_url: str | None = None,
         gateway_database_url: str | None = None,
         postgres_settings: Sequence[str] = (),
+        kafka_brokers: int = 1,
+        postgres_standby: str | None = None,
     ) -> None:
         self.base = base
-        self.kafka = None if kafka else LocalKafka(base / "kafka", port=kafka_port)
-        self.postgres = (
+        self.kafka = (
             None
-            if database_url
-            else LocalPostgres(
-                base / "postgres", port=postgres_port, durable=durable, settings=postgres_settings
+            if kafka
+            else LocalKafka(
+                base / ("kafka" if kafka_brokers == 1 else "kafka-cluster"),
+                port=kafka_port,
+                nodes=kafka_brokers,
             )
         )
+        self.postgres: LocalPostgres | LocalPostgresPair | None = None
+        if database_url:
+            pass
+        elif postgres_standby:
+            self.postgres = LocalPostgresPair(
+                base / "postgres-pair",
+                postgres_standby,
+                port=postgres_port,
+                durable=durable,
+                settings=postgres_settings,
+            )
+        else:
+            self.postgres = LocalPostgres(
+                base / "postgres", port=postgres_port, durable=durable, settings=postgres_settings
+            )
         self._cluster = kafka
         self._database_url = database_url
         self._gateway_database_url = gateway_database_url
@@ -339,12 +357,18 @@ def run(argv: list[str] | None = None) -> None:
     env_port = {
         name: int(os.environ.get(f"UTFALL_{name.upper()}_PORT", DEFAULT_PORTS[name])) for name in SERVICES
     }
+    brokers = int(os.environ.get("UTFALL_KAFKA_BROKERS", "1"))
+    standby = os.environ.get("UTFALL_POSTGRES_STANDBY") or None
+    if brokers not in (1, 3) or standby not in (None, *STANDBY_MODES):
+        raise SystemExit("UTFALL_KAFKA_BROKERS is 1 or 3; UTFALL_POSTGRES_STANDBY is empty, async or sync")
     stack = LocalStack(
         base,
         kafka_port=int(os.environ.get("UTFALL_KAFKA_PORT", 9092)),
         postgres_port=int(os.environ.get("UTFALL_POSTGRES_PORT", 5433)),
         ports=env_port,
         colour=sys.stdout.isatty(),
+        kafka_brokers=brokers,
+        postgres_standby=standby,
     )
     stop = threading.Event()
 
@@ -354,7 +378,11 @@ def run(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        print("starting PostgreSQL and Apache Kafka (KRaft) ...", flush=True)
+        print(
+            f"starting PostgreSQL ({f'with a {standby} standby' if standby else 'one server'}) and Apache Kafka "
+            f"(KRaft, {brokers} {'node' if brokers == 1 else 'nodes'}) ...",
+            flush=True,
+        )
         stack.start_infrastructure()
         where = stack.kafka.credentials_file if stack.kafka else "UTFALL_KAFKA_*"
         print(f"  kafka     {stack.bootstrap} (SASL/SCRAM-SHA-512; principals in {where})", flush=True)
