@@ -317,3 +317,21 @@ def header(record: Any, name: str) -> str | None:
         if key == name:
             return bytes(value).decode()
     return None
+
+
+async def topic_configs(kafka: KafkaAccess, names: list[str]) -> dict[str, dict[str, str]]:
+    """Each topic's configuration as the brokers hold it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    try:
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    finally:
+        await admin.close()
+    return {
+        resource[3]: {entry[0]: entry[1] for entry in resource[4]}
+        for response in described
+        for resource in response.resources
+    }

@@ -22,7 +22,7 @@ from utfall_synthetic.cohort import PROVIDERS
 
 from ..cluster_faults import partition_states
 from ..faults import FaultReport, contract_yaml, run_scenario
-from ..helpers import uid
+from ..helpers import topic_configs, uid
 from ..infra import Infra, World
 from .test_replicas import assert_nothing_lost_or_doubled, both_gateways_agree
 
@@ -87,27 +87,14 @@ def report_figures(report: FaultReport, record_property: Any) -> None:
 
 async def test_every_topic_has_three_replicas_and_two_in_sync(sync_cluster) -> None:  # type: ignore[no-untyped-def]
     """The topics `utfall-admin kafka setup` creates on a cluster, as docs/architecture.md's table states."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
     admin = sync_cluster.cluster.admin
     states = {(p["topic"], p["partition"]): p for p in await partition_states(admin)}
     for spec in ALL_TOPICS:
         partitions = [p for (topic, _), p in states.items() if topic == spec.name]
         assert len(partitions) == spec.partitions, spec.name
         assert all(len(p["replicas"]) == 3 for p in partitions), spec.name
-    client = AIOKafkaAdminClient(**admin.client_options())
-    await client.start()
-    try:
-        described = await client.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, spec.name) for spec in ALL_TOPICS]
-        )
-    finally:
-        await client.close()
-    for response in described:
-        for resource in response.resources:
-            configs = {entry[0]: entry[1] for entry in resource[4]}
-            assert configs["min.insync.replicas"] == "2", resource[3]
+    for name, configs in (await topic_configs(admin, [spec.name for spec in ALL_TOPICS])).items():
+        assert configs["min.insync.replicas"] == "2", name
     # the brokers' own topics (consumer offsets, transactions) are replicated as ours are
     internal = [
         p for (topic, _), p in states.items() if topic in ("__consumer_offsets", "__transaction_state")

@@ -1329,6 +1329,109 @@ async def test_settlement_statements_add_up_to_the_payments_topic(data, artifact
         assert monthly.status_code == 422 and monthly.json()["errors"][0]["field"] == "period"
 
 
+async def test_every_demo_contract_period_is_a_valid_peppol_e_invoice_per_provider(data, artifacts) -> None:  # type: ignore[no-untyped-def]
+    """Issue 35 items 1-2: for each demo contract, each ended period and each of its providers, the statement as a
+    BIS Billing 3.0 document passes the UBL 2.1 schema and OpenPeppol's Schematron with no fatal finding, and
+    pays exactly the statement's net; a provider gets its own, a stranger nothing, a running period is refused.
+    The stack's payments were all determined this quarter, so a gateway whose clock runs 120 days ahead (the
+    same database and topics) sees their periods ended."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from lxml import etree
+
+    from utfall_gateway.app import create_app
+    from utfall_gateway.domain.einvoice import NS
+    from utfall_gateway.settings import GatewaySettings
+    from utfall_platform.clock import OffsetClock
+
+    from ..helpers import running, wait_until
+    from ..peppol import validator
+
+    keys: Keys = data["keys"]
+    operator = keys.headers("operator")
+    world = data["stack"].world
+    documents = {"Invoice": 0, "CreditNote": 0, "nothing to invoice": 0}
+    later = create_app(world.settings(GatewaySettings), clock=OffsetClock(timedelta(days=120)))
+    async with running(later) as http:
+
+        async def ready() -> bool:
+            return (await http.get("/v1/contracts/hvb-ungdom-stockholm", headers=operator)).status_code == 200
+
+        await wait_until(ready, timeout=60, interval=0.5, what="the later gateway to know the keys")
+        for contract in ("hvb-ungdom-stockholm", "rate-card-vastra-gotaland"):
+            providers = (await http.get(f"/v1/contracts/{contract}", headers=operator)).json()["provider_ids"]
+            listed = (await http.get(f"/v1/contracts/{contract}/statements", headers=operator)).json()
+            assert listed["statements"], contract
+            for summary in listed["statements"]:
+                period = summary["period"]
+                path = f"/v1/contracts/{contract}/statements/{period}/invoice.xml"
+                if not summary["complete"]:
+                    running_period = await http.get(
+                        path, params={"provider_id": providers[0]}, headers=operator
+                    )
+                    assert running_period.status_code == 409, running_period.text
+                    assert running_period.json()["type"].endswith("period-running")
+                    continue
+                for provider in providers:
+                    mine = (
+                        await http.get(
+                            f"/v1/contracts/{contract}/statements/{period}",
+                            params={"provider_id": provider},
+                            headers=operator,
+                        )
+                    ).json()
+                    answer = await http.get(path, params={"provider_id": provider}, headers=operator)
+                    moved = [
+                        e for e in mine["entries"] if e["kind"] in ("payment.triggered", "payment.reversed")
+                    ]
+                    if not moved:
+                        assert answer.status_code == 404, answer.text
+                        assert answer.json()["type"].endswith("nothing-to-invoice")
+                        documents["nothing to invoice"] += 1
+                        continue
+                    assert answer.status_code == 200, answer.text
+                    assert answer.headers["content-type"].startswith("application/xml")
+                    report = validator().validate(answer.content)
+                    assert report.schema_errors == [] and report.fatal == [], (
+                        contract,
+                        period,
+                        provider,
+                        report,
+                    )
+                    root = etree.fromstring(answer.content)
+                    kind = etree.QName(root).localname
+                    payable = Decimal(
+                        root.findtext("cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=NS) or ""
+                    )
+                    assert payable * 100 == abs(mine["net_ore"]), (contract, period, provider)
+                    assert kind == ("CreditNote" if mine["net_ore"] < 0 else "Invoice")
+                    documents[kind] += 1
+                    if documents[kind] == 1:
+                        (artifacts / f"einvoice-{contract}-{period}-{provider}.xml").write_bytes(
+                            answer.content
+                        )
+                    again = await http.get(path, params={"provider_id": provider}, headers=operator)
+                    assert again.content == answer.content
+        assert documents["Invoice"] > 0, documents
+        print(f"\ne-invoices validated over the demo contracts: {documents}")
+
+        # a provider takes its own; another municipality sees no contract; the contract's whole is not a document
+        listed = (await http.get("/v1/contracts/hvb-ungdom-stockholm/statements", headers=operator)).json()
+        ended = next(s["period"] for s in listed["statements"] if s["complete"] and s["payments"])
+        path = f"/v1/contracts/hvb-ungdom-stockholm/statements/{ended}/invoice.xml"
+        own = await http.get(path, headers=keys.headers("provider"))
+        assert own.status_code == 200, own.text
+        assert b"<cbc:ID>hvb-ungdom-stockholm-" + ended.encode() + b"-hvb-eken</cbc:ID>" in own.content
+        assert (await http.get(path, headers=keys.headers("other_municipality"))).status_code == 403
+        whole = await http.get(path, headers=operator)
+        assert whole.status_code == 422 and whole.json()["errors"][0]["field"] == "provider_id"
+    # on the stack's own clock the same period is still running: no document yet
+    async with httpx.AsyncClient(base_url=data["gateway"], timeout=60) as http:
+        now = await http.get(path, params={"provider_id": "hvb-eken"}, headers=operator)
+    assert now.status_code == 409 and now.json()["type"].endswith("period-running"), now.text
+
+
 AXE = Path(__file__).resolve().parents[1] / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]  # what EN 301 549 asks of web pages
 

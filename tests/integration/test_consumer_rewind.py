@@ -21,31 +21,38 @@ def records(topic: str, offsets: range) -> list[FakeRecord]:
     return [FakeRecord(topic=topic, partition=0, offset=o, key=b"k", value=b"v", headers=[]) for o in offsets]
 
 
+def recording_consumer(
+    pool: asyncpg.Pool, name: str
+) -> tuple[TransactionalBatchConsumer, list[int], list[dict[tuple[str, int], int]]]:
+    """A consumer that records the offsets it applies and the seeks it asks of Kafka."""
+    applied: list[int] = []
+    seeks: list[dict[tuple[str, int], int]] = []
+
+    async def handler(conn: asyncpg.Connection, batch: Any) -> None:
+        applied.extend(r.offset for r in batch)
+
+    async def seek(positions: dict[tuple[str, int], int]) -> None:
+        seeks.append(positions)
+
+    consumer = TransactionalBatchConsumer(
+        service="contracts",
+        name=name,
+        pool=pool,
+        schema="contracts",
+        handler=handler,
+        dead_letter=DeadLetterPolicy("contracts.deadletter.v1", exit_on_bug=False),
+        now=SystemClock().now,
+    )
+    consumer.rewind = seek
+    return consumer, applied, seeks
+
+
 async def test_lost_commits_are_read_again_not_skipped(world) -> None:  # type: ignore[no-untyped-def]
     pool = await create_pool(world.database_url)
     try:
         await migrate_service(pool, "contracts")
-        applied: list[int] = []
-
-        async def handler(conn: asyncpg.Connection, batch: Any) -> None:
-            applied.extend(r.offset for r in batch)
-
-        name, topic = uid("rewind-"), uid("t-")
-        consumer = TransactionalBatchConsumer(
-            service="contracts",
-            name=name,
-            pool=pool,
-            schema="contracts",
-            handler=handler,
-            dead_letter=DeadLetterPolicy("contracts.deadletter.v1", exit_on_bug=False),
-            now=SystemClock().now,
-        )
-        seeks: list[dict[tuple[str, int], int]] = []
-
-        async def seek(positions: dict[tuple[str, int], int]) -> None:
-            seeks.append(positions)
-
-        consumer.rewind = seek
+        consumer, applied, seeks = recording_consumer(pool, name := uid("rewind-"))
+        topic = uid("t-")
         await consumer.process(records(topic, range(0, 5)))
         assert applied == [0, 1, 2, 3, 4]
 
@@ -87,27 +94,8 @@ async def test_an_idle_consumer_finds_lost_commits_and_drops_what_it_fetched_bef
     pool = await create_pool(world.database_url)
     try:
         await migrate_service(pool, "contracts")
-        applied: list[int] = []
-
-        async def handler(conn: asyncpg.Connection, batch: Any) -> None:
-            applied.extend(r.offset for r in batch)
-
-        name, topic = uid("idle-"), uid("t-")
-        consumer = TransactionalBatchConsumer(
-            service="contracts",
-            name=name,
-            pool=pool,
-            schema="contracts",
-            handler=handler,
-            dead_letter=DeadLetterPolicy("contracts.deadletter.v1", exit_on_bug=False),
-            now=SystemClock().now,
-        )
-        seeks: list[dict[tuple[str, int], int]] = []
-
-        async def seek(positions: dict[tuple[str, int], int]) -> None:
-            seeks.append(positions)
-
-        consumer.rewind = seek
+        consumer, applied, seeks = recording_consumer(pool, name := uid("idle-"))
+        topic = uid("t-")
         await consumer.check_positions()  # nothing committed yet: nothing to check
         await consumer.process(records(topic, range(0, 6)))
         await consumer.check_positions()

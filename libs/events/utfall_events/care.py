@@ -178,7 +178,7 @@ class _Published(BaseModel):
 
 
 class PublishedPlacementStartedV1(_Published):
-    birth_year: int
+    birth_year: int = Field(ge=1900, le=2100)  # from a personnummer; bounded so every decoder agrees on it
     sex: Sex
     age_at_start: int = Field(ge=0, le=20)
     unit_id: UnitId

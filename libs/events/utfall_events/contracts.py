@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from .care import FreeText, IsoDate, ProviderId
 from .catalogue import MEASURE_IDS, VERIFIABLE_MEASURE_IDS, register_fact_id
 from .reference import is_municipality
+from .registry import OrganisationNumber
 from .vocabulary import CareType, LegalBasis, TargetGroup
 
 # Amounts stay far inside a bigint and a JSON number any client reads exactly (2**53): 100 billion SEK.
@@ -93,6 +94,32 @@ class MilestoneV1(BaseModel):
         return register_fact_id(self.measure_id) if self.validation == "register" else self.measure_id
 
 
+PeppolParticipantId = Annotated[
+    str,
+    StringConstraints(pattern=r"^(0007|0088|0192|0208|9955):[A-Za-z0-9.\-]{1,50}$"),
+    Field(
+        description="A Peppol participant id, `<EAS scheme>:<id>`; for a Swedish organisation usually "
+        "0007:<organisation number, ten digits>"
+    ),
+]
+
+
+class InvoicingV1(BaseModel):
+    """Who receives the contract's e-invoices (Peppol BIS Billing 3.0): the commissioning municipality as buyer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    buyer_name: Annotated[FreeText, StringConstraints(min_length=2, max_length=120, strip_whitespace=True)]
+    buyer_organisation_number: OrganisationNumber
+    buyer_peppol_id: PeppolParticipantId | None = Field(
+        None, description="the buyer's Peppol address; when absent, 0007 and its organisation number"
+    )
+    buyer_reference: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\s].*$")] = Field(
+        description="the buyer's reference (BT-10) its finance system routes the invoice by"
+    )
+    payment_terms_days: int = Field(30, ge=0, le=90, description="days from the issue date to the due date")
+
+
 class ContractDefinitionV1(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -108,6 +135,9 @@ class ContractDefinitionV1(BaseModel):
     currency: Literal["SEK"] = "SEK"
     statement_period: Literal["month", "quarter"] = Field(
         "quarter", description="how often payments are settled: one statement per month or per quarter"
+    )
+    invoicing: InvoicingV1 | None = Field(
+        None, description="the buyer of the contract's e-invoices; without it, statements have no e-invoice"
     )
 
     @model_validator(mode="after")

@@ -70,7 +70,7 @@ class _PublishedWire(_Wire, frozen=True):
 
 
 class PlacementStartedWire(_PublishedWire, frozen=True):
-    birth_year: int
+    birth_year: Annotated[int, Meta(ge=1900, le=2100)]  # as the model: an integer past 64 bits is refused too
     sex: Sex
     age_at_start: Annotated[int, Meta(ge=0, le=20)]
     unit_id: UnitId

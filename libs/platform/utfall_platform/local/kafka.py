@@ -8,6 +8,7 @@ so only the first start downloads anything.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -355,7 +356,14 @@ class LocalKafka:
         return next(node for node in self.nodes if node.node_id == node_id)
 
     def stop(self) -> None:
-        for node in reversed(self.nodes):
+        """All nodes at once: stopped one by one, the last two would each wait out a controlled shutdown that
+        cannot complete once the quorum is gone."""
+        for node in self.nodes:
+            if node.running:
+                assert node.proc is not None
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.proc.pid, signal.SIGTERM)
+        for node in self.nodes:
             node.stop()
 
     def kill(self) -> None:

