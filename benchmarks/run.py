@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tqdm import tqdm
 
+from tests.webhook_receiver import WebhookReceiver, webhook_env
 from utfall_events.topics import CARE_EVENTS, OUTCOMES_V2, raw_topic
 from utfall_platform.apikeys import generate_key, publish_keys
 from utfall_platform.clock import SystemClock
@@ -512,6 +514,62 @@ async def pipeline_step(
     }
 
 
+async def webhook_step(
+    stack: LocalStack, conn: asyncpg.Connection, contract_id: str, pipeline: dict[str, Any]
+) -> dict[str, Any]:
+    """Every ledger entry of the pipeline step's contract delivered as a Standard Webhooks request to one https
+    receiver that verifies each, timed from the endpoint's registration to its last acknowledgement; beside the
+    rate the pipeline determined them at (one endpoint takes the contract's messages one at a time, in order)."""
+    from utfall_events.topics import CONTRACT_COMMANDS
+    from utfall_events.webhooks import RegisterWebhookV1, WebhookCommandV1
+    from utfall_gateway.routes.webhooks import new_secret
+
+    secret = new_secret()
+    receiver = WebhookReceiver(secrets=[secret])
+    await receiver.start()
+    try:
+        entries = await count(
+            conn, "SELECT count(*) FROM contracts.ledger WHERE contract_id = $1", contract_id
+        )
+        command = RegisterWebhookV1(
+            command_id=str(uuid.uuid4()),
+            contract_id=contract_id,
+            key_id="bench",
+            requested_at=datetime.now(UTC),
+            endpoint_id=str(uuid.uuid4()),
+            url=receiver.url,
+            secret=secret,
+        )
+        producer = AIOKafkaProducer(**stack.admin.client_options())
+        await producer.start()
+        try:
+            started = time.perf_counter()
+            await producer.send_and_wait(
+                CONTRACT_COMMANDS,
+                WebhookCommandV1(command).model_dump_json().encode(),
+                key=contract_id.encode(),
+            )
+        finally:
+            await producer.stop()
+        while len(receiver.unique()) < entries:
+            await asyncio.sleep(0.05)
+        seconds = time.perf_counter() - started
+    finally:
+        await receiver.stop()
+    payments_per_s = pipeline["ledger_entries_total"] / pipeline["seconds"] if pipeline["seconds"] else 0.0
+    rate = entries / seconds
+    return {
+        # above 1: one endpoint takes the payments faster than the pipeline makes them
+        "ratio_to_pipeline_payments": round(rate / payments_per_s, 3) if payments_per_s else None,
+        "messages": entries,
+        "seconds": round(seconds, 2),
+        "deliveries_per_s": round(rate),
+        "pipeline_payments_per_s": round(payments_per_s),
+        "duplicates": receiver.duplicates,
+        "refused_signatures": receiver.refused_signatures,
+    }
+
+
 async def with_replicas(
     stack: LocalStack,
     conn: asyncpg.Connection,
@@ -678,6 +736,7 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> dict[s
         "UTFALL_LOG_LEVEL": "WARNING",
         "UTFALL_TICK_SECONDS": "3600",
         "UTFALL_KAFKA_METADATA_MAX_AGE_MS": "1000",
+        **webhook_env(),  # step 3b's receiver: a local https server with a throwaway CA
     }
     profile_dir = base / "profiles"
     if args.profile:
@@ -762,6 +821,12 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> dict[s
             report["profile"] = {d.stem.rsplit("-", 1)[0]: profile.summarise(d) for d in dumps}
             report["postgres_statements"] = await profile.top_statements(stack.postgres.dsn(role="postgres"))
             report["profile_files"] = [str(d) for d in dumps]
+
+        # 3b. the pipeline's payments as signed webhooks to one https receiver, against the rate they were made
+        note("step 3b: the pipeline's payments delivered as webhooks")
+        report["steps"]["webhooks"] = await webhook_step(
+            stack, conn, "bench-pipeline", report["steps"]["pipeline"]
+        )
 
         # 4. latency at fixed offered loads: accepted by ingest -> committed in the measures read model; at a
         note("step 4: latency at fixed offered loads")
@@ -1134,6 +1199,16 @@ def table(report: dict[str, Any]) -> str:
             f"{s['pipeline']['events_per_s']:,} events/s over {s['pipeline']['seconds']}s"
             f" ({s['pipeline']['ratio_to_floor']:.1%} of floor {floor:,})",
             "target ≥ 6,000 and ≥ 12%",
+        ),
+        *(
+            (
+                "3b webhooks, one https endpoint",
+                f"{s[key]['deliveries_per_s']:,} deliveries/s ({s[key]['ratio_to_pipeline_payments']}× the pipeline's "
+                f"{s[key]['pipeline_payments_per_s']:,} payments/s)",
+                "≥ 1×: keeps up",
+            )
+            for key in s
+            if key == "webhooks"
         ),
         *(
             (

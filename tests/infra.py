@@ -22,6 +22,8 @@ from utfall_platform.kafka import ensure_topics
 from utfall_platform.kafka_access import ClusterAccess, KafkaAccess
 from utfall_platform.kafka_acl import SERVICES, KafkaProvisioner, new_password
 
+from .webhook_receiver import webhook_env
+
 
 def docker_engine_answers() -> bool:
     if shutil.which("docker") is None:
@@ -165,6 +167,7 @@ class World:
             "UTFALL_TICK_SECONDS": "5",
             "UTFALL_METRICS_SAMPLE_SECONDS": "2",
             "UTFALL_PERSON_ID_KEYS": PERSON_ID_KEYS,
+            **webhook_env(),
         }
 
     def settings(self, cls: type, **overrides: Any) -> Any:

@@ -42,6 +42,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "http_ingest",
         "raw_topic_ingest",
         "pipeline",
+        "webhooks",
         "latency",
         "latency_target",
         "gateway_results",
@@ -80,6 +81,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert extract["malformed"]["counts"]["rejected"] == extract["rows"] // 10
     assert extract["malformed"]["counts"]["unchanged"] == extract["rows"] - extract["rows"] // 10
     assert "8 register extract" in result.stdout
+    hooks = steps["webhooks"]
+    assert hooks["messages"] == steps["pipeline"]["ledger_entries_total"] > 0
+    assert hooks["duplicates"] == 0 and hooks["refused_signatures"] == 0
+    assert "3b webhooks" in result.stdout
     assert "3 pipeline, 2 replicas" in result.stdout
     assert "raw aiokafka floor" in result.stdout
     # progress when not on a terminal: a line as each step starts and completes

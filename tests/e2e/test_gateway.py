@@ -290,6 +290,19 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
         "/v1/admin/keys",
         {"public": 401, "provider": 403, "municipality": 403, "finance": 403, "operator": 201},
     ),
+    (
+        "GET",
+        "/v1/contracts/hvb-ungdom-stockholm/webhooks",
+        {
+            "public": 401,
+            "provider": 403,
+            "other_provider": 403,
+            "municipality": 200,
+            "other_municipality": 403,
+            "finance": 403,
+            "operator": 200,
+        },
+    ),
     ("GET", "/v1/contracts/no-such-contract", {"public": 401, "operator": 404, "provider": 404}),
 ]
 
@@ -1454,6 +1467,97 @@ async def _axe(page: Any) -> list[dict[str, Any]]:
         }
         for v in result["violations"]
     ]
+
+
+async def test_a_finance_system_takes_the_contracts_payments_as_signed_webhooks(data) -> None:  # type: ignore[no-untyped-def]
+    """Issue 35 items 3-4 over HTTP: the commissioner registers an https receiver for its contract and gets the
+    secret once; every payment message of the contract then arrives signed (verified with the standardwebhooks
+    library), once after deduplication, in ledger order, equal to the ledger; the endpoint and its delivery log
+    are the commissioner's and operators' to read. Plain http, the other parties, and (on a gateway with the
+    default settings) a loopback receiver are refused with problem details."""
+    import asyncpg
+
+    from utfall_gateway.app import create_app
+    from utfall_gateway.settings import GatewaySettings
+
+    from ..helpers import running
+    from ..webhook_receiver import WebhookReceiver
+
+    keys: Keys = data["keys"]
+    world = data["stack"].world
+    contract = "hvb-ungdom-stockholm"
+    hooks = f"/v1/contracts/{contract}/webhooks"
+    commissioner = keys.headers("municipality")
+    receiver = WebhookReceiver()
+    await receiver.start()
+
+    async def ledger() -> list[Any]:
+        conn = await asyncpg.connect(world.database_url)
+        try:
+            return list(
+                await conn.fetch(
+                    "SELECT payment_id || ':' || kind AS message_id, kind, amount_ore FROM contracts.ledger "
+                    "WHERE contract_id = $1 ORDER BY seq",
+                    contract,
+                )
+            )
+        finally:
+            await conn.close()
+
+    try:
+        async with httpx.AsyncClient(base_url=data["gateway"], timeout=60) as http:
+            plain = await http.post(hooks, json={"url": "http://ekonomi.example.se/x"}, headers=commissioner)
+            assert plain.status_code == 422 and "https" in plain.json()["detail"], plain.text
+            for role in ("provider", "finance", "other_municipality"):
+                refused = await http.post(hooks, json={"url": receiver.url}, headers=keys.headers(role))
+                assert refused.status_code == 403, (role, refused.text)
+            created = await http.post(
+                hooks, json={"url": receiver.url, "description": "Raindance"}, headers=commissioner
+            )
+            assert created.status_code == 201, created.text
+            assert created.headers["cache-control"] == "no-store"
+            endpoint = created.json()
+            assert endpoint["secret"].startswith("whsec_") and endpoint["url"] == receiver.url
+            receiver.secrets.append(endpoint["secret"])
+
+            async def delivered() -> bool:
+                return len(receiver.unique()) >= len(await ledger()) > 0
+
+            await wait_until(delivered, timeout=180, interval=0.5, what="the contract's payments delivered")
+            entries = await ledger()
+            unique = receiver.unique()
+            assert list(unique) == [r["message_id"] for r in entries]
+            assert [(d.payload["kind"], d.payload["amount_ore"]) for d in unique.values()] == [
+                (r["kind"], r["amount_ore"]) for r in entries
+            ]
+            assert receiver.refused_signatures == 0
+
+            listed = (await http.get(hooks, headers=keys.headers("operator"))).json()["endpoints"]
+            mine = next(e for e in listed if e["endpoint_id"] == endpoint["endpoint_id"])
+            assert mine["pending_messages"] == 0 and mine["delivered_messages"] >= len(entries)
+            assert "secret" not in mine
+            log = await http.get(
+                f"{hooks}/{endpoint['endpoint_id']}/deliveries", params={"limit": 5}, headers=commissioner
+            )
+            assert log.status_code == 200 and len(log.json()["deliveries"]) == 5
+            assert all(d["delivered"] and d["status_code"] == 204 for d in log.json()["deliveries"])
+            for role in ("provider", "finance", "other_municipality"):
+                assert (await http.get(hooks, headers=keys.headers(role))).status_code == 403
+            removed = await http.delete(f"{hooks}/{endpoint['endpoint_id']}", headers=commissioner)
+            assert removed.status_code == 200 and removed.json()["outcome"] == "applied", removed.text
+
+        # The stack allows private receivers (its tests' own); a gateway with the default settings does not.
+        strict = create_app(world.settings(GatewaySettings))
+        async with running(strict) as http:
+
+            async def answered() -> httpx.Response | None:
+                answer = await http.post(hooks, json={"url": receiver.url}, headers=commissioner)
+                return None if answer.status_code == 401 else answer  # until it has read the keys
+
+            answer = await wait_until(answered, timeout=60, interval=0.5, what="the strict gateway")
+            assert answer.status_code == 422 and "loopback" in answer.json()["detail"], answer.text
+    finally:
+        await receiver.stop()
 
 
 async def test_disputes_resolutions_samples_and_closing_over_http(data) -> None:  # type: ignore[no-untyped-def]

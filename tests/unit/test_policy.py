@@ -47,6 +47,7 @@ EXPECTED = {
     "sample": {"operator", "municipality", "finance", "assessor"},
     "resolve_dispute": {"municipality"},
     "close_period": {"municipality"},
+    "webhooks": {"operator", "municipality"},
 }
 
 

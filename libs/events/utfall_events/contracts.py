@@ -114,8 +114,8 @@ class InvoicingV1(BaseModel):
     buyer_peppol_id: PeppolParticipantId | None = Field(
         None, description="the buyer's Peppol address; when absent, 0007 and its organisation number"
     )
-    buyer_reference: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\s].*$")] = Field(
-        description="the buyer's reference (BT-10) its finance system routes the invoice by"
+    buyer_reference: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\s].*$")] = (
+        Field(description="the buyer's reference (BT-10) its finance system routes the invoice by")
     )
     payment_terms_days: int = Field(30, ge=0, le=90, description="days from the issue date to the due date")
 

@@ -26,6 +26,7 @@ from . import (
     registers,
     registry,
     releases,
+    webhooks,
 )
 
 
@@ -65,6 +66,10 @@ def models() -> dict[str, type[BaseModel]]:
     found["DisputePaymentV1"] = ledger_commands.DisputePaymentV1
     found["ResolveDisputeV1"] = ledger_commands.ResolveDisputeV1
     found["ClosePeriodV1"] = ledger_commands.ClosePeriodV1
+    found["RegisterWebhookV1"] = webhooks.RegisterWebhookV1
+    found["RotateWebhookSecretV1"] = webhooks.RotateWebhookSecretV1
+    found["ReplayWebhookV1"] = webhooks.ReplayWebhookV1
+    found["RemoveWebhookV1"] = webhooks.RemoveWebhookV1
     return found
 
 

@@ -113,7 +113,8 @@ def document() -> dict[str, Any]:
             topics.CONTRACT_COMMANDS,
             ContractDefinitionV1,
             "Contract definitions to create or amend; beside them, marked by a `command` field, commands on a "
-            "ledger: DisputePaymentV1, ResolveDisputeV1, ClosePeriodV1 (schemas/).",
+            "ledger: DisputePaymentV1, ResolveDisputeV1, ClosePeriodV1, and on its webhook endpoints: "
+            "RegisterWebhookV1, RotateWebhookSecretV1, ReplayWebhookV1, RemoveWebhookV1 (schemas/).",
         ),
         (
             topics.RELEASES,

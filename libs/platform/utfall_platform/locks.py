@@ -15,6 +15,8 @@ MEASURES_SUBJECT = 11  # a subject's episodes are re-folded one transaction at a
 AGGREGATE_PROVIDER = 17  # a provider's aggregated submissions are versioned one at a time
 INGEST_REGISTER = 19  # a register's extracts are taken one at a time (which version of a row counts)
 MEASURES_REGISTER_COVERAGE = 23  # a register's coverage re-folds one at a time
+# Session-lock namespace (the seed of hashtextextended)
+WEBHOOK_ENDPOINT = 29  # one deliverer per webhook endpoint across contracts' replicas
 
 
 def session_lock(name: str) -> int:

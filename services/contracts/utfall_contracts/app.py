@@ -25,6 +25,7 @@ from .consumers import (
 )
 from .contract_store import cap_use, load_yaml_contracts
 from .settings import ContractsSettings
+from .webhook_delivery import WebhookDeliverer, http_client
 
 log = logging.getLogger(__name__)
 # Only decoding says a record is bad input; any other exception (a ValidationError our code raises included)
@@ -51,10 +52,16 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
     ):
         runtime.subscribe(name, topic, handler, dead_letter)
 
+    webhooks = http_client(settings)
+
     async def load_contract_files() -> None:
         runtime.every(
             settings.metrics_sample_seconds, lambda: sample_contract_gauges(runtime.pool), "contract-gauges"
         )
+        deliverer = WebhookDeliverer(runtime.pool, clock, settings, webhooks)
+        runtime.every(settings.webhook_poll_seconds, deliverer.step, "webhooks")
+        runtime.every(settings.metrics_sample_seconds, deliverer.sample_gauges, "webhook-gauges")
+        runtime.every(3600, deliverer.prune_log, "webhook-log-retention")
         async with runtime.pool.acquire() as conn:
             for contract_id in await reallocate_pending(conn, clock=clock):
                 log.info("contract %s re-allocated under the current payment rule", contract_id)
@@ -67,6 +74,7 @@ def create_app(settings: ContractsSettings | None = None, clock: Clock | None = 
                 log.info("contract %s version %d loaded from %s", definition.contract_id, version, path.name)
 
     runtime.on_start(load_contract_files)
+    runtime.on_stop(webhooks.aclose)
     return create_service_app(
         runtime,
         title="Utfall contracts",

@@ -20,6 +20,7 @@ from utfall_events.contracts import ContractDefinitionV1
 from utfall_events.ledger_commands import LedgerCommandV1
 from utfall_events.outcomes import OutcomeFactV1, known_event_ref
 from utfall_events.vocabulary import EVENT_RETRACTED, FOLLOWUP_RECORDED, PLACEMENT_ENDED, PLACEMENT_STARTED
+from utfall_events.webhooks import WEBHOOK_COMMAND_PREFIX, WebhookCommandV1
 from utfall_platform import metrics
 from utfall_platform.clock import Clock
 from utfall_platform.consumer import Record
@@ -30,6 +31,7 @@ from .domain.cohort import PlacementFacts
 from .ledger_commands import apply_ledger_command
 from .reconcile import reconcile, reconcile_contract
 from .repository import FactUpdate, PostgresRepository, StartedPlacement
+from .webhook_commands import apply_webhook_command
 
 
 class InvalidCommand(UndecodableRecord):
@@ -155,20 +157,24 @@ def commands_handler(clock: Clock) -> Handler:
         for command in commands:
             if isinstance(command, LedgerCommandV1):
                 await apply_ledger_command(conn, command, now=clock.now())
+            elif isinstance(command, WebhookCommandV1):
+                await apply_webhook_command(conn, command, now=clock.now())
             else:
                 await apply_definition(conn, command, origin="command", clock=clock)
 
     return handle
 
 
-def decode_command(value: bytes | None) -> ContractDefinitionV1 | LedgerCommandV1:
+def decode_command(value: bytes | None) -> ContractDefinitionV1 | LedgerCommandV1 | WebhookCommandV1:
     """`contracts.commands.v1` carries contract definitions and, marked by a `command` field, commands on a
-    contract's ledger."""
+    contract's ledger or its webhook endpoints."""
     try:
         document = orjson.loads(value or b"")
     except orjson.JSONDecodeError:  # not JSON (or numbers past 64 bits): the definition's decoder says why
         document = None
     if isinstance(document, dict) and "command" in document:
+        if str(document["command"]).startswith(WEBHOOK_COMMAND_PREFIX):
+            return decode_message(WebhookCommandV1, value, InvalidCommand)
         return decode_message(LedgerCommandV1, value, InvalidCommand)
     return decode_message(ContractDefinitionV1, value, InvalidCommand)
 

@@ -27,6 +27,7 @@ from .routes import (
     signals,
     statements,
     verification,
+    webhooks,
 )
 from .settings import GatewaySettings
 from .state import GatewayState
@@ -88,6 +89,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         contracts.router,
         statements.router,
         disputes.router,
+        webhooks.router,
         forecast.router,
         events.router,
         admin.router,

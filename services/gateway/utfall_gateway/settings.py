@@ -25,3 +25,8 @@ class GatewaySettings(PlatformSettings):
     # A command on a ledger (a dispute, a resolution, closing a period) is answered with its outcome when the
     # contracts service decides it within this long, else 202 with where to look.
     command_wait_seconds: float = 10.0
+    # Webhook URLs that resolve to private, loopback or link-local addresses are refused unless this allows them
+    # (the contracts service, which delivers, has the same setting).
+    webhook_allow_private_addresses: bool = False
+    # After a secret's rotation the previous one still signs deliveries for this long.
+    webhook_rotation_overlap_hours: float = 24.0

@@ -135,7 +135,7 @@ def party_to(who: Principal, contract: ContractParties) -> bool:
 
 
 ContractAct = Literal[
-    "participants", "forecast", "indigo", "dispute", "sample", "resolve_dispute", "close_period"
+    "participants", "forecast", "indigo", "dispute", "sample", "resolve_dispute", "close_period", "webhooks"
 ]
 
 # What each party may do on a contract it is party to, and the refusal in words for the others.
@@ -167,6 +167,10 @@ CONTRACT_ACTS: Mapping[ContractAct, tuple[frozenset[RoleName], str]] = {
     "close_period": (
         frozenset({"municipality"}),
         "Only the contract's commissioner (its municipality) may do this.",
+    ),
+    "webhooks": (
+        frozenset({"municipality", "operator"}),
+        "Webhook endpoints are registered and read by the contract's commissioner and operators.",
     ),
 }
 

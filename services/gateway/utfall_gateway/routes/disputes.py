@@ -8,12 +8,10 @@ reports: 201 applied, 409 refused with the reason, 202 while still undecided (po
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,25 +22,23 @@ from utfall_events.ledger_commands import (
     Reason,
     ResolveDisputeV1,
 )
-from utfall_events.topics import CONTRACT_COMMANDS
 from utfall_platform.problems import Problem, problem_responses
 
-from ..auth import Authenticated, Principal, authorize_contract
+from ..auth import Authenticated, authorize_contract
 from ..domain.policy import own_provider
 from ..domain.signals import sampling_weight, weighted_order
 from ..readmodel import contracts as contracts_read
 from ..state import gateway_state
+from .commands import IdempotencyKey, command_envelope, result_out, send_command
 from .contracts import ContractId, visible_contract
 from .signals import provider_signals
 from .statements import PeriodText
 
 router = APIRouter(prefix="/v1", tags=["disputes"], responses=problem_responses(400, 401, 403, 404, 409, 422))
-COMMAND_NAMESPACE = uuid.UUID("0d6f3d1c-5e1a-4c7e-9a55-3b1c2f7e9a01")
 PaymentIdPath = Annotated[
     str,
     Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
 ]
-IdempotencyKey = Annotated[str | None, Header(max_length=200, pattern=r"^[\x21-\x7e]+$")]
 
 
 class DisputeRequest(BaseModel):
@@ -100,66 +96,6 @@ class SampleOut(BaseModel):
     payments: list[SampledPaymentOut]
 
 
-def _envelope(
-    request: Request, who: Principal, contract_id: str, idempotency_key: str | None
-) -> dict[str, Any]:
-    """What every command carries: its id (the same for a retry with the same Idempotency-Key), the contract,
-    the key that sent it and when."""
-    command_id = (
-        str(uuid.uuid4())
-        if idempotency_key is None
-        else str(uuid.uuid5(COMMAND_NAMESPACE, f"{who.key_id}|{idempotency_key}"))
-    )
-    return {
-        "command_id": command_id,
-        "contract_id": contract_id,
-        "key_id": str(who.key_id),
-        "requested_at": gateway_state(request).clock.now(),
-    }
-
-
-def _result_out(row: Any) -> dict[str, Any]:
-    return {
-        "command_id": row["command_id"],
-        "contract_id": row["contract_id"],
-        "command": row["command"],
-        "outcome": row["outcome"],
-        "detail": row["detail"],
-        "ledger_entries": row["entries"],
-        "decided_at": row["decided_at"].isoformat(),
-    }
-
-
-def _answer(contract_id: str, command_id: str, row: Any) -> JSONResponse:
-    location = f"/v1/contracts/{contract_id}/commands/{command_id}"
-    if row is None:
-        return JSONResponse(
-            {"command_id": command_id, "outcome": "pending", "detail": "sent; not decided yet"},
-            status_code=202,
-            headers={"Location": location},
-        )
-    if row["outcome"] == "refused":
-        raise Problem(409, "command-refused", row["detail"], command_id=command_id)
-    return JSONResponse(_result_out(row), status_code=201, headers={"Location": location})
-
-
-async def _send(
-    request: Request, command: DisputePaymentV1 | ResolveDisputeV1 | ClosePeriodV1
-) -> JSONResponse:
-    gw = gateway_state(request)
-    seen = await contracts_read.command_result(gw.pool, command.contract_id, command.command_id)
-    if seen is not None:  # a retried request: the first one's outcome, not a second command
-        return _answer(command.contract_id, command.command_id, seen)
-    message = LedgerCommandV1(command)
-    await gw.publish(CONTRACT_COMMANDS, message.model_dump_json().encode(), key=command.contract_id.encode())
-    deadline = asyncio.get_running_loop().time() + gw.settings.command_wait_seconds
-    row = None
-    while row is None and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
-        row = await contracts_read.command_result(gw.pool, command.contract_id, command.command_id)
-    return _answer(command.contract_id, command.command_id, row)
-
-
 @router.post(
     "/contracts/{contract_id}/payments/{payment_id}/dispute",
     status_code=201,
@@ -177,13 +113,15 @@ async def dispute_payment(
     authorize_contract(who, await visible_contract(request, who, contract_id), "dispute")
     if await contracts_read.triggered_payment(gateway_state(request).pool, contract_id, payment_id) is None:
         raise Problem(404, "not-found", "No payment with this id was triggered under this contract.")
-    return await _send(
+    return await send_command(
         request,
-        DisputePaymentV1(
-            **_envelope(request, who, contract_id, idempotency_key),
-            payment_id=payment_id,
-            role="assessor" if who.role == "assessor" else "finance",
-            reason=body.reason,
+        LedgerCommandV1(
+            DisputePaymentV1(
+                **command_envelope(request, who, contract_id, idempotency_key),
+                payment_id=payment_id,
+                role="assessor" if who.role == "assessor" else "finance",
+                reason=body.reason,
+            )
         ),
     )
 
@@ -203,13 +141,15 @@ async def resolve_dispute(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     authorize_contract(who, await visible_contract(request, who, contract_id), "resolve_dispute")
-    return await _send(
+    return await send_command(
         request,
-        ResolveDisputeV1(
-            **_envelope(request, who, contract_id, idempotency_key),
-            payment_id=payment_id,
-            resolution=body.resolution,
-            reason=body.reason,
+        LedgerCommandV1(
+            ResolveDisputeV1(
+                **command_envelope(request, who, contract_id, idempotency_key),
+                payment_id=payment_id,
+                resolution=body.resolution,
+                reason=body.reason,
+            )
         ),
     )
 
@@ -228,11 +168,13 @@ async def close_period(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     authorize_contract(who, await visible_contract(request, who, contract_id), "close_period")
-    return await _send(
+    return await send_command(
         request,
-        ClosePeriodV1(
-            **_envelope(request, who, contract_id, idempotency_key),
-            period=period,
+        LedgerCommandV1(
+            ClosePeriodV1(
+                **command_envelope(request, who, contract_id, idempotency_key),
+                period=period,
+            )
         ),
     )
 
@@ -252,7 +194,7 @@ async def command_outcome(
     row = await contracts_read.command_result(gateway_state(request).pool, contract_id, command_id)
     if row is None:
         return JSONResponse({"command_id": command_id, "outcome": "pending"}, status_code=202)
-    return JSONResponse(_result_out(row))
+    return JSONResponse(result_out(row))
 
 
 @router.get(
