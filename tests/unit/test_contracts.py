@@ -443,7 +443,7 @@ def test_a_reversal_says_what_happened_and_names_the_event() -> None:
     assert reversal.kind == "payment.reversed"
     assert (
         reversal.reason
-        == "re-placed, or reported re-placed, on 2025-03-02, within 12 months of discharge (event ev-e1); after: test"
+        == "re-placed, or reported re-placed, on 2025-03-02, within 12 months of discharge (event ev-e1); recorded when test"
     )
     w.outcome("e1", "planned_discharge", "achieved")
     w.outcome("e1", "planned_discharge", "void")
@@ -530,7 +530,7 @@ def test_a_register_validated_milestone_pays_only_what_the_register_confirms_and
     assert (reversal.milestone_id, reversal.kind) == ("verified", "payment.reversed")
     assert reversal.reason == (
         "No re-placement within 12 months: the register now says not achieved on 2025-01-20 "
-        "(register row register/reg#plac-10); after: test"
+        "(register row register/reg#plac-10); recorded when test"
     )
     assert w.net() == 100 and [e.milestone_id for e in w.repo.ledger].count("reported") == 1
 

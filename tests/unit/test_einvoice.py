@@ -45,7 +45,12 @@ entry = st.fixed_dictionaries(
         # contract prices, and what a cap leaves of them (any öre)
         "amount_ore": st.one_of(st.sampled_from([5_000_000, 7_500_000, 4_000_000]), st.integers(1, 10**9)),
         "reason": st.sampled_from(
-            [None, "outcome corrected; after: outcome", "retracted by the provider", "dispute upheld"]
+            [
+                None,
+                "outcome corrected; recorded when a reported outcome changed",
+                "retracted by the provider",
+                "dispute upheld",
+            ]
         ),
     }
 )

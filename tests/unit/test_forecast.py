@@ -8,7 +8,14 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utfall_gateway.domain.forecast import MIN_COMPARABLE, OpenMilestone, Rate, expected_close, forecast
+from utfall_gateway.domain.forecast import (
+    MIN_COMPARABLE,
+    OpenMilestone,
+    Rate,
+    apportion,
+    expected_close,
+    forecast,
+)
 
 TODAY = date(2026, 11, 15)
 MEASURES = ("planned_discharge", "no_replacement_12m", "education_or_work_12m")
@@ -120,7 +127,21 @@ def test_expected_at_most_maximum_at_most_caps_and_periods_add_up(rows, paid, pe
     for e, _, price, _, _ in rows:
         per_episode[f"e{e}"] = per_episode.get(f"e{e}", 0) + price
     assert out["maximum_ore"] <= sum(min(per_participant, v) for v in per_episode.values()) + 1
+    # every breakdown adds up to its total to the öre, and what is paid and planned stays within the cap
     planned = sum(p["planned_ore"] or 0 for p in out["periods"])
-    assert abs(planned - out["expected_ore"]) <= len(out["periods"])  # rounding per period only
+    assert planned == out["expected_ore"]
+    assert out["paid_net_ore"] + planned <= out["total_cap_ore"]
+    for p in out["periods"]:
+        assert sum(p["planned_by_milestone_ore"].values()) == (p["planned_ore"] or 0)
+    assert sum(m["expected_ore"] for m in out["milestones"]) == out["expected_ore"]
+    assert sum(m["maximum_ore"] for m in out["milestones"]) == out["maximum_ore"]
     labels = [p["period"] for p in out["periods"]]
     assert labels == sorted(labels) and len(labels) == len(set(labels))
+
+
+@given(st.lists(st.floats(0, 1e9, allow_nan=False), max_size=40))
+def test_apportioned_parts_add_up_to_the_rounded_total_and_stay_within_an_ore(parts: list[float]) -> None:
+    total = round(sum(parts))
+    whole = apportion(parts, total)
+    assert sum(whole) == total
+    assert all(abs(w - p) < 1 for w, p in zip(whole, parts, strict=True))

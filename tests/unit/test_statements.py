@@ -135,3 +135,16 @@ def test_statements_of_every_period_add_up_to_the_ledger(draws: list[tuple[bool,
         assert s["payments_ore"] - s["reversals_ore"] == s["net_ore"] == net
         balance = s["closing_balance_ore"]
     assert balance == sum(int(e["signed_amount_ore"]) for e in entries)  # type: ignore[call-overload]
+
+
+def test_amounts_read_the_swedish_way_with_one_minus_sign_and_times_in_swedish_time() -> None:
+    from utfall_gateway.domain.statements import municipality_name
+    from utfall_gateway.web.rendering import kronor, swedish_time
+
+    assert kronor(1_690_000_000) == "16\u00a0900\u00a0000,00"
+    assert kronor(-125_050) == "\u22121\u00a0250,50" and kronor(-5) == "\u22120,05" and kronor(0) == "0,00"
+    assert swedish_time("2026-01-15T08:30:00+00:00") == "2026-01-15 09:30"  # CET
+    assert swedish_time("2026-07-15T08:30:00+00:00") == "2026-07-15 10:30"  # CEST
+    assert municipality_name("0180") == "Stockholms kommun"
+    assert municipality_name("1980") == "Västerås kommun"  # no genitive s after s
+    assert municipality_name("9999") == "9999"

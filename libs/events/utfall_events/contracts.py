@@ -127,6 +127,9 @@ class ContractDefinitionV1(BaseModel):
     name: Annotated[FreeText, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
     commissioner_municipality: KnownMunicipality
     funder: Annotated[str, StringConstraints(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9\-]+$")]
+    funder_name: (
+        Annotated[FreeText, StringConstraints(min_length=2, max_length=200, strip_whitespace=True)] | None
+    ) = Field(None, description="the funder's name as statements show it (the id when absent)")
     provider_ids: list[ProviderId] = Field(min_length=1, max_length=500)
     cohort: CohortRuleV1
     milestones: list[MilestoneV1] = Field(min_length=1, max_length=50)

@@ -19,6 +19,18 @@ from .ledger import Action, MilestoneState, Order, evolve, payment_id, reversal_
 EpisodeKey = tuple[str, str]
 StateKey = tuple[EpisodeKey, str]  # (episode, milestone id)
 
+# What set a reconciliation off, in words for a reversal's reason (the reason a statement shows).
+_TRIGGERS = {
+    "outcome": "a reported outcome changed",
+    "placement": "a placement was reported or retracted",
+    "contract amended": "the contract was amended",
+    "reallocation": "the payment rule was applied again",
+}
+
+
+def recorded_when(trigger: str) -> str:
+    return f"recorded when {_TRIGGERS.get(trigger, trigger)}"
+
 
 @dataclass(frozen=True, slots=True)
 class FactInfo:
@@ -101,7 +113,7 @@ class ContractBook:
                         measure_id,
                         fact,
                         now,
-                        f"{why}; after: {reason}",
+                        f"{why}; {recorded_when(reason)}",
                     )
                 )
             else:

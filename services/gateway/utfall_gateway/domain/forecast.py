@@ -15,6 +15,7 @@ comparable episodes and its ledger.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -86,6 +87,18 @@ def rate_for(item: OpenMilestone, rates: Mapping[tuple[str, str, str], Rate]) ->
     )
 
 
+def apportion(parts: Sequence[float], total: int) -> list[int]:
+    """Whole öre for each part that add up to `total` exactly (the largest remainders get the öre that rounding
+    each part alone would lose or add): rounded one by one, a forecast's periods added up to a cent more than
+    the cap left."""
+    floors = [math.floor(p) for p in parts]
+    short = total - sum(floors)
+    by_remainder = sorted(range(len(parts)), key=lambda i: (floors[i] - parts[i], i))
+    for i in by_remainder[: max(0, short)]:
+        floors[i] += 1
+    return floors
+
+
 def forecast(
     contract: Mapping[str, Any],
     open_items: Sequence[OpenMilestone],
@@ -148,9 +161,17 @@ def forecast(
     actual_periods = {p for p in (_parse(label, period_kind) for label in actual_by_period) if p is not None}
     first = min([*actual_periods, *planned, now_period])
     last = max([*planned, now_period])
+    expected_ore = round(expected_total)  # at most the cap left, which is whole öre
+    maximum_ore = round(maximum)
+    spans = list(periods_between(noon(first.start.date()), noon(last.start.date()), period_kind))
+    coming = [p for p in spans if p >= now_period]
+    planned_ore = dict(
+        zip(coming, apportion([planned.get(p, 0.0) for p in coming], expected_ore), strict=True)
+    )
     periods = []
-    for period in periods_between(noon(first.start.date()), noon(last.start.date()), period_kind):
+    for period in spans:
         started = period <= now_period
+        by_milestone = sorted(planned_by_milestone.get(period, {}).items()) if period >= now_period else []
         periods.append(
             {
                 "period": period.label,
@@ -158,14 +179,22 @@ def forecast(
                 "to": period.last_day.isoformat(),
                 "type": "Actual" if period < now_period else ("Actual and planned" if started else "Planned"),
                 "actual_ore": actual_by_period.get(period.label, 0) if started else None,
-                "planned_ore": round(planned.get(period, 0.0)) if period >= now_period else None,
-                "planned_by_milestone_ore": {
-                    m: round(v) for m, v in sorted(planned_by_milestone.get(period, {}).items())
-                }
-                if period >= now_period
-                else {},
+                "planned_ore": planned_ore[period] if period >= now_period else None,
+                "planned_by_milestone_ore": dict(
+                    zip(
+                        (m for m, _ in by_milestone),
+                        apportion([v for _, v in by_milestone], planned_ore.get(period, 0)),
+                        strict=True,
+                    )
+                ),
             }
         )
+    ordered = sorted(milestones.values(), key=lambda m: m["milestone_id"])
+    milestone_expected = apportion([m["expected"] for m in ordered], expected_ore)
+    milestone_maximum = apportion(
+        [m["maximum"] * (maximum / maximum_uncapped if maximum_uncapped else 0.0) for m in ordered],
+        maximum_ore,
+    )
     return {
         "contract_id": contract["contract_id"],
         "as_of": today.isoformat(),
@@ -175,18 +204,18 @@ def forecast(
         "cap_left_ore": cap_left,
         "open_milestones": len(open_items),
         "participants_with_open_milestones": len(by_participant),
-        "maximum_ore": round(maximum),
-        "expected_ore": round(expected_total),
+        "maximum_ore": maximum_ore,
+        "expected_ore": expected_ore,
         "milestones": [
             {
                 "milestone_id": m["milestone_id"],
                 "measure_id": m["measure_id"],
                 "open": m["open"],
-                "maximum_ore": round(m["maximum"]),
-                "expected_ore": round(m["expected"]),
+                "maximum_ore": most,
+                "expected_ore": expected,
                 "observed_rates": sorted(m["rates"]),
             }
-            for m in sorted(milestones.values(), key=lambda m: m["milestone_id"])
+            for m, most, expected in zip(ordered, milestone_maximum, milestone_expected, strict=True)
         ],
         "periods": periods,
         "method": (

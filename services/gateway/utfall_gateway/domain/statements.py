@@ -14,8 +14,19 @@ from datetime import date
 from typing import Any
 
 from utfall_events.periods import SWEDEN, Period, PeriodKind, parse_period, period_of, periods_between
+from utfall_events.reference import municipalities
 
-__all__ = ["SWEDEN", "Period", "PeriodKind", "parse_period", "period_of", "periods_between", "statement"]
+__all__ = [
+    "SWEDEN",
+    "Period",
+    "PeriodKind",
+    "funder_name",
+    "municipality_name",
+    "parse_period",
+    "period_of",
+    "periods_between",
+    "statement",
+]
 
 
 def _signed(entry: Mapping[str, Any]) -> int:
@@ -48,7 +59,9 @@ def statement(
         "contract_id": contract["contract_id"],
         "contract_name": contract["name"],
         "commissioner_municipality": contract["commissioner_municipality"],
+        "commissioner_name": municipality_name(contract["commissioner_municipality"]),
         "funder": contract["funder"],
+        "funder_name": funder_name(contract),
         "provider_id": provider_id,
         "period": period.label,
         "period_kind": period.kind,
@@ -73,6 +86,20 @@ def statement(
         "closed": _closure(closed),
         "entries": [_line(e) for e in entries],
     }
+
+
+def municipality_name(code: str) -> str:
+    """ "Stockholms kommun": the name in the genitive (no s after s, x or z), as municipalities are called."""
+    found = municipalities().get(code)
+    if found is None:
+        return code
+    genitive = found.name if found.name[-1] in "sxz" else found.name + "s"
+    return f"{genitive} kommun"
+
+
+def funder_name(contract: Mapping[str, Any]) -> str:
+    """The funder as the contract names it, or its id."""
+    return str((contract.get("definition") or {}).get("funder_name") or contract["funder"])
 
 
 def _closure(row: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from utfall_platform.problems import Problem, problem_responses
 
 from ..auth import Authenticated, Principal, authorize_contract
 from ..domain.policy import ContractParties, own_provider, party_to
+from ..domain.statements import funder_name, municipality_name
 from ..pagination import cursor_int, decode_cursor, encode_cursor
 from ..readmodel import contracts as contracts_read
 from ..state import gateway_state
@@ -35,7 +36,9 @@ class ContractOut(BaseModel):
     version: int
     name: str
     commissioner_municipality: str
+    commissioner_name: str = Field(description="the commissioning municipality's name")
     funder: str | None
+    funder_name: str = Field(description="the funder's name as the contract gives it (else its id)")
     provider_ids: list[str]
     currency: str
     cohort: dict[str, Any] = Field(description="the enrolment rule, as in ContractDefinitionV1")
@@ -139,7 +142,9 @@ def contract_out(r: Any) -> ContractOut:
         version=r["version"],
         name=r["name"],
         commissioner_municipality=r["commissioner_municipality"],
+        commissioner_name=municipality_name(r["commissioner_municipality"]),
         funder=r["funder"],
+        funder_name=funder_name({"definition": d, "funder": r["funder"]}),
         provider_ids=list(r["provider_ids"]),
         currency=d.get("currency", "SEK"),
         cohort=d["cohort"],

@@ -75,7 +75,9 @@ class StatementSummaryOut(BaseModel):
     contract_id: str
     contract_name: str
     commissioner_municipality: str
+    commissioner_name: str
     funder: str | None
+    funder_name: str
     provider_id: str | None = Field(description="the provider's statement; null: the whole contract's")
     period: str
     period_kind: Literal["month", "quarter"]

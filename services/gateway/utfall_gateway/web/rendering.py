@@ -3,12 +3,35 @@ page is served with, and the HTML answer that carries them."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
+
+from utfall_events.periods import SWEDEN
 
 templates = Environment(
     loader=PackageLoader("utfall_gateway.web", "templates"), autoescape=select_autoescape(["html"])
 )
+
+MINUS = "\u2212"  # the minus sign, never a hyphen, before every negative amount
+GROUP = "\u00a0"  # thousands are grouped by a no-break space, as Swedish writes amounts
+
+
+def kronor(ore: int) -> str:
+    """Öre as kronor the Swedish way: 16 900 000,00 and −1 250,50 (no-break spaces, a real minus)."""
+    whole, cents = divmod(abs(int(ore)), 100)
+    grouped = f"{whole:,}".replace(",", GROUP)
+    return f"{MINUS if ore < 0 else ''}{grouped},{cents:02d}"
+
+
+def swedish_time(iso: str) -> str:
+    """A UTC instant as the wall clock in Sweden (the time periods are counted in): 2026-03-01 09:30."""
+    return datetime.fromisoformat(iso).astimezone(SWEDEN).strftime("%Y-%m-%d %H:%M")
+
+
+templates.filters["kronor"] = kronor
+templates.filters["swedish_time"] = swedish_time
 
 # No script, no frames, no third-party anything: a page is its HTML, its stylesheet and inline SVG.
 SECURITY_HEADERS = {
