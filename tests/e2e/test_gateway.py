@@ -1543,8 +1543,20 @@ async def test_a_finance_system_takes_the_contracts_payments_as_signed_webhooks(
             assert all(d["delivered"] and d["status_code"] == 204 for d in log.json()["deliveries"])
             for role in ("provider", "finance", "other_municipality"):
                 assert (await http.get(hooks, headers=keys.headers(role))).status_code == 403
-            removed = await http.delete(f"{hooks}/{endpoint['endpoint_id']}", headers=commissioner)
-            assert removed.status_code == 200 and removed.json()["outcome"] == "applied", removed.text
+            # One Idempotency-Key on two endpoints is two commands; the same request again is the first one.
+            second = await http.post(hooks, json={"url": receiver.url}, headers=commissioner)
+            assert second.status_code == 201, second.text
+            same_key = {**commissioner, "idempotency-key": "remove-1"}
+            removals = [
+                await http.delete(f"{hooks}/{e['endpoint_id']}", headers=same_key)
+                for e in (endpoint, second.json(), endpoint)
+            ]
+            assert [r.status_code for r in removals] == [200, 200, 200], [r.text for r in removals]
+            ids = [r.json()["command_id"] for r in removals]
+            assert ids[0] != ids[1] and ids[0] == ids[2]
+            listed = (await http.get(hooks, headers=commissioner)).json()["endpoints"]
+            removed = {e["endpoint_id"] for e in listed if e["removed_at"]}
+            assert {endpoint["endpoint_id"], second.json()["endpoint_id"]} <= removed
 
         # The stack allows private receivers (its tests' own); a gateway with the default settings does not.
         strict = create_app(world.settings(GatewaySettings))

@@ -32,12 +32,19 @@ Row = Any
 def command_envelope(
     request: Request, who: Principal, contract_id: str, idempotency_key: str | None
 ) -> dict[str, Any]:
-    """What every command carries: its id (the same for a retry with the same Idempotency-Key), the contract,
-    the key that sent it and when."""
+    """What every command carries: its id, the contract, the key that sent it and when. With an Idempotency-Key
+    the id is the same for a retry of the same request (key, method and path), and another for the same
+    Idempotency-Key on another target: a key reused for another payment or endpoint is a new command, not the
+    earlier one's outcome."""
     command_id = (
         str(uuid.uuid4())
         if idempotency_key is None
-        else str(uuid.uuid5(COMMAND_NAMESPACE, f"{who.key_id}|{idempotency_key}"))
+        else str(
+            uuid.uuid5(
+                COMMAND_NAMESPACE,
+                f"{who.key_id}|{request.method} {request.url.path}|{idempotency_key}",
+            )
+        )
     )
     return {
         "command_id": command_id,

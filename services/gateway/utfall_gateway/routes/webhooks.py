@@ -65,7 +65,11 @@ class WebhookRequest(BaseModel):
 class RotationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     overlap_hours: float | None = Field(
-        None, ge=0, le=24 * 30, description="how long the previous secret still signs (default: the setting)"
+        None,
+        ge=0,
+        le=24 * 30,
+        strict=True,  # a number, not `true` or "3"
+        description="how long the previous secret still signs (default: the setting)",
     )
 
 
