@@ -13,4 +13,4 @@ if [ "${UTFALL_POSTGRES_SYNC}" != "off" ] && [ -f "$PGDATA/standby.signal" ]; th
    PGPASSWORD="$POSTGRES_PASSWORD" psql -h postgres -U postgres -c \
      "ALTER SYSTEM SET synchronous_standby_names = 'standby'" -c "SELECT pg_reload_conf()") &
 fi
-exec postgres
+exec postgres -c max_locks_per_transaction=1024  # at least the primary's

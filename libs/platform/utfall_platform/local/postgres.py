@@ -134,6 +134,10 @@ class LocalPostgres:
             f"-k {self.base_dir}",  # the socket outside the data folder, which a base backup copies
             "-c max_connections=300",
             "-c shared_buffers=256MB",
+            # A register's coverage claim re-folds every subject it covers in one transaction, each under its
+            # advisory lock: 60,000 people passed the default lock table (64 per connection). A standby needs
+            # at least the primary's value.
+            "-c max_locks_per_transaction=1024",
             # Fewer checkpoints: each one makes the next write of every page a full-page image in the WAL.
             "-c max_wal_size=4GB",
             "-c checkpoint_timeout=15min",
