@@ -162,8 +162,9 @@ async def test_a_receiver_down_failing_and_hanging_gets_every_payment_once_in_or
         "WHERE e.contract_id = $1",
         contract,
     )
-    # every failure the receiver caused is in the delivery log (and the refused connections before it was up)
-    assert log[0]["failed"] >= receiver.failed_on_purpose
+    # the 23 scripted failures came before the first kill, so each is in the delivery log (a random failure
+    # later may fall just before a kill, when the killed deliverer could not log it)
+    assert log[0]["failed"] >= 23
     assert log[0]["delivered"] >= len(ledger)
     for name, value in (
         ("webhook_messages", len(ledger)),

@@ -147,7 +147,8 @@ async def test_a_url_is_refused_for_every_address_its_host_resolves_to() -> None
     )
     assert "private" in (await destination_refusal("https://[fd12::1]/x", allow_private=False) or "")
     assert await destination_refusal("https://127.0.0.1:8443/x", allow_private=True) is None
-    assert "does not resolve" in (
+    # refused whether the resolver answers "no such name" or does not answer in time
+    assert "resolve" in (
         await destination_refusal("https://no-such-host.invalid/x", allow_private=False) or ""
     )
 
