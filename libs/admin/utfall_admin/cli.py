@@ -1,6 +1,6 @@
 """`utfall-admin`: register providers, create and revoke API keys (a new key is printed once), give providers and
 registers their own Kafka principals, load contracts, set up the cluster's topics and ACLs, rebuild the
-measures projection. One function per command; `main` parses and dispatches."""
+measures projection, verify and prune the gateway's audit trail. One function per command; `main` parses and dispatches."""
 
 from __future__ import annotations
 
@@ -95,6 +95,14 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "rebuild", help="drop the measures projection and replay care.events.v1 (stop measures first)"
     )
+    audit = sub.add_parser("audit", help="the gateway's audit trail").add_subparsers(
+        dest="action", required=True
+    )
+    audit.add_parser("verify", help="check every hash chain; exit 1 naming the first broken entry of each")
+    prune = audit.add_parser(
+        "prune", help="remove whole months past retention (UTFALL_AUDIT_RETENTION_MONTHS)"
+    )
+    prune.add_argument("--keep-months", type=int, default=None)
     kafka = sub.add_parser("kafka", help="the cluster's topics, principals and ACLs").add_subparsers(
         dest="action", required=True
     )
@@ -210,6 +218,14 @@ def rebuild(args: argparse.Namespace, kafka: KafkaAccess) -> None:
     raise SystemExit(subprocess.call([sys.executable, "-m", "utfall_measures.rebuild"], env=env))
 
 
+def audit(args: argparse.Namespace, kafka: KafkaAccess) -> None:
+    """Run as the gateway's entrypoint, which owns the trail's rules (as `rebuild` runs measures')."""
+    more = ["--keep-months", str(args.keep_months)] if getattr(args, "keep_months", None) is not None else []
+    raise SystemExit(
+        subprocess.call([sys.executable, "-m", "utfall_gateway.audit_admin", args.action, *more])
+    )
+
+
 COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace, KafkaAccess], None]] = {
     ("providers", "add"): providers_add,
     ("providers", "list"): providers_list,
@@ -222,6 +238,8 @@ COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace, KafkaAccess
     ("contracts", "load"): contracts_load,
     ("kafka", "setup"): kafka_setup,
     ("rebuild", None): rebuild,
+    ("audit", "verify"): audit,
+    ("audit", "prune"): audit,
 }
 
 

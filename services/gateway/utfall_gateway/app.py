@@ -11,13 +11,19 @@ from fastapi.staticfiles import StaticFiles
 
 from utfall_platform.apikeys import KeyStore
 from utfall_platform.clock import Clock, SystemClock
+from utfall_platform.db import create_pool, migrate
 from utfall_platform.logging import setup_logging
+from utfall_platform.oidc import IdentityProvider, OidcConfig
 from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
+from .audit_trail import AuditMiddleware, AuditTrail
+from .domain.people import ClaimNames
+from .people import People
 from .release_store import ReleaseStore
 from .routes import (
     admin,
+    audit,
     contracts,
     disputes,
     events,
@@ -25,10 +31,12 @@ from .routes import (
     measures,
     releases,
     signals,
+    signin,
     statements,
     verification,
     webhooks,
 )
+from .session_store import SessionStore
 from .settings import GatewaySettings
 from .state import GatewayState
 from .web import accessibility, definitions, page, provider
@@ -50,13 +58,45 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     providers = ProviderRegistry(settings.kafka, service="gateway")
     release_store = ReleaseStore(settings.kafka, service="gateway", deployment=settings.instance)
     state = GatewayState(runtime, settings, clock, release_store)
+    trail = AuditTrail(lambda: runtime.pool, chain=settings.instance or "gateway")
+    idp = (
+        IdentityProvider(
+            OidcConfig(
+                issuer=settings.oidc_issuer,
+                client_id=settings.oidc_client_id,
+                client_secret=settings.oidc_client_secret.get_secret_value(),
+                audience=settings.oidc_audience,
+                revalidate_seconds=settings.oidc_revalidate_seconds,
+                leeway_seconds=settings.oidc_leeway_seconds,
+            )
+        )
+        if settings.oidc_issuer
+        else None
+    )
 
     async def start_background() -> None:
+        await migrate_own_schema(settings)
+        runtime.spawn(trail.run(), "audit-trail")
         runtime.spawn(keys.run(), "key-store")
         runtime.spawn(providers.run(), "provider-registry")
         runtime.spawn(release_store.run(), "release-store")
+        if idp is not None:
+            await idp.start()
+            app.state.people = People(
+                idp,
+                SessionStore(runtime.pool),
+                clock,
+                claim_names=ClaimNames.with_overrides(settings.oidc_claim_names),
+                session_hours=settings.session_hours,
+                revalidate_seconds=settings.oidc_revalidate_seconds,
+            )
+
+    async def stop_background() -> None:
+        if idp is not None:
+            await idp.close()
 
     runtime.on_start(start_background)
+    runtime.on_stop(stop_background)
     app = create_service_app(
         runtime,
         title="Utfall gateway",
@@ -71,6 +111,9 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         redoc_url=None,
     )
     app.state.keys = keys
+    app.state.people = None  # set at start when an identity provider is configured
+    app.state.audit = trail
+    app.add_middleware(AuditMiddleware, trail=lambda: trail, now=clock.now)
     runtime.readiness_checks["api_keys"] = keys.caught_up.is_set
     app.state.providers = providers
     runtime.readiness_checks["provider_registry"] = providers.caught_up.is_set
@@ -100,10 +143,22 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
         definitions.router,
         accessibility.router,
         provider.router,
+        signin.router,
+        audit.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
     return app
+
+
+async def migrate_own_schema(settings: GatewaySettings) -> None:
+    """The gateway's schema (sessions, the audit trail), migrated as its owner; the gateway then writes there
+    with its own read-only-by-default role."""
+    owner = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=1)
+    try:
+        await migrate(owner, "gateway", Path(__file__).parent / "migrations")
+    finally:
+        await owner.close()
 
 
 def main() -> None:

@@ -33,10 +33,33 @@ class Principal:
     funder: str | None = None
     contract_ids: tuple[str, ...] = ()
     register_id: str | None = None
+    # a person signed in through the identity provider: their subject and display name (None for keys)
+    person: str | None = None
+    person_name: str | None = None
 
     @property
     def is_public(self) -> bool:
         return self.role == "public"
+
+    @property
+    def actor(self) -> str:
+        """Who, in the audit trail and on commands: a person, else the key."""
+        if self.person is not None:
+            return f"person:{self.person}"
+        if self.key_id is not None:
+            return f"key:{self.key_id}"
+        return "public"
+
+    def scope(self) -> dict[str, Any]:
+        """What the principal is limited to, as the audit trail records it."""
+        found: dict[str, Any] = {
+            "provider_id": self.provider_id,
+            "municipality_code": self.municipality_code,
+            "funder": self.funder,
+            "contract_ids": list(self.contract_ids) or None,
+            "register_id": self.register_id,
+        }
+        return {k: v for k, v in found.items() if v is not None}
 
 
 PUBLIC = Principal("public")

@@ -1,0 +1,79 @@
+"""People, from their identity provider's tokens: the one place where token claims become a role and a scope.
+
+The claim names are settings (`UTFALL_OIDC_CLAIM_NAMES`, JSON), so any OIDC provider can carry them under its
+own names; the local Keycloak's realm maps user attributes to the defaults below. A person may hold the roles a
+person can act in; `register` is a machine's role (a register holder's upload key) and is refused here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from .policy import Principal, RoleName
+
+PERSON_ROLES: frozenset[str] = frozenset({"provider", "municipality", "finance", "operator", "assessor"})
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimNames:
+    role: str = "utfall_role"
+    provider_id: str = "provider_id"
+    municipality_code: str = "municipality_code"
+    funder: str = "funder"
+    contract_ids: str = "contract_ids"
+    display_name: str = "name"
+
+    @classmethod
+    def with_overrides(cls, overrides: Mapping[str, str]) -> ClaimNames:
+        unknown = set(overrides) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown claim names: {', '.join(sorted(unknown))}")
+        return cls(**overrides)
+
+
+class NotAPerson(ValueError):
+    """The token is valid, but its claims do not make a person of Utfall (no role, or no scope for it)."""
+
+
+def _text(claims: Mapping[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value if isinstance(value, str) and value else None
+
+
+def person_principal(claims: Mapping[str, Any], names: ClaimNames = ClaimNames()) -> Principal:
+    """Who a verified token speaks for. Each role needs its scope, as a key of that role does."""
+    role = _text(claims, names.role)
+    if role not in PERSON_ROLES or role not in get_args(RoleName):
+        raise NotAPerson("the token names no role of Utfall for a person")
+    raw_contracts = claims.get(names.contract_ids) or []
+    contracts = tuple(
+        c
+        for c in ([raw_contracts] if isinstance(raw_contracts, str) else raw_contracts)
+        if isinstance(c, str)
+    )
+    principal = Principal(
+        role,  # type: ignore[arg-type]  # checked against RoleName above
+        key_id=None,
+        provider_id=_text(claims, names.provider_id) if role == "provider" else None,
+        municipality_code=_text(claims, names.municipality_code) if role == "municipality" else None,
+        funder=_text(claims, names.funder) if role == "finance" else None,
+        contract_ids=contracts if role == "assessor" else (),
+        person=str(claims["sub"]),
+        person_name=_text(claims, names.display_name)
+        or _text(claims, "preferred_username")
+        or str(claims["sub"]),
+    )
+    needed = {
+        "provider": principal.provider_id,
+        "municipality": principal.municipality_code,
+        "finance": principal.funder,
+        "assessor": principal.contract_ids or None,
+        "operator": "all",
+    }[role]
+    if needed is None:
+        raise NotAPerson(f"the token's role {role} comes without its scope")
+    return principal

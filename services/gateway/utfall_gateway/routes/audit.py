@@ -1,0 +1,141 @@
+"""The audit trail for operators: who read which exact data and who acted, filtered, paged and exported."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from utfall_platform.problems import Problem, problem_responses
+
+from .. import audit_store
+from ..audit_trail import entry_out
+from ..auth import Operator
+from ..pagination import decode_cursor, encode_cursor
+from ..state import gateway_state
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=problem_responses(401, 403, 422))
+
+
+class AuditEntryOut(BaseModel):
+    chain: str = Field(description="the gateway instance that wrote it")
+    seq: int
+    at: datetime
+    actor: str = Field(description="person:<subject>, key:<key id>, or unauthenticated")
+    actor_name: str | None
+    role: str
+    scope: dict[str, Any]
+    method: str
+    route: str
+    path: str
+    contract_id: str | None
+    provider_id: str | None
+    period: str | None
+    rows: int | None
+    client: str | None
+    outcome: int = Field(description="the HTTP status answered")
+    hash: str
+
+
+class AuditPageOut(BaseModel):
+    items: list[AuditEntryOut]
+    next_cursor: str | None
+
+
+Text = Annotated[str | None, Query(max_length=200)]
+
+
+def _filter(
+    actor: str | None,
+    provider_id: str | None,
+    contract_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> audit_store.AuditFilter:
+    return audit_store.AuditFilter(actor, provider_id, contract_id, since, until)
+
+
+@router.get("", response_model=AuditPageOut, summary="Audit trail entries, oldest first (operators)")
+async def list_entries(
+    request: Request,
+    who: Operator,
+    actor: Text = None,
+    provider_id: Text = None,
+    contract_id: Text = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    after = None
+    if cursor:
+        found = decode_cursor(cursor)
+        try:
+            after = (datetime.fromisoformat(str(found["at"])), str(found["chain"]), int(str(found["seq"])))
+        except (KeyError, ValueError):
+            raise Problem(400, "invalid-cursor", "The cursor is not one this API gave out.") from None
+    page = await audit_store.entries(
+        gateway_state(request).pool,
+        _filter(actor, provider_id, contract_id, since, until),
+        limit=limit,
+        after=after,
+    )
+    next_cursor = None
+    if len(page) == limit:
+        last = page[-1]
+        next_cursor = encode_cursor({"at": last.facts.at.isoformat(), "chain": last.chain, "seq": last.seq})
+    return {"items": [entry_out(e) for e in page], "next_cursor": next_cursor}
+
+
+@router.get(
+    "/export",
+    summary="Every matching entry as NDJSON or CSV (operators)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+)
+async def export(
+    request: Request,
+    who: Operator,
+    actor: Text = None,
+    provider_id: Text = None,
+    contract_id: Text = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    format: Literal["ndjson", "csv"] = "ndjson",
+) -> StreamingResponse:
+    pool = gateway_state(request).pool
+    matching = _filter(actor, provider_id, contract_id, since, until)
+    columns = list(AuditEntryOut.model_fields)
+
+    async def lines() -> AsyncIterator[bytes]:
+        if format == "csv":
+            import csv
+            import io
+
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            async for entry in audit_store.stream(pool, matching):
+                out = entry_out(entry)
+                writer.writerow(
+                    {**out, "scope": orjson.dumps(out["scope"]).decode(), "at": out["at"].isoformat()}
+                )
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+            yield buffer.getvalue().encode()
+            return
+        async for entry in audit_store.stream(pool, matching):
+            yield orjson.dumps(entry_out(entry)) + b"\n"
+
+    media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+    return StreamingResponse(
+        lines(),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="utfall-audit.{format}"'},
+    )
