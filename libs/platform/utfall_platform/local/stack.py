@@ -22,6 +22,7 @@ from typing import IO
 
 from ..kafka_access import ClusterAccess, KafkaAccess
 from .kafka import LocalKafka
+from .keycloak import DEMO_PASSWORD, DEMO_USERS, LocalKeycloak
 from .paths import free_port, state_dir, write_secret
 from .postgres import GATEWAY_ROLE, STANDBY_MODES, LocalPostgres, LocalPostgresPair
 from .procs import spawn, terminate
@@ -371,6 +372,7 @@ def run(argv: list[str] | None = None) -> None:
         postgres_standby=standby,
     )
     stop = threading.Event()
+    keycloak: LocalKeycloak | None = None
 
     def on_signal(*_: object) -> None:
         stop.set()
@@ -387,6 +389,16 @@ def run(argv: list[str] | None = None) -> None:
         where = stack.kafka.credentials_file if stack.kafka else "UTFALL_KAFKA_*"
         print(f"  kafka     {stack.bootstrap} (SASL/SCRAM-SHA-512; principals in {where})", flush=True)
         print(f"  postgres  {stack.database_url}", flush=True)
+        gateway_port = stack.services["gateway"].port
+        keycloak = LocalKeycloak(
+            base / "keycloak",
+            int(os.environ.get("UTFALL_KEYCLOAK_PORT", 8180)),
+            gateway_urls=(f"http://127.0.0.1:{gateway_port}", f"http://localhost:{gateway_port}"),
+        )
+        print("starting Keycloak (the demo people's identity provider) ...", flush=True)
+        keycloak.start()
+        stack.extra_env.update(keycloak.gateway_env())
+        print(f"  keycloak  {keycloak.issuer} (admin console {keycloak.url}/admin, user admin)", flush=True)
         for name in SERVICES:
             stack.start_service(name)
         stack.wait_ready()
@@ -435,6 +447,7 @@ def run(argv: list[str] | None = None) -> None:
             "  measures, contracts      {}/ready, {}/ready\n"
             "  metrics                  /metrics on every service; `make run-observability` starts Prometheus\n"
             "  demo keys                {} (operator key: {})\n"
+            "  people                   sign in at {}/signin as {} (password {!r})\n"
             "Ctrl-C stops everything.\n".format(
                 time.monotonic() - started,
                 stack.services["gateway"].url,
@@ -445,6 +458,9 @@ def run(argv: list[str] | None = None) -> None:
                 stack.services["contracts"].url,
                 base / "demo-keys.json",
                 keys["operator"],
+                stack.services["gateway"].url,
+                ", ".join(f"{user} ({what})" for user, what in DEMO_USERS.items()),
+                DEMO_PASSWORD,
             ),
             flush=True,
         )
@@ -457,6 +473,8 @@ def run(argv: list[str] | None = None) -> None:
     finally:
         print("\nstopping ...", flush=True)
         stack.stop()
+        if keycloak is not None:
+            keycloak.stop()
         print("stopped.", flush=True)
 
 
