@@ -877,6 +877,13 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> dict[s
             "resources": sampler.summary(),
         }
 
+        # 6b. what the audit trail costs: the same load on the gateway with the trail and on another gateway
+        # process without it, twice each, alternating, so drift in the machine falls on both
+        note("step 6b: the audit trail's cost on an exact read (a gateway with the trail and one without)")
+        report["steps"]["audit_trail"] = await audit_trail_step(
+            stack, conn, url, params, operator.secret, size["gateway_rps"], size["gateway_seconds"]
+        )
+
         # 8. a national-sized register extract, over the people of step 2a
         note("step 8: a register extract, receipted and folded into verified facts")
         report["steps"]["register_extract"] = await register_extract_step(
@@ -1094,6 +1101,57 @@ async def latency_at(
     }
 
 
+async def audit_trail_step(
+    stack: LocalStack,
+    conn: asyncpg.Connection,
+    url: str,
+    params: list[dict[str, str]],
+    secret: str,
+    rate: int,
+    seconds: int,
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    stack.extra_env["UTFALL_AUDIT_TRAIL_ENABLED"] = "false"
+    untrailed = stack.add_replica("gateway")
+    try:
+        stack.start_service(untrailed)
+    finally:
+        del stack.extra_env["UTFALL_AUDIT_TRAIL_ENABLED"]
+    await loop.run_in_executor(None, stack.wait_ready, (untrailed,))
+    without_url = stack.services[untrailed].url + "/v1/measures/planned_discharge/results"
+    headers = {"authorization": f"Bearer {secret}"}
+    before = await count(conn, "SELECT count(*) FROM gateway.audit_entries")
+    runs: dict[str, list[dict[str, Any]]] = {"with": [], "without": []}
+    try:
+        for _ in range(2):
+            runs["without"].append(
+                await gateway_load(without_url, params, rate=rate, seconds=seconds, headers=headers)
+            )
+            runs["with"].append(await gateway_load(url, params, rate=rate, seconds=seconds, headers=headers))
+    finally:
+        stack.stop_service(untrailed)
+        del stack.services[untrailed]
+    entries = await count(conn, "SELECT count(*) FROM gateway.audit_entries") - before
+    answered = sum(r["requests"] for r in runs["with"])
+
+    def worst(side: str, key: str) -> float:
+        return max(float(r[key]) for r in runs[side])
+
+    return {
+        "offered_rps": rate,
+        "p99_ms_with": worst("with", "p99_ms"),
+        "p99_ms_without": worst("without", "p99_ms"),
+        "p50_ms_with": worst("with", "p50_ms"),
+        "p50_ms_without": worst("without", "p50_ms"),
+        # the worse of two runs each side: what the trail adds at p99, at most
+        "p99_added_ms": round(worst("with", "p99_ms") - worst("without", "p99_ms"), 2),
+        "achieved_rps_with": min(float(r["achieved_rps"]) for r in runs["with"]),
+        "entries_written": entries,
+        "answers_with_trail": answered,
+        "runs": runs,
+    }
+
+
 async def gateway_load(
     url: str, params: list[dict[str, str]], *, rate: int, seconds: int, headers: dict[str, str]
 ) -> dict[str, Any]:
@@ -1257,6 +1315,18 @@ def table(report: dict[str, Any]) -> str:
                 else ""
             ),
             "target p99 < 20 ms at 500",
+        ),
+        *(
+            (
+                "6b audit trail",
+                f"p99 {s['audit_trail']['p99_ms_with']} ms with the trail, {s['audit_trail']['p99_ms_without']} ms "
+                f"without: {s['audit_trail']['p99_added_ms']} ms added at {s['audit_trail']['offered_rps']} rps; "
+                f"{s['audit_trail']['entries_written']:,} entries for {s['audit_trail']['answers_with_trail']:,} "
+                "answers",
+                "target < 1 ms added at 500",
+            )
+            for _ in [1]
+            if "audit_trail" in s
         ),
         *(
             (

@@ -46,6 +46,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "latency",
         "latency_target",
         "gateway_results",
+        "audit_trail",
         "rebuild",
         "register_extract",
         "http_ingest_2_replicas",
@@ -55,6 +56,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert steps["floor"]["floor_per_s"] > 0 and steps["http_ingest"]["accepted"] > 0
     assert steps["pipeline"]["events_per_s"] > 0 and 0 < steps["pipeline"]["ratio_to_floor"] < 10
     assert steps["latency"]["p99_ms"] > 0 and steps["gateway_results"]["p99_ms"] > 0
+    # every answer of the gateway with the trail has its entry (those of the one without have none)
+    trail = steps["audit_trail"]
+    assert trail["answers_with_trail"] > 0 and trail["entries_written"] >= trail["answers_with_trail"]
+    assert trail["p99_ms_with"] > 0 and trail["p99_ms_without"] > 0
     assert steps["latency_target"]["offered_events_per_s"] > steps["latency"]["offered_events_per_s"]
     assert steps["rebuild"]["records"] >= 15_000
     # the rebuild ran as its own process with its fold workers (their memory counted with it), under 2 GB

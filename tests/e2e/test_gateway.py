@@ -33,6 +33,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 MIN_CELL = 10
 
 
+def form_token(page: str) -> str:
+    """The CSRF token a page's forms carry."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page[:2000]
+    return found.group(1)
+
+
 class Keys(dict[str, str]):
     def headers(self, who: str) -> dict[str, str]:
         if who == "public":
@@ -1212,20 +1219,28 @@ async def test_provider_pages_upload_own_figures_preview_and_right_of_reply(data
     async with httpx.AsyncClient(base_url=data["gateway"], timeout=120, follow_redirects=False) as http:
         login = await http.get("/provider")
         assert login.status_code == 200 and 'name="key"' in login.text
-        wrong = await http.post("/provider/login", data={"key": "utf_nosuchkey_nosuchsecret"})
-        assert (
-            wrong.status_code == 401
-            and 'id="login-error"' in wrong.text
-            and "set-cookie" not in wrong.headers
+        # every form carries a CSRF token: without it nothing is done, not even signing in
+        forged = await http.post("/provider/login", data={"key": keys["provider"]})
+        assert forged.status_code == 403 and "set-cookie" not in forged.headers
+        wrong = await http.post(
+            "/provider/login",
+            data={"key": "utf_nosuchkey_nosuchsecret", "csrf_token": form_token(login.text)},
         )
-        municipality = await http.post("/provider/login", data={"key": keys["municipality"]})
+        assert wrong.status_code == 401 and 'id="login-error"' in wrong.text
+        assert "utfall_provider=" not in wrong.headers.get("set-cookie", "")
+        municipality = await http.post(
+            "/provider/login", data={"key": keys["municipality"], "csrf_token": form_token(wrong.text)}
+        )
         assert municipality.status_code == 401  # a provider key only
-        signed = await http.post("/provider/login", data={"key": keys["provider"]})
+        signed = await http.post(
+            "/provider/login", data={"key": keys["provider"], "csrf_token": form_token(municipality.text)}
+        )
         assert signed.status_code == 303, signed.text
         cookie = signed.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/provider" in cookie
         page = await http.get("/provider")
         assert page.status_code == 200 and f'data-provider="{provider}"' in page.text
+        token = form_token(page.text)
         # own figures exact (a provider sees its own cells even where the public sees them suppressed)
         own = (
             await http.get(
@@ -1249,24 +1264,34 @@ async def test_provider_pages_upload_own_figures_preview_and_right_of_reply(data
         good |= {"missing": "2", "method": "journalgenomgång"}
         wrong = good | {"target_group": "substance_use", "numerator": "5", "denominator": "3"}  # 5 of 3
         sheet = "\n".join([header, *(",".join(row.get(c, "") for c in columns) for row in (good, wrong)), ""])
+        without = await http.post("/provider/upload", files={"file": ("f.csv", sheet.encode(), "text/csv")})
+        assert without.status_code == 403 and without.json()["type"].endswith("/csrf")
         sent = await http.post(
-            "/provider/upload", files={"file": ("figures.csv", sheet.encode(), "text/csv")}
+            "/provider/upload",
+            files={"file": ("figures.csv", sheet.encode(), "text/csv")},
+            data={"csrf_token": token},
         )
         assert sent.status_code == 200, sent.text
         assert 'data-status="accepted"' in sent.text and "Rad 2: mottagen som version" in sent.text
         assert 'data-status="rejected"' in sent.text and "Rad 3: avvisad." in sent.text
         bad = await http.post(
-            "/provider/upload", files={"file": ("x.csv", b"nonsense,header\n1,2\n", "text/csv")}
+            "/provider/upload",
+            files={"file": ("x.csv", b"nonsense,header\n1,2\n", "text/csv")},
+            data={"csrf_token": token},
         )
         assert bad.status_code == 422 and 'id="sheet-error"' in bad.text
 
         secret = person()
-        refused = await http.post("/provider/comments", data={"text": f"Barnet {secret} är fel registrerat"})
+        refused = await http.post(
+            "/provider/comments", data={"text": f"Barnet {secret} är fel registrerat", "csrf_token": token}
+        )
         assert (
             refused.status_code == 422 and 'id="comment-error"' in refused.text and secret not in refused.text
         )
         note = "Placeringen vid Eken 2024 räknas dubbelt i vårt verksamhetssystem; rätt antal är 41."
-        sent = await http.post("/provider/comments", data={"text": note, "measure_id": "planned_discharge"})
+        sent = await http.post(
+            "/provider/comments", data={"text": note, "measure_id": "planned_discharge", "csrf_token": token}
+        )
         assert sent.status_code == 303
         page = await http.get(sent.headers["location"])
         assert 'id="comment-sent"' in page.text and note in page.text
@@ -1277,7 +1302,7 @@ async def test_provider_pages_upload_own_figures_preview_and_right_of_reply(data
         assert ours and ours[0]["provider_id"] == provider and ours[0]["measure_id"] == "planned_discharge"
         assert (await http.get("/v1/releases/comments", headers=keys.headers("provider"))).status_code == 403
         (artifacts / "provider-page.html").write_text(page.text)
-        out = await http.post("/provider/logout")
+        out = await http.post("/provider/logout", data={"csrf_token": token})
         assert out.status_code == 303 and 'utfall_provider=""' in out.headers["set-cookie"]
 
 

@@ -29,8 +29,9 @@ from utfall_platform.local.keycloak import LocalKeycloak
 from utfall_platform.local.stack import LocalStack
 
 from ..conftest import ARTIFACTS
-from ..helpers import create_key, wait_until
+from ..helpers import create_key, read_topic, register_provider, wait_until
 from ..people import password_token, sign_in
+from .test_gateway import form_token
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 CONTRACT = "hvb-ungdom-stockholm"
@@ -60,6 +61,7 @@ async def people(world, tmp_path_factory) -> AsyncIterator[dict[str, Any]]:  # t
         stack.start_service(name)
     await loop.run_in_executor(None, stack.wait_ready)
     operator = await create_key(world.kafka, "operator")
+    await register_provider(world.kafka, "hvb-eken")  # vera's provider: ingest takes figures from it
     yield {"stack": stack, "keycloak": keycloak, "gateway": gateway, "operator": operator, "world": world}
     await loop.run_in_executor(None, stack.stop)
     await loop.run_in_executor(None, keycloak.stop)
@@ -126,9 +128,7 @@ async def test_each_role_signs_in_through_the_code_flow_sees_its_scope_and_is_on
                 assert answer.status_code == expected, (username, path, answer.text[:300])
             # the same person with a bearer token from the IdP: the API, the same scope
             token = password_token(people["keycloak"], username)["access_token"]
-            bearer = await http.get(
-                reads[0][0], headers={"authorization": f"Bearer {token}"}, cookies=httpx.Cookies()
-            )
+            bearer = await http.get(reads[0][0], headers={"authorization": f"Bearer {token}"})
             assert bearer.status_code == reads[0][1], bearer.text[:300]
             trail = await _trail(http, people["operator"], actor=me["actor"])
         paths = [(e["path"], e["outcome"]) for e in trail]
@@ -137,6 +137,99 @@ async def test_each_role_signs_in_through_the_code_flow_sees_its_scope_and_is_on
         assert all(e["actor_name"] == me["name"] and e["role"] == role for e in trail)
         rows = {e["path"]: e["rows"] for e in trail if e["outcome"] == 200}
         assert all(isinstance(n, int) for p, n in rows.items() if p.startswith("/v1/contracts")), rows
+
+
+async def test_uploads_comments_and_a_period_closing_record_the_person_who_did_them(people) -> None:  # type: ignore[no-untyped-def]
+    from utfall_events.topics import AGGREGATES
+
+    operator = {"authorization": f"Bearer {people['operator']}"}
+    async with httpx.AsyncClient(base_url=people["gateway"], timeout=60) as http:
+        landed = await sign_in(http, "vera", next_path="/provider?lang=en")
+        assert landed.headers["location"] == "/provider?lang=en"
+        page = await http.get("/provider", params={"lang": "en"})
+        assert page.status_code == 200 and 'data-provider="hvb-eken"' in page.text
+        assert "Signed in as Vera Lind" in page.text and 'action="/signout"' in page.text
+        vera = (await http.get("/v1/me")).json()["actor"]
+        token = form_token(page.text)
+        sheet = (
+            "provider_id,measure_id,measure_version,period,target_group,numerator,denominator,missing,method\n"
+            "hvb-eken,no_replacement_6m,1,2023,behaviour,17,25,1,journalgenomgång\n"
+        )
+        sent = await http.post(
+            "/provider/upload",
+            params={"lang": "en"},
+            files={"file": ("figures.csv", sheet.encode(), "text/csv")},
+            data={"csrf_token": token},
+        )
+        assert sent.status_code == 200 and 'data-status="accepted"' in sent.text, sent.text[-2000:]
+        note = "Two placements at Eken in 2023 are counted twice in our records."
+        commented = await http.post("/provider/comments", data={"text": note, "csrf_token": token})
+        assert commented.status_code == 303, commented.text
+        comments = (await http.get("/v1/releases/comments", headers=operator)).json()
+        ours = next(c for c in comments["comments"] if c["text"] == note)
+        assert ours["key_id"] == vera and ours["person"]["name"] == "Vera Lind"
+    figures = await read_topic(
+        people["world"].kafka,
+        AGGREGATES,
+        predicate=lambda r: b"hvb-eken" in r.value and b"Vera Lind" in r.value,
+        expect=1,
+        timeout=30,
+    )
+    submission = json.loads(figures[0].value)
+    assert submission["submitted_by"] == vera and submission["person"]["name"] == "Vera Lind"
+
+    async with httpx.AsyncClient(base_url=people["gateway"], timeout=60) as http:
+        await sign_in(http, "maja")
+        me = (await http.get("/v1/me")).json()
+        url = f"/v1/contracts/{CONTRACT}/statements/2025-Q1"
+        closed = await http.post(f"{url}/close", headers={"x-csrf-token": me["csrf_token"]})
+        assert closed.status_code == 201, closed.text
+        statement = (await http.get(url)).json()
+        assert statement["closed"]["closed_by_name"] == "Maja Ek"
+        assert statement["closed"]["closed_by_key_id"] == me["actor"]
+        trail = await _trail(http, people["operator"], actor=me["actor"], contract_id=CONTRACT)
+        assert any(e["method"] == "POST" and e["period"] == "2025-Q1" and e["outcome"] == 201 for e in trail)
+
+
+async def test_a_person_signs_in_through_keycloak_in_chromium_and_out_again(people, artifacts) -> None:  # type: ignore[no-untyped-def]
+    """The code flow in a real browser: the provider's page sends vera to Keycloak's form and back, signed in;
+    signing out ends the session here and at the IdP."""
+    from playwright.async_api import async_playwright
+
+    from .test_gateway import CHROMIUM_ARGS, _chromium
+
+    chromium = _chromium()
+    assert chromium, "Debian's chromium is needed (scripts/bootstrap.sh --system installs it)"
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{people['gateway']}/provider?lang=en")
+            await page.click("#signin-person")
+            await page.wait_for_selector("#username")
+            assert page.url.startswith(people["keycloak"].issuer)
+            await page.fill("#username", "vera")
+            await page.fill("#password", "demo")
+            await page.click("#kc-login")
+            await page.wait_for_selector("#person")
+            assert page.url == f"{people['gateway']}/provider?lang=en"
+            assert "Vera Lind" in await page.inner_text("#person")
+            cookies = {c["name"]: c for c in await page.context.cookies(people["gateway"])}
+            session = cookies["utfall_session"]
+            assert session["httpOnly"] and session["sameSite"] == "Lax"
+            await page.screenshot(path=str(artifacts / "provider-signed-in-person.png"), full_page=True)
+            await page.click("#logout button")
+            try:
+                await page.wait_for_url(f"{people['gateway']}/", timeout=15_000)
+            except Exception:
+                await page.screenshot(path=str(artifacts / "signout.png"))
+                raise AssertionError((page.url, (await page.inner_text("body"))[:1000])) from None
+            await page.goto(f"{people['gateway']}/provider?lang=en")
+            assert (
+                await page.query_selector("#signin-person") is not None
+            )  # signed out: the sign-in page again
+        finally:
+            await browser.close()
 
 
 async def test_tokens_that_do_not_prove_a_person_are_refused_with_problem_details(people) -> None:  # type: ignore[no-untyped-def]

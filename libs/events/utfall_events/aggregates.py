@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
 
+from .auth import PersonV1
 from .care import FreeText
 from .vocabulary import AgeBand, CareType, LegalBasis, Sex, TargetGroup
 
@@ -92,3 +93,7 @@ class AggregateSubmissionV1(AggregateFiguresV1):
     supersedes: int | None = None
     submitted_at: datetime
     channel: Literal["json", "csv"]
+    submitted_by: str | None = Field(
+        None, description="the provider key's id, or person:<subject> for a person"
+    )
+    person: PersonV1 | None = Field(None, description="the provider's staff member who sent it, if signed in")

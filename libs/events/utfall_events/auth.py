@@ -11,6 +11,16 @@ Role = Literal["provider", "municipality", "finance", "operator", "assessor", "r
 ROLES: tuple[Role, ...] = ("provider", "municipality", "finance", "operator", "assessor", "register")
 
 
+class PersonV1(BaseModel):
+    """A person signed in through the identity provider: the token's subject and display name. Recorded on what a
+    person does (disputes, resolutions, period closings, comments, webhook endpoints)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject: str = Field(min_length=1, max_length=255, description="the IdP's stable id of the person (sub)")
+    name: str = Field(min_length=1, max_length=200, description="the display name in the token")
+
+
 class ApiKeyV1(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StringConstraints
 
+from .auth import PersonV1
 from .contracts import ContractId
 from .personnummer import looks_like_personnummer
 
@@ -36,7 +37,10 @@ class _Command(BaseModel):
 
     command_id: str = Field(description="UUID; the same id sent twice is applied once")
     contract_id: ContractId
-    key_id: str = Field(description="the API key that sent it")
+    key_id: str = Field(
+        description="who sent it: the API key's id, or person:<subject> for a person signed in"
+    )
+    person: PersonV1 | None = Field(None, description="the person who sent it, when a person signed in did")
     requested_at: datetime
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .auth import PersonV1
 from .outcomes import EventRef
 
 PAYMENT_TRIGGERED = "se.utfall.payment.triggered.v1"
@@ -43,6 +44,8 @@ class DisputeInfoV1(BaseModel):
     resolution: Literal["upheld", "dismissed"] | None = None
     resolved_by_key_id: str | None = None
     resolution_reason: str | None = None
+    raised_by_person: PersonV1 | None = None
+    resolved_by_person: PersonV1 | None = None
 
 
 class PaymentV1(BaseModel):

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StringConstraints
 from pydantic_core import PydanticCustomError
 
+from .auth import PersonV1
 from .personnummer import looks_like_personnummer
 
 TableName = Literal[
@@ -207,7 +208,10 @@ class ReleaseCommentV1(BaseModel):
     kind: Literal["release_comment"] = "release_comment"
     comment_id: str
     provider_id: str
-    key_id: str = Field(description="the provider key that signed in")
+    key_id: str = Field(description="who signed in: the provider key's id, or person:<subject> for a person")
+    person: PersonV1 | None = Field(
+        None, description="the provider's staff member who wrote it, if signed in"
+    )
     measure_id: str | None = Field(None, max_length=64)
     after_release: int | None = Field(None, description="the latest release when it was written")
     text: Annotated[str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_no_personnummer)]

@@ -25,6 +25,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jwt import ClaimsOption
 
+from .settings import PeopleSettings
+
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
 
 
@@ -245,3 +247,52 @@ def _why(exc: JoseError) -> str:
 def looks_like_jwt(presented: str) -> bool:
     """A compact JWS (three base64url parts); API keys have no dots."""
     return presented.count(".") == 2
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimNames:
+    """The one place where token claims are named: the role and the scope a person acts in. Settings
+    (`UTFALL_OIDC_CLAIM_NAMES`, JSON) rename them for an IdP that carries them under other names."""
+
+    role: str = "utfall_role"
+    provider_id: str = "provider_id"
+    municipality_code: str = "municipality_code"
+    funder: str = "funder"
+    contract_ids: str = "contract_ids"
+    display_name: str = "name"
+
+    @classmethod
+    def with_overrides(cls, overrides: Mapping[str, str]) -> ClaimNames:
+        unknown = set(overrides) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown claim names: {', '.join(sorted(unknown))}")
+        return cls(**overrides)
+
+    def text(self, claims: Mapping[str, Any], name: str) -> str | None:
+        value = claims.get(name)
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        return value if isinstance(value, str) and value else None
+
+    def display(self, claims: Mapping[str, Any]) -> str:
+        return (
+            self.text(claims, self.display_name)
+            or self.text(claims, "preferred_username")
+            or str(claims["sub"])
+        )
+
+
+def identity_provider(settings: PeopleSettings) -> IdentityProvider | None:
+    """The IdP the settings name, or None when people's sign-in is off."""
+    if not settings.oidc_issuer:
+        return None
+    return IdentityProvider(
+        OidcConfig(
+            issuer=settings.oidc_issuer,
+            client_id=settings.oidc_client_id,
+            client_secret=settings.oidc_client_secret.get_secret_value(),
+            audience=settings.oidc_audience,
+            revalidate_seconds=settings.oidc_revalidate_seconds,
+            leeway_seconds=settings.oidc_leeway_seconds,
+        )
+    )

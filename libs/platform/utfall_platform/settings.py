@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .kafka_access import KafkaAccess
@@ -51,3 +51,20 @@ class PlatformSettings(BaseSettings):
 
     def group_id(self, name: str) -> str:
         return f"utfall-{name}-{self.instance}" if self.instance else f"utfall-{name}"
+
+
+class PeopleSettings(PlatformSettings):
+    """People sign in through an OpenID Connect provider (off while no issuer is set). Any OIDC provider works:
+    its discovery document gives the endpoints. See docs/architecture.md, "People and machines"."""
+
+    oidc_issuer: str = ""
+    oidc_client_id: str = "utfall-gateway"
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_audience: str = "utfall-gateway"  # the `aud` an access token for Utfall's APIs carries
+    # Token claims that carry the role and the scope, if the IdP names them otherwise (JSON: {"role": "groups"}).
+    oidc_claim_names: dict[str, str] = Field(default_factory=dict)
+    # A session is refreshed, and a bearer token asked about, at the IdP this often: a disabled person or a
+    # revoked token stops working within this time.
+    oidc_revalidate_seconds: float = 20.0
+    # clock skew allowed between the IdP and us when checking a token's times
+    oidc_leeway_seconds: int = 30

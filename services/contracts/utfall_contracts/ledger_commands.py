@@ -99,7 +99,7 @@ async def _close(store: LedgerStore, kind: str, command: ClosePeriodV1, now: dat
     if refusal is not None:
         return refusal
     totals = await store.period_totals(command.contract_id, period)
-    await store.close_period(command.contract_id, period, totals, command.key_id, now)
+    await store.close_period(command.contract_id, period, totals, command.key_id, now, command.person)
     return (
         f"period {period.label} closed: {totals.entries} entries, net {totals.net_ore} öre, "
         f"closing balance {totals.opening_balance_ore + totals.net_ore} öre"

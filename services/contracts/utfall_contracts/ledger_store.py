@@ -8,6 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
+from utfall_events.auth import PersonV1
 from utfall_events.payments import DisputeInfoV1, PaymentV1
 from utfall_events.periods import Period
 
@@ -83,8 +84,8 @@ class LedgerStore:
         d = entry.dispute
         await self.conn.execute(
             "INSERT INTO contracts.disputes (contract_id, payment_id, provider_id, episode_id, milestone_id, "
-            "amount_ore, status, raised_by_role, raised_by_key_id, reason, raised_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9, $10)",
+            "amount_ore, status, raised_by_role, raised_by_key_id, reason, raised_at, raised_by_person) "
+            "VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9, $10, $11)",
             entry.contract_id,
             entry.payment_id,
             entry.provider_id,
@@ -95,18 +96,20 @@ class LedgerStore:
             d.raised_by_key_id,
             d.reason,
             d.raised_at,
+            _person(d.raised_by_person),
         )
 
     async def resolve_dispute(self, entry: PaymentV1) -> None:
         assert entry.dispute is not None
         await self.conn.execute(
             "UPDATE contracts.disputes SET status = $2, resolved_by_key_id = $3, resolution_reason = $4, "
-            "resolved_at = $5 WHERE payment_id = $1",
+            "resolved_at = $5, resolved_by_person = $6 WHERE payment_id = $1",
             entry.payment_id,
             entry.dispute.resolution,
             entry.dispute.resolved_by_key_id,
             entry.dispute.resolution_reason,
             entry.determined_at,
+            _person(entry.dispute.resolved_by_person),
         )
 
     async def disallow(self, entry: PaymentV1, now: datetime) -> None:
@@ -143,12 +146,18 @@ class LedgerStore:
         return PeriodTotals(int(row["opening"]), int(row["net"]), int(row["entries"]), row["last_seq"])
 
     async def close_period(
-        self, contract_id: str, period: Period, totals: PeriodTotals, key_id: str, now: datetime
+        self,
+        contract_id: str,
+        period: Period,
+        totals: PeriodTotals,
+        key_id: str,
+        now: datetime,
+        person: PersonV1 | None = None,
     ) -> None:
         await self.conn.execute(
             "INSERT INTO contracts.closed_periods (contract_id, period, period_start, period_end, "
-            "opening_balance_ore, net_ore, closing_balance_ore, entries, last_seq, closed_by_key_id, closed_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "opening_balance_ore, net_ore, closing_balance_ore, entries, last_seq, closed_by_key_id, closed_at, "
+            "closed_by_person) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             contract_id,
             period.label,
             period.start,
@@ -160,7 +169,12 @@ class LedgerStore:
             totals.last_seq,
             key_id,
             now,
+            _person(person),
         )
+
+
+def _person(person: PersonV1 | None) -> dict[str, str] | None:
+    return None if person is None else person.model_dump()
 
 
 def _dispute(row: asyncpg.Record) -> DisputeInfoV1:
@@ -172,4 +186,6 @@ def _dispute(row: asyncpg.Record) -> DisputeInfoV1:
         resolution=None if row["status"] == "open" else row["status"],
         resolved_by_key_id=row["resolved_by_key_id"],
         resolution_reason=row["resolution_reason"],
+        raised_by_person=row["raised_by_person"],
+        resolved_by_person=row["resolved_by_person"],
     )

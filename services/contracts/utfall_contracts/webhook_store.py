@@ -90,7 +90,7 @@ class WebhookStore:
     async def register(self, command: RegisterWebhookV1) -> None:
         await self.conn.execute(
             "INSERT INTO contracts.webhook_endpoints (endpoint_id, contract_id, url, description, secret, "
-            "registered_by_key_id, registered_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "registered_by_key_id, registered_at, registered_by_person) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             command.endpoint_id,
             command.contract_id,
             command.url,
@@ -98,6 +98,7 @@ class WebhookStore:
             command.secret,
             command.key_id,
             command.requested_at,
+            None if command.person is None else command.person.model_dump(),
         )
 
     async def rotate(self, command: RotateWebhookSecretV1) -> None:

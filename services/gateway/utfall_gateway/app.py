@@ -3,6 +3,8 @@ commands, releases) to Kafka; `create_app()` builds everything, nothing connects
 
 from __future__ import annotations
 
+import logging
+import socket
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -13,12 +15,11 @@ from utfall_platform.apikeys import KeyStore
 from utfall_platform.clock import Clock, SystemClock
 from utfall_platform.db import create_pool, migrate
 from utfall_platform.logging import setup_logging
-from utfall_platform.oidc import IdentityProvider, OidcConfig
+from utfall_platform.oidc import ClaimNames, identity_provider
 from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
 from .audit_trail import AuditMiddleware, AuditTrail
-from .domain.people import ClaimNames
 from .people import People
 from .release_store import ReleaseStore
 from .routes import (
@@ -41,6 +42,8 @@ from .settings import GatewaySettings
 from .state import GatewayState
 from .web import accessibility, definitions, page, provider
 
+log = logging.getLogger(__name__)
+
 
 def create_app(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
@@ -58,25 +61,17 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     providers = ProviderRegistry(settings.kafka, service="gateway")
     release_store = ReleaseStore(settings.kafka, service="gateway", deployment=settings.instance)
     state = GatewayState(runtime, settings, clock, release_store)
-    trail = AuditTrail(lambda: runtime.pool, chain=settings.instance or "gateway")
-    idp = (
-        IdentityProvider(
-            OidcConfig(
-                issuer=settings.oidc_issuer,
-                client_id=settings.oidc_client_id,
-                client_secret=settings.oidc_client_secret.get_secret_value(),
-                audience=settings.oidc_audience,
-                revalidate_seconds=settings.oidc_revalidate_seconds,
-                leeway_seconds=settings.oidc_leeway_seconds,
-            )
-        )
-        if settings.oidc_issuer
-        else None
-    )
+    # one chain per gateway process: replicas (another host, or another port here) never write the same chain
+    chain = f"{settings.instance or 'gateway'}@{socket.gethostname()}:{settings.port}"
+    trail = AuditTrail(settings.gateway_database_url.get_secret_value(), chain=chain)
+    idp = identity_provider(settings)
 
     async def start_background() -> None:
         await migrate_own_schema(settings)
-        runtime.spawn(trail.run(), "audit-trail")
+        if settings.audit_trail_enabled:
+            runtime.spawn(trail.run(), "audit-trail")
+        else:
+            log.warning("the audit trail is OFF (UTFALL_AUDIT_TRAIL_ENABLED=false): nothing is recorded")
         runtime.spawn(keys.run(), "key-store")
         runtime.spawn(providers.run(), "provider-registry")
         runtime.spawn(release_store.run(), "release-store")
@@ -92,6 +87,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
             )
 
     async def stop_background() -> None:
+        await trail.close()
         if idp is not None:
             await idp.close()
 
@@ -113,7 +109,9 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
     app.state.keys = keys
     app.state.people = None  # set at start when an identity provider is configured
     app.state.audit = trail
-    app.add_middleware(AuditMiddleware, trail=lambda: trail, now=clock.now)
+    app.add_middleware(
+        AuditMiddleware, trail=lambda: trail if settings.audit_trail_enabled else None, now=clock.now
+    )
     runtime.readiness_checks["api_keys"] = keys.caught_up.is_set
     app.state.providers = providers
     runtime.readiness_checks["provider_registry"] = providers.caught_up.is_set

@@ -14,6 +14,7 @@ figures only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -24,7 +25,7 @@ import asyncpg
 import orjson
 from prometheus_client import Counter, Gauge, Histogram
 
-from utfall_platform.db import TRANSIENT_PG_ERRORS
+from utfall_platform.db import TRANSIENT_PG_ERRORS, connect
 from utfall_platform.metrics import LATENCY_BUCKETS
 from utfall_platform.problems import PROBLEM_JSON, problem_document
 
@@ -61,10 +62,12 @@ class AuditWriteFailed(Exception):
 
 
 class AuditTrail:
-    """One chain (this gateway instance's), written by one task."""
+    """One chain (this gateway process's), written by one task over its own connection: never waiting for the
+    request handlers' pool, and one round trip per batch (an atomic `executemany`, the session read-write)."""
 
-    def __init__(self, pool: Callable[[], asyncpg.Pool], chain: str) -> None:
-        self._pool = pool
+    def __init__(self, dsn: str, chain: str) -> None:
+        self._dsn = dsn
+        self._conn: asyncpg.Connection | None = None
         self.chain = chain
         self._head: ChainHead | None = None
         self._waiting: list[tuple[AuditFacts, asyncio.Future[None]]] = []
@@ -89,6 +92,7 @@ class AuditTrail:
                 await self._write([facts for facts, _ in batch])
             except TRANSIENT_PG_ERRORS as exc:
                 self._head = None  # the commit's outcome is unknown: read the chain's head again
+                await self._drop_connection()
                 AUDIT_FAILURES.inc(len(batch))
                 log.warning(
                     "audit trail write failed (%s): %d answers refused", type(exc).__name__, len(batch)
@@ -104,12 +108,29 @@ class AuditTrail:
                     future.set_result(None)
 
     async def _write(self, batch: list[AuditFacts]) -> None:
-        async with self._pool().acquire() as conn, conn.transaction():
-            await conn.execute("SET TRANSACTION READ WRITE")
-            head = self._head or await _read_head(conn, self.chain)
-            entries, new_head = append(head, self.chain, batch)
-            await conn.executemany(INSERT, [e.row() for e in entries])
+        conn = await self._connection()
+        head = self._head or await _read_head(conn, self.chain)
+        entries, new_head = append(head, self.chain, batch)
+        await conn.executemany(INSERT, [e.row() for e in entries])  # atomic: all of the batch or none
         self._head = new_head
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            conn = await connect(self._dsn, command_timeout=10)
+            # the gateway's role is read-only by default; this session writes the trail (its grants allow
+            # INSERT there and nothing else)
+            await conn.execute("SET default_transaction_read_only = off")
+            self._conn = conn
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.terminate()
+        self._conn = None
+
+    async def close(self) -> None:
+        await self._drop_connection()
 
 
 async def _read_head(conn: asyncpg.Connection, chain: str) -> ChainHead:

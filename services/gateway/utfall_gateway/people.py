@@ -11,15 +11,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from utfall_platform.clock import Clock
-from utfall_platform.oidc import IdentityProvider, TokenRefused
+from utfall_platform.oidc import ClaimNames, IdentityProvider, TokenRefused
 
-from .domain.people import ClaimNames, NotAPerson, person_principal
+from .domain.people import NotAPerson, person_principal
 from .domain.policy import Principal
 from .session_store import PendingSignIn, Session, SessionStore
 
@@ -76,6 +75,12 @@ class People:
         self.claim_names = claim_names
         self.session_hours = session_hours
         self.revalidate_seconds = revalidate_seconds
+
+    @property
+    def idp_origin(self) -> str:
+        """The IdP's origin (scheme, host, port): where signing in and out sends the browser."""
+        parts = urlsplit(self.idp.config.issuer)
+        return f"{parts.scheme}://{parts.netloc}"
 
     async def from_bearer(self, token: str) -> Principal:
         """The person an access token speaks for; `TokenRefused` if it does not prove one now."""
@@ -139,6 +144,7 @@ class People:
                 claims=claims,
                 csrf_token=secrets.token_urlsafe(32),
                 id_token=str(tokens["id_token"]),
+                access_token=str(tokens["access_token"]),
                 refresh_token=str(tokens.get("refresh_token", "")),
                 created_at=now,
                 revalidated_at=now,
@@ -153,19 +159,25 @@ class People:
         now = self.clock.now()
         if found is None or found.expires_at <= now:
             return None
-        claims: dict[str, Any] = found.claims
         if (now - found.revalidated_at).total_seconds() >= self.revalidate_seconds:
             try:
                 tokens = await self.idp.refresh(found.refresh_token)
-                claims = await self.idp.verify_access_token(str(tokens["access_token"]))
+                access_token = str(tokens["access_token"])
+                claims = await self.idp.verify_access_token(access_token)
             except (TokenRefused, KeyError):
                 await self.sessions.end(session_id)
                 return None
-            await self.sessions.revalidated(
-                session_id, claims, str(tokens.get("refresh_token") or found.refresh_token), now
+            refresh_token = str(tokens.get("refresh_token") or found.refresh_token)
+            await self.sessions.revalidated(session_id, claims, access_token, refresh_token, now)
+            found = replace(
+                found,
+                claims=claims,
+                access_token=access_token,
+                refresh_token=refresh_token,
+                revalidated_at=now,
             )
         try:
-            return person_principal(claims, self.claim_names), found
+            return person_principal(found.claims, self.claim_names), found
         except NotAPerson:
             await self.sessions.end(session_id)
             return None

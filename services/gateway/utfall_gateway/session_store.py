@@ -31,6 +31,7 @@ class Session:
     claims: dict[str, Any]
     csrf_token: str
     id_token: str
+    access_token: str
     refresh_token: str
     created_at: datetime
     revalidated_at: datetime
@@ -75,13 +76,15 @@ class SessionStore:
             await conn.execute("DELETE FROM gateway.sessions WHERE expires_at < $1", session.created_at)
             await conn.execute(
                 "INSERT INTO gateway.sessions (id_hash, subject, display_name, claims, csrf_token, id_token,"
-                " refresh_token, created_at, revalidated_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+                " access_token, refresh_token, created_at, revalidated_at, expires_at)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
                 digest(session_id),
                 session.subject,
                 session.display_name,
                 session.claims,
                 session.csrf_token,
                 session.id_token,
+                session.access_token,
                 session.refresh_token,
                 session.created_at,
                 session.revalidated_at,
@@ -91,21 +94,23 @@ class SessionStore:
     async def get(self, session_id: str) -> Session | None:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
-                "SELECT subject, display_name, claims, csrf_token, id_token, refresh_token, created_at,"
+                "SELECT subject, display_name, claims, csrf_token, id_token, access_token, refresh_token, created_at,"
                 " revalidated_at, expires_at FROM gateway.sessions WHERE id_hash = $1",
                 digest(session_id),
             )
         return Session(**dict(row)) if row else None
 
     async def revalidated(
-        self, session_id: str, claims: dict[str, Any], refresh_token: str, at: datetime
+        self, session_id: str, claims: dict[str, Any], access_token: str, refresh_token: str, at: datetime
     ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SET TRANSACTION READ WRITE")
             await conn.execute(
-                "UPDATE gateway.sessions SET claims = $2, refresh_token = $3, revalidated_at = $4 WHERE id_hash = $1",
+                "UPDATE gateway.sessions SET claims = $2, access_token = $3, refresh_token = $4, revalidated_at = $5"
+                " WHERE id_hash = $1",
                 digest(session_id),
                 claims,
+                access_token,
                 refresh_token,
                 at,
             )

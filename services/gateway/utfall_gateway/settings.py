@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
-from utfall_platform.settings import PlatformSettings
+from utfall_platform.settings import PeopleSettings
 
 
-class GatewaySettings(PlatformSettings):
+class GatewaySettings(PeopleSettings):
     SERVICE: ClassVar[str] = "gateway"  # its Kafka principal and ACLs (utfall_platform.kafka_acl)
     port: int = 8080
     # The gateway reads the *_read views only, through a read-only role.
@@ -30,21 +30,11 @@ class GatewaySettings(PlatformSettings):
     webhook_allow_private_addresses: bool = False
     # After a secret's rotation the previous one still signs deliveries for this long.
     webhook_rotation_overlap_hours: float = 24.0
-    # People sign in through an OpenID Connect provider (off while no issuer is set); any OIDC provider works:
-    # its discovery document gives the endpoints. See docs/architecture.md, "People and machines".
-    oidc_issuer: str = ""
-    oidc_client_id: str = "utfall-gateway"
-    oidc_client_secret: SecretStr = SecretStr("")
-    oidc_audience: str = "utfall-gateway"  # the `aud` an access token for this API carries
-    # Token claims that carry the role and the scope, if the IdP names them otherwise (JSON: {"role": "groups"}).
-    oidc_claim_names: dict[str, str] = Field(default_factory=dict)
-    # A session is refreshed, and a bearer token asked about, at the IdP this often: a disabled person or a
-    # revoked token stops working within this time.
-    oidc_revalidate_seconds: float = 20.0
-    # clock skew allowed between the IdP and the gateway when checking a token's times
-    oidc_leeway_seconds: int = 30
     session_hours: float = 8.0
     # Where the IdP sends the browser back to (its origin); empty: the address the request came to.
     public_url: str = ""
+    # The audit trail of every authenticated answer and act. Off only for `make bench`'s comparison of what it
+    # costs; the gateway logs a warning at start when it is off.
+    audit_trail_enabled: bool = True
     # The audit trail: entries older than this many whole months are removed (`utfall-admin audit prune`).
     audit_retention_months: int = 36

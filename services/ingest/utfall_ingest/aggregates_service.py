@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from utfall_events.aggregates import AggregateFiguresV1, AggregateSubmissionV1
+from utfall_events.auth import PersonV1
 from utfall_events.topics import AGGREGATES
 from utfall_platform.clock import Clock
 from utfall_platform.outbox import OutboxMessage, enqueue
@@ -26,6 +27,8 @@ async def submit(
     channel: str,
     clock: Clock,
     pre_rejected: Sequence[RowRejection] = (),
+    submitted_by: str | None = None,
+    person: PersonV1 | None = None,
 ) -> list[dict[str, Any]]:
     now, today = clock.now(), clock.today()
     await aggregate_store.lock_provider(conn, provider_id)
@@ -60,6 +63,8 @@ async def submit(
             supersedes=versioning.supersedes,
             submitted_at=now,
             channel=channel,
+            submitted_by=submitted_by,
+            person=person,
         )
         messages.append(OutboxMessage(AGGREGATES, key.encode(), submission.model_dump_json().encode()))
         receipts.append(

@@ -20,6 +20,7 @@ from utfall_platform.apikeys import KeyStore
 from utfall_platform.clock import Clock, clock_from_offset_days
 from utfall_platform.consumer import DeadLetterPolicy, Record
 from utfall_platform.logging import setup_logging
+from utfall_platform.oidc import ClaimNames, identity_provider
 from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
@@ -93,7 +94,19 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
         runtime.spawn(providers.run(), "provider-registry")
         runtime.every(300, lambda: expire_held(runtime.pool, clock, settings.hold_days), "held-expiry")
 
+    idp = identity_provider(settings)
+
+    async def start_idp() -> None:
+        if idp is not None:
+            await idp.start()
+
+    async def stop_idp() -> None:
+        if idp is not None:
+            await idp.close()
+
     runtime.on_start(start_background)
+    runtime.on_start(start_idp)
+    runtime.on_stop(stop_idp)
     app = create_service_app(
         runtime,
         title="Utfall ingest",
@@ -102,6 +115,8 @@ def create_app(settings: IngestSettings | None = None, clock: Clock | None = Non
         ),
     )
     app.state.keys = keys
+    app.state.idp = idp
+    app.state.claim_names = ClaimNames.with_overrides(settings.oidc_claim_names)
     app.state.providers = providers
     runtime.readiness_checks["api_keys"] = keys.caught_up.is_set
     runtime.readiness_checks["provider_registry"] = providers.caught_up.is_set

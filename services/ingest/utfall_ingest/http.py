@@ -222,6 +222,8 @@ async def post_aggregates(request: Request, provider: Provider, ctx: Context) ->
             channel=channel,
             clock=ctx.runtime.clock,
             pre_rejected=pre_rejected,
+            submitted_by=getattr(request.state, "submitted_by", provider.key_id),
+            person=getattr(request.state, "person", None),
         )
     return JSONResponse({"receipts": receipts}, status_code=202)
 

@@ -4,12 +4,12 @@ from typing import ClassVar
 
 from pydantic import SecretStr
 
-from utfall_platform.settings import PlatformSettings
+from utfall_platform.settings import PeopleSettings
 
 DEV_PSEUDONYM_KEY = "utfall-local-development-key-not-for-production"
 
 
-class IngestSettings(PlatformSettings):
+class IngestSettings(PeopleSettings):  # providers' staff may upload as themselves
     SERVICE: ClassVar[str] = "ingest"  # its Kafka principal and ACLs (utfall_platform.kafka_acl)
     port: int = 8081
     pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)

@@ -72,7 +72,11 @@ def decide_dispute(
     if standing.reversed:
         return Refusal(f"payment {command.payment_id} was reversed: nothing stands to dispute")
     dispute = DisputeInfoV1(
-        raised_by_role=command.role, raised_by_key_id=command.key_id, raised_at=now, reason=command.reason
+        raised_by_role=command.role,
+        raised_by_key_id=command.key_id,
+        raised_by_person=command.person,
+        raised_at=now,
+        reason=command.reason,
     )
     return _entry(
         standing, "payment.disputed", dispute, now, f"disputed by the {command.role}: {command.reason}"
@@ -92,6 +96,7 @@ def decide_resolution(
         update={
             "resolution": command.resolution,
             "resolved_by_key_id": command.key_id,
+            "resolved_by_person": command.person,
             "resolution_reason": command.reason,
         }
     )

@@ -8,45 +8,22 @@ person can act in; `register` is a machine's role (a register holder's upload ke
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, get_args
+
+from utfall_platform.oidc import ClaimNames
 
 from .policy import Principal, RoleName
 
 PERSON_ROLES: frozenset[str] = frozenset({"provider", "municipality", "finance", "operator", "assessor"})
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimNames:
-    role: str = "utfall_role"
-    provider_id: str = "provider_id"
-    municipality_code: str = "municipality_code"
-    funder: str = "funder"
-    contract_ids: str = "contract_ids"
-    display_name: str = "name"
-
-    @classmethod
-    def with_overrides(cls, overrides: Mapping[str, str]) -> ClaimNames:
-        unknown = set(overrides) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown claim names: {', '.join(sorted(unknown))}")
-        return cls(**overrides)
-
-
 class NotAPerson(ValueError):
     """The token is valid, but its claims do not make a person of Utfall (no role, or no scope for it)."""
 
 
-def _text(claims: Mapping[str, Any], name: str) -> str | None:
-    value = claims.get(name)
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    return value if isinstance(value, str) and value else None
-
-
 def person_principal(claims: Mapping[str, Any], names: ClaimNames = ClaimNames()) -> Principal:
     """Who a verified token speaks for. Each role needs its scope, as a key of that role does."""
-    role = _text(claims, names.role)
+    role = names.text(claims, names.role)
     if role not in PERSON_ROLES or role not in get_args(RoleName):
         raise NotAPerson("the token names no role of Utfall for a person")
     raw_contracts = claims.get(names.contract_ids) or []
@@ -58,13 +35,13 @@ def person_principal(claims: Mapping[str, Any], names: ClaimNames = ClaimNames()
     principal = Principal(
         role,  # type: ignore[arg-type]  # checked against RoleName above
         key_id=None,
-        provider_id=_text(claims, names.provider_id) if role == "provider" else None,
-        municipality_code=_text(claims, names.municipality_code) if role == "municipality" else None,
-        funder=_text(claims, names.funder) if role == "finance" else None,
+        provider_id=names.text(claims, names.provider_id) if role == "provider" else None,
+        municipality_code=names.text(claims, names.municipality_code) if role == "municipality" else None,
+        funder=names.text(claims, names.funder) if role == "finance" else None,
         contract_ids=contracts if role == "assessor" else (),
         person=str(claims["sub"]),
-        person_name=_text(claims, names.display_name)
-        or _text(claims, "preferred_username")
+        person_name=names.text(claims, names.display_name)
+        or names.text(claims, "preferred_username")
         or str(claims["sub"]),
     )
     needed = {

@@ -109,6 +109,7 @@ def _closure(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {
         "closed_at": row["closed_at"].isoformat(),
         "closed_by_key_id": row["closed_by_key_id"],
+        "closed_by_name": (row.get("closed_by_person") or {}).get("name"),
         "contract_opening_balance_ore": row["opening_balance_ore"],
         "contract_net_ore": row["net_ore"],
         "contract_closing_balance_ore": row["closing_balance_ore"],

@@ -4,7 +4,8 @@ DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'utfall_gateway_writer') THEN
     CREATE ROLE utfall_gateway_writer NOLOGIN;
   END IF;
-  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'utfall_gateway') THEN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'utfall_gateway')
+     AND NOT pg_has_role('utfall_gateway', 'utfall_gateway_writer', 'MEMBER') THEN
     GRANT utfall_gateway_writer TO utfall_gateway;
   END IF;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
@@ -27,6 +28,7 @@ CREATE TABLE sessions (
     claims jsonb NOT NULL,
     csrf_token text NOT NULL,
     id_token text NOT NULL,
+    access_token text NOT NULL,      -- the latest, refreshed with the session: uploads go to ingest with it
     refresh_token text NOT NULL,
     created_at timestamptz NOT NULL,
     revalidated_at timestamptz NOT NULL,

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 
+from utfall_events.auth import PersonV1
 from utfall_events.ledger_commands import LedgerCommandV1
 from utfall_events.topics import CONTRACT_COMMANDS
 from utfall_events.webhooks import WebhookCommandV1
@@ -32,7 +33,7 @@ Row = Any
 def command_envelope(
     request: Request, who: Principal, contract_id: str, idempotency_key: str | None
 ) -> dict[str, Any]:
-    """What every command carries: its id, the contract, the key that sent it and when. With an Idempotency-Key
+    """What every command carries: its id, the contract, the key or person that sent it and when. With an Idempotency-Key
     the id is the same for a retry of the same request (key, method and path), and another for the same
     Idempotency-Key on another target: a key reused for another payment or endpoint is a new command, not the
     earlier one's outcome."""
@@ -42,16 +43,24 @@ def command_envelope(
         else str(
             uuid.uuid5(
                 COMMAND_NAMESPACE,
-                f"{who.key_id}|{request.method} {request.url.path}|{idempotency_key}",
+                f"{who.key_id or who.actor}|{request.method} {request.url.path}|{idempotency_key}",
             )
         )
     )
     return {
         "command_id": command_id,
         "contract_id": contract_id,
-        "key_id": str(who.key_id),
+        "key_id": who.key_id or who.actor,
+        "person": person_of(who),
         "requested_at": gateway_state(request).clock.now(),
     }
+
+
+def person_of(who: Principal) -> PersonV1 | None:
+    """The person a command or comment records, when a person signed in sent it."""
+    if who.person is None:
+        return None
+    return PersonV1(subject=who.person, name=who.person_name or who.person)
 
 
 def result_out(row: Row) -> dict[str, Any]:

@@ -60,10 +60,14 @@ class DisputeOut(BaseModel):
     amount_ore: int
     status: str = Field(description="open, upheld or dismissed")
     raised_by_role: str
+    raised_by_name: str | None = Field(
+        None, description="the person who raised it, when a person signed in did"
+    )
     reason: str
     raised_at: str
     resolution_reason: str | None
     resolved_at: str | None
+    resolved_by_name: str | None = Field(None, description="the person who resolved it, when a person did")
 
 
 class DisputesOut(BaseModel):
@@ -214,10 +218,12 @@ async def list_disputes(request: Request, who: Authenticated, contract_id: Contr
             "amount_ore": r["amount_ore"],
             "status": r["status"],
             "raised_by_role": r["raised_by_role"],
+            "raised_by_name": (r["raised_by_person"] or {}).get("name"),
             "reason": r["reason"],
             "raised_at": r["raised_at"].isoformat(),
             "resolution_reason": r["resolution_reason"],
             "resolved_at": r["resolved_at"].isoformat() if r["resolved_at"] else None,
+            "resolved_by_name": (r["resolved_by_person"] or {}).get("name"),
         }
         for r in rows
     ]

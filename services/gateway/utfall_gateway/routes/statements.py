@@ -62,7 +62,10 @@ class ClosureOut(BaseModel):
     """The commissioner's closing of the period, with the contract's totals it recorded."""
 
     closed_at: str
-    closed_by_key_id: str
+    closed_by_key_id: str = Field(description="the key's id, or person:<subject> when a person closed it")
+    closed_by_name: str | None = Field(
+        None, description="the person who closed it, when a person signed in did"
+    )
     contract_opening_balance_ore: int
     contract_net_ore: int
     contract_closing_balance_ore: int

@@ -41,7 +41,14 @@ SECURITY_HEADERS = {
 }
 
 
-def html_page(body: str, status: int = 200, *, private: bool = False) -> HTMLResponse:
-    """A rendered page with the security headers; `private`: exact data for one reader, never cached."""
+def html_page(
+    body: str, status: int = 200, *, private: bool = False, forms_to: str | None = None
+) -> HTMLResponse:
+    """A rendered page with the security headers; `private`: exact data for one reader, never cached;
+    `forms_to`: another origin a form's answer may redirect to (the sign-out goes on to the identity provider)."""
     headers = {**SECURITY_HEADERS, **({"Cache-Control": "no-store"} if private else {})}
+    if forms_to:
+        headers["Content-Security-Policy"] = headers["Content-Security-Policy"].replace(
+            "form-action 'self'", f"form-action 'self' {forms_to}"
+        )
     return HTMLResponse(body, status_code=status, headers=headers)

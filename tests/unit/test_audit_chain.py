@@ -1,0 +1,112 @@
+"""The audit trail's rules, pure: entries chain, any change, removal or reordering breaks the chain at that
+entry, retention cuts whole months and leaves an anchor from which the rest still verifies."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from utfall_gateway.audit_trail import count_rows
+from utfall_gateway.domain.audit import (
+    GENESIS,
+    AuditFacts,
+    ChainHead,
+    append,
+    month_start,
+    retention_cutoff,
+    verify,
+)
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def facts(i: int, **change: object) -> AuditFacts:
+    base = AuditFacts(
+        at=START + timedelta(minutes=i),
+        actor=f"person:p{i % 3}",
+        actor_name="Maja Ek",
+        role="municipality",
+        scope={"municipality_code": "0180"},
+        method="GET",
+        route="/v1/contracts/{contract_id}/participants",
+        path=f"/v1/contracts/c/participants?n={i}",
+        contract_id="c",
+        provider_id=None,
+        period=None,
+        rows=i,
+        client="10.0.0.1",
+        outcome=200,
+    )
+    return replace(base, **change)  # type: ignore[arg-type]
+
+
+def chain(n: int) -> list:  # type: ignore[type-arg]
+    entries, _ = append(ChainHead(0, GENESIS), "gw", [facts(i) for i in range(n)])
+    return entries
+
+
+@given(st.integers(min_value=1, max_value=40), st.data())
+@settings(max_examples=60)
+def test_any_change_removal_or_swap_breaks_the_chain_at_that_entry(n: int, data: st.DataObject) -> None:
+    entries = chain(n)
+    assert verify("gw", entries) is None
+    i = data.draw(st.integers(min_value=0, max_value=n - 1))
+    field = data.draw(st.sampled_from(["rows", "actor", "outcome", "path", "at", "scope"]))
+    changed_value = {
+        "rows": 10_000,
+        "actor": "key:someone-else",
+        "outcome": 403,
+        "path": "/elsewhere",
+        "at": START - timedelta(days=1),
+        "scope": {"municipality_code": "2584"},
+    }[field]
+    changed = list(entries)
+    changed[i] = replace(entries[i], facts=replace(entries[i].facts, **{field: changed_value}))
+    found = verify("gw", changed)
+    assert found is not None and found.seq == i + 1 and "changed" in found.reason
+    removed = entries[:i] + entries[i + 1 :]
+    if i < n - 1:  # the last entry's removal leaves a shorter chain that verifies (see docs: the tail)
+        found = verify("gw", removed)
+        assert found is not None and found.seq == i + 1 and "missing" in found.reason
+    if n > 1 and i < n - 1:
+        swapped = list(entries)
+        swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
+        assert verify("gw", swapped) is not None
+
+
+def test_a_chain_continues_across_batches_and_from_an_anchor_after_retention() -> None:
+    first, head = append(ChainHead(0, GENESIS), "gw", [facts(i) for i in range(5)])
+    second, head = append(head, "gw", [facts(i) for i in range(5, 9)])
+    assert verify("gw", first + second) is None and head.seq == 9
+    anchor = ChainHead(first[-1].seq, first[-1].hash)
+    assert verify("gw", second, anchor) is None
+    assert verify("gw", second) is not None  # without its anchor the rest does not start at the beginning
+    assert verify("gw", second[1:], anchor) is not None  # a gap after the anchor is found
+
+
+def test_retention_cuts_whole_months() -> None:
+    now = datetime(2026, 12, 5, 13, 0, tzinfo=UTC)
+    assert month_start(now) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert retention_cutoff(now, 36) == datetime(2023, 12, 1, tzinfo=UTC)
+    assert retention_cutoff(now, 0) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert retention_cutoff(datetime(2026, 1, 31, tzinfo=UTC), 1) == datetime(2025, 12, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "rows"),
+    [
+        ("application/json", b'{"contract_id": "c", "participants": [1, 2, 3]}', 3),
+        ("application/json", b"[1, 2]", 2),
+        ("application/json", b'{"contract_id": "c"}', 1),
+        ("application/problem+json", b'{"status": 403, "errors": []}', 0),
+        ("text/csv; charset=utf-8", b"a,b\n1,2\n3,4\n", 2),
+        ("text/html; charset=utf-8", b"<html></html>", None),
+        ("application/json", b"", None),
+    ],
+)
+def test_rows_are_counted_from_the_answer(content_type: str, body: bytes, rows: int | None) -> None:
+    assert count_rows(content_type, body) == rows
