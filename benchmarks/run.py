@@ -1122,12 +1122,15 @@ async def audit_trail_step(
     headers = {"authorization": f"Bearer {secret}"}
     before = await count(conn, "SELECT count(*) FROM gateway.audit_entries")
     runs: dict[str, list[dict[str, Any]]] = {"with": [], "without": []}
+    metrics_url = url.split("/v1/", 1)[0] + "/metrics"
+    held_before = await held_histogram(metrics_url)
     try:
         for _ in range(2):
             runs["without"].append(
                 await gateway_load(without_url, params, rate=rate, seconds=seconds, headers=headers)
             )
             runs["with"].append(await gateway_load(url, params, rate=rate, seconds=seconds, headers=headers))
+        held_after = await held_histogram(metrics_url)
     finally:
         stack.stop_service(untrailed)
         del stack.services[untrailed]
@@ -1145,11 +1148,39 @@ async def audit_trail_step(
         "p50_ms_without": worst("without", "p50_ms"),
         # the worse of two runs each side: what the trail adds at p99, at most
         "p99_added_ms": round(worst("with", "p99_ms") - worst("without", "p99_ms"), 2),
+        # how long the answers were held for their entries (the gateway's own histogram, over this step):
+        # what the trail adds to an answer besides the CPU it takes from a busy process
+        "held_ms_p50_at_most": held_quantile(held_before, held_after, 0.5),
+        "held_ms_p99_at_most": held_quantile(held_before, held_after, 0.99),
         "achieved_rps_with": min(float(r["achieved_rps"]) for r in runs["with"]),
         "entries_written": entries,
         "answers_with_trail": answered,
         "runs": runs,
     }
+
+
+async def held_histogram(metrics_url: str) -> dict[float, float]:
+    """The gateway's `utfall_audit_write_seconds` buckets (upper bound in s -> cumulative count)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(metrics_url)).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("utfall_audit_write_seconds_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def held_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """The bucket bound (ms) under which a `q` share of the step's held answers fell."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = counts[-1][1] if counts else 0.0
+    if total <= 0:
+        return None
+    for bound, cumulative in counts:
+        if cumulative >= q * total:
+            return None if bound == float("inf") else round(bound * 1000, 2)
+    return None
 
 
 async def gateway_load(
@@ -1321,6 +1352,8 @@ def table(report: dict[str, Any]) -> str:
                 "6b audit trail",
                 f"p99 {s['audit_trail']['p99_ms_with']} ms with the trail, {s['audit_trail']['p99_ms_without']} ms "
                 f"without: {s['audit_trail']['p99_added_ms']} ms added at {s['audit_trail']['offered_rps']} rps; "
+                f"answers held for their entries: p50 ≤ {s['audit_trail']['held_ms_p50_at_most']} ms, p99 ≤ "
+                f"{s['audit_trail']['held_ms_p99_at_most']} ms; "
                 f"{s['audit_trail']['entries_written']:,} entries for {s['audit_trail']['answers_with_trail']:,} "
                 "answers",
                 "target < 1 ms added at 500",

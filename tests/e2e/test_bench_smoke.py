@@ -60,6 +60,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     trail = steps["audit_trail"]
     assert trail["answers_with_trail"] > 0 and trail["entries_written"] >= trail["answers_with_trail"]
     assert trail["p99_ms_with"] > 0 and trail["p99_ms_without"] > 0
+    assert trail["held_ms_p99_at_most"] is not None
+    assert trail["held_ms_p50_at_most"] <= trail["held_ms_p99_at_most"]
     assert steps["latency_target"]["offered_events_per_s"] > steps["latency"]["offered_events_per_s"]
     assert steps["rebuild"]["records"] >= 15_000
     # the rebuild ran as its own process with its fold workers (their memory counted with it), under 2 GB

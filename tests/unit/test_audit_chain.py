@@ -110,3 +110,11 @@ def test_retention_cuts_whole_months() -> None:
 )
 def test_rows_are_counted_from_the_answer(content_type: str, body: bytes, rows: int | None) -> None:
     assert count_rows(content_type, body) == rows
+
+
+def test_json_answers_count_their_rows_for_the_trail_and_the_mark_is_theirs() -> None:
+    from utfall_gateway.audit_trail import ROWS_HEADER, CountedJSONResponse
+
+    answer = CountedJSONResponse({"contract_id": "c", "payments": [{"a": 1}, {"a": 2}], "entries": [{}]})
+    assert (ROWS_HEADER, b"3") in answer.raw_headers
+    assert (ROWS_HEADER, b"2") in CountedJSONResponse([1, 2]).raw_headers

@@ -19,7 +19,7 @@ from utfall_platform.oidc import ClaimNames, identity_provider
 from utfall_platform.registry import ProviderRegistry
 from utfall_platform.service import ServiceRuntime, create_service_app, serve
 
-from .audit_trail import AuditMiddleware, AuditTrail
+from .audit_trail import AuditMiddleware, AuditTrail, CountedJSONResponse
 from .people import People
 from .release_store import ReleaseStore
 from .routes import (
@@ -103,6 +103,7 @@ def create_app(settings: GatewaySettings | None = None, clock: Clock | None = No
             "`Authorization: Bearer <key>`; without a key you are the public."
         ),
         openapi_url="/openapi.json",
+        default_response_class=CountedJSONResponse,
         docs_url="/docs",
         redoc_url=None,
     )

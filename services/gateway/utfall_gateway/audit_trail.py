@@ -17,16 +17,16 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
+from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Gauge, Histogram
 
 from utfall_platform.db import TRANSIENT_PG_ERRORS, connect
-from utfall_platform.metrics import LATENCY_BUCKETS
 from utfall_platform.problems import PROBLEM_JSON, problem_document
 
 from .domain.audit import COLUMNS, AuditEntry, AuditFacts, ChainHead, append
@@ -35,10 +35,11 @@ from .domain.policy import Principal
 log = logging.getLogger(__name__)
 
 AUDIT_ENTRIES = Counter("utfall_audit_entries_total", "Entries written to the audit trail", ["outcome"])
+HELD_BUCKETS = (0.0002, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 AUDIT_WRITE_SECONDS = Histogram(
     "utfall_audit_write_seconds",
     "Time an audited answer waited for its entry to be durable",
-    buckets=LATENCY_BUCKETS,
+    buckets=HELD_BUCKETS,
 )
 AUDIT_FAILURES = Counter(
     "utfall_audit_write_failures_total", "Audit trail writes that failed (answers refused)"
@@ -193,22 +194,46 @@ class ReaderWatch:
         AUDIT_TOP_READER_RATIO.set(max(ratios, default=0.0))
 
 
+ROWS_HEADER = b"x-utfall-audit-rows"  # from the JSON response to the middleware; never sent
+MAX_PARSED_BODY = 64 * 1024
+
+
+def rows_in(value: Any) -> int | None:
+    """How many rows an answer holds: a JSON list's items, or the items of a JSON object's top-level lists."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        return sum(len(v) for v in lists) if lists else 1
+    return None
+
+
+class CountedJSONResponse(JSONResponse):
+    """The gateway's JSON answers: they count their rows while the content is still objects (no second parse)."""
+
+    def render(self, content: Any) -> bytes:
+        self._rows = rows_in(content)
+        return super().render(content)
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        super().init_headers(headers)
+        rows = getattr(self, "_rows", None)
+        if rows is not None:
+            self.raw_headers.append((ROWS_HEADER, str(rows).encode()))
+
+
 def count_rows(content_type: str, body: bytes) -> int | None:
-    """How many rows an answer holds: a JSON list's items, or the items of a JSON object's top-level lists; a
-    CSV's lines after its header. None for what has no rows (a page, an XML document)."""
+    """Rows of an answer that did not count its own: a small JSON answer's (parsed), a CSV's lines after its
+    header. None for what has no rows (a page, an XML document) or a large JSON answer of another kind."""
     if not body:
         return None
     if "json" in content_type:
+        if len(body) > MAX_PARSED_BODY:
+            return None
         try:
-            value = orjson.loads(body)
+            return rows_in(orjson.loads(body))
         except orjson.JSONDecodeError:
             return None
-        if isinstance(value, list):
-            return len(value)
-        if isinstance(value, dict):
-            lists = [v for v in value.values() if isinstance(v, list)]
-            return sum(len(v) for v in lists) if lists else 1
-        return None
     if "csv" in content_type:
         return max(body.count(b"\n") - 1, 0)
     return None
@@ -231,8 +256,17 @@ class AuditMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         trail = self.trail()
-        if scope["type"] != "http" or trail is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if trail is None:
+
+            async def unmarked(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [(k, v) for k, v in message.get("headers", []) if k != ROWS_HEADER]
+                await send(message)
+
+            await self.app(scope, receive, unmarked)
             return
         held: list[Message] = []
         start: Message | None = None
@@ -270,6 +304,7 @@ class AuditMiddleware:
                     )
                     await send({"type": "http.response.body", "body": body})
                     return
+            start["headers"] = [(k, v) for k, v in start.get("headers", []) if k != ROWS_HEADER]
             await send(start)
             for message in held:
                 await send(message)
@@ -300,6 +335,7 @@ def _facts(scope: Scope, start: Message, body: bytes, now: datetime) -> AuditFac
     params = scope.get("path_params") or {}
     query = dict(_query(scope))
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", [])}
+    counted = headers.get(ROWS_HEADER.decode())
     client = scope.get("client")
     path = scope.get("path", "") + (
         ("?" + scope["query_string"].decode("latin-1")) if scope.get("query_string") else ""
@@ -316,7 +352,9 @@ def _facts(scope: Scope, start: Message, body: bytes, now: datetime) -> AuditFac
         contract_id=params.get("contract_id") or query.get("contract_id"),
         provider_id=params.get("provider_id") or query.get("provider_id"),
         period=params.get("period") or query.get("period") or query.get("year"),
-        rows=count_rows(headers.get("content-type", ""), body) if start["status"] < 300 else None,
+        rows=(int(counted) if counted else count_rows(headers.get("content-type", ""), body))
+        if start["status"] < 300
+        else None,
         client=client[0] if client else None,
         outcome=int(start["status"]),
     )

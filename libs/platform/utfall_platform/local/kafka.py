@@ -24,7 +24,7 @@ from pathlib import Path
 from utfall_events.topics import replication_for
 
 from ..kafka_access import MECHANISM, ClusterAccess, KafkaAccess
-from .paths import cache_dir, free_port, repo_root, write_secret
+from .paths import cache_dir, free_port, maven_copy_dependencies, repo_root, write_secret
 from .procs import spawn, terminate
 
 log = logging.getLogger(__name__)
@@ -58,24 +58,8 @@ def fetch_jars() -> Path:
     marker = target / ".complete"
     if marker.exists():
         return target
-    if shutil.which("mvn") is None:
-        raise RuntimeError("Maven (mvn) is needed to fetch Kafka from Maven Central")
     tmp = target.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    print(f"fetching Apache Kafka jars from Maven Central into {target} ...", file=sys.stderr, flush=True)
-    subprocess.run(
-        [
-            "mvn",
-            "-B",
-            "-q",
-            "-f",
-            str(pom),
-            "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={tmp}",
-        ],
-        check=True,
-    )
+    maven_copy_dependencies(pom, tmp, "Apache Kafka's jars")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     marker.write_text("ok\n")

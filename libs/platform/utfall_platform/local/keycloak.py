@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .paths import cache_dir, free_port, repo_root, write_secret
+from .paths import cache_dir, free_port, maven_copy_dependencies, repo_root, write_secret
 from .procs import spawn, terminate
 
 REALM = "utfall"
@@ -94,24 +94,8 @@ def fetch() -> Path:
     target = cache_dir() / f"keycloak-{digest}"
     if (target / ".complete").exists():
         return target / "home"
-    if shutil.which("mvn") is None:
-        raise RuntimeError("Maven (mvn) is needed to fetch Keycloak from Maven Central")
     tmp = target.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    print(f"fetching Keycloak from Maven Central into {target} ...", file=sys.stderr, flush=True)
-    subprocess.run(
-        [
-            "mvn",
-            "-B",
-            "-q",
-            "-f",
-            str(pom),
-            "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
-            f"-DoutputDirectory={tmp}",
-        ],
-        check=True,
-    )
+    maven_copy_dependencies(pom, tmp, "Keycloak")
     (archive,) = tmp.glob("keycloak-quarkus-dist-*.zip")
     with zipfile.ZipFile(archive) as zipped:
         zipped.extractall(tmp)

@@ -71,3 +71,29 @@ def write_secret(path: Path, text: str) -> None:
     os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         file.write(text)
+
+
+def maven_copy_dependencies(pom: Path, into: Path, what: str) -> None:
+    """Copy a pom's runtime dependencies from Maven Central into a folder (created afresh)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("mvn") is None:
+        raise RuntimeError(f"Maven (mvn) is needed to fetch {what} from Maven Central")
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    print(f"fetching {what} from Maven Central into {into} ...", file=sys.stderr, flush=True)
+    subprocess.run(
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={into}",
+        ],
+        check=True,
+    )

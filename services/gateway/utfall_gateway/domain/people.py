@@ -1,7 +1,7 @@
 """People, from their identity provider's tokens: the one place where token claims become a role and a scope.
 
-The claim names are settings (`UTFALL_OIDC_CLAIM_NAMES`, JSON), so any OIDC provider can carry them under its
-own names; the local Keycloak's realm maps user attributes to the defaults below. A person may hold the roles a
+The claim names are settings (`UTFALL_OIDC_CLAIM_NAMES`, JSON; `utfall_platform.oidc.ClaimNames`), so any OIDC
+provider can carry them under its own names; the local Keycloak's realm maps user attributes to the defaults. A person may hold the roles a
 person can act in; `register` is a machine's role (a register holder's upload key) and is refused here.
 """
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -19,7 +19,7 @@ from ..auth import Operator
 from ..pagination import decode_cursor, encode_cursor
 from ..state import gateway_state
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=problem_responses(401, 403, 422))
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=problem_responses(400, 401, 403, 422))
 
 
 class AuditEntryOut(BaseModel):
@@ -50,25 +50,25 @@ class AuditPageOut(BaseModel):
 Text = Annotated[str | None, Query(max_length=200)]
 
 
-def _filter(
-    actor: str | None,
-    provider_id: str | None,
-    contract_id: str | None,
-    since: datetime | None,
-    until: datetime | None,
+def matching(
+    actor: Text = None,
+    provider_id: Text = None,
+    contract_id: Text = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> audit_store.AuditFilter:
+    """Which entries: by actor (person:<subject> or key:<id>), provider, contract and time (since ≤ at < until)."""
     return audit_store.AuditFilter(actor, provider_id, contract_id, since, until)
+
+
+Matching = Annotated[audit_store.AuditFilter, Depends(matching)]
 
 
 @router.get("", response_model=AuditPageOut, summary="Audit trail entries, oldest first (operators)")
 async def list_entries(
     request: Request,
     who: Operator,
-    actor: Text = None,
-    provider_id: Text = None,
-    contract_id: Text = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    filters: Matching,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
@@ -81,7 +81,7 @@ async def list_entries(
             raise Problem(400, "invalid-cursor", "The cursor is not one this API gave out.") from None
     page = await audit_store.entries(
         gateway_state(request).pool,
-        _filter(actor, provider_id, contract_id, since, until),
+        filters,
         limit=limit,
         after=after,
     )
@@ -101,15 +101,10 @@ async def list_entries(
 async def export(
     request: Request,
     who: Operator,
-    actor: Text = None,
-    provider_id: Text = None,
-    contract_id: Text = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    filters: Matching,
     format: Literal["ndjson", "csv"] = "ndjson",
 ) -> StreamingResponse:
     pool = gateway_state(request).pool
-    matching = _filter(actor, provider_id, contract_id, since, until)
     columns = list(AuditEntryOut.model_fields)
 
     async def lines() -> AsyncIterator[bytes]:
@@ -120,7 +115,7 @@ async def export(
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
             writer.writeheader()
-            async for entry in audit_store.stream(pool, matching):
+            async for entry in audit_store.stream(pool, filters):
                 out = entry_out(entry)
                 writer.writerow(
                     {**out, "scope": orjson.dumps(out["scope"]).decode(), "at": out["at"].isoformat()}
@@ -130,7 +125,7 @@ async def export(
                 buffer.truncate()
             yield buffer.getvalue().encode()
             return
-        async for entry in audit_store.stream(pool, matching):
+        async for entry in audit_store.stream(pool, filters):
             yield orjson.dumps(entry_out(entry)) + b"\n"
 
     media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 
 from utfall_platform.oidc import IdentityProviderUnavailable
-from utfall_platform.problems import Problem
+from utfall_platform.problems import Problem, problem_responses
 
 from ..auth import Authenticated, require_csrf
 from ..people import SESSION_COOKIE, SIGN_IN_COOKIE, People, SignInFailed
@@ -126,7 +126,12 @@ class MeOut(BaseModel):
     csrf_token: str | None = None
 
 
-@router.get("/v1/me", response_model=MeOut, summary="Who the credentials presented speak for")
+@router.get(
+    "/v1/me",
+    response_model=MeOut,
+    summary="Who the credentials presented speak for",
+    responses=problem_responses(401, 503),
+)
 async def me(request: Request, who: Authenticated) -> MeOut:
     csrf = None
     session_id = request.cookies.get(SESSION_COOKIE)
