@@ -275,6 +275,15 @@ async def test_tokens_that_do_not_prove_a_person_are_refused_with_problem_detail
             body = answer.json()
             assert body["status"] == 401 and says in body["detail"], (case, body)
             assert token not in answer.text
+        # what a caller puts in a path or query is recorded as sent, even what PostgreSQL text cannot hold
+        odd = await http.get(
+            "/v1/signals?contract_id=%00x&provider_id=%ED%A0%80", headers={"authorization": f"Bearer {good}"}
+        )
+        assert odd.status_code in (200, 422), odd.text
+        operator = {"authorization": f"Bearer {people['operator']}"}
+        for bad in ("until=0.5", "since=1700000000", "contract_id=%00x", "until=2026-12-05T10:00:00"):
+            answer = await http.get(f"/v1/audit?{bad}", headers=operator)
+            assert answer.status_code == 422, (bad, answer.text)
         refused = await _trail(http, people["operator"], actor="unauthenticated")
         assert sum(1 for e in refused if e["outcome"] == 401 and e["route"] == "/v1/signals") >= len(cases)
 

@@ -118,3 +118,11 @@ def test_json_answers_count_their_rows_for_the_trail_and_the_mark_is_theirs() ->
     answer = CountedJSONResponse({"contract_id": "c", "payments": [{"a": 1}, {"a": 2}], "entries": [{}]})
     assert (ROWS_HEADER, b"3") in answer.raw_headers
     assert (ROWS_HEADER, b"2") in CountedJSONResponse([1, 2]).raw_headers
+
+
+def test_what_a_caller_sent_is_stored_as_postgresql_text_can_hold_it() -> None:
+    from utfall_gateway.audit_trail import storable
+
+    assert storable("a\x00b") == "a\\x00b"
+    assert storable("\udc80x") == "\\udc80x"
+    assert storable("x" * 500) == "x" * 200 and storable(None) is None

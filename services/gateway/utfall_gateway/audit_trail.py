@@ -342,22 +342,39 @@ def _facts(scope: Scope, start: Message, body: bytes, now: datetime) -> AuditFac
     )
     return AuditFacts(
         at=now,
-        actor=who.actor if who is not None else "unauthenticated",
-        actor_name=who.person_name if who is not None else None,
+        actor=storable(who.actor if who is not None else "unauthenticated", 300) or "",
+        actor_name=storable(who.person_name if who is not None else None),
         role=who.role if who is not None else "none",
-        scope=who.scope() if who is not None else {},
-        method=method,
-        route=template,
-        path=path[:2000],
-        contract_id=params.get("contract_id") or query.get("contract_id"),
-        provider_id=params.get("provider_id") or query.get("provider_id"),
-        period=params.get("period") or query.get("period") or query.get("year"),
+        scope={k: _storable_value(v) for k, v in (who.scope() if who is not None else {}).items()},
+        method=storable(method, 16) or "",
+        route=storable(template, 300) or "",
+        path=storable(path, 2000) or "",
+        contract_id=storable(params.get("contract_id") or query.get("contract_id")),
+        provider_id=storable(params.get("provider_id") or query.get("provider_id")),
+        period=storable(params.get("period") or query.get("period") or query.get("year")),
         rows=(int(counted) if counted else count_rows(headers.get("content-type", ""), body))
         if start["status"] < 300
         else None,
         client=client[0] if client else None,
         outcome=int(start["status"]),
     )
+
+
+def storable(value: str | None, limit: int = 200) -> str | None:
+    """What a caller sent, as PostgreSQL text can hold it: NUL and lone surrogates escaped, cut to `limit`. An
+    entry must never fail to be written because of what it records."""
+    if value is None:
+        return None
+    text = value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return text[:limit]
+
+
+def _storable_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, list):
+        return [_storable_value(v) for v in value]
+    return value
 
 
 def _query(scope: Scope) -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -9,7 +10,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from utfall_platform.problems import Problem, problem_responses
 
@@ -47,15 +48,26 @@ class AuditPageOut(BaseModel):
     next_cursor: str | None
 
 
-Text = Annotated[str | None, Query(max_length=200)]
+Text = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")]
+
+
+def _iso_only(value: object) -> object:
+    """A time is an ISO 8601 date-time with its offset: a bare number is not taken for a Unix time."""
+    if value is not None and not (isinstance(value, str) and ISO_DATE_TIME.match(value)):
+        raise ValueError("an ISO 8601 date-time with an offset, e.g. 2026-12-05T13:00:00Z")
+    return value
+
+
+ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+Instant = Annotated[AwareDatetime | None, BeforeValidator(_iso_only), Query()]
 
 
 def matching(
     actor: Text = None,
     provider_id: Text = None,
     contract_id: Text = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant = None,
+    until: Instant = None,
 ) -> audit_store.AuditFilter:
     """Which entries: by actor (person:<subject> or key:<id>), provider, contract and time (since ≤ at < until)."""
     return audit_store.AuditFilter(actor, provider_id, contract_id, since, until)
