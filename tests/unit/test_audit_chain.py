@@ -126,3 +126,17 @@ def test_what_a_caller_sent_is_stored_as_postgresql_text_can_hold_it() -> None:
     assert storable("a\x00b") == "a\\x00b"
     assert storable("\udc80x") == "\\udc80x"
     assert storable("x" * 500) == "x" * 200 and storable(None) is None
+
+
+def test_a_reader_far_above_its_own_usual_is_unusual_and_the_gauge_says_so() -> None:
+    from utfall_gateway.audit_trail import AUDIT_UNUSUAL_READERS, ReaderWatch
+
+    watch = ReaderWatch()
+    for window in range(4):  # four windows of 100 rows each: its usual
+        for i in range(10):
+            watch.saw(facts(0, at=START + timedelta(minutes=10 * window, seconds=i), actor="key:k", rows=10))
+    watch.saw(facts(0, at=START + timedelta(minutes=40), actor="key:k", rows=5_000))
+    watch.saw(facts(0, at=START + timedelta(minutes=40, seconds=1), actor="key:other", rows=400))
+    watch.publish()
+    assert set(watch.unusual()) == {"key:k"}  # the other is new but under the floor of 500 rows
+    assert AUDIT_UNUSUAL_READERS._value.get() == 1

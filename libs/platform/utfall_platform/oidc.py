@@ -162,6 +162,15 @@ class IdentityProvider:
             raise TokenRefused(f"the token is an {claims.get('typ')} token, not an access token")
         return claims
 
+    async def verify_bearer(self, token: str) -> dict[str, Any]:
+        """A bearer token's claims: verified, an access token, and one the IdP still stands by now."""
+        claims = await self.verify_access_token(token)
+        if not await self.still_active(token):
+            raise TokenRefused(
+                "the identity provider no longer stands by this token (signed out or disabled)"
+            )
+        return claims
+
     async def still_active(self, token: str) -> bool:
         """Whether the IdP still stands by the token (RFC 7662), asked at most every `revalidate_seconds`."""
         digest = hashlib.sha256(token.encode()).hexdigest()

@@ -107,6 +107,7 @@ class AuditTrail:
                 self.readers.saw(facts)
                 if not future.done():
                     future.set_result(None)
+            self.readers.publish()
 
     async def _write(self, batch: list[AuditFacts]) -> None:
         conn = await self._connection()
@@ -169,7 +170,6 @@ class ReaderWatch:
             self._window_start = now
         if facts.rows:
             self._current[facts.actor] += facts.rows
-        self._publish()
 
     def _close_window(self) -> None:
         for actor, rows in self._current.items():
@@ -187,7 +187,8 @@ class ReaderWatch:
                 found[actor] = rows / usual
         return found
 
-    def _publish(self) -> None:
+    def publish(self) -> None:
+        """Set the gauges: once per written batch (it looks at every reader of the window)."""
         found = self.unusual()
         AUDIT_UNUSUAL_READERS.set(len(found))
         ratios = [rows / max(self._usual.get(a, 0.0), 1.0) for a, rows in self._current.items()]

@@ -5,6 +5,8 @@ The gateway's database role is read-only by default, so each write opens its tra
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,9 +44,15 @@ class SessionStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def begin_sign_in(self, state: str, pending: PendingSignIn) -> None:
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction that may write (the gateway's role reads only unless a transaction says otherwise)."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SET TRANSACTION READ WRITE")
+            yield conn
+
+    async def begin_sign_in(self, state: str, pending: PendingSignIn) -> None:
+        async with self._writing() as conn:
             await conn.execute(
                 "DELETE FROM gateway.sign_ins WHERE created_at < $1::timestamptz - interval '1 hour'",
                 pending.created_at,
@@ -61,8 +69,7 @@ class SessionStore:
 
     async def take_sign_in(self, state: str) -> PendingSignIn | None:
         """The sign-in `state` began, once: it is removed as it is read."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SET TRANSACTION READ WRITE")
+        async with self._writing() as conn:
             row = await conn.fetchrow(
                 "DELETE FROM gateway.sign_ins WHERE state_hash = $1"
                 " RETURNING code_verifier, nonce, next_path, created_at",
@@ -71,8 +78,7 @@ class SessionStore:
         return PendingSignIn(**dict(row)) if row else None
 
     async def create(self, session_id: str, session: Session) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SET TRANSACTION READ WRITE")
+        async with self._writing() as conn:
             await conn.execute("DELETE FROM gateway.sessions WHERE expires_at < $1", session.created_at)
             await conn.execute(
                 "INSERT INTO gateway.sessions (id_hash, subject, display_name, claims, csrf_token, id_token,"
@@ -103,8 +109,7 @@ class SessionStore:
     async def revalidated(
         self, session_id: str, claims: dict[str, Any], access_token: str, refresh_token: str, at: datetime
     ) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SET TRANSACTION READ WRITE")
+        async with self._writing() as conn:
             await conn.execute(
                 "UPDATE gateway.sessions SET claims = $2, access_token = $3, refresh_token = $4, revalidated_at = $5"
                 " WHERE id_hash = $1",
@@ -116,6 +121,5 @@ class SessionStore:
             )
 
     async def end(self, session_id: str) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SET TRANSACTION READ WRITE")
+        async with self._writing() as conn:
             await conn.execute("DELETE FROM gateway.sessions WHERE id_hash = $1", digest(session_id))
