@@ -89,6 +89,9 @@ class WebhookReceiver:
     requests: int = 0
     refused_signatures: int = 0
     failed_on_purpose: int = 0
+    # answered 503 before any secret was configured: the secret is only known from the registration's answer,
+    # and the first delivery can arrive before it (a real receiver refuses then, and the sender retries)
+    not_configured: int = 0
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
 
@@ -106,6 +109,9 @@ class WebhookReceiver:
             self.failed_on_purpose += 1
             await asyncio.sleep(30)
             return Response(status_code=204)
+        if not self.secrets:
+            self.not_configured += 1
+            return Response("no secret configured yet", status_code=503)
         body = await request.body()
         headers = dict(request.headers)
         for secret in self.secrets:

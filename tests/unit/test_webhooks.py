@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from utfall_contracts.consumers import InvalidCommand, decode_command
@@ -21,7 +22,7 @@ from utfall_contracts.webhook_delivery import signed_request
 from utfall_contracts.webhook_store import PendingMessage
 from utfall_events.payments import PaymentV1
 from utfall_events.webhooks import WebhookCommandV1
-from utfall_gateway.routes.webhooks import new_secret
+from utfall_gateway.routes.webhooks import ReplayRequest, new_secret
 from utfall_platform.destinations import address_refusal, destination_refusal, url_refusal
 
 EXAMPLES = Path(str(resources.files("utfall_events").joinpath("examples"))) / "messages"
@@ -172,3 +173,11 @@ def test_a_webhook_command_with_a_plain_http_url_or_a_weak_secret_is_bad_input()
     ):
         with pytest.raises(InvalidCommand):
             decode_command(json.dumps({**register, **changed}).encode())
+
+
+@pytest.mark.parametrize("since", [0, 1764925200, "1764925200", 0.5, True, "2026-12-05T10:00:00", "2026-12-05", ""])
+def test_a_replay_starts_at_an_iso_moment_with_its_offset_never_a_unix_time(since: object) -> None:
+    with pytest.raises(ValidationError):
+        ReplayRequest.model_validate({"since": since})
+    taken = ReplayRequest.model_validate({"since": "2026-12-05T10:00:00+01:00"})
+    assert taken.since == datetime(2026, 12, 5, 9, 0, tzinfo=UTC)

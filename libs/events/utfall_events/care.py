@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -53,6 +54,18 @@ def _require_iso_date(value: Any) -> Any:
 
 
 IsoDate = Annotated[date, BeforeValidator(_require_iso_date)]
+
+_ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
+def _require_iso_date_time(value: Any) -> Any:
+    """A moment is written as ISO 8601 with its offset: a bare number is never taken for a Unix time."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE_TIME.match(value)):
+        return value  # AwareDatetime then refuses one without an offset
+    raise ValueError("must be an ISO 8601 date-time with an offset, e.g. 2026-12-05T13:00:00Z")
+
+
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_require_iso_date_time)]
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 

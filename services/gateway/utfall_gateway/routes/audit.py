@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -10,8 +9,9 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field
 
+from utfall_events.care import IsoDateTime
 from utfall_platform.problems import Problem, problem_responses
 
 from .. import audit_store
@@ -51,15 +51,7 @@ class AuditPageOut(BaseModel):
 Text = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")]
 
 
-def _iso_only(value: object) -> object:
-    """A time is an ISO 8601 date-time with its offset: a bare number is not taken for a Unix time."""
-    if value is not None and not (isinstance(value, str) and ISO_DATE_TIME.match(value)):
-        raise ValueError("an ISO 8601 date-time with an offset, e.g. 2026-12-05T13:00:00Z")
-    return value
-
-
-ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
-Instant = Annotated[AwareDatetime | None, BeforeValidator(_iso_only), Query()]
+Instant = Annotated[IsoDateTime | None, Query()]
 
 
 def matching(

@@ -17,8 +17,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from utfall_events.care import IsoDateTime
 from utfall_events.webhooks import (
     RegisterWebhookV1,
     RemoveWebhookV1,
@@ -75,7 +76,7 @@ class RotationRequest(BaseModel):
 
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    since: AwareDatetime = Field(description="every message determined at or after this is delivered again")
+    since: IsoDateTime = Field(description="every message determined at or after this is delivered again")
 
 
 class WebhookOut(BaseModel):
