@@ -62,6 +62,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert trail["p99_ms_with"] > 0 and trail["p99_ms_without"] > 0
     assert trail["held_ms_p99_at_most"] is not None
     assert trail["held_ms_p50_at_most"] <= trail["held_ms_p99_at_most"]
+    # an answer waits for its own batch's commit at least: the commit is part of the held time
+    assert trail["commit_ms_p50_at_most"] is not None
+    assert trail["commit_ms_p50_at_most"] <= trail["held_ms_p99_at_most"]
     assert steps["latency_target"]["offered_events_per_s"] > steps["latency"]["offered_events_per_s"]
     assert steps["rebuild"]["records"] >= 15_000
     # the rebuild ran as its own process with its fold workers (their memory counted with it), under 2 GB

@@ -41,6 +41,14 @@ AUDIT_WRITE_SECONDS = Histogram(
     "Time an audited answer waited for its entry to be durable",
     buckets=HELD_BUCKETS,
 )
+AUDIT_COMMIT_SECONDS = Histogram(
+    "utfall_audit_commit_seconds",
+    "One batch's write and commit (the rest of an answer's wait is the batch before it and the event loop)",
+    buckets=HELD_BUCKETS,
+)
+AUDIT_BATCH_ENTRIES = Histogram(
+    "utfall_audit_batch_entries", "Entries per group commit", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
 AUDIT_FAILURES = Counter(
     "utfall_audit_write_failures_total", "Audit trail writes that failed (answers refused)"
 )
@@ -90,7 +98,9 @@ class AuditTrail:
             if not batch:
                 continue
             try:
-                await self._write([facts for facts, _ in batch])
+                AUDIT_BATCH_ENTRIES.observe(len(batch))
+                with AUDIT_COMMIT_SECONDS.time():
+                    await self._write([facts for facts, _ in batch])
             except TRANSIENT_PG_ERRORS as exc:
                 self._head = None  # the commit's outcome is unknown: read the chain's head again
                 await self._drop_connection()
@@ -212,9 +222,13 @@ def rows_in(value: Any) -> int | None:
 class CountedJSONResponse(JSONResponse):
     """The gateway's JSON answers: they count their rows while the content is still objects (no second parse)."""
 
+    media_type = "application/json"
+
     def render(self, content: Any) -> bytes:
         self._rows = rows_in(content)
-        return super().render(content)
+        # orjson: the same compact UTF-8 JSON as the standard library's, in a tenth of the time (an operator's
+        # result tables are the gateway's largest answers and its most frequent exact reads)
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
     def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
         super().init_headers(headers)
