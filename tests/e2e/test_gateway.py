@@ -1982,6 +1982,25 @@ async def test_pages_meet_wcag_21_aa_by_axe_core_and_work_by_keyboard(data, arti
             assert await operator_page.locator("table[data-signal] tbody tr").count() >= 5
             found[path] = await _axe(operator_page)
         await operator_page.screenshot(path=str(artifacts / "signals-page.png"), full_page=True)
+        # the audit trail's page: the operator's own reads just now are among its entries, and filtering by
+        # the key keeps them (and nobody else's)
+        for path in ("/v1/audit?format=html&limit=50", "/v1/audit?format=html&lang=en&limit=50"):
+            await operator_page.goto(gateway + path)
+            assert await operator_page.locator("#filters").count() == 1
+            assert await operator_page.locator("#entries tbody tr").count() >= 1
+            found[path] = await _axe(operator_page)
+        actor = await operator_page.locator("#entries tbody tr").last.get_attribute("data-actor")
+        await operator_page.fill("#actor", actor or "")
+        async with operator_page.expect_navigation():
+            await operator_page.click("#filters button[type=submit]")
+        actors = set(
+            await operator_page.locator("#entries tbody tr").evaluate_all(
+                "rs => rs.map(r => r.dataset.actor)"
+            )
+        )
+        assert actors == {actor}, actors
+        assert "actor=" in (await operator_page.locator("#export-csv").get_attribute("href") or "")
+        await operator_page.screenshot(path=str(artifacts / "audit-page.png"), full_page=True)
         await operator.close()
         await page.goto(gateway + "/accessibility?lang=en")
         await page.screenshot(path=str(artifacts / "accessibility-statement.png"), full_page=True)

@@ -99,9 +99,17 @@ SCOPES: dict[str, tuple[str, list[tuple[str, int]]]] = {
         [
             (f"/v1/contracts/{CONTRACT}/payments", 200),
             (f"/v1/contracts/{CONTRACT}/participants", 403),
+            ("/v1/audit?format=html", 403),
         ],
     ),
-    "olle": ("operator", [("/v1/signals", 200), (f"/v1/contracts/{CONTRACT}/participants", 200)]),
+    "olle": (
+        "operator",
+        [
+            ("/v1/signals", 200),
+            (f"/v1/contracts/{CONTRACT}/participants", 200),
+            ("/v1/audit?format=html&lang=en", 200),  # the trail's page, signed in
+        ],
+    ),
 }
 
 
@@ -130,6 +138,10 @@ async def test_each_role_signs_in_through_the_code_flow_sees_its_scope_and_is_on
             token = password_token(people["keycloak"], username)["access_token"]
             bearer = await http.get(reads[0][0], headers={"authorization": f"Bearer {token}"})
             assert bearer.status_code == reads[0][1], bearer.text[:300]
+            if role == "operator":  # the trail's page lists the person's own reads under their name
+                page = await http.get("/v1/audit", params={"format": "html", "actor": me["actor"]})
+                assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+                assert f'data-actor="{me["actor"]}"' in page.text and me["name"] in page.text
             trail = await _trail(http, people["operator"], actor=me["actor"])
         paths = [(e["path"], e["outcome"]) for e in trail]
         for path, expected in reads:

@@ -16,10 +16,12 @@ from utfall_gateway.domain.audit import (
     AuditFacts,
     ChainHead,
     append,
+    link,
     month_start,
     retention_cutoff,
     verify,
 )
+from utfall_gateway.routes.audit import Matching
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -140,3 +142,65 @@ def test_a_reader_far_above_its_own_usual_is_unusual_and_the_gauge_says_so() -> 
     watch.publish()
     assert set(watch.unusual()) == {"key:k"}  # the other is new but under the floor of 500 rows
     assert AUDIT_UNUSUAL_READERS._value.get() == 1
+
+
+def test_an_entrys_hash_covers_its_canonical_form_which_never_changes() -> None:
+    """Chains written by earlier releases must still verify: the canonical JSON (sorted keys, ASCII escapes,
+    UTC microseconds) and so this hash are fixed."""
+    entry = link("gw@h:1", 1, facts(1, actor_name="Åsa Öberg"), GENESIS)
+    assert entry.hash.hex() == "c064b4f7f41018ff93ab7824e5747e780ed5003ee6cbfaf8714b6068fbf38bcb"
+
+
+def test_the_operators_page_shows_the_entries_with_their_filters_kept_in_every_link() -> None:
+    from utfall_gateway.audit_store import AuditFilter
+    from utfall_gateway.audit_trail import entry_out
+    from utfall_gateway.routes.audit import AuditEntryOut, AuditPageOut, audit_page
+
+    entries, _ = append(ChainHead(0, GENESIS), "gw@h:1", [facts(i) for i in range(3)])
+    answer = AuditPageOut(items=[AuditEntryOut(**entry_out(e)) for e in entries], next_cursor="abc")
+    chosen = AuditFilter(actor="person:p1", provider_id=None, contract_id="c", since=START, until=None)
+    for lang, heading in (("sv", "Granskningsloggen"), ("en", "The audit trail")):
+        html = audit_page(answer, chosen, limit=3, lang=lang).body.decode()
+        assert f"<h1>{heading}</h1>" in html and f'<html lang="{lang}">' in html
+        assert html.count('<tr data-actor="person:p') == 3 and "Maja Ek" in html
+        assert 'value="person:p1"' in html and 'value="c"' in html  # the form shows the filter
+        since = "since=2026-01-01T00%3A00%3A00%2B00%3A00"
+        assert (
+            f'href="/v1/audit/export?actor=person%3Ap1&amp;contract_id=c&amp;{since}&amp;format=csv"' in html
+        )
+        assert "cursor=abc" in html and f"lang={lang}" in html
+    empty = audit_page(AuditPageOut(items=[], next_cursor=None), AuditFilter(), limit=100, lang="en")
+    assert 'id="empty"' in empty.body.decode() and 'id="next"' not in empty.body.decode()
+    assert empty.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("since=&until=&actor=&provider_id=&contract_id=", 200),  # the page's form, nothing filled in
+        ("since=2026-12-05T10:00:00%2B01:00", 200),
+        ("since=0", 422),
+        ("until=1700000000", 422),
+        ("until=2026-12-05T10:00:00", 422),  # no offset
+        ("actor=%00x", 422),
+    ],
+)
+def test_the_trails_filters_take_iso_times_with_offsets_and_empty_fields_as_no_filter(
+    query: str, status: int
+) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from utfall_gateway.audit_store import AuditFilter
+
+    app = FastAPI()
+
+    @app.get("/f")
+    def echo(f: Matching) -> dict[str, object]:
+        assert isinstance(f, AuditFilter)
+        return {"since": f.since.isoformat() if f.since else None, "actor": f.actor}
+
+    answer = TestClient(app).get(f"/f?{query}")
+    assert answer.status_code == status, answer.text
+    if query.startswith("since=&"):
+        assert answer.json() == {"since": None, "actor": None}

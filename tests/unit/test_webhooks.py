@@ -175,7 +175,9 @@ def test_a_webhook_command_with_a_plain_http_url_or_a_weak_secret_is_bad_input()
             decode_command(json.dumps({**register, **changed}).encode())
 
 
-@pytest.mark.parametrize("since", [0, 1764925200, "1764925200", 0.5, True, "2026-12-05T10:00:00", "2026-12-05", ""])
+@pytest.mark.parametrize(
+    "since", [0, 1764925200, "1764925200", 0.5, True, "2026-12-05T10:00:00", "2026-12-05", ""]
+)
 def test_a_replay_starts_at_an_iso_moment_with_its_offset_never_a_unix_time(since: object) -> None:
     with pytest.raises(ValidationError):
         ReplayRequest.model_validate({"since": since})
