@@ -164,6 +164,8 @@ def test_the_operators_page_shows_the_entries_with_their_filters_kept_in_every_l
         assert f"<h1>{heading}</h1>" in html and f'<html lang="{lang}">' in html
         assert html.count('<tr data-actor="person:p') == 3 and "Maja Ek" in html
         assert 'value="person:p1"' in html and 'value="c"' in html  # the form shows the filter
+        # to the second, on Sweden's clock (UTC+1 in January)
+        assert '<time datetime="2026-01-01T00:01:00+00:00">2026-01-01 01:01:00</time>' in html
         since = "since=2026-01-01T00%3A00%3A00%2B00%3A00"
         assert (
             f'href="/v1/audit/export?actor=person%3Ap1&amp;contract_id=c&amp;{since}&amp;format=csv"' in html
@@ -204,3 +206,16 @@ def test_the_trails_filters_take_iso_times_with_offsets_and_empty_fields_as_no_f
     assert answer.status_code == status, answer.text
     if query.startswith("since=&"):
         assert answer.json() == {"since": None, "actor": None}
+
+
+def test_a_stylesheet_fetched_with_a_session_cookie_is_not_an_entry_but_a_refused_read_is() -> None:
+    from utfall_gateway.audit_trail import _facts
+
+    cookie = [(b"cookie", b"utfall_session=abc")]
+    start = {"type": "http.response.start", "status": 200, "headers": []}
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    static = {"type": "http", "method": "GET", "path": "/static/utfall.css", "headers": cookie}
+    assert _facts(static, start, b"body{}", now) is None
+    read = {"type": "http", "method": "GET", "path": "/v1/signals", "headers": cookie, "query_string": b""}
+    refused = _facts(read, {**start, "status": 401}, b"{}", now)
+    assert refused is not None and refused.actor == "unauthenticated" and refused.outcome == 401

@@ -343,8 +343,8 @@ def _facts(scope: Scope, start: Message, body: bytes, now: datetime) -> AuditFac
     audited = (
         (who is not None and not who.is_public) or method not in SAFE_METHODS or _presented_credentials(scope)
     )
-    if not audited:
-        return None
+    if not audited or (method in SAFE_METHODS and scope.get("path", "").startswith("/static/")):
+        return None  # a stylesheet holds no data, whoever's cookies came with it
     route = scope.get("route")
     template = getattr(route, "path", None) or ("(no route)" if scope.get("path") else "")
     params = scope.get("path_params") or {}

@@ -30,7 +30,13 @@ def swedish_time(iso: str) -> str:
     return datetime.fromisoformat(iso).astimezone(SWEDEN).strftime("%Y-%m-%d %H:%M")
 
 
+def swedish_instant(iso: str) -> str:
+    """The same to the second, for records of who did what: 2026-03-01 09:30:12."""
+    return datetime.fromisoformat(iso).astimezone(SWEDEN).strftime("%Y-%m-%d %H:%M:%S")
+
+
 templates.filters["kronor"] = kronor
+templates.filters["swedish_instant"] = swedish_instant
 templates.filters["swedish_time"] = swedish_time
 
 # No script, no frames, no third-party anything: a page is its HTML, its stylesheet and inline SVG.
