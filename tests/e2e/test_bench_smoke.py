@@ -66,6 +66,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert trail["commit_ms_p50_at_most"] is not None
     assert trail["commit_ms_p50_at_most"] <= trail["held_ms_p99_at_most"]
     assert 0 < trail["quiet_commit_ms"]["p50"] <= trail["quiet_commit_ms"]["p99"]
+    assert 0 < trail["busy_cores_commit_ms"]["p50"] <= trail["busy_cores_commit_ms"]["p99"]
     assert steps["latency_target"]["offered_events_per_s"] > steps["latency"]["offered_events_per_s"]
     assert steps["rebuild"]["records"] >= 15_000
     # the rebuild ran as its own process with its fold workers (their memory counted with it), under 2 GB
