@@ -40,7 +40,7 @@ def test_both_languages_hold_the_same_messages_with_the_same_placeholders() -> N
     assert (
         set(sv)
         == set(en)
-        == {"index", "provider", "agreement", "signals", "definitions", "rules", "accessibility"}
+        == {"index", "provider", "agreement", "signals", "definitions", "rules", "accessibility", "audit"}
     )
     for page in sv:
         assert set(sv[page]) == set(en[page]), page
