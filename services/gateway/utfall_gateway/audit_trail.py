@@ -222,8 +222,6 @@ def rows_in(value: Any) -> int | None:
 class CountedJSONResponse(JSONResponse):
     """The gateway's JSON answers: they count their rows while the content is still objects (no second parse)."""
 
-    media_type = "application/json"
-
     def render(self, content: Any) -> bytes:
         self._rows = rows_in(content)
         # orjson: the same compact UTF-8 JSON as the standard library's, in a tenth of the time (an operator's
